@@ -1,0 +1,21 @@
+"""tdmarket: clearing of European balancing markets across transmission and distribution networks."""
+from .errors import InputError, SolverError, TdmarketError
+
+__version__ = "0.1.0"
+
+
+def load(path, **options):
+    """Read and validate a SmartNet instance folder; see `tdmarket.io.smartnet.read_instance`."""
+    from .io.smartnet import read_instance
+    return read_instance(path, **options)
+
+
+def clear(instance, scheme: str = "centralized", **options):
+    """Clear an instance (or a path to one) with a coordination scheme; returns a results object."""
+    from .schemes import clear as _clear
+    if not hasattr(instance, "buses"):
+        instance = load(instance)
+    return _clear(instance, scheme=scheme, **options)
+
+
+__all__ = ["InputError", "SolverError", "TdmarketError", "load", "clear", "__version__"]
