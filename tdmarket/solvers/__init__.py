@@ -1,0 +1,7 @@
+"""Thin solver adapters: `Program` in, `Solution` out (duals as d(objective)/d(active row bound))."""
+from tdmarket.solvers.clarabel import solve_clarabel
+from tdmarket.solvers.dispatch import solve
+from tdmarket.solvers.highs import solve_highs
+from tdmarket.solvers.result import Solution, SolveStatus
+
+__all__ = ["SolveStatus", "Solution", "solve", "solve_highs", "solve_clarabel"]

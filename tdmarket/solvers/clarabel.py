@@ -1,0 +1,119 @@
+"""Clarabel adapter for LP and SOCP `Program`s.
+
+Clarabel solves  min q'x  s.t.  M x + s = b,  s in K  (P = 0 here).  Rows are stacked in this order:
+
+    zero cone      equality rows (lo == hi finite):  A x + s = lo          and fixed variables:  x + s = lb
+    nonnegative    finite row hi:   A x + s = hi   |  finite row lo:  -A x + s = -lo
+                   finite var ub:   x + s = ub     |  finite var lb:  -x + s = -lb
+    SOC(d)...      program cones:   cone_A x + s = cone_b
+
+Clarabel's dual z satisfies d(obj)/d(b) = -z (MODEL.md §1).  Hence, per program row r,
+    row_dual[r] = -z_eq                    (equality),
+    row_dual[r] = -z_hi + z_lo             (inequality: b = hi gives -z_hi <= 0, b = -lo gives +z_lo >= 0),
+i.e. d(objective)/d(active bound), the same convention as HiGHS.  `cone_dual` is z on the cone rows.
+"""
+from __future__ import annotations
+
+import clarabel
+import numpy as np
+import scipy.sparse as sp
+
+from tdmarket.formulations.program import Program
+from tdmarket.solvers.result import Solution, SolveStatus
+
+# Mapped by status name: str(res.status) is e.g. "Solved", "AlmostSolved".
+_STATUS = {
+    "Solved": SolveStatus.OPTIMAL,
+    "AlmostSolved": SolveStatus.ALMOST_OPTIMAL,
+    "PrimalInfeasible": SolveStatus.INFEASIBLE,
+    "DualInfeasible": SolveStatus.UNBOUNDED,
+    "MaxTime": SolveStatus.TIME_LIMIT,  # x is the last interior-point iterate, not necessarily feasible
+    # Certificates met only at the reduced tolerances are not trusted as proofs of infeasibility/unboundedness.
+    "AlmostPrimalInfeasible": SolveStatus.NUMERICAL_ERROR,
+    "AlmostDualInfeasible": SolveStatus.NUMERICAL_ERROR,
+    "NumericalError": SolveStatus.NUMERICAL_ERROR,
+    "InsufficientProgress": SolveStatus.NUMERICAL_ERROR,
+}
+
+
+def _check_bounds(lo: np.ndarray, hi: np.ndarray, what: str) -> None:
+    # A lower bound of +inf or an upper bound of -inf has no Clarabel row; reject instead of dropping it.
+    if np.any(np.isposinf(lo)) or np.any(np.isneginf(hi)):
+        raise ValueError(f"{what}: lower bound +inf or upper bound -inf")
+
+
+def _settings(tol: float, max_iter: int, verbose: bool, time_limit: float | None) -> clarabel.DefaultSettings:
+    s = clarabel.DefaultSettings()
+    # Tight tolerances: MODEL.md §3.3 shows default ones leave cost errors in the 6th-8th significant digit.
+    s.tol_gap_abs = tol
+    s.tol_gap_rel = tol
+    s.tol_feas = tol
+    s.tol_ktratio = tol
+    s.max_iter = int(max_iter)
+    s.verbose = bool(verbose)
+    s.equilibrate_enable = True
+    if time_limit is not None:
+        s.time_limit = float(time_limit)
+    return s
+
+
+def solve_clarabel(program: Program, *, tol: float = 1e-9, max_iter: int = 200, verbose: bool = False,
+                   time_limit: float | None = None) -> Solution:
+    """Solve an LP/SOCP with Clarabel; duals mapped to d(objective)/d(active bound) (see module docstring).
+
+    `tol` sets the absolute/relative gap, feasibility and kappa/tau tolerances; `time_limit` is in seconds
+    (None = unlimited).  Raises ValueError if the program has integer variables.
+    """
+    if program.has_integers:
+        raise ValueError("solve_clarabel handles LP/SOCP only; the program has integer variables")
+    n, m = program.n, program.m
+    A = sp.csr_matrix(program.A)
+    lo, hi, lb, ub = program.row_lo, program.row_hi, program.lb, program.ub
+    _check_bounds(lo, hi, "row bounds")
+    _check_bounds(lb, ub, "variable bounds")
+    I = sp.identity(n, format="csr")
+
+    eq = np.isfinite(lo) & (lo == hi)
+    up, dn = np.isfinite(hi) & ~eq, np.isfinite(lo) & ~eq
+    fix = np.isfinite(lb) & (lb == ub)
+    vub, vlb = np.isfinite(ub) & ~fix, np.isfinite(lb) & ~fix
+    n_eq, n_up, n_dn = int(eq.sum()), int(up.sum()), int(dn.sum())
+    n_zero = n_eq + int(fix.sum())
+    n_nonneg = n_up + n_dn + int(vub.sum()) + int(vlb.sum())
+
+    M = sp.vstack([A[eq], I[fix], A[up], -A[dn], I[vub], -I[vlb], sp.csr_matrix(program.cone_A)],
+                  format="csc")
+    b = np.concatenate([lo[eq], lb[fix], hi[up], -lo[dn], ub[vub], -lb[vlb], program.cone_b])
+    cones = []
+    if n_zero:
+        cones.append(clarabel.ZeroConeT(n_zero))
+    if n_nonneg:
+        cones.append(clarabel.NonnegativeConeT(n_nonneg))
+    for dim, count in program.cone_dims:  # one entry per run of equal-dimension cones, not per cone
+        cones.extend([clarabel.SecondOrderConeT(int(dim))] * int(count))
+
+    solver = clarabel.DefaultSolver(sp.csc_matrix((n, n)), program.c.astype(float), M, b, cones,
+                                    _settings(tol, max_iter, verbose, time_limit))
+    res = solver.solve()
+    z = np.asarray(res.z, float)
+    name = str(res.status)
+    status = _STATUS.get(name, SolveStatus.OTHER)
+
+    # Segment offsets follow the stacking order above.
+    o_up = n_zero
+    o_dn = o_up + n_up
+    z_eq = z[:n_eq]
+    z_up = z[o_up:o_dn]
+    z_dn = z[o_dn:o_dn + n_dn]
+    row_dual = np.zeros(m)
+    row_dual[eq] = -z_eq
+    row_dual[up] -= z_up
+    row_dual[dn] += z_dn
+    cone_dual = z[n_zero + n_nonneg:]
+
+    return Solution(
+        status=status, x=np.asarray(res.x, float), objective=float(res.obj_val) + float(program.c0),
+        row_dual=row_dual, cone_dual=cone_dual, iterations=int(res.iterations),
+        solve_time_s=float(res.solve_time), solver="clarabel " + getattr(clarabel, "__version__", "?"),
+        message=name,
+    )

@@ -1,0 +1,130 @@
+"""HiGHS adapter for LP and MILP `Program`s.
+
+The whole model is passed at once as a column-wise `HighsLp`.  HiGHS minimises, and its `row_dual` is already
+d(objective)/d(active row bound) (MODEL.md §1), so row duals are returned unchanged; tests check this by
+finite differences.  MIPs return no duals (prices come from the LP with binaries fixed, MODEL.md §1).
+"""
+from __future__ import annotations
+
+import highspy
+import numpy as np
+import scipy.sparse as sp
+
+from tdmarket.errors import SolverError
+from tdmarket.formulations.program import Program
+from tdmarket.solvers.result import Solution, SolveStatus
+
+_MS = highspy.HighsModelStatus
+_STATUS = {
+    _MS.kOptimal: SolveStatus.OPTIMAL,
+    _MS.kInfeasible: SolveStatus.INFEASIBLE,
+    _MS.kUnbounded: SolveStatus.UNBOUNDED,
+    _MS.kSolveError: SolveStatus.NUMERICAL_ERROR,
+    _MS.kPostsolveError: SolveStatus.NUMERICAL_ERROR,
+    _MS.kPresolveError: SolveStatus.NUMERICAL_ERROR,
+}
+# Stops that may still leave a feasible incumbent; reported as TIME_LIMIT only for the time limit itself.
+_LIMITS = {_MS.kTimeLimit, _MS.kIterationLimit, _MS.kSolutionLimit, _MS.kInterrupt}
+
+# HiGHS schedules threads in one process-wide pool that is sized by the first run; a later run asking for a
+# different `threads` fails with kError unless the pool is reset first.  We remember the size we last used.
+_pool_threads: int | None = None
+
+
+def _to_highs_lp(program: Program) -> highspy.HighsLp:
+    """Build a column-wise HighsLp; infinite bounds become ±kHighsInf."""
+    inf = highspy.kHighsInf  # the clip below maps any ±inf (or larger) bound onto HiGHS's infinity explicitly
+    A = sp.csc_matrix(program.A)
+    A.sort_indices()
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = program.n, program.m
+    lp.col_cost_ = program.c.astype(float)
+    lp.offset_ = float(program.c0)
+    lp.col_lower_ = np.clip(program.lb, -inf, inf)
+    lp.col_upper_ = np.clip(program.ub, -inf, inf)
+    lp.row_lower_ = np.clip(program.row_lo, -inf, inf)
+    lp.row_upper_ = np.clip(program.row_hi, -inf, inf)
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.num_col_, lp.a_matrix_.num_row_ = program.n, program.m
+    lp.a_matrix_.start_ = A.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = A.indices.astype(np.int32)
+    lp.a_matrix_.value_ = A.data.astype(float)
+    if program.has_integers:
+        # highspy wants a sequence of HighsVarType enums: map the bool mask through a 2-entry lookup table.
+        kinds = np.array([highspy.HighsVarType.kContinuous, highspy.HighsVarType.kInteger], dtype=object)
+        lp.integrality_ = kinds[program.integrality.astype(np.intp)].tolist()
+    return lp
+
+
+def _run(h: highspy.Highs, threads: int) -> None:
+    global _pool_threads
+    if _pool_threads is not None and _pool_threads != threads:
+        highspy.Highs.resetGlobalScheduler(True)
+    _pool_threads = threads
+    h.run()
+
+
+def solve_highs(program: Program, *, time_limit: float | None = None, mip_gap: float = 1e-4, threads: int = 1,
+                verbose: bool = False, random_seed: int = 0) -> Solution:
+    """Solve an LP/MILP with HiGHS (presolve on, options pinned for reproducibility).
+
+    `time_limit` is in wall-clock seconds (None = unlimited); `mip_gap` is the relative MIP gap at which branch
+    and bound stops.  Raises ValueError if the program has second-order cones.
+    """
+    if program.has_cones:
+        raise ValueError("solve_highs handles LP/MILP only; the program has second-order cones")
+    is_mip = program.has_integers
+    h = highspy.Highs()
+    for name, value in (("output_flag", bool(verbose)), ("threads", int(threads)),
+                        ("random_seed", int(random_seed)), ("mip_rel_gap", float(mip_gap)),
+                        ("time_limit", float(np.inf if time_limit is None else time_limit)),
+                        ("presolve", "on")):
+        h.setOptionValue(name, value)
+    if h.passModel(_to_highs_lp(program)) == highspy.HighsStatus.kError:
+        raise SolverError("HiGHS rejected the model (passModel returned kError)")
+    _run(h, int(threads))
+    ms = h.getModelStatus()
+    message = h.modelStatusToString(ms)
+    if ms == _MS.kUnboundedOrInfeasible and not is_mip:
+        # Presolve can only say "infeasible or unbounded"; simplex without presolve tells which one.
+        h.setOptionValue("presolve", "off")
+        _run(h, int(threads))
+        ms = h.getModelStatus()
+        message += " -> without presolve: " + h.modelStatusToString(ms)
+
+    info = h.getInfo()
+    sol = h.getSolution()
+    has_x = bool(sol.value_valid)
+    x = np.asarray(sol.col_value, float) if has_x else np.full(program.n, np.nan)
+    if ms == _MS.kModelEmpty:
+        # No columns: HiGHS does not solve; optimal iff every (empty) row admits 0.
+        feasible = bool(np.all((program.row_lo <= 0.0) & (program.row_hi >= 0.0)))
+        status = SolveStatus.OPTIMAL if feasible else SolveStatus.INFEASIBLE
+        x, has_x = np.zeros(program.n), feasible
+    elif ms in _LIMITS:
+        status = SolveStatus.TIME_LIMIT if (ms == _MS.kTimeLimit and has_x) else SolveStatus.OTHER
+    else:
+        status = _STATUS.get(ms, SolveStatus.OTHER)
+
+    if ms == _MS.kModelEmpty:
+        objective = float(program.c0) if has_x else float("nan")
+    else:
+        objective = float(info.objective_function_value) if has_x else float("nan")
+    row_dual = None
+    if not is_mip and sol.dual_valid:
+        # HiGHS (minimisation): row_dual = d(obj)/d(active row bound) already — no sign change.
+        row_dual = np.asarray(sol.row_dual, float)
+    elif not is_mip and ms == _MS.kModelEmpty:
+        row_dual = np.zeros(program.m)
+    if is_mip:
+        iterations = max(int(info.mip_node_count), 0)  # B&B nodes: the meaningful work count for a MIP
+    else:
+        iterations = sum(max(int(v), 0) for v in (info.simplex_iteration_count, info.ipm_iteration_count,
+                                                  info.crossover_iteration_count, info.pdlp_iteration_count))
+    return Solution(
+        status=status, x=x, objective=objective, row_dual=row_dual, cone_dual=None, iterations=iterations,
+        solve_time_s=float(h.getRunTime()), solver=f"highs {highspy.HIGHS_VERSION_MAJOR}."
+        f"{highspy.HIGHS_VERSION_MINOR}.{highspy.HIGHS_VERSION_PATCH}",
+        mip_bound=float(info.mip_dual_bound) if is_mip else None,
+        mip_gap=float(info.mip_gap) if is_mip else None, message=message,
+    )

@@ -1,0 +1,274 @@
+"""Solver adapters: statuses, optima and the dual convention row_dual = d(objective)/d(active row bound).
+
+Every dual is checked against a central finite difference of the re-solved optimal objective (MODEL.md §1).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from tdmarket.formulations.program import Program
+from tdmarket.solvers import Solution, SolveStatus, solve, solve_clarabel, solve_highs
+
+H = 1e-4  # finite-difference step on a row bound
+SOLVERS = {"highs": solve_highs, "clarabel": solve_clarabel}
+
+
+def fd_dual(program: Program, solver, row: int, side: str, h: float = H) -> float:
+    """Central difference of the optimal objective w.r.t. one row bound ('lo', 'hi' or 'both' for equality)."""
+    vals = []
+    for step in (h, -h):
+        p = program.copy()
+        lo, hi = p.row_lo[row], p.row_hi[row]
+        if side in ("lo", "both"):
+            p.set_row_bounds(row, lo=lo + step)
+        if side in ("hi", "both"):
+            p.set_row_bounds(row, hi=hi + step)
+        sol = solver(p)
+        assert sol.status is SolveStatus.OPTIMAL
+        vals.append(sol.objective)
+    return (vals[0] - vals[1]) / (2 * h)
+
+
+# --------------------------------------------------------------------------- LP: two-node dispatch
+def two_node_lp(two_sided: bool) -> Program:
+    """Node 1: cheap g1 (10 €/MWh) + fixed import 5 MW, 20 MW load.  Node 2: g2 (30), must-run g3 (50), 80 MW.
+
+    Line 1->2 limited to 50 MW.  Optimum: f=50, g3=5, g1=65, g2=25, cost 650+750+250 (+c0=7) = 1657.
+    Duals: balance rows 10 and 30 (LMPs), line limit (active upper bound) -20, must-run (active lower) +20.
+    """
+    p = Program()
+    p.add_variables("g", 3, lb=0.0, ub=100.0, cost=[10.0, 30.0, 50.0])  # g1, g2, g3
+    p.add_variables("f", 1, lb=-np.inf, ub=np.inf)
+    p.add_variables("imp", 1, lb=5.0, ub=5.0)  # fixed variable: exercises Clarabel's zero-cone bound rows
+    p.c0 = 7.0
+    #                    g1  g2  g3   f  imp
+    bal = np.array([[1, 0, 0, -1, 1],
+                    [0, 1, 1, 1, 0]], float)
+    p.add_rows("balance", bal, lo=[20.0, 80.0], hi=[20.0, 80.0])
+    p.add_rows("line", sp.coo_matrix(([1.0], ([0], [3])), shape=(1, 5)),
+               lo=-50.0 if two_sided else -np.inf, hi=50.0)
+    p.add_rows("mustrun", sp.coo_matrix(([1.0], ([0], [2])), shape=(1, 5)),
+               lo=5.0, hi=40.0 if two_sided else np.inf)
+    p.add_rows("slack_cap", sp.coo_matrix(([1.0], ([0], [0])), shape=(1, 5)), lo=-np.inf, hi=90.0)  # inactive
+    return p
+
+
+@pytest.mark.parametrize("two_sided", [False, True])
+@pytest.mark.parametrize("name", list(SOLVERS))
+def test_lp_optimum_and_duals_match_finite_differences(name, two_sided):
+    solver = SOLVERS[name]
+    p = two_node_lp(two_sided)
+    sol = solver(p)
+    assert sol.status is SolveStatus.OPTIMAL and sol.ok
+    np.testing.assert_allclose(sol.x, [65.0, 25.0, 5.0, 50.0, 5.0], atol=1e-6)
+    assert sol.objective == pytest.approx(1657.0, abs=1e-6)
+    np.testing.assert_allclose(sol.row_dual, [10.0, 30.0, -20.0, 20.0, 0.0], atol=1e-6)
+    for row, side in [(0, "both"), (1, "both"), (2, "hi"), (3, "lo"), (4, "hi")]:
+        assert sol.row_dual[row] == pytest.approx(fd_dual(p, solver, row, side), abs=1e-4), (row, side)
+
+
+def test_lp_duals_agree_between_solvers_when_bound_side_flips():
+    # Same LP with the line limit binding at its LOWER bound (flow reversed): dual must be positive there.
+    p = Program()
+    p.add_variables("g", 2, lb=0.0, ub=100.0, cost=[30.0, 10.0])  # expensive at node 1, cheap at node 2
+    p.add_variables("f", 1, lb=-np.inf, ub=np.inf)
+    p.add_rows("balance", np.array([[1, 0, -1], [0, 1, 1]], float), lo=[60.0, 10.0], hi=[60.0, 10.0])
+    p.add_rows("line", np.array([[0, 0, 1.0]]), lo=-30.0, hi=30.0)
+    for solver in SOLVERS.values():
+        sol = solver(p)
+        assert sol.ok
+        np.testing.assert_allclose(sol.x, [30.0, 40.0, -30.0], atol=1e-6)
+        # raising the lower bound -30 forces less flow 2->1: +20 €/MWh
+        np.testing.assert_allclose(sol.row_dual, [30.0, 10.0, 20.0], atol=1e-6)
+        assert sol.row_dual[2] == pytest.approx(fd_dual(p, solver, 2, "lo"), abs=1e-4)
+
+
+def test_random_lp_same_optimum_both_solvers():
+    # Mixed finite/infinite/fixed bounds and ranged rows, feasible by construction around x0.
+    rng = np.random.default_rng(7)
+    n, m = 30, 20
+    A = sp.random(m, n, density=0.3, random_state=rng, format="csr")
+    x0 = rng.uniform(-1.0, 1.0, n)
+    ax0 = A @ x0
+    lo = np.where(rng.random(m) < 0.3, -np.inf, ax0 - rng.uniform(0.0, 1.0, m))
+    hi = np.where(rng.random(m) < 0.3, np.inf, ax0 + rng.uniform(0.0, 1.0, m))
+    eq = rng.random(m) < 0.2
+    lo[eq] = hi[eq] = ax0[eq]
+    lb, ub = x0 - rng.uniform(0.1, 2.0, n), x0 + rng.uniform(0.1, 2.0, n)
+    lb[:5] = -np.inf
+    ub[5:8] = np.inf
+    lb[8:10] = ub[8:10] = x0[8:10]
+    p = Program()
+    p.add_variables("x", n, lb=lb, ub=ub, cost=rng.normal(size=n))
+    p.add_rows("r", A, lo=lo, hi=hi)
+    sh, sc = solve_highs(p), solve_clarabel(p)
+    assert sh.ok and sc.ok
+    assert sc.objective == pytest.approx(sh.objective, rel=1e-7, abs=1e-7)
+    # Random data give a generically non-degenerate optimum (true for this seed): duals are unique and must match.
+    np.testing.assert_allclose(sc.row_dual, sh.row_dual, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- SOCP
+def disc_socp() -> Program:
+    """min x + y  s.t.  ||(x, y)|| <= t,  t = r (row 0, r = 1),  x >= -0.5 (row 1).
+
+    The bound on x is active: x = lo = -0.5, y = -sqrt(r^2 - lo^2), objective obj = lo - sqrt(r^2 - lo^2).
+    d obj/d r  = -r / sqrt(r^2 - lo^2)      = -2/sqrt(3)            (equality row 0)
+    d obj/d lo = 1 + lo / sqrt(r^2 - lo^2)  = 1 - 0.5/sqrt(0.75)    (active lower bound of row 1)
+    """
+    p = Program()
+    p.add_variables("t", 1, lb=0.0)  # inactive finite lower bound
+    p.add_variables("xy", 2, lb=-np.inf, cost=1.0)
+    p.add_rows("radius", np.array([[1.0, 0, 0]]), lo=1.0, hi=1.0)
+    p.add_rows("xmin", np.array([[0, 1.0, 0]]), lo=-0.5, hi=np.inf)
+    # cone_b - cone_A x = (t, x, y)
+    p.add_soc("disc", -sp.identity(3), np.zeros(3), dim=3)
+    return p
+
+
+def test_socp_optimum_and_duals():
+    p = disc_socp()
+    sol = solve(p)
+    assert sol.solver.startswith("clarabel")
+    assert sol.status is SolveStatus.OPTIMAL
+    y = -np.sqrt(0.75)
+    np.testing.assert_allclose(sol.x, [1.0, -0.5, y], atol=1e-7)
+    assert sol.objective == pytest.approx(-0.5 + y, abs=1e-8)
+    expected = [-2.0 / np.sqrt(3.0), 1.0 - 0.5 / np.sqrt(0.75)]
+    np.testing.assert_allclose(sol.row_dual, expected, atol=1e-6)
+    assert sol.row_dual[0] == pytest.approx(fd_dual(p, solve_clarabel, 0, "both"), abs=1e-5)
+    assert sol.row_dual[1] == pytest.approx(fd_dual(p, solve_clarabel, 1, "lo"), abs=1e-5)
+    # cone dual lies in the (self-dual) SOC and is complementary to the cone slack s = (t, x, y)
+    z = sol.cone_dual
+    assert z.shape == (3,) and z[0] >= np.linalg.norm(z[1:]) - 1e-8
+    assert float(z @ sol.x) == pytest.approx(0.0, abs=1e-7)
+
+
+def test_socp_several_cone_runs_are_mapped_in_order():
+    # Two SOC(3) and one SOC(2) cone (runs [(3, 2), (2, 1)]); min sum of t's with |x_i| bounded away.
+    p = Program()
+    p.add_variables("t", 3, lb=-np.inf, cost=[1.0, 2.0, 3.0])
+    p.add_variables("x", 4, lb=[1.0, 2.0, 3.0, 4.0], ub=np.inf)
+    # (t0, x0, x1), (t1, x2, x3) in SOC(3); (t2, x3) in SOC(2)
+    rows = np.array([0, 1, 2, 3, 4, 5, 6, 7])
+    cols = np.array([0, 3, 4, 1, 5, 6, 2, 6])
+    G = -sp.coo_matrix((np.ones(8), (rows, cols)), shape=(8, 7))
+    p.add_soc("a", G.tocsr()[:6], np.zeros(6), dim=3)
+    p.add_soc("b", G.tocsr()[6:], np.zeros(2), dim=2)
+    assert p.cone_dims == [(3, 2), (2, 1)]
+    sol = solve(p)
+    assert sol.ok
+    np.testing.assert_allclose(sol.x[:3], [np.sqrt(5.0), 5.0, 4.0], atol=1e-7)
+    assert sol.objective == pytest.approx(np.sqrt(5.0) + 10.0 + 12.0, abs=1e-7)
+    assert sol.cone_dual.shape == (8,)
+
+
+# --------------------------------------------------------------------------- MILP
+def knapsack(c0: float = 100.0) -> Program:
+    """max 10a + 13b + 7c + 8d  s.t.  4a + 6b + 3c + 5d <= 10, binary.  Best: {a, b} = 23 -> objective c0 - 23."""
+    p = Program()
+    p.add_variables("pick", 4, lb=0.0, ub=1.0, cost=[-10.0, -13.0, -7.0, -8.0], integer=True)
+    p.add_rows("weight", np.array([[4.0, 6.0, 3.0, 5.0]]), lo=-np.inf, hi=10.0)
+    p.c0 = c0
+    return p
+
+
+def test_milp_knapsack_optimum_bound_and_gap():
+    sol = solve(knapsack())
+    assert sol.solver.startswith("highs")
+    assert sol.status is SolveStatus.OPTIMAL
+    np.testing.assert_allclose(sol.x, [1.0, 1.0, 0.0, 0.0], atol=1e-9)
+    assert sol.objective == pytest.approx(77.0, abs=1e-9)
+    assert sol.row_dual is None and sol.cone_dual is None
+    assert sol.mip_bound is not None and sol.mip_gap is not None
+    assert sol.mip_bound == pytest.approx(77.0, abs=1e-6)  # bound includes c0, like the objective
+    assert sol.mip_bound <= sol.objective + 1e-9
+    assert 0.0 <= sol.mip_gap <= 1e-4
+
+
+def test_lp_has_no_mip_fields():
+    sol = solve_highs(two_node_lp(False))
+    assert sol.mip_bound is None and sol.mip_gap is None
+
+
+# --------------------------------------------------------------------------- statuses and guards
+def infeasible_lp() -> Program:
+    p = Program()
+    p.add_variables("x", 2, lb=0.0, ub=3.0, cost=1.0)
+    p.add_rows("cap", np.array([[1.0, 1.0]]), lo=-np.inf, hi=4.0)
+    p.add_rows("need", np.array([[1.0, 1.0]]), lo=5.0, hi=np.inf)
+    return p
+
+
+@pytest.mark.parametrize("name", list(SOLVERS))
+def test_infeasible_lp(name):
+    sol = SOLVERS[name](infeasible_lp())
+    assert sol.status is SolveStatus.INFEASIBLE
+    assert not sol.ok
+
+
+@pytest.mark.parametrize("name", list(SOLVERS))
+def test_unbounded_lp(name):
+    p = Program()
+    p.add_variables("x", 2, lb=0.0, cost=[-1.0, 0.0])
+    p.add_rows("r", np.array([[1.0, -1.0]]), lo=-np.inf, hi=1.0)
+    assert SOLVERS[name](p).status is SolveStatus.UNBOUNDED
+
+
+def test_infeasible_milp():
+    p = infeasible_lp()
+    p.add_variables("k", 1, lb=0.0, ub=1.0, integer=True)
+    assert solve_highs(p).status is SolveStatus.INFEASIBLE
+
+
+def test_cones_with_integers_rejected():
+    p = disc_socp()
+    p.add_variables("k", 1, lb=0.0, ub=1.0, integer=True)
+    with pytest.raises(ValueError, match="MISOCP"):
+        solve(p)
+    with pytest.raises(ValueError):
+        solve_highs(p)
+    with pytest.raises(ValueError):
+        solve_clarabel(p)
+
+
+def test_highs_rejects_cones_and_clarabel_rejects_integers():
+    with pytest.raises(ValueError):
+        solve_highs(disc_socp())
+    with pytest.raises(ValueError):
+        solve_clarabel(knapsack())
+
+
+def test_clarabel_rejects_impossible_infinite_bounds():
+    p = two_node_lp(False)
+    p.set_row_bounds(4, lo=np.inf)
+    with pytest.raises(ValueError):
+        solve_clarabel(p)
+
+
+def test_ok_accepts_almost_optimal_only_on_request():
+    sol = Solution(SolveStatus.ALMOST_OPTIMAL, np.zeros(1), 0.0, None, None, 0, 0.0, "test")
+    assert not sol.ok
+    sol.accept_almost_optimal = True
+    assert sol.ok
+    assert not Solution(SolveStatus.TIME_LIMIT, np.zeros(1), 0.0, None, None, 0, 0.0, "test",
+                        accept_almost_optimal=True).ok
+
+
+# --------------------------------------------------------------------------- determinism and options
+@pytest.mark.parametrize("make,solver", [(lambda: two_node_lp(True), solve_highs), (knapsack, solve_highs),
+                                         (lambda: two_node_lp(True), solve_clarabel), (disc_socp, solve_clarabel)])
+def test_deterministic(make, solver):
+    a, b = solver(make()), solver(make())
+    assert np.array_equal(a.x, b.x)
+    assert a.objective == b.objective
+    if a.row_dual is not None:
+        assert np.array_equal(a.row_dual, b.row_dual)
+
+
+def test_highs_thread_count_can_change_between_solves():
+    # HiGHS sizes one process-wide thread pool; the adapter must reset it rather than fail with kError.
+    for threads in (1, 2, 1):
+        assert solve_highs(knapsack(), threads=threads).status is SolveStatus.OPTIMAL
