@@ -40,6 +40,57 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _progress_printer(quiet: bool):
+    if quiet:
+        return None
+
+    def show(rec: dict) -> None:
+        lb, ub, gap = rec.get("lower_bound"), rec.get("upper_bound"), rec.get("gap")
+        print(f"  [mip] round {rec['round']}: bound {lb:.6f}  incumbent {ub:.6f}  gap {100 * gap:.4f} %  "
+              f"({rec['elapsed_s']:.1f} s)", file=sys.stderr, flush=True)
+    return show
+
+
+def cmd_clear(args) -> int:
+    import time
+    from .schemes import clear
+    from .reporting.writer import write_results, dumps
+    t0 = time.perf_counter()
+    inst = _load(args)
+    t_load = time.perf_counter() - t0
+    if not args.quiet:
+        print(f"tdmarket: clearing {inst.name} with scheme {args.scheme}"
+              f"{' (relaxed)' if args.relax else ''} ...", file=sys.stderr, flush=True)
+    options = dict(relax=args.relax, mip_gap=args.mip_gap, time_limit=args.time_limit, threads=args.threads,
+                   dist_model=args.dist_model, reactive_policy=args.reactive_policy,
+                   slack_penalty=args.slack_penalty, progress=_progress_printer(args.quiet))
+    result = clear(inst, scheme=args.scheme, **options)
+    result.summary["timings_s"]["load"] = t_load
+    if args.out:
+        out = write_results(result, args.out)
+        if not args.quiet:
+            print(f"tdmarket: results written to {out}", file=sys.stderr)
+    s = result.summary
+    if args.json:
+        print(dumps(s))
+    else:
+        c = s["cost"]
+        print(f"scheme            {s['scheme']}")
+        print(f"instance          {s['instance']}  periods {s['periods']}")
+        print(f"total cost        {c['total_cost_eur']:.6f} EUR  (market {c['market_cost_eur']:.6f}, "
+              f"slack {c['slack_cost_eur']:.6f})")
+        print(f"slack             {s['slack']['p_mw']:.6g} MW, {s['slack']['q_mvar']:.6g} Mvar")
+        if s["mip"].get("gap") is not None:
+            print(f"mip               {s['mip']['binaries']} binaries, bound {s['mip']['lower_bound']:.6f}, "
+                  f"gap {100 * s['mip']['gap']:.4f} %")
+        print(f"soc gap           max {s['soc_gap']['max']:.3g}, inexact lines {s['soc_gap']['inexact_lines']}")
+        print(f"solver            {s['solver']['name']} {s['solver']['status']} in {s['solver']['time_s']:.2f} s")
+        for key in ("gap_to_centralized", "comparison"):
+            if key in s:
+                print(f"{key:<18}{s[key]}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tdmarket", description=__doc__.splitlines()[0])
     from . import __version__
@@ -55,6 +106,25 @@ def build_parser() -> argparse.ArgumentParser:
     add_instance_args(info)
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=cmd_info)
+
+    from .schemes import SCHEMES
+    from .formulations.options import DIST_MODELS, REACTIVE_POLICIES
+    clear = sub.add_parser("clear", help="clear the balancing market of an instance")
+    add_instance_args(clear)
+    clear.add_argument("--scheme", default="centralized", choices=SCHEMES,
+                       help="coordination scheme (centralized = common: integrated T&D clearing)")
+    clear.add_argument("--relax", action="store_true", help="continuous relaxation of the binaries (logic kept)")
+    clear.add_argument("--out", help="write a results folder (CSV/Parquet tables + summary.json)")
+    clear.add_argument("--mip-gap", type=float, default=1e-3, help="relative MIP gap target (default 1e-3)")
+    clear.add_argument("--time-limit", type=float, default=None, help="time limit in seconds for the MIP")
+    clear.add_argument("--threads", type=int, default=1, help="solver threads (default 1, deterministic)")
+    clear.add_argument("--dist-model", default="socp", choices=DIST_MODELS, help="distribution network model")
+    clear.add_argument("--reactive-policy", default="bounded", choices=REACTIVE_POLICIES,
+                       help="reactive power of D orders without PQ limits (MODEL.md §4.3)")
+    clear.add_argument("--slack-penalty", type=float, default=1e4, help="balance slack penalty, EUR/MWh")
+    clear.add_argument("--json", action="store_true", help="print the summary as JSON")
+    clear.add_argument("--quiet", action="store_true", help="no progress output")
+    clear.set_defaults(func=cmd_clear)
     return p
 
 

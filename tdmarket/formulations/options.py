@@ -1,0 +1,37 @@
+"""Model options shared by every problem (MODEL.md §3–§5)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import InputError
+
+DIST_MODELS = ("socp", "lindistflow")
+REACTIVE_POLICIES = ("bounded", "zero", "free")
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    slack_penalty: float = 1e4  # κ, €/MWh and €/Mvarh
+    dist_model: str = "socp"  # "socp" (branch-flow SOC relaxation) or "lindistflow"
+    reactive_policy: str = "bounded"  # §4.3
+    interface_reactive: bool = True  # the root may export/import reactive power (§3.2)
+    zero_root_q: bool = False  # research code zeroed root Q injections
+    pi_model: bool = True  # model D line charging, taps and shunts
+    polygon_sides: int = 8  # K of the inscribed K-gon replacing circles in LinDistFlow
+    integer: bool = True  # binaries for the order logic (False = continuous relaxation (b), logic kept)
+    period_hours: float = 1.0  # Δ, money = €/MWh × MW × Δ
+
+    def validate(self, max_abs_price: float = 0.0) -> "ModelOptions":
+        if self.dist_model not in DIST_MODELS:
+            raise InputError(f"unknown distribution model {self.dist_model!r} (choose from {', '.join(DIST_MODELS)})")
+        if self.reactive_policy not in REACTIVE_POLICIES:
+            raise InputError(f"unknown reactive policy {self.reactive_policy!r} (choose from "
+                             f"{', '.join(REACTIVE_POLICIES)})")
+        if self.slack_penalty <= max_abs_price:
+            raise InputError(f"slack penalty {self.slack_penalty} €/MWh must exceed the largest order price "
+                             f"{max_abs_price} €/MWh")
+        if self.polygon_sides < 3:
+            raise InputError("polygon_sides must be at least 3")
+        if self.period_hours <= 0:
+            raise InputError("period_hours must be positive")
+        return self

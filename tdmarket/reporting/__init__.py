@@ -1,0 +1,1 @@
+"""Reporting: results folders, summaries, comparison reports."""

@@ -1,0 +1,73 @@
+"""Write a `ClearingResult` to a results folder atomically (temp folder, then rename).
+
+Layout: one CSV per table (plus Parquet when pyarrow is installed), `summary.json`, and `messages.jsonl`
+when operators exchanged messages.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    return obj
+
+
+def dumps(obj) -> str:
+    return json.dumps(_jsonable(obj), indent=2, sort_keys=False)
+
+
+def write_results(result, out_dir: str | os.PathLike, *, parquet: bool | None = None) -> Path:
+    out = Path(out_dir).resolve()
+    if out.exists() and not out.is_dir():
+        raise InputError("output path exists and is not a folder", file=str(out))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if parquet is None:
+        try:
+            import pyarrow  # noqa: F401
+            parquet = True
+        except ImportError:
+            parquet = False
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        for name, frame in sorted(result.tables.items()):
+            frame.to_csv(tmp / f"{name}.csv", index=False, float_format="%.10g")
+            if parquet:
+                frame.to_parquet(tmp / f"{name}.parquet", index=False)
+        (tmp / "summary.json").write_text(dumps(result.summary) + "\n")
+        if result.messages:
+            with open(tmp / "messages.jsonl", "w") as fh:
+                for msg in result.messages:
+                    fh.write(json.dumps(_jsonable(msg), sort_keys=True) + "\n")
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.old-{os.getpid()}"
+            out.rename(old)
+        tmp.rename(out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

@@ -1,0 +1,91 @@
+"""Centralized (common) integrated T&D clearing: (a) MISOCP → (c) restricted pricing, or (b) relaxed.
+
+One operator holds all data.  With binaries, the MISOCP is solved by outer approximation (HiGHS MILP on
+tangent cuts, Clarabel SOCP with integers fixed; see `tdmarket.solvers.misocp`) and prices come from the SOCP
+with the binaries fixed at the incumbent (restricted pricing).  Transmission-only or LinDistFlow problems are
+MILPs for HiGHS, priced by the LP with binaries fixed.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+from ..errors import SolverError
+from ..formulations.clearing import ClearingProblem
+from ..formulations.options import ModelOptions
+from ..model.instance import Instance
+from ..solvers import SolveStatus, solve
+from ..solvers.misocp import fix_integers, solve_misocp
+from .result import ClearingResult
+
+ACCEPTABLE = (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL)
+
+
+def solve_clearing(cp: ClearingProblem, *, mip_gap: float = 1e-3, time_limit: float | None = None,
+                   threads: int = 1, progress: Callable[[dict], None] | None = None):
+    """Solve a clearing problem; returns (priced solution, mip info dict).  Raises SolverError if unusable."""
+    prog = cp.prog
+    mip = {"binaries": int(prog.integrality.sum()), "lower_bound": None, "gap": None, "rounds": []}
+    if not prog.has_integers:
+        sol = solve(prog)
+    elif not prog.has_cones:
+        milp = solve(prog, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
+        if milp.status not in (SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT) or len(milp.x) == 0:
+            raise SolverError(f"MILP clearing failed: {milp.status.value} {milp.message}")
+        mip.update(lower_bound=milp.mip_bound, gap=milp.mip_gap)
+        sol = solve(fix_integers(prog, milp.x))
+    else:
+        sol, hist = solve_misocp(prog, mip_gap=mip_gap, time_limit=time_limit, threads=threads, progress=progress)
+        mip.update(lower_bound=sol.mip_bound, gap=sol.mip_gap, rounds=hist.rounds)
+    if sol.status not in ACCEPTABLE:
+        raise SolverError(f"clearing failed: solver status {sol.status.value} {sol.message}".strip())
+    return sol, mip
+
+
+def summarise(cp: ClearingProblem, sol, tables, mip: dict, timings: dict, scheme: str) -> dict:
+    inst, opts = cp.inst, cp.opts
+    chk = cp.check(sol.x)
+    buses = tables["buses"]
+    lines = tables["lines"]
+    soc = lines.loc[lines.kind == "D", "soc_gap"] if len(lines) else lines
+    return {
+        "scheme": scheme,
+        "instance": inst.name,
+        "periods": [int(t) for t in inst.periods],
+        "options": {"dist_model": opts.dist_model, "reactive_policy": opts.reactive_policy,
+                    "slack_penalty": opts.slack_penalty, "integer": opts.integer,
+                    "interface_reactive": opts.interface_reactive, "period_hours": opts.period_hours},
+        "cost": cp.cost_parts(sol.x),
+        "slack": {"p_mw": float(buses.slack_p_mw.abs().sum()), "q_mvar": float(buses.slack_q_mvar.abs().sum())},
+        "system_imbalance_mw": [float(v) for v in inst.system_imbalance()],
+        "mip": {k: v for k, v in mip.items()},
+        "check": {"max_row_violation": chk.max_row_violation, "max_bound_violation": chk.max_bound_violation,
+                  "max_cone_violation": chk.max_cone_violation, "feasible": chk.ok(1e-6)},
+        "soc_gap": {"max": float(soc.max()) if len(soc) else 0.0, "sum": float(soc.sum()) if len(soc) else 0.0,
+                    "inexact_lines": int((soc > 1e-6).sum()) if len(soc) else 0},
+        "solver": {"name": sol.solver, "status": sol.status.value, "iterations": int(sol.iterations),
+                   "time_s": float(sol.solve_time_s)},
+        "timings_s": timings,
+    }
+
+
+def clear_centralized(inst: Instance, *, relax: bool = False, mip_gap: float = 1e-3, time_limit: float | None = None,
+                      threads: int = 1, progress: Callable[[dict], None] | None = None,
+                      scheme_name: str = "centralized", **model_options) -> ClearingResult:
+    t0 = time.perf_counter()
+    opts = ModelOptions(integer=not relax, **model_options)
+    cp = ClearingProblem(inst, opts)
+    t_build = time.perf_counter() - t0
+    sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads, progress=progress)
+    t_solve = time.perf_counter() - t0 - t_build
+    tables = cp.extract(sol.x, sol.row_dual)
+    chk = cp.check(sol.x)
+    if not chk.ok(1e-5):
+        raise SolverError(f"solution violates constraints beyond tolerance (rows {chk.max_row_violation:.2e}, "
+                          f"bounds {chk.max_bound_violation:.2e}, cones {chk.max_cone_violation:.2e}) although the "
+                          f"solver reported {sol.status.value}")
+    timings = {"build": t_build, "solve": t_solve}
+    summary = summarise(cp, sol, tables, mip, timings, scheme_name)
+    return ClearingResult(scheme=scheme_name, instance=inst.name, tables=tables, summary=summary)
