@@ -53,7 +53,7 @@ class Table:
         bad = ~np.isfinite(values) if not allow_nonfinite else np.isnan(values)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            text = raw[i]
+            text = str(raw[i])
             what = "empty value" if text == "" else f"value {text!r} is not a finite number"
             raise self.error(what, index=i, column=column)
         return values
@@ -66,7 +66,7 @@ class Table:
         frac = values != np.round(values)
         if frac.any():
             i = int(np.flatnonzero(frac)[0])
-            raise self.error(f"value {self.cells[column][i]!r} is not an integer", index=i, column=column)
+            raise self.error(f"value {str(self.cells[column][i])!r} is not an integer", index=i, column=column)
         if len(values) and np.abs(values).max() > 2**53:
             i = int(np.argmax(np.abs(values)))
             raise self.error("integer out of range", index=i, column=column)
