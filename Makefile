@@ -1,0 +1,22 @@
+# Two entry points (see README "Quick start"); both create the virtual environment on first use.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+
+.PHONY: demo test bench
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,parquet]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/tdmarket clear --example --out results/example
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/load.py
+	$(PY) benchmarks/centralized_relaxed.py
