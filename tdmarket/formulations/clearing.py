@@ -18,6 +18,7 @@ from .network import DISTRIBUTION_FORMULATIONS, Balance, DCTransmission, Interfa
 from .options import ModelOptions
 from .orders import OrderBlock, net_two_way
 from .program import Program
+from .terms import Terms
 
 
 @dataclass
@@ -71,6 +72,13 @@ class ClearingProblem:
         rhs_q = -q_inj[bal.q_bus].ravel()
         prog.add_rows("balance_p", bal.P.matrix(prog.n), rhs_p, rhs_p)
         prog.add_rows("balance_q", bal.Q.matrix(prog.n), rhs_q, rhs_q)
+        # rows x_t = x̂_t for this area's own exchange (DSO view), free until a scheme fixes them: their duals
+        # are ρ = ∂C/∂x̂ (€/MWh per period), the DSO's marginal cost of exporting one more MW.
+        own = np.flatnonzero(self.iface.own)
+        self.own_x = self.iface.x_grid[own].ravel() if len(own) else np.zeros(0, np.int64)
+        k = len(self.own_x)
+        t = Terms(k).add(np.arange(k), self.own_x, 1.0)
+        prog.add_rows("exchange_fix", t.matrix(prog.n), -np.inf, np.inf)
         self.prog, self.balance = prog, bal
 
     # ------------------------------------------------------------------ helpers for schemes

@@ -23,12 +23,28 @@ from .program import Program
 from .terms import Terms, grid
 
 
+def modelled_buses(inst: Instance) -> np.ndarray:
+    """Buses with balance rows: every own bus, plus the root of a child DSO hanging from a D-D edge (the
+    parent models that edge and receives the child's export at the child root, MODEL.md §6.4)."""
+    b, ar, br = inst.buses, inst.areas, inst.branches
+    mask = ~b.is_boundary.copy()
+    has = ar.interface >= 0
+    iface = ar.interface[has]  # (index only real interfaces: an instance may have no branch at all)
+    dd = has.copy()
+    dd[has] = b.is_dist[br.f[iface]] & b.is_dist[br.t[iface]]
+    root = np.where(has, ar.root_bus, 0)
+    host = np.where(has, ar.host_bus, 0)
+    coupling = dd & b.is_boundary[root] & ~b.is_boundary[host]
+    mask[root[coupling]] = True
+    return mask
+
+
 class Balance:
-    """Nodal balance rows: P for every own bus, Q for every own distribution bus, per period."""
+    """Nodal balance rows: P for every modelled bus, Q for every modelled distribution bus, per period."""
 
     def __init__(self, inst: Instance):
         T = inst.n_periods
-        own = ~inst.buses.is_boundary
+        own = modelled_buses(inst)
         self.T = T
         self.p_bus = np.flatnonzero(own)
         self.q_bus = np.flatnonzero(own & inst.buses.is_dist)
@@ -97,27 +113,43 @@ class DCTransmission:
 
 
 class Interfaces:
-    """Exchange of every DSO area hanging from T: x (MW exported to T) and y (Mvar exported)."""
+    """Exchange points between operator areas: x (MW exported by the child area) and y (Mvar).
+
+    * T–D interface: an ideal lossless coupling; x is injected at the host T bus (if modelled here) and
+      withdrawn at the D root (if modelled here), jointly limited by x² + y² <= S² where y is known.
+    * D–D interface (a sub-DSO): modelled as an ordinary line when both ends are here; in the parent's view
+      (child root is a boundary bus) x and y are injected at the child root, behind the line the parent models;
+      in the child's own view (parent bus is a boundary) x and y are withdrawn at its root.
+    """
 
     def __init__(self, inst: Instance, opts: ModelOptions):
         self.inst, self.opts = inst, opts
         ar, br, b = inst.areas, inst.branches, inst.buses
         has = ar.interface >= 0
-        iface = np.where(has, ar.interface, 0)
-        t_d = has & (b.is_dist[br.f[iface]] != b.is_dist[br.t[iface]])
-        self.area = np.flatnonzero(t_d)
+        iface = ar.interface[has]  # (index only real interfaces: an instance may have no branch at all)
+        t_d = has.copy()
+        t_d[has] = b.is_dist[br.f[iface]] != b.is_dist[br.t[iface]]
+        root = np.where(has, ar.root_bus, 0)
+        host = np.where(has, ar.host_bus, 0)
+        d_d_split = has & ~t_d & (b.is_boundary[root] | b.is_boundary[host])
+        self.area = np.flatnonzero(t_d | d_d_split)
         self.branch = ar.interface[self.area]
         self.root = ar.root_bus[self.area]
         self.host = ar.host_bus[self.area]
+        self.is_td = t_d[self.area]
         self.rating = br.rating[self.branch]
         self.root_modelled = ~b.is_boundary[self.root]
+        # where the parent side receives x: host T bus for T-D, the child root itself for D-D (parent's view)
+        self.inject_bus = np.where(self.is_td, self.host, self.root)
+        self.inject_here = np.where(self.is_td, ~b.is_boundary[self.host], ~self.root_modelled)
+        self.own = self.root_modelled & b.is_boundary[self.host]  # this area's own exchange (DSO view)
 
     def add_variables(self, prog: Program) -> None:
         T, A = self.inst.n_periods, len(self.area)
-        boxed = np.where(self.root_modelled, np.inf, self.rating)  # without the root's y, |x| <= S
+        boxed = np.where(self.root_modelled | ~self.is_td, np.inf, self.rating)  # TSO view: |x| <= S
         bx = np.repeat(boxed, T)
         prog.add_variables("x", A * T, -bx, bx)
-        y_free = self.root_modelled & self.opts.interface_reactive
+        y_free = (self.root_modelled | ~self.is_td) & self.opts.interface_reactive
         by = np.repeat(np.where(y_free, np.inf, 0.0), T)
         prog.add_variables("y", A * T, -by, by)
 
@@ -126,11 +158,16 @@ class Interfaces:
         x = grid(prog.var("x").start, A, T)
         y = grid(prog.var("y").start, A, T)
         per = _periods(A, T)
-        host = np.broadcast_to(self.host[:, None], (A, T))
+        inj = np.broadcast_to(self.inject_bus[:, None], (A, T))
         root = np.broadcast_to(self.root[:, None], (A, T))
-        balance.add_p(host, per, x, 1.0)
-        balance.add_p(root, per, x, -1.0)
-        balance.add_q(root, per, y, -1.0)
+        here = self.inject_here[:, None]
+        balance.add_p(inj[self.inject_here], per[self.inject_here], x[self.inject_here], 1.0)
+        balance.add_q(inj[self.inject_here & ~self.is_td], per[self.inject_here & ~self.is_td],
+                      y[self.inject_here & ~self.is_td], 1.0)
+        rm = self.root_modelled
+        balance.add_p(root[rm], per[rm], x[rm], -1.0)
+        balance.add_q(root[rm], per[rm], y[rm], -1.0)
+        del here
         rated = np.flatnonzero(np.isfinite(self.rating) & self.root_modelled)
         k = len(rated) * T
         a = Affine(k).add(np.arange(k), x[rated].ravel(), 1.0)
@@ -154,10 +191,10 @@ class BranchFlowSOC:
     def __init__(self, inst: Instance, opts: ModelOptions):
         self.inst, self.opts = inst, opts
         b, br = inst.buses, inst.branches
+        modelled = modelled_buses(inst)
         both_d = b.is_dist[br.f] & b.is_dist[br.t]
-        own = ~b.is_boundary[br.f] & ~b.is_boundary[br.t]
-        self.line = np.flatnonzero(both_d & own)
-        self.bus = np.flatnonzero(b.is_dist & ~b.is_boundary)
+        self.line = np.flatnonzero(both_d & modelled[br.f] & modelled[br.t])
+        self.bus = np.flatnonzero(b.is_dist & modelled)
         pi = opts.pi_model
         self.r = br.r[self.line]
         self.x = br.x[self.line]

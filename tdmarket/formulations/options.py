@@ -21,6 +21,11 @@ class ModelOptions:
     integer: bool = True  # binaries for the order logic (False = continuous relaxation (b), logic kept)
     period_hours: float = 1.0  # Δ, money = €/MWh × MW × Δ
 
+    def relaxed(self) -> "ModelOptions":
+        """The same options with binaries relaxed (order logic kept)."""
+        from dataclasses import replace
+        return replace(self, integer=False)
+
     def validate(self, max_abs_price: float = 0.0) -> "ModelOptions":
         if self.dist_model not in DIST_MODELS:
             raise InputError(f"unknown distribution model {self.dist_model!r} (choose from {', '.join(DIST_MODELS)})")

@@ -170,11 +170,17 @@ class OrderBlock:
         t = Terms(len(s_in))
         t.add(np.arange(len(s_in)), accept[s_in], 1.0).add(np.arange(len(s_in)), z_of_bid[seg.bid[s_in]], -1.0)
         prog.add_rows("O3_segment_le_bid", t.matrix(prog.n), -np.inf, 0.0)
-        L = len(self.z_bid)
+        # z_b <= sum_s v_s only for bids whose segments all have an acceptance binary.  A divisible segment has no
+        # v_s (shortcut xi_s <= z_b, §4.2): its implicit v_s is free, so the row is vacuous there, and writing xi_s
+        # in place of v_s would forbid partial acceptance (z_b = 1 would force sum_s xi_s >= 1).
+        all_binary = np.bincount(seg.bid[s_in], ~self.seg_binary[s_in], minlength=self.B) == 0
+        zb = self.z_bid[all_binary[self.z_bid]]
+        s_up = s_in[all_binary[seg.bid[s_in]]]
+        L = len(zb)
         row_of_z = np.full(self.B, -1)
-        row_of_z[self.z_bid] = np.arange(L)
+        row_of_z[zb] = np.arange(L)
         t = Terms(L)
-        t.add(np.arange(L), self.col(prog, "z"), 1.0).add(row_of_z[seg.bid[s_in]], accept[s_in], -1.0)
+        t.add(np.arange(L), z_of_bid[zb], 1.0).add(row_of_z[seg.bid[s_up]], accept[s_up], -1.0)
         prog.add_rows("O3_bid_le_segments", t.matrix(prog.n), -np.inf, 0.0)
         # O4/O5 exclusive groups: z_b <= Z_q, Z_q <= sum z_b, sum_{q in G} Z_q <= 1
         Zc = self.col(prog, "Z")

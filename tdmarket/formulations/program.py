@@ -84,6 +84,7 @@ class Program:
     def add_variables(self, name: str, size: int, lb=0.0, ub=np.inf, cost=0.0, integer=False) -> VarBlock:
         if name in self.variables:
             raise ValueError(f"variable block {name!r} defined twice")
+        self._consolidate()
         size = int(size)
         block = VarBlock(name, self.n, size)
         self.variables[name] = block
@@ -103,6 +104,7 @@ class Program:
         """Add rows lo <= A x <= hi.  `A` has `self.n` columns or fewer (missing columns are zero)."""
         if name in self.rows:
             raise ValueError(f"row block {name!r} defined twice")
+        self._consolidate()
         A = sp.coo_matrix(A)
         size = A.shape[0]
         block = RowBlock(name, self.m, size)
@@ -119,6 +121,7 @@ class Program:
         """Add `count` cones of dimension `dim`: h - G x in SOC(dim) for each consecutive group of `dim` rows."""
         if name in self.cones:
             raise ValueError(f"cone block {name!r} defined twice")
+        self._consolidate()
         G = sp.coo_matrix(G)
         if G.shape[0] % dim:
             raise ValueError("cone rows must be a multiple of the cone dimension")
@@ -145,6 +148,17 @@ class Program:
         cols = np.concatenate([p.col for _, p in parts])
         vals = np.concatenate([p.data for _, p in parts])
         return sp.csr_matrix((vals, (rows, cols)), shape=(nrows, ncols))
+
+    def _consolidate(self) -> None:
+        """Fold the assembled arrays (including in-place bound/cost changes) back into single parts, so that
+        blocks added after `set_bounds` & co. keep those changes."""
+        if self._frozen is None:
+            return
+        lb, ub, c, integ, A, lo, hi, G, h = self._frozen
+        self._lb, self._ub, self._c, self._int = [lb], [ub], [c], [integ]
+        self._A, self._lo, self._hi = [(0, A.tocoo())], [lo], [hi]
+        self._G, self._h = [(0, G.tocoo())], [h]
+        self._frozen = None
 
     def _freeze(self):
         if self._frozen is None:
@@ -216,13 +230,22 @@ class Program:
         if hi is not None:
             self._frozen[6][index] = hi
 
+    def set_cost(self, c) -> None:
+        """Replace the objective vector (e.g. to minimise or maximise one variable)."""
+        self._freeze()
+        self._frozen[2][:] = c
+
     def relax_integrality(self) -> None:
         self._freeze()
         self._frozen[3][:] = False
 
     def copy(self) -> "Program":
+        """Independent copy (arrays copied; later changes to either do not affect the other)."""
         import copy as _copy
         self._freeze()
         other = _copy.copy(self)
         other._frozen = tuple(a.copy() for a in self._frozen)
+        other.variables, other.rows, other.cones = dict(self.variables), dict(self.rows), dict(self.cones)
+        other.cone_dims = list(self.cone_dims)
+        other._consolidate()
         return other
