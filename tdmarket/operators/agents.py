@@ -1,0 +1,145 @@
+"""Operator agents.  Each is built from its own area's sub-instance only and answers message objects.
+
+* `DSO` — builds its residual supply curve, evaluates cuts, dispatches its resources for a cleared exchange
+  and prices its own dispatch.  Children (sub-DSOs) are seen only through their offers.
+* `TSO` — clears transmission with its own orders and the DSO offers as if they were orders, and sends
+  schedules and interface prices down.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+
+import numpy as np
+import pandas as pd
+
+from ..formulations.options import ModelOptions
+from ..model.instance import Instance
+from ..schemes.centralized import solve_clearing
+from ..schemes.hierarchical import AreaModel, Cut, Offer, SliceCurve, add_offers, bound_offers, build_curves, \
+    child_exchange_columns
+from ..formulations.clearing import ClearingProblem
+from .messages import CurveOffer, CutReply, DispatchReport, Schedule
+
+
+def offer_from_message(msg: CurveOffer) -> Offer:
+    curves = [SliceCurve(period=p, xi=x, phi=c, eps=e, evaluations=len(x), flags=f)
+              for p, x, c, e, f in zip(msg.periods, msg.xi_mw, msg.cost_eur, msg.eps_eur, msg.flags)]
+    cuts = [Cut(**c) for c in msg.cuts]
+    return Offer(area=msg.sender, curves=curves, cuts=cuts, lo=[c.lo for c in curves], hi=[c.hi for c in curves])
+
+
+def add_cut_replies(offer: Offer, replies: list[CutReply]) -> Offer:
+    offer.cuts.extend(Cut(point=r.point_mw, value=r.cost_eur, slope=r.slope_eur_mw) for r in replies)
+    return offer
+
+
+class DSO:
+    def __init__(self, sub: Instance, opts: ModelOptions, parent: str, child_offers: list[CurveOffer] = ()):
+        self.sub = sub
+        self.name = sub.areas.name[0]
+        self.parent = parent
+        self.opts = opts
+        self.child_msgs = list(child_offers)
+        self.children = [m.sender for m in self.child_msgs]
+
+    def _offers(self) -> list[Offer]:
+        return [offer_from_message(m) for m in self.child_msgs]
+
+    def curve(self, curve_tol: float, max_evals: int) -> CurveOffer:
+        model = AreaModel(self.sub, self.opts.relaxed(), self._offers())
+        curves, cuts, _ = build_curves(model, curve_tol=curve_tol, max_evals=max_evals)
+        return CurveOffer(sender=self.name, receiver=self.parent, stage="curve",
+                          periods=[c.period for c in curves], xi_mw=[c.xi for c in curves],
+                          cost_eur=[c.phi for c in curves], eps_eur=[c.eps for c in curves],
+                          flags=[c.flags for c in curves], cuts=[asdict(c) for c in cuts])
+
+    def evaluate(self, sched: Schedule) -> CutReply:
+        model = AreaModel(self.sub, self.opts.relaxed(), self._offers())
+        ev = model.evaluate(np.asarray(sched.export_mw))
+        slack = model.cp.cost_parts(ev.x)["slack_cost_eur"] > 1e-6
+        return CutReply(sender=self.name, receiver=self.parent, stage="iterate", point_mw=list(sched.export_mw),
+                        cost_eur=ev.cost, slope_eur_mw=ev.rho.tolist(), uses_slack=bool(slack),
+                        iteration=sched.iteration)
+
+    def dispatch(self, sched: Schedule, *, mip_gap: float, time_limit: float | None, threads: int,
+                 relax: bool, own_offer: CurveOffer | None = None) -> dict:
+        """Dispatch own resources for the cleared exchange, price the own dispatch, schedule the children."""
+        t0 = time.perf_counter()
+        opts = self.opts.relaxed() if relax else self.opts
+        offers = self._offers()
+        model = AreaModel(self.sub, opts, offers)
+        x_star = np.asarray(sched.export_mw)
+        model.cp.prog.set_row_bounds(model.fix_rows, x_star, x_star)
+        sol, mip = solve_clearing(model.cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
+        cp = model.cp
+        dt = self.opts.period_hours
+        rho = sol.row_dual[model.fix_rows] / dt
+        tables = cp.extract(sol.x, sol.row_dual)
+        own = cost = cp.cost_parts(sol.x)
+        # curve error at the schedule: relaxed cost at x* versus what this DSO's curve promised the parent;
+        # integrality cost: mixed-integer dispatch cost versus the relaxed cost at the same exchange
+        curve_err = integrality = 0.0
+        if own_offer is not None:
+            rel = model if relax else AreaModel(self.sub, self.opts.relaxed(), offers)
+            c_rel = rel.evaluate(x_star).cost
+            promised = sum(float(np.interp(x, xi, ph)) for x, xi, ph in
+                           zip(x_star, own_offer.xi_mw, own_offer.cost_eur))
+            curve_err = c_rel - promised
+            integrality = float(sol.objective) - c_rel
+        child_scheds = []
+        b = self.sub.buses
+        bal = cp.balance
+        scale = 1.0 / dt
+        for a, off in enumerate(offers):
+            cols = model.child_cols[a]
+            xc = sol.x[cols]
+            root = self.sub.areas.root_bus[self.sub.areas.name.index(off.area)]
+            price = sol.row_dual[cp.prog.rows["balance_p"].start + bal.p_row[root]] * scale
+            child_scheds.append(Schedule(sender=self.name, receiver=off.area, stage="dispatch",
+                                         periods=[int(p) for p in self.sub.periods], export_mw=xc.tolist(),
+                                         price_eur_mwh=price.tolist()))
+        chk = cp.check(sol.x)
+        slack_mw = float(tables["buses"].loc[~tables["buses"].node.isin(b.id[b.is_boundary]), "slack_p_mw"].abs().sum())
+        report = DispatchReport(sender=self.name, receiver=self.parent, stage="dispatch", slack_mw=slack_mw,
+                                curve_error_eur=curve_err, rho_eur_mwh=rho.tolist(),
+                                integrality_cost_eur=integrality,
+                                soc_gap_max=chk.max_soc_gap)
+        # keep only what this operator owns (boundary buses belong to neighbours)
+        tables["buses"] = tables["buses"][~tables["buses"].node.isin(b.id[b.is_boundary])].reset_index(drop=True)
+        return {"area": self.name, "cost": own, "mip": mip, "tables": tables, "report": report,
+                "child_schedules": child_scheds, "rho": rho, "check_ok": chk.ok(1e-5),
+                "time_s": time.perf_counter() - t0, "solver_time_s": sol.solve_time_s}
+
+
+class TSO:
+    def __init__(self, sub: Instance, opts: ModelOptions):
+        self.sub = sub
+        self.opts = opts
+
+    def clear(self, offers: list[Offer], *, use_curves: bool, use_cuts: bool, integer: bool, mip_gap: float = 1e-4,
+              time_limit: float | None = None, threads: int = 1) -> dict:
+        opts = self.opts if integer else self.opts.relaxed()
+        cp = ClearingProblem(self.sub, opts)
+        names = [o.area for o in offers]
+        cols = child_exchange_columns(cp, names)
+        maps = add_offers(cp, cols, offers, use_curves=use_curves, use_cuts=use_cuts)
+        bound_offers(cp.prog, cols, offers, use_curves)
+        sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
+        dt = self.opts.period_hours
+        x_star = sol.x[cols]
+        bal = cp.balance
+        host = cp.iface.inject_bus[[list(np.array(cp.inst.areas.name)[cp.iface.area]).index(n) for n in names]] \
+            if names else np.zeros(0, int)
+        pi = sol.row_dual[cp.prog.rows["balance_p"].start + bal.p_row[host]] / dt if names else np.zeros((0, 1))
+        offer_value = 0.0
+        if "eta" in maps:
+            offer_value += float(sol.x[maps["eta"]].sum())
+        if "theta" in maps:
+            offer_value += float(sol.x[maps["theta"]].sum())
+        tables = cp.extract(sol.x, sol.row_dual)
+        b = self.sub.buses
+        tables["buses"] = tables["buses"][~tables["buses"].node.isin(b.id[b.is_boundary])].reset_index(drop=True)
+        return {"x": x_star, "pi": pi, "objective": float(sol.objective), "offer_value": offer_value,
+                "cost": cp.cost_parts(sol.x), "tables": tables, "mip": mip, "names": names,
+                "solver_time_s": sol.solve_time_s}

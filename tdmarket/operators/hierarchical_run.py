@@ -1,0 +1,249 @@
+"""Run the hierarchical scheme across operators (MODEL.md §6.2–§6.4).
+
+1. Market setup: every operator receives its own sub-instance only (`Instance.area_instance`).
+2. Curves bottom-up: DSOs at the deepest level first, each using its children's curves; in parallel.
+3. TSO clearing with the top-level DSO curves as offers (MILP with its own binaries, then LP for prices);
+   with `iterate`, a cut exchange (nested Benders) replaces the curves until UB − LB <= tolerance.
+4. Dispatch top-down: each DSO dispatches its resources for the cleared exchange (MISOCP), prices its own
+   dispatch and schedules its children.
+Only message objects cross operator boundaries; each is logged with its size.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from ..formulations.options import ModelOptions
+from ..model.instance import Instance
+from ..schemes.result import ClearingResult
+from .agents import TSO, add_cut_replies, offer_from_message
+from .executors import make_executor
+from .messages import CurveOffer, CutReply, Message, Schedule
+from .tasks import dso_curve, dso_dispatch, dso_evaluate
+
+
+@dataclass
+class MessageLog:
+    entries: list[dict] = field(default_factory=list)
+    t0: float = field(default_factory=time.perf_counter)
+
+    def add(self, msg: Message) -> None:
+        text = msg.to_json()
+        self.entries.append({"kind": msg.kind, "from": msg.sender, "to": msg.receiver, "stage": msg.stage,
+                             "bytes": len(text.encode()), "t_s": round(time.perf_counter() - self.t0, 6),
+                             "message": text})
+
+    def totals(self) -> dict:
+        by_dir: dict[str, dict] = {}
+        for e in self.entries:
+            key = "up" if e["to"] == "TSO" or e["kind"] in ("CurveOffer", "CutReply", "DispatchReport") else "down"
+            d = by_dir.setdefault(key, {"messages": 0, "bytes": 0})
+            d["messages"] += 1
+            d["bytes"] += e["bytes"]
+        return {"messages": len(self.entries), "bytes": int(sum(e["bytes"] for e in self.entries)),
+                "by_direction": by_dir}
+
+
+def run_hierarchical(inst: Instance, *, relax: bool = False, executor: str = "process", workers: int | None = None,
+                     address: str | None = None, curve_tol: float = 0.1, max_evals: int = 64,
+                     iterate: bool = False, iter_tol_abs: float = 0.01, iter_tol_rel: float = 1e-6,
+                     max_iterations: int = 100, mip_gap: float = 1e-3, time_limit: float | None = None,
+                     threads: int = 1, progress=None, scheme_name: str = "hierarchical",
+                     **model_options) -> ClearingResult:
+    if curve_tol <= 0:
+        raise InputError("curve tolerance must be positive")
+    opts = ModelOptions(integer=not relax, **model_options)
+    prices = inst.orders.segments.price
+    opts.validate(float(np.abs(prices).max()) if len(prices) else 0.0)
+    t_start = time.perf_counter()
+    ar = inst.areas
+    names, parent, depth = ar.name, ar.parent, ar.depth()
+    dsos = list(range(1, len(ar)))
+    # 1. market setup: each operator holds its own data only
+    subs = {a: inst.area_instance(a) for a in range(len(ar))}
+    children = {a: [c for c in dsos if parent[c] == a] for a in range(len(ar))}
+    log = MessageLog()
+    stage_times: dict[str, dict] = {}
+    exe = make_executor(executor, workers, address)
+
+    def note(stage: str, wall: float, task_times: list[float]) -> None:
+        stage_times[stage] = {"wall_s": wall, "slowest_operator_s": max(task_times, default=0.0),
+                              "sum_operator_s": float(sum(task_times))}
+
+    def bar(stage):
+        if progress is None:
+            return None
+        return lambda label, i, n: progress({"stage": stage, "label": label, "done": i, "total": n})
+
+    try:
+        # 2. curves bottom-up
+        curves: dict[int, CurveOffer] = {}
+        t = time.perf_counter()
+        times = []
+        for level in range(int(depth.max(initial=0)), 0, -1):
+            level_areas = [a for a in dsos if depth[a] == level]
+            tasks = [(subs[a], opts, names[parent[a]], [curves[c] for c in children[a]], curve_tol, max_evals)
+                     for a in level_areas]
+            for a, (msg, dt) in zip(level_areas, exe.map(dso_curve, tasks, [names[a] for a in level_areas],
+                                                          bar(f"curves (level {level})"))):
+                curves[a] = msg
+                log.add(msg)
+                times.append(dt)
+        note("curves", time.perf_counter() - t, times)
+
+        # 3. TSO clearing (one-shot with curves, or iterative cut exchange)
+        tso = TSO(subs[0], opts)
+        top = children[0]
+        t = time.perf_counter()
+        history = []
+        if iterate:
+            offers = [offer_from_message(curves[a]) for a in top]
+            for o in offers:  # full rating box: evaluation with slack never fails (complete recourse)
+                o.lo = o.hi = None
+            best_ub = np.inf
+            eval_times = []
+            res = None
+            for k in range(1, max_iterations + 1):
+                res = tso.clear(offers, use_curves=False, use_cuts=True, integer=False, threads=threads)
+                lb = res["objective"]
+                scheds = [Schedule(sender="TSO", receiver=names[a], stage="iterate", periods=inst.periods.tolist(),
+                                   export_mw=res["x"][i].tolist(), price_eur_mwh=res["pi"][i].tolist(), iteration=k)
+                          for i, a in enumerate(top)]
+                for s in scheds:
+                    log.add(s)
+                out = exe.map(dso_evaluate, [(subs[a], opts, "TSO", [curves[c] for c in children[a]], s)
+                                             for a, s in zip(top, scheds)], [names[a] for a in top],
+                              bar(f"iteration {k}"))
+                replies: list[CutReply] = [m for m, _ in out]
+                eval_times.append(max(dt for _, dt in out))
+                for r in replies:
+                    log.add(r)
+                ub = res["objective"] - res["offer_value"] + sum(r.cost_eur for r in replies)
+                best_ub = min(best_ub, ub)
+                history.append({"iteration": k, "lower_bound": lb, "upper_bound": best_ub,
+                                "gap_eur": best_ub - lb})
+                if progress:
+                    progress({"stage": "iterate", **history[-1]})
+                for o, r in zip(offers, replies):
+                    add_cut_replies(o, [r])
+                if best_ub - lb <= iter_tol_abs + iter_tol_rel * abs(best_ub):
+                    break
+            if not relax:  # final rounds with the TSO's own binaries
+                for k in range(3):
+                    res = tso.clear(offers, use_curves=False, use_cuts=True, integer=True, threads=threads)
+                    scheds = [Schedule(sender="TSO", receiver=names[a], stage="iterate-mip",
+                                       periods=inst.periods.tolist(), export_mw=res["x"][i].tolist(),
+                                       price_eur_mwh=res["pi"][i].tolist(), iteration=len(history) + 1)
+                              for i, a in enumerate(top)]
+                    out = exe.map(dso_evaluate, [(subs[a], opts, "TSO", [curves[c] for c in children[a]], s)
+                                                 for a, s in zip(top, scheds)], [names[a] for a in top], None)
+                    replies = [m for m, _ in out]
+                    for s in scheds:
+                        log.add(s)
+                    for r in replies:
+                        log.add(r)
+                    ub = res["objective"] - res["offer_value"] + sum(r.cost_eur for r in replies)
+                    history.append({"iteration": len(history) + 1, "lower_bound": res["objective"],
+                                    "upper_bound": ub, "gap_eur": ub - res["objective"], "master": "milp"})
+                    for o, r in zip(offers, replies):
+                        add_cut_replies(o, [r])
+                    if ub - res["objective"] <= iter_tol_abs + iter_tol_rel * abs(ub):
+                        break
+            note("iterate", time.perf_counter() - t, eval_times)
+        else:
+            offers = [offer_from_message(curves[a]) for a in top]
+            res = tso.clear(offers, use_curves=True, use_cuts=False, integer=not relax, mip_gap=min(mip_gap, 1e-4),
+                            time_limit=time_limit, threads=threads)
+            note("tso", time.perf_counter() - t, [time.perf_counter() - t])
+        schedules: dict[int, Schedule] = {}
+        for i, a in enumerate(top):
+            schedules[a] = Schedule(sender="TSO", receiver=names[a], stage="dispatch", periods=inst.periods.tolist(),
+                                    export_mw=res["x"][i].tolist(), price_eur_mwh=res["pi"][i].tolist())
+            log.add(schedules[a])
+
+        # 4. dispatch top-down
+        t = time.perf_counter()
+        times = []
+        dispatch: dict[int, dict] = {}
+        for level in range(1, int(depth.max(initial=0)) + 1):
+            level_areas = [a for a in dsos if depth[a] == level]
+            tasks = [(subs[a], opts, names[parent[a]], [curves[c] for c in children[a]], schedules[a], mip_gap,
+                      time_limit, relax, curves[a]) for a in level_areas]
+            for a, out in zip(level_areas, exe.map(dso_dispatch, tasks, [names[a] for a in level_areas],
+                                                     bar(f"dispatch (level {level})"))):
+                dispatch[a] = out
+                log.add(out["report"])
+                times.append(out["time_s"])
+                for s in out["child_schedules"]:
+                    child = names.index(s.receiver)
+                    schedules[child] = s
+                    log.add(s)
+        note("dispatch", time.perf_counter() - t, times)
+    finally:
+        exe.close()
+
+    return _assemble(inst, opts, res, dispatch, curves, schedules, log, stage_times, history, t_start,
+                     scheme_name, relax, iterate, curve_tol, exe)
+
+
+def _assemble(inst, opts, res, dispatch, curves, schedules, log, stage_times, history, t_start, scheme_name,
+              relax, iterate, curve_tol, exe) -> ClearingResult:
+    names = inst.areas.name
+    parts = [res["tables"]] + [dispatch[a]["tables"] for a in sorted(dispatch)]
+    tables = {}
+    for key in ("segments", "bids", "buses", "lines"):
+        frames = [p[key] for p in parts if key in p and len(p[key])]
+        tables[key] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    rows = []
+    for a in sorted(dispatch):
+        s = schedules[a]
+        rep = dispatch[a]["report"]
+        c = curves[a]
+        for t, p in enumerate(s.periods):
+            rows.append({"area": names[a], "parent": s.sender, "period": p, "export_mw": s.export_mw[t],
+                         "interface_price_eur_mwh": s.price_eur_mwh[t], "dso_marginal_cost_eur_mwh": rep.rho_eur_mwh[t],
+                         "price_mismatch_eur_mwh": abs(rep.rho_eur_mwh[t] - s.price_eur_mwh[t]),
+                         "curve_lo_mw": c.xi_mw[t][0], "curve_hi_mw": c.xi_mw[t][-1],
+                         "curve_breakpoints": len(c.xi_mw[t]), "curve_eps_eur": c.eps_eur[t],
+                         "curve_flags": ";".join(c.flags[t])})
+    tables["interfaces"] = pd.DataFrame(rows)
+    tso_cost = res["cost"]
+    market = tso_cost["market_cost_eur"] + sum(d["cost"]["market_cost_eur"] for d in dispatch.values())
+    slack = tso_cost["slack_cost_eur"] + sum(d["cost"]["slack_cost_eur"] for d in dispatch.values())
+    reports = [dispatch[a]["report"] for a in sorted(dispatch)]
+    wall = time.perf_counter() - t_start
+    crit = sum(v["slowest_operator_s"] for v in stage_times.values())
+    summary = {
+        "scheme": scheme_name,
+        "variant": "iterative" if iterate else "curves",
+        "instance": inst.name,
+        "periods": [int(p) for p in inst.periods],
+        "options": {"dist_model": opts.dist_model, "reactive_policy": opts.reactive_policy,
+                    "slack_penalty": opts.slack_penalty, "integer": not relax, "curve_tol_eur": curve_tol,
+                    "executor": exe.name, "workers": exe.workers},
+        "cost": {"market_cost_eur": market, "slack_cost_eur": slack, "total_cost_eur": market + slack,
+                 "tso_cost_eur": tso_cost["market_cost_eur"] + tso_cost["slack_cost_eur"],
+                 "dso_cost_eur": {names[a]: dispatch[a]["cost"]["total_cost_eur"] for a in sorted(dispatch)}},
+        "slack": {"p_mw": float(tables["buses"].slack_p_mw.abs().sum()) if len(tables["buses"]) else 0.0,
+                  "q_mvar": float(tables["buses"].slack_q_mvar.abs().sum()) if len(tables["buses"]) else 0.0},
+        "tso": {"objective_with_offers_eur": res["objective"], "offer_value_eur": res["offer_value"],
+                "mip": res["mip"]},
+        "curves": {"sum_eps_eur": float(sum(sum(c.eps_eur) for c in curves.values())),
+                   "evaluations": int(sum(len(c.cuts) for c in curves.values())),
+                   "flags": sorted({f for c in curves.values() for fl in c.flags for f in fl})},
+        "curve_error_at_solution_eur": float(sum(r.curve_error_eur for r in reports)),
+        "integrality_cost_eur": float(sum(r.integrality_cost_eur for r in reports)),
+        "dso_mip_gap_max": max([d["mip"]["gap"] or 0.0 for d in dispatch.values()], default=0.0),
+        "price_mismatch_max_eur_mwh": float(tables["interfaces"].price_mismatch_eur_mwh.max())
+        if len(tables["interfaces"]) else 0.0,
+        "iterations": history,
+        "communication": log.totals(),
+        "timings_s": {"wall": wall, "critical_path": crit, "stages": stage_times},
+        "check": {"feasible": bool(all(d["check_ok"] for d in dispatch.values()))},
+    }
+    msgs = [{k: v for k, v in e.items() if k != "message"} | {"message": e["message"]} for e in log.entries]
+    return ClearingResult(scheme=scheme_name, instance=inst.name, tables=tables, summary=summary, messages=msgs)

@@ -1,0 +1,75 @@
+"""Messages between operators (MODEL.md §6.2 table).  Only these objects cross operator boundaries.
+
+Every message serialises to JSON (`to_json`), and the run logs each one with its size to `messages.jsonl`.
+Contents are interface-level only: area names, periods, exchanges (MW), costs (€) and prices (€/MWh); never a
+DSO-internal bus, line or order.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class Message:
+    sender: str
+    receiver: str
+    stage: str
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+    def payload(self) -> dict:
+        d = asdict(self)
+        for k in ("sender", "receiver", "stage"):
+            d.pop(k)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": self.kind, "from": self.sender, "to": self.receiver, "stage": self.stage,
+                           "payload": self.payload()}, sort_keys=True, allow_nan=False)
+
+
+@dataclass
+class CurveOffer(Message):
+    """DSO → parent: per period, the exchange range and the breakpoints (MW, €) of the residual supply curve."""
+
+    periods: list[int] = field(default_factory=list)
+    xi_mw: list[list[float]] = field(default_factory=list)
+    cost_eur: list[list[float]] = field(default_factory=list)
+    eps_eur: list[float] = field(default_factory=list)
+    flags: list[list[str]] = field(default_factory=list)
+    cuts: list[dict] = field(default_factory=list)  # every evaluation as {point, value, slope} (for --iterate)
+
+
+@dataclass
+class Schedule(Message):
+    """Parent → DSO: cleared exchange per period (MW exported) and the interface price (€/MWh)."""
+
+    periods: list[int] = field(default_factory=list)
+    export_mw: list[float] = field(default_factory=list)
+    price_eur_mwh: list[float] = field(default_factory=list)
+    iteration: int = 0
+
+
+@dataclass
+class CutReply(Message):
+    """DSO → TSO in the iterative variant: C_d(x^k) (€), its subgradient ρ^k (€/MW per period), slack flag."""
+
+    point_mw: list[float] = field(default_factory=list)
+    cost_eur: float = 0.0
+    slope_eur_mw: list[float] = field(default_factory=list)
+    uses_slack: bool = False
+    iteration: int = 0
+
+
+@dataclass
+class DispatchReport(Message):
+    """DSO → parent after dispatch: slack used, curve error at the schedule, price mismatch |ρ − π|."""
+
+    slack_mw: float = 0.0
+    curve_error_eur: float = 0.0
+    rho_eur_mwh: list[float] = field(default_factory=list)
+    integrality_cost_eur: float = 0.0
+    soc_gap_max: float = 0.0
