@@ -51,8 +51,22 @@ def _progress_printer(quiet: bool):
     return show
 
 
+def _check_numbers(args) -> None:
+    """Reject out-of-range numeric options with a one-line error (exit 2)."""
+    checks = [("--mip-gap", getattr(args, "mip_gap", None), lambda v: v >= 0),
+              ("--time-limit", getattr(args, "time_limit", None), lambda v: v is None or v > 0),
+              ("--threads", getattr(args, "threads", None), lambda v: v >= 1),
+              ("--slack-penalty", getattr(args, "slack_penalty", None), lambda v: v > 0),
+              ("--workers", getattr(args, "workers", None), lambda v: v is None or v >= 1),
+              ("--curve-tol", getattr(args, "curve_tol", None), lambda v: v is None or v > 0)]
+    for flag, value, ok in checks:
+        if value is not None and not ok(value):
+            raise InputError(f"{flag} {value} is out of range")
+
+
 def cmd_clear(args) -> int:
     import time
+    _check_numbers(args)
     from .schemes import clear
     from .reporting.writer import write_results, dumps
     t0 = time.perf_counter()

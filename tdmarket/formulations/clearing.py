@@ -118,7 +118,11 @@ class ClearingProblem:
         br = self.inst.branches
         per = np.arange(T)
         u = x[d.w_grid[br.f[d.line][:, None], per]] / d.tau2[:, None]
-        return u * x[d.l_grid] - x[d.P_grid] ** 2 - x[d.Q_grid] ** 2
+        gap = u * x[d.l_grid] - x[d.P_grid] ** 2 - x[d.Q_grid] ** 2
+        # on zero-impedance lines ℓ affects nothing (no drop, no loss): the cone's slack is not a relaxation gap
+        zero_z = (d.r == 0) & (d.x == 0)
+        gap[zero_z] = 0.0
+        return gap
 
     def extract(self, x: np.ndarray, row_dual: np.ndarray | None) -> dict[str, pd.DataFrame]:
         """Tables of the solution: segments, bids, buses (prices, slack), interfaces, lines."""
@@ -127,7 +131,7 @@ class ClearingProblem:
         period_ids = inst.periods
         seg, bids = inst.orders.segments, inst.orders.bids
         oi = self.orders.index(p)
-        xi = np.clip(x[oi.xi], 0.0, 1.0)
+        xi = np.clip(x[oi.xi], 0.0, 1.0) + 0.0  # + 0.0 turns -0.0 into 0.0
         xi = net_two_way(inst, xi, oi.netted_bids)
         w = seg.width
         p_seg = w * xi
@@ -138,11 +142,14 @@ class ClearingProblem:
             "width_mw": w, "price_eur_mwh": seg.price, "accepted_fraction": xi, "accepted_mw": p_seg,
             "cost_eur": seg.price * np.abs(p_seg) * opts.period_hours})
         P_b = np.bincount(seg.bid, p_seg, minlength=len(bids))
+        bid_size = np.bincount(seg.bid, np.abs(w), minlength=len(bids))
         Q_b = np.where(oi.q >= 0, x[np.maximum(oi.q, 0)], np.nan)
         out["bids"] = pd.DataFrame({
             "bid": bids.id, "qtbid": bids.qtbid, "node": inst.buses.id[bids.bus], "period": period_ids[bids.period],
             "p_mw": P_b, "q_mvar": Q_b,
-            "accepted": np.where(oi.z >= 0, np.round(x[np.maximum(oi.z, 0)], 9), np.abs(P_b) > 1e-9)})
+            # interior-point noise (~1e-8) is not acceptance: threshold relative to the bid's size
+            "accepted": np.where(oi.z >= 0, np.round(x[np.maximum(oi.z, 0)], 6) > 0.5,
+                                 np.abs(P_b) > 1e-6 * np.maximum(1.0, bid_size))})
         # buses: prices and slack
         bal = self.balance
         scale = 1.0 / opts.period_hours

@@ -95,70 +95,34 @@ def run_hierarchical(inst: Instance, *, relax: bool = False, executor: str = "pr
                 times.append(dt)
         note("curves", time.perf_counter() - t, times)
 
-        # 3. TSO clearing (one-shot with curves, or iterative cut exchange)
+        # 3. TSO clearing: one-shot with the curves; DSOs then evaluate C_d at the cleared exchange.  If a curve
+        #    misses C_d there by more than its tolerance (period coupling makes C_d non-separable), or with
+        #    `iterate`, continue with the cut exchange (nested Benders), seeded with every evaluation so far.
         tso = TSO(subs[0], opts)
         top = children[0]
         t = time.perf_counter()
-        history = []
-        if iterate:
-            offers = [offer_from_message(curves[a]) for a in top]
-            for o in offers:  # full rating box: evaluation with slack never fails (complete recourse)
-                o.lo = o.hi = None
-            best_ub = np.inf
-            eval_times = []
-            res = None
-            for k in range(1, max_iterations + 1):
-                res = tso.clear(offers, use_curves=False, use_cuts=True, integer=False, threads=threads)
-                lb = res["objective"]
-                scheds = [Schedule(sender="TSO", receiver=names[a], stage="iterate", periods=inst.periods.tolist(),
-                                   export_mw=res["x"][i].tolist(), price_eur_mwh=res["pi"][i].tolist(), iteration=k)
-                          for i, a in enumerate(top)]
-                for s in scheds:
-                    log.add(s)
-                out = exe.map(dso_evaluate, [(subs[a], opts, "TSO", [curves[c] for c in children[a]], s)
-                                             for a, s in zip(top, scheds)], [names[a] for a in top],
-                              bar(f"iteration {k}"))
-                replies: list[CutReply] = [m for m, _ in out]
-                eval_times.append(max(dt for _, dt in out))
-                for r in replies:
-                    log.add(r)
-                ub = res["objective"] - res["offer_value"] + sum(r.cost_eur for r in replies)
-                best_ub = min(best_ub, ub)
-                history.append({"iteration": k, "lower_bound": lb, "upper_bound": best_ub,
-                                "gap_eur": best_ub - lb})
-                if progress:
-                    progress({"stage": "iterate", **history[-1]})
-                for o, r in zip(offers, replies):
-                    add_cut_replies(o, [r])
-                if best_ub - lb <= iter_tol_abs + iter_tol_rel * abs(best_ub):
-                    break
-            if not relax:  # final rounds with the TSO's own binaries
-                for k in range(3):
-                    res = tso.clear(offers, use_curves=False, use_cuts=True, integer=True, threads=threads)
-                    scheds = [Schedule(sender="TSO", receiver=names[a], stage="iterate-mip",
-                                       periods=inst.periods.tolist(), export_mw=res["x"][i].tolist(),
-                                       price_eur_mwh=res["pi"][i].tolist(), iteration=len(history) + 1)
-                              for i, a in enumerate(top)]
-                    out = exe.map(dso_evaluate, [(subs[a], opts, "TSO", [curves[c] for c in children[a]], s)
-                                                 for a, s in zip(top, scheds)], [names[a] for a in top], None)
-                    replies = [m for m, _ in out]
-                    for s in scheds:
-                        log.add(s)
-                    for r in replies:
-                        log.add(r)
-                    ub = res["objective"] - res["offer_value"] + sum(r.cost_eur for r in replies)
-                    history.append({"iteration": len(history) + 1, "lower_bound": res["objective"],
-                                    "upper_bound": ub, "gap_eur": ub - res["objective"], "master": "milp"})
-                    for o, r in zip(offers, replies):
-                        add_cut_replies(o, [r])
-                    if ub - res["objective"] <= iter_tol_abs + iter_tol_rel * abs(ub):
-                        break
-            note("iterate", time.perf_counter() - t, eval_times)
-        else:
-            offers = [offer_from_message(curves[a]) for a in top]
-            res = tso.clear(offers, use_curves=True, use_cuts=False, integer=not relax, mip_gap=min(mip_gap, 1e-4),
-                            time_limit=time_limit, threads=threads)
-            note("tso", time.perf_counter() - t, [time.perf_counter() - t])
+        offers = [offer_from_message(curves[a]) for a in top]
+        res = tso.clear(offers, use_curves=True, use_cuts=False, integer=not relax, mip_gap=min(mip_gap, 1e-4),
+                        time_limit=time_limit, threads=threads)
+        note("tso", time.perf_counter() - t, [time.perf_counter() - t])
+        history: list[dict] = []
+        loop = _CutLoop(inst, tso, top, names, subs, opts, curves, children, exe, log, bar, threads)
+        t = time.perf_counter()
+        replies, ub = loop.evaluate(res, stage="verify", iteration=0)
+        promised = [sum(float(np.interp(x, xi, ph)) for x, xi, ph in zip(res["x"][i], curves[a].xi_mw,
+                                                                          curves[a].cost_eur))
+                    for i, a in enumerate(top)]
+        curve_errors = [r.cost_eur - p for r, p in zip(replies, promised)]
+        tolerance = [sum(curves[a].eps_eur) + curve_tol for a in top]
+        history.append({"iteration": 0, "master": "curves", "lower_bound": None, "upper_bound": ub,
+                        "max_curve_error_eur": max(curve_errors, default=0.0)})
+        note("verify", time.perf_counter() - t, loop.eval_times[-1:])
+        if iterate or any(e > tol for e, tol in zip(curve_errors, tolerance)):
+            t = time.perf_counter()
+            res = loop.run(offers, replies, res, ub, history, relax=relax, tol_abs=iter_tol_abs,
+                           tol_rel=iter_tol_rel, max_iterations=max_iterations, progress=progress,
+                           mip_gap=mip_gap, time_limit=time_limit)
+            note("iterate", time.perf_counter() - t, loop.eval_times[1:])
         schedules: dict[int, Schedule] = {}
         for i, a in enumerate(top):
             schedules[a] = Schedule(sender="TSO", receiver=names[a], stage="dispatch", periods=inst.periods.tolist(),
@@ -188,6 +152,65 @@ def run_hierarchical(inst: Instance, *, relax: bool = False, executor: str = "pr
 
     return _assemble(inst, opts, res, dispatch, curves, schedules, log, stage_times, history, t_start,
                      scheme_name, relax, iterate, curve_tol, exe)
+
+
+class _CutLoop:
+    """The iterative variant (MODEL.md §6.3): TSO master with cuts, DSOs return value and subgradient."""
+
+    def __init__(self, inst, tso, top, names, subs, opts, curves, children, exe, log, bar, threads):
+        self.inst, self.tso, self.top, self.names, self.subs = inst, tso, top, names, subs
+        self.opts, self.curves, self.children, self.exe, self.log, self.bar = opts, curves, children, exe, log, bar
+        self.threads = threads
+        self.eval_times: list[float] = []
+
+    def evaluate(self, res: dict, stage: str, iteration: int) -> tuple[list[CutReply], float]:
+        scheds = [Schedule(sender="TSO", receiver=self.names[a], stage=stage, periods=self.inst.periods.tolist(),
+                           export_mw=res["x"][i].tolist(), price_eur_mwh=res["pi"][i].tolist(), iteration=iteration)
+                  for i, a in enumerate(self.top)]
+        for s in scheds:
+            self.log.add(s)
+        out = self.exe.map(dso_evaluate, [(self.subs[a], self.opts, "TSO", [self.curves[c] for c in self.children[a]],
+                                           s) for a, s in zip(self.top, scheds)],
+                           [self.names[a] for a in self.top], self.bar(f"{stage} {iteration}"))
+        replies = [m for m, _ in out]
+        self.eval_times.append(max((dt for _, dt in out), default=0.0))
+        for r in replies:
+            self.log.add(r)
+        ub = res["objective"] - res["offer_value"] + sum(r.cost_eur for r in replies)
+        return replies, ub
+
+    def run(self, offers, replies, res, ub, history, *, relax, tol_abs, tol_rel, max_iterations, progress,
+            mip_gap, time_limit) -> dict:
+        for o, r in zip(offers, replies):
+            add_cut_replies(o, [r])
+            o.lo = o.hi = None  # full rating box: evaluation with slack never fails (complete recourse)
+        best_ub, best_res = ub, res
+        phase, rounds, k = "lp", 0, 0
+        while True:
+            k += 1
+            rounds += 1
+            integer = phase == "milp"
+            res = self.tso.clear(offers, use_curves=False, use_cuts=True, integer=integer, threads=self.threads,
+                                 mip_gap=min(mip_gap, 1e-4), time_limit=time_limit)
+            lb = res["objective"]
+            replies, ub = self.evaluate(res, stage="iterate", iteration=k)
+            if ub < best_ub:
+                best_ub, best_res = ub, res
+            history.append({"iteration": k, "master": phase, "lower_bound": lb, "upper_bound": best_ub,
+                            "gap_eur": best_ub - lb})
+            if progress:
+                progress({"stage": "iterate", **history[-1]})
+            for o, r in zip(offers, replies):
+                add_cut_replies(o, [r])
+            converged = best_ub - lb <= tol_abs + tol_rel * abs(best_ub)
+            if phase == "lp" and (converged or rounds >= max_iterations):
+                if relax:
+                    break
+                # a few final rounds with the TSO's own binaries (MILP master); only their points are dispatched
+                phase, rounds, best_ub = "milp", 0, np.inf
+            elif phase == "milp" and (converged or rounds >= 3):
+                break
+        return best_res
 
 
 def _assemble(inst, opts, res, dispatch, curves, schedules, log, stage_times, history, t_start, scheme_name,

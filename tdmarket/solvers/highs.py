@@ -56,6 +56,30 @@ def _to_highs_lp(program: Program) -> highspy.HighsLp:
     return lp
 
 
+_banner_done = False
+
+
+def _new_highs() -> highspy.Highs:
+    """A Highs object; the first one of a process prints a banner to stdout before any option can silence
+    it, which would corrupt machine-readable output (`--json`), so stdout is muted around that call."""
+    global _banner_done
+    if _banner_done:
+        return highspy.Highs()
+    import os
+    import sys
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            h = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    _banner_done = True
+    return h
+
+
 def _run(h: highspy.Highs, threads: int) -> None:
     global _pool_threads
     if _pool_threads is not None and _pool_threads != threads:
@@ -74,7 +98,7 @@ def solve_highs(program: Program, *, time_limit: float | None = None, mip_gap: f
     if program.has_cones:
         raise ValueError("solve_highs handles LP/MILP only; the program has second-order cones")
     is_mip = program.has_integers
-    h = highspy.Highs()
+    h = _new_highs()
     for name, value in (("output_flag", bool(verbose)), ("threads", int(threads)),
                         ("random_seed", int(random_seed)), ("mip_rel_gap", float(mip_gap)),
                         ("time_limit", float(np.inf if time_limit is None else time_limit)),
