@@ -12,9 +12,7 @@ def load(path, **options):
 
 def clear(instance, scheme: str = "centralized", **options):
     """Clear an instance (or a path to one) with a coordination scheme; returns a results object."""
-    from .schemes import clear as _clear
-    if not hasattr(instance, "buses"):
-        instance = load(instance)
+    from .api import clear as _clear
     return _clear(instance, scheme=scheme, **options)
 
 

@@ -45,6 +45,19 @@ def _progress_printer(quiet: bool):
         return None
 
     def show(rec: dict) -> None:
+        if "stage" in rec:  # hierarchical progress: a bar over DSOs per stage, or a cut-round line
+            if rec["stage"] == "iterate":
+                lb = rec["lower_bound"]
+                print(f"  [iterate] round {rec['iteration']} ({rec['master']}): LB {lb:.6f}  UB "
+                      f"{rec['upper_bound']:.6f}  gap {rec['gap_eur']:.4g} EUR", file=sys.stderr, flush=True)
+                return
+            done, total = rec["done"], rec["total"]
+            width = 30
+            fill = int(width * done / max(total, 1))
+            end = "\n" if done == total else ""
+            print(f"\r  [{rec['stage']}] [{'#' * fill}{'.' * (width - fill)}] {done}/{total} {rec['label']:<16}",
+                  end=end, file=sys.stderr, flush=True)
+            return
         lb, ub, gap = rec.get("lower_bound"), rec.get("upper_bound"), rec.get("gap")
         print(f"  [mip] round {rec['round']}: bound {lb:.6f}  incumbent {ub:.6f}  gap {100 * gap:.4f} %  "
               f"({rec['elapsed_s']:.1f} s)", file=sys.stderr, flush=True)
@@ -67,7 +80,7 @@ def _check_numbers(args) -> None:
 def cmd_clear(args) -> int:
     import time
     _check_numbers(args)
-    from .schemes import clear
+    from .api import clear, gap_to
     from .reporting.writer import write_results, dumps
     t0 = time.perf_counter()
     inst = _load(args)
@@ -78,8 +91,21 @@ def cmd_clear(args) -> int:
     options = dict(relax=args.relax, mip_gap=args.mip_gap, time_limit=args.time_limit, threads=args.threads,
                    dist_model=args.dist_model, reactive_policy=args.reactive_policy,
                    slack_penalty=args.slack_penalty, progress=_progress_printer(args.quiet))
+    if args.scheme == "hierarchical":
+        options.update(executor=args.executor, workers=args.workers, address=args.address,
+                       curve_tol=args.curve_tol, iterate=args.iterate)
     result = clear(inst, scheme=args.scheme, **options)
     result.summary["timings_s"]["load"] = t_load
+    if args.compare_centralized and args.scheme == "hierarchical":
+        if not args.quiet:
+            print("tdmarket: clearing the centralized reference ...", file=sys.stderr, flush=True)
+        ref = clear(inst, scheme="centralized", **{k: v for k, v in options.items()
+                                                   if k in ("relax", "mip_gap", "time_limit", "threads",
+                                                            "dist_model", "reactive_policy", "slack_penalty")})
+        result.summary["gap_to_centralized"] = {
+            "centralized_cost_eur": ref.total_cost, "hierarchical_cost_eur": result.total_cost,
+            "gap": gap_to(result, ref), "centralized_mip_gap": ref.summary["mip"].get("gap"),
+            "hierarchical_dso_mip_gap_max": result.summary.get("dso_mip_gap_max")}
     if args.out:
         out = write_results(result, args.out)
         if not args.quiet:
@@ -94,14 +120,28 @@ def cmd_clear(args) -> int:
         print(f"total cost        {c['total_cost_eur']:.6f} EUR  (market {c['market_cost_eur']:.6f}, "
               f"slack {c['slack_cost_eur']:.6f})")
         print(f"slack             {s['slack']['p_mw']:.6g} MW, {s['slack']['q_mvar']:.6g} Mvar")
-        if s["mip"].get("gap") is not None:
+        if s.get("mip", {}).get("gap") is not None:
             print(f"mip               {s['mip']['binaries']} binaries, bound {s['mip']['lower_bound']:.6f}, "
                   f"gap {100 * s['mip']['gap']:.4f} %")
-        print(f"soc gap           max {s['soc_gap']['max']:.3g}, inexact lines {s['soc_gap']['inexact_lines']}")
-        print(f"solver            {s['solver']['name']} {s['solver']['status']} in {s['solver']['time_s']:.2f} s")
-        for key in ("gap_to_centralized", "comparison"):
-            if key in s:
-                print(f"{key:<18}{s[key]}")
+        if "soc_gap" in s:
+            print(f"soc gap           max {s['soc_gap']['max']:.3g}, inexact lines {s['soc_gap']['inexact_lines']}")
+        if "solver" in s:
+            print(f"solver            {s['solver']['name']} {s['solver']['status']} in {s['solver']['time_s']:.2f} s")
+        if "curves" in s:
+            cv = s["curves"]
+            print(f"curves            {cv['evaluations']} evaluations, sum eps {cv['sum_eps_eur']:.4g} EUR, "
+                  f"error at solution {s['curve_error_at_solution_eur']:.4g} EUR")
+            if len(s["iterations"]) > 1:
+                last = s["iterations"][-1]
+                print(f"iterations        {len(s['iterations']) - 1} cut rounds, final UB-LB "
+                      f"{last['gap_eur']:.4g} EUR")
+            com = s["communication"]
+            print(f"messages          {com['messages']} ({com['bytes']} bytes)")
+            tm = s["timings_s"]
+            print(f"time              wall {tm['wall']:.2f} s, critical path {tm['critical_path']:.2f} s")
+        if "gap_to_centralized" in s:
+            g = s["gap_to_centralized"]
+            print(f"gap to central.   {100 * g['gap']:.5f} %  (centralized {g['centralized_cost_eur']:.6f} EUR)")
     return 0
 
 
@@ -121,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=cmd_info)
 
-    from .schemes import SCHEMES
+    from .api import SCHEMES
+    from .operators.executors import EXECUTORS
     from .formulations.options import DIST_MODELS, REACTIVE_POLICIES
     clear = sub.add_parser("clear", help="clear the balancing market of an instance")
     add_instance_args(clear)
@@ -136,6 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
     clear.add_argument("--reactive-policy", default="bounded", choices=REACTIVE_POLICIES,
                        help="reactive power of D orders without PQ limits (MODEL.md §4.3)")
     clear.add_argument("--slack-penalty", type=float, default=1e4, help="balance slack penalty, EUR/MWh")
+    h = clear.add_argument_group("hierarchical scheme")
+    h.add_argument("--executor", default="process", choices=EXECUTORS,
+                   help="where DSO work runs: process pool (default, all cores), inline, or a Ray cluster")
+    h.add_argument("--workers", type=int, default=None, help="parallel workers (default: all cores)")
+    h.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
+    h.add_argument("--curve-tol", type=float, default=0.1,
+                   help="certified curve tolerance per area and period, EUR (default 0.1)")
+    h.add_argument("--iterate", action="store_true",
+                   help="always run the cut exchange to convergence (it also starts by itself when a curve "
+                        "misses the DSO cost at the cleared point)")
+    h.add_argument("--compare-centralized", action="store_true",
+                   help="also clear centrally and report the cost gap")
     clear.add_argument("--json", action="store_true", help="print the summary as JSON")
     clear.add_argument("--quiet", action="store_true", help="no progress output")
     clear.set_defaults(func=cmd_clear)
