@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import InputError, SolverError
+from .errors import InputError, SolverError, TdmarketError
 
 
 def _instance_path(args) -> Path:
@@ -205,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SolverError as exc:
         print(f"tdmarket: solver error: {exc}", file=sys.stderr)
+        return 3
+    except TdmarketError as exc:  # e.g. operator work failed twice: no results folder is written
+        print(f"tdmarket: error: {exc}", file=sys.stderr)
         return 3
     except KeyboardInterrupt:
         print("tdmarket: interrupted", file=sys.stderr)

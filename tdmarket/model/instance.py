@@ -200,6 +200,21 @@ class Instance:
     def n_periods(self) -> int:
         return len(self.periods)
 
+    def fingerprint(self) -> str:
+        """Content hash of every array (and area names): equal iff the data are equal."""
+        import hashlib
+        h = hashlib.blake2b(digest_size=16)
+        for part in (self.periods, self.p_inj, self.q_inj):
+            h.update(np.ascontiguousarray(part).tobytes())
+        for obj in (self.buses, self.branches, self.areas, self.orders, self.orders.segments, self.orders.bids):
+            for f in fields(obj):
+                v = getattr(obj, f.name)
+                if isinstance(v, np.ndarray):
+                    h.update(f.name.encode())
+                    h.update(np.ascontiguousarray(v).tobytes())
+        h.update("|".join(self.areas.name).encode())
+        return h.hexdigest()
+
     @property
     def n_areas(self) -> int:
         return len(self.areas)

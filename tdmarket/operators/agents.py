@@ -19,6 +19,8 @@ from ..schemes.centralized import solve_clearing
 from ..schemes.hierarchical import AreaModel, Cut, Offer, SliceCurve, add_offers, bound_offers, build_curves, \
     child_exchange_columns
 from ..formulations.clearing import ClearingProblem
+from ..errors import SolverError
+from ..solvers import SolveStatus
 from .messages import CurveOffer, CutReply, DispatchReport, Schedule
 
 
@@ -32,6 +34,9 @@ def offer_from_message(msg: CurveOffer) -> Offer:
 def add_cut_replies(offer: Offer, replies: list[CutReply]) -> Offer:
     offer.cuts.extend(Cut(point=r.point_mw, value=r.cost_eur, slope=r.slope_eur_mw) for r in replies)
     return offer
+
+
+_MODEL_CACHE: dict = {}
 
 
 class DSO:
@@ -54,8 +59,19 @@ class DSO:
                           cost_eur=[c.phi for c in curves], eps_eur=[c.eps for c in curves],
                           flags=[c.flags for c in curves], cuts=[asdict(c) for c in cuts])
 
+    def model(self, opts: ModelOptions) -> AreaModel:
+        """The area's value-function model, cached per process: a DSO answers many cut requests, and only the
+        exchange changes between them."""
+        key = (self.sub.fingerprint(), opts, tuple(m.to_json() for m in self.child_msgs))
+        model = _MODEL_CACHE.get(key)
+        if model is None:
+            if len(_MODEL_CACHE) >= 256:
+                _MODEL_CACHE.clear()
+            model = _MODEL_CACHE[key] = AreaModel(self.sub, opts, self._offers())
+        return model
+
     def evaluate(self, sched: Schedule) -> CutReply:
-        model = AreaModel(self.sub, self.opts.relaxed(), self._offers())
+        model = self.model(self.opts.relaxed())
         ev = model.evaluate(np.asarray(sched.export_mw))
         slack = model.cp.cost_parts(ev.x)["slack_cost_eur"] > 1e-6
         return CutReply(sender=self.name, receiver=self.parent, stage="iterate", point_mw=list(sched.export_mw),
@@ -117,29 +133,70 @@ class TSO:
         self.sub = sub
         self.opts = opts
 
-    def clear(self, offers: list[Offer], *, use_curves: bool, use_cuts: bool, integer: bool, mip_gap: float = 1e-4,
-              time_limit: float | None = None, threads: int = 1) -> dict:
+    def _build(self, offers: list[Offer], *, use_curves: bool, use_cuts: bool, integer: bool):
         opts = self.opts if integer else self.opts.relaxed()
         cp = ClearingProblem(self.sub, opts)
         names = [o.area for o in offers]
         cols = child_exchange_columns(cp, names)
         maps = add_offers(cp, cols, offers, use_curves=use_curves, use_cuts=use_cuts)
         bound_offers(cp.prog, cols, offers, use_curves)
-        sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
+        return cp, cols, maps, names
+
+    def _result(self, cp, cols, maps, names, sol, mip) -> dict:
         dt = self.opts.period_hours
         x_star = sol.x[cols]
         bal = cp.balance
-        host = cp.iface.inject_bus[[list(np.array(cp.inst.areas.name)[cp.iface.area]).index(n) for n in names]] \
-            if names else np.zeros(0, int)
-        pi = sol.row_dual[cp.prog.rows["balance_p"].start + bal.p_row[host]] / dt if names else np.zeros((0, 1))
-        offer_value = 0.0
-        if "eta" in maps:
-            offer_value += float(sol.x[maps["eta"]].sum())
-        if "theta" in maps:
-            offer_value += float(sol.x[maps["theta"]].sum())
+        area_names = list(np.array(cp.inst.areas.name)[cp.iface.area])
+        host = cp.iface.inject_bus[[area_names.index(n) for n in names]] if names else np.zeros(0, int)
+        pi = (sol.row_dual[cp.prog.rows["balance_p"].start + bal.p_row[host]] / dt if names
+              else np.zeros((0, self.sub.n_periods)))
+        offer_value = sum(float(sol.x[maps[k]].sum()) for k in ("eta", "theta") if k in maps)
         tables = cp.extract(sol.x, sol.row_dual)
         b = self.sub.buses
         tables["buses"] = tables["buses"][~tables["buses"].node.isin(b.id[b.is_boundary])].reset_index(drop=True)
         return {"x": x_star, "pi": pi, "objective": float(sol.objective), "offer_value": offer_value,
                 "cost": cp.cost_parts(sol.x), "tables": tables, "mip": mip, "names": names,
                 "solver_time_s": sol.solve_time_s}
+
+    def clear(self, offers: list[Offer], *, use_curves: bool, use_cuts: bool, integer: bool, mip_gap: float = 1e-4,
+              time_limit: float | None = None, threads: int = 1) -> dict:
+        """Clear transmission with the offers (MILP with the TSO's binaries, then the LP with them fixed)."""
+        cp, cols, maps, names = self._build(offers, use_curves=use_curves, use_cuts=use_cuts, integer=integer)
+        sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
+        return self._result(cp, cols, maps, names, sol, mip)
+
+    def cut_master(self, offers: list[Offer], threads: int = 1) -> "CutMaster":
+        return CutMaster(self, offers, threads)
+
+
+class CutMaster:
+    """The TSO's relaxed master of the cut exchange, kept alive in HiGHS: each round appends the new cuts
+    θ_d >= C_d(x̂) + ρᵀ(x_d − x̂) and re-solves from the previous basis."""
+
+    def __init__(self, tso: TSO, offers: list[Offer], threads: int = 1):
+        from ..solvers.highs import PersistentLP
+        self.tso = tso
+        self.cp, self.cols, self.maps, self.names = tso._build(offers, use_curves=False, use_cuts=True,
+                                                               integer=False)
+        self.lp = PersistentLP(self.cp.prog, threads=threads)
+
+    def add_cuts(self, replies: list[CutReply]) -> None:
+        from ..formulations.terms import Terms
+        n = self.cp.prog.n
+        T = self.cols.shape[1]
+        t = Terms(len(replies))
+        lo = np.zeros(len(replies))
+        for k, r in enumerate(replies):
+            a = self.names.index(r.sender)
+            slope = np.asarray(r.slope_eur_mw)
+            t.add([k], [self.maps["theta"][a]], 1.0)
+            t.add(np.full(T, k), self.cols[a], -slope)
+            lo[k] = r.cost_eur - slope @ np.asarray(r.point_mw)
+        self.lp.add_rows(t.matrix(n), lo, np.inf)
+
+    def solve(self) -> dict:
+        sol = self.lp.solve()
+        if sol.status is not SolveStatus.OPTIMAL:
+            raise SolverError(f"TSO master LP failed: {sol.status.value} {sol.message}")
+        sol.row_dual = sol.row_dual[: self.cp.prog.m]
+        return self.tso._result(self.cp, self.cols, self.maps, self.names, sol, {"binaries": 0})

@@ -186,12 +186,16 @@ class _CutLoop:
             o.lo = o.hi = None  # full rating box: evaluation with slack never fails (complete recourse)
         best_ub, best_res = ub, res
         phase, rounds, k = "lp", 0, 0
+        master = self.tso.cut_master(offers, threads=self.threads)
         while True:
             k += 1
             rounds += 1
             integer = phase == "milp"
-            res = self.tso.clear(offers, use_curves=False, use_cuts=True, integer=integer, threads=self.threads,
-                                 mip_gap=min(mip_gap, 1e-4), time_limit=time_limit)
+            if integer:
+                res = self.tso.clear(offers, use_curves=False, use_cuts=True, integer=True, threads=self.threads,
+                                     mip_gap=min(mip_gap, 1e-4), time_limit=time_limit)
+            else:
+                res = master.solve()
             lb = res["objective"]
             replies, ub = self.evaluate(res, stage="iterate", iteration=k)
             if ub < best_ub:
@@ -202,6 +206,7 @@ class _CutLoop:
                 progress({"stage": "iterate", **history[-1]})
             for o, r in zip(offers, replies):
                 add_cut_replies(o, [r])
+            master.add_cuts(replies)
             converged = best_ub - lb <= tol_abs + tol_rel * abs(best_ub)
             if phase == "lp" and (converged or rounds >= max_iterations):
                 if relax:

@@ -152,3 +152,45 @@ def solve_highs(program: Program, *, time_limit: float | None = None, mip_gap: f
         mip_bound=float(info.mip_dual_bound) if is_mip else None,
         mip_gap=float(info.mip_gap) if is_mip else None, message=message,
     )
+
+
+class PersistentLP:
+    """An LP kept alive in HiGHS between solves, for cutting-plane loops: rows are appended with `add_rows`
+    and the next `solve` starts from the previous basis (warm start), instead of rebuilding the model."""
+
+    def __init__(self, program: Program, *, threads: int = 1, random_seed: int = 0):
+        if program.has_cones or program.has_integers:
+            raise ValueError("PersistentLP takes a pure LP")
+        self.n, self.m = program.n, program.m
+        self.threads = int(threads)
+        self.h = _new_highs()
+        for name, value in (("output_flag", False), ("threads", self.threads), ("random_seed", int(random_seed))):
+            self.h.setOptionValue(name, value)
+        if self.h.passModel(_to_highs_lp(program)) == highspy.HighsStatus.kError:
+            raise SolverError("HiGHS rejected the model (passModel returned kError)")
+
+    def add_rows(self, A, lo, hi) -> None:
+        """Append rows lo <= A x <= hi (A: sparse, n columns)."""
+        inf = highspy.kHighsInf
+        A = sp.csr_matrix(A)
+        A.sort_indices()
+        k = A.shape[0]
+        if k == 0:
+            return
+        self.h.addRows(k, np.clip(np.broadcast_to(lo, (k,)).astype(float), -inf, inf),
+                       np.clip(np.broadcast_to(hi, (k,)).astype(float), -inf, inf), A.nnz,
+                       A.indptr[:-1].astype(np.int32), A.indices.astype(np.int32), A.data.astype(float))
+        self.m += k
+
+    def solve(self) -> Solution:
+        _run(self.h, self.threads)
+        ms = self.h.getModelStatus()
+        sol = self.h.getSolution()
+        info = self.h.getInfo()
+        status = _STATUS.get(ms, SolveStatus.OTHER)
+        x = np.asarray(sol.col_value, float) if sol.value_valid else np.full(self.n, np.nan)
+        return Solution(status=status, x=x,
+                        objective=float(info.objective_function_value) if sol.value_valid else float("nan"),
+                        row_dual=np.asarray(sol.row_dual, float) if sol.dual_valid else None, cone_dual=None,
+                        iterations=int(max(info.simplex_iteration_count, 0)), solve_time_s=float(self.h.getRunTime()),
+                        solver="highs (warm)", message=self.h.modelStatusToString(ms))

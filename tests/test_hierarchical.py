@@ -1,0 +1,184 @@
+"""Hierarchical TSO–DSO scheme (MODEL.md §6): agreement with the centralized clearing, privacy of the messages,
+recursion (sub-DSOs), executors and failure handling."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tdmarket
+from tdmarket.cli import main
+from tdmarket.examples import builtin_path
+from tdmarket.model.instance import BranchKind
+from tdmarket.operators import tasks
+from tdmarket.operators.executors import ExecutionError, InlineExecutor, ProcessExecutor
+from tdmarket.operators.hierarchical_run import run_hierarchical
+from tdmarket.schemes.centralized import clear_centralized
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "smartnet"
+
+
+def _shared(name: str) -> Path:
+    path = SHARED / name
+    if not path.is_dir():
+        pytest.skip(f"shared SmartNet data not found at {SHARED}")
+    return path
+
+
+@pytest.fixture(scope="module")
+def builtin():
+    return tdmarket.load(builtin_path())
+
+
+@pytest.fixture(scope="module")
+def three_level(tmp_path_factory):
+    """The built-in example with area DSO-201 split at line 22 (202–203): DSO-203 = {203, 204} is its sub-DSO."""
+    folder = tmp_path_factory.mktemp("three_level") / "case"
+    shutil.copytree(builtin_path(), folder)
+    (folder / "SubAreas.csv").write_text("Edge,Area\n22,DSO-203\n")
+    return tdmarket.load(folder)
+
+
+def test_three_node_matches_centralized_and_reference():
+    """MODEL.md §11: every correct hierarchical variant clears x* = 1 at π = 15 with the centralized cost."""
+    inst = tdmarket.load(_shared("three-node"))
+    for policy, cost in (("free", 14.537218), ("bounded", 14.604385)):
+        res = run_hierarchical(inst, relax=True, executor="inline", reactive_policy=policy, curve_tol=1e-4)
+        assert res.total_cost == pytest.approx(cost, abs=1e-4)
+        iface = res.tables["interfaces"]
+        assert iface.export_mw.iloc[0] == pytest.approx(1.0, abs=1e-5)
+        assert iface.interface_price_eur_mwh.iloc[0] == pytest.approx(15.0, abs=1e-3)
+        assert iface.dso_marginal_cost_eur_mwh.iloc[0] == pytest.approx(15.0, abs=1e-3)
+
+
+def test_builtin_relaxed_curves_and_iterative_agree_with_centralized(builtin):
+    central = clear_centralized(builtin, relax=True).total_cost
+    one_shot = run_hierarchical(builtin, relax=True, executor="inline")
+    # the one-shot result is within the curve certificates of the centralized relaxation (MODEL.md §6.2)
+    bound = one_shot.summary["curves"]["sum_eps_eur"] + 1e-3
+    assert central - 1e-6 <= one_shot.total_cost <= central + bound
+    iterative = run_hierarchical(builtin, relax=True, executor="inline", iterate=True, iter_tol_abs=1e-3)
+    assert iterative.total_cost == pytest.approx(central, rel=1e-4)
+    hist = iterative.summary["iterations"]
+    assert hist[-1]["gap_eur"] <= 1e-3 + 1e-6 * abs(hist[-1]["upper_bound"])
+    assert all(h["lower_bound"] <= central + 1e-4 for h in hist[1:])  # the master is a valid lower bound
+
+
+def test_privacy_audit_no_dso_internal_id_reaches_the_tso(builtin):
+    """Only interface-level data crosses: the TSO's own sub-instance and every message it receives contain no
+    DSO-internal bus, line or order id."""
+    res = run_hierarchical(builtin, relax=True, executor="inline", iterate=True)
+    b, br = builtin.buses, builtin.branches
+    roots = set(b.id[builtin.areas.root_bus[1:]].tolist())
+    internal_buses = set(b.id[b.is_dist].tolist()) - roots
+    internal_lines = set(br.id[br.kind == BranchKind.DISTRIBUTION].tolist())
+    d_bid = b.is_dist[builtin.orders.bids.bus]
+    internal_orders = set(builtin.orders.bids.id[d_bid].tolist()) | set(builtin.orders.bids.qtbid[d_bid].tolist())
+    internal_orders |= set(builtin.orders.segments.id[d_bid[builtin.orders.segments.bid]].tolist())
+    # what the TSO holds
+    tso = builtin.area_instance(0)
+    assert not set(tso.buses.id.tolist()) & internal_buses
+    assert not set(tso.branches.id.tolist()) & internal_lines
+    assert not tso.buses.is_dist[tso.orders.bids.bus].any()
+    # what the TSO receives
+    allowed = {"CurveOffer": {"periods", "xi_mw", "cost_eur", "eps_eur", "flags", "cuts"},
+               "CutReply": {"point_mw", "cost_eur", "slope_eur_mw", "uses_slack", "iteration"},
+               "DispatchReport": {"slack_mw", "curve_error_eur", "rho_eur_mwh", "integrality_cost_eur", "soc_gap_max"}}
+    received = [json.loads(m["message"]) for m in res.messages if m["to"] == "TSO"]
+    assert {m["kind"] for m in received} == set(allowed)
+    for msg in received:
+        assert set(msg["payload"]) <= allowed[msg["kind"]], msg["kind"]
+        assert msg["from"] in builtin.areas.name
+        text = json.dumps(msg["payload"])
+        for word in ("node", "bus", "edge", "line", "bid", "segment"):
+            assert word not in text
+    # cut points are exchanges (MW), one value per period
+    for msg in received:
+        for cut in msg["payload"].get("cuts", []):
+            assert set(cut) == {"point", "value", "slope"} and len(cut["point"]) == builtin.n_periods
+    # every message is logged with its size
+    assert all(m["bytes"] == len(m["message"].encode()) for m in res.messages)
+    del internal_orders
+
+
+def test_three_level_recursion_matches_centralized(three_level):
+    ar = three_level.areas
+    assert ar.name == ["TSO", "DSO-201", "DSO-301", "DSO-401", "DSO-203"]
+    assert list(ar.parent) == [-1, 0, 0, 0, 1] and int(ar.depth().max()) == 2
+    central = clear_centralized(three_level, relax=True).total_cost
+    res = run_hierarchical(three_level, relax=True, executor="inline")
+    # the child's curve treats the root voltage and reactive power as free (MODEL.md §6.4), a relaxation:
+    # the result may be slightly cheaper, never by more than a few cents here
+    assert res.total_cost == pytest.approx(central, rel=1e-4)
+    kinds = {(m["kind"], m["from"], m["to"]) for m in res.messages}
+    assert ("CurveOffer", "DSO-203", "DSO-201") in kinds  # the sub-DSO offers to its parent DSO, not the TSO
+    assert ("Schedule", "DSO-201", "DSO-203") in kinds  # and is scheduled by it
+    iface = res.tables["interfaces"]
+    assert set(iface.area) == {"DSO-201", "DSO-301", "DSO-401", "DSO-203"}
+    assert (iface.loc[iface.area == "DSO-203", "parent"] == "DSO-201").all()
+    # the sub-DSO's buses are dispatched and priced by the sub-DSO itself
+    buses = res.tables["buses"]
+    assert set(buses.loc[buses.node.isin([203, 204]), "area"]) == {"DSO-203"}
+    assert res.summary["slack"]["p_mw"] < 1e-6
+
+
+def test_process_executor_gives_the_inline_result(builtin):
+    inline = run_hierarchical(builtin, relax=True, executor="inline")
+    process = run_hierarchical(builtin, relax=True, executor="process", workers=2)
+    assert process.total_cost == pytest.approx(inline.total_cost, abs=1e-9)
+    np.testing.assert_allclose(process.tables["interfaces"].export_mw, inline.tables["interfaces"].export_mw,
+                               atol=1e-9)
+
+
+def _crash_always(x):
+    os._exit(13)
+
+
+def _crash_once(marker: str, x):
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os._exit(13)
+    return x * 2
+
+
+def test_crashed_worker_is_retried_once_then_fails_clearly(tmp_path):
+    exe = ProcessExecutor(workers=2)
+    try:
+        marker = str(tmp_path / "crashed")
+        assert exe.map(_crash_once, [(marker, 1), (marker, 2)], ["a", "b"]) == [2, 4]
+        with pytest.raises(ExecutionError, match="failed twice"):
+            exe.map(_crash_always, [(1,)], ["DSO-x"])
+    finally:
+        exe.close()
+    with pytest.raises(ExecutionError, match="DSO-y"):
+        InlineExecutor().map(lambda: 1 / 0, [()], ["DSO-y"])
+
+
+def test_failed_run_writes_no_results_folder(tmp_path, monkeypatch, capsys):
+    def broken(*args):
+        raise RuntimeError("solver exploded")
+    monkeypatch.setattr("tdmarket.operators.hierarchical_run.dso_curve", broken)
+    out = tmp_path / "results"
+    rc = main(["clear", "--example", "--scheme", "hierarchical", "--executor", "inline", "--relax", "--quiet",
+               "--out", str(out)])
+    assert rc == 3
+    err = capsys.readouterr().err
+    assert "failed twice" in err and "Traceback" not in err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_cli_hierarchical_writes_messages_and_gap(tmp_path, capsys):
+    out = tmp_path / "r"
+    rc = main(["clear", "--example", "--scheme", "hierarchical", "--executor", "inline", "--relax", "--quiet",
+               "--compare-centralized", "--out", str(out), "--json"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert abs(summary["gap_to_centralized"]["gap"]) <= 1e-3
+    lines = (out / "messages.jsonl").read_text().splitlines()
+    assert len(lines) == summary["communication"]["messages"] > 0
+    assert {json.loads(line)["kind"] for line in lines} >= {"CurveOffer", "Schedule", "DispatchReport"}
+    assert (out / "interfaces.csv").exists() and (out / "summary.json").exists()
