@@ -7,8 +7,9 @@ from __future__ import annotations
 from .errors import InputError
 from .schemes.result import ClearingResult
 
-SCHEME_ALIASES = {"centralized": "centralized", "common": "centralized", "hierarchical": "hierarchical"}
-SCHEMES = ("centralized", "common", "hierarchical")
+SCHEME_ALIASES = {"centralized": "centralized", "common": "centralized", "hierarchical": "hierarchical",
+                  "shared-balancing": "shared-balancing", "no-coordination": "no-coordination"}
+SCHEMES = ("centralized", "common", "hierarchical", "shared-balancing", "no-coordination")
 HIERARCHICAL_ONLY = ("executor", "workers", "address", "curve_tol", "max_evals", "iterate", "iter_tol_abs",
                      "iter_tol_rel", "max_iterations")
 
@@ -25,8 +26,14 @@ def clear(instance, scheme: str = "centralized", **options) -> ClearingResult:
         from .schemes.centralized import clear_centralized
         options = {k: v for k, v in options.items() if k not in HIERARCHICAL_ONLY}
         return clear_centralized(instance, scheme_name=scheme, **options)
-    from .operators.hierarchical_run import run_hierarchical
     options.pop("incentives", None)
+    if key in ("shared-balancing", "no-coordination"):
+        from .operators.coordination import run_fixed_exchange
+        for k in ("curve_tol", "max_evals", "iterate", "iter_tol_abs", "iter_tol_rel", "max_iterations"):
+            options.pop(k, None)
+        return run_fixed_exchange(instance, schedule="base" if key == "shared-balancing" else "zero",
+                                  scheme_name=scheme, **options)
+    from .operators.hierarchical_run import run_hierarchical
     return run_hierarchical(instance, scheme_name=scheme, **options)
 
 

@@ -71,7 +71,8 @@ def _check_numbers(args) -> None:
               ("--threads", getattr(args, "threads", None), lambda v: v >= 1),
               ("--slack-penalty", getattr(args, "slack_penalty", None), lambda v: v > 0),
               ("--workers", getattr(args, "workers", None), lambda v: v is None or v >= 1),
-              ("--curve-tol", getattr(args, "curve_tol", None), lambda v: v is None or v > 0)]
+              ("--curve-tol", getattr(args, "curve_tol", None), lambda v: v is None or v > 0),
+              ("--max-curve-evals", getattr(args, "max_curve_evals", None), lambda v: v is None or v >= 2)]
     for flag, value, ok in checks:
         if value is not None and not ok(value):
             raise InputError(f"{flag} {value} is out of range")
@@ -91,9 +92,11 @@ def cmd_clear(args) -> int:
     options = dict(relax=args.relax, mip_gap=args.mip_gap, time_limit=args.time_limit, threads=args.threads,
                    dist_model=args.dist_model, reactive_policy=args.reactive_policy,
                    slack_penalty=args.slack_penalty, progress=_progress_printer(args.quiet))
+    if args.scheme in ("shared-balancing", "no-coordination"):
+        options.update(executor=args.executor, workers=args.workers, address=args.address)
     if args.scheme == "hierarchical":
         options.update(executor=args.executor, workers=args.workers, address=args.address,
-                       curve_tol=args.curve_tol, iterate=args.iterate)
+                       curve_tol=args.curve_tol, iterate=args.iterate, max_evals=args.max_curve_evals)
     result = clear(inst, scheme=args.scheme, **options)
     result.summary["timings_s"]["load"] = t_load
     if args.compare_centralized and args.scheme == "hierarchical":
@@ -184,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
     h.add_argument("--curve-tol", type=float, default=0.1,
                    help="certified curve tolerance per area and period, EUR (default 0.1)")
+    h.add_argument("--max-curve-evals", type=int, default=12,
+                   help="cap on evaluations per area and period when building a curve (default 12; the cut "
+                        "exchange then certifies the result, MODEL.md §6.3)")
     h.add_argument("--iterate", action="store_true",
                    help="always run the cut exchange to convergence (it also starts by itself when a curve "
                         "misses the DSO cost at the cleared point)")

@@ -235,6 +235,25 @@ class Instance:
             raise KeyError(ids[self.buses.id[found] != ids][0])
         return found
 
+    def flatten_areas(self) -> "Instance":
+        """Copy in which every sub-DSO is merged into its top-level DSO (one level of DSOs under the TSO)."""
+        ar = self.areas
+        top = np.arange(len(ar))
+        for a in range(1, len(ar)):  # parents precede children
+            top[a] = a if ar.parent[a] == 0 else top[ar.parent[a]]
+        keep = np.flatnonzero((ar.parent <= 0))
+        remap = np.full(len(ar), -1)
+        remap[keep] = np.arange(len(keep))
+        buses = replace(self.buses, area=remap[top[self.buses.area]])
+        br = self.branches
+        nested_iface = (br.kind == BranchKind.INTERFACE) & self.buses.is_dist[br.f] & self.buses.is_dist[br.t]
+        branches = replace(br, kind=np.where(nested_iface, BranchKind.DISTRIBUTION, br.kind),
+                           area=remap[top[br.area]])
+        areas = Areas(name=[ar.name[a] for a in keep], parent=np.where(ar.parent[keep] < 0, -1, 0),
+                      root_bus=ar.root_bus[keep], host_bus=ar.host_bus[keep], interface=ar.interface[keep],
+                      root_is_from=ar.root_is_from[keep])
+        return replace(self, buses=buses, branches=branches, areas=areas, warnings=list(self.warnings))
+
     def subtree(self, a: int) -> np.ndarray:
         """Areas in the subtree rooted at area `a` (including `a`)."""
         keep = np.zeros(self.n_areas, bool)

@@ -78,6 +78,26 @@ class DSO:
                         cost_eur=ev.cost, slope_eur_mw=ev.rho.tolist(), uses_slack=bool(slack),
                         iteration=sched.iteration)
 
+    def base_exchange(self) -> Schedule:
+        """x^0: the export with every order at zero and x, y free, minimising κ·slack + losses (MODEL.md §7)."""
+        model = self.model(self.opts.relaxed())
+        cp = model.cp
+        prog = cp.prog.copy()
+        xi = prog.var("xi").index
+        prog.set_bounds(xi, 0.0, 0.0)
+        c = prog.c.copy()
+        c[xi] = 0.0
+        if cp.dist.conic and len(cp.dist.line):
+            c[cp.dist.l_grid.ravel()] = np.repeat(cp.dist.r, self.sub.n_periods)  # € per MW of loss
+        prog.set_cost(c)
+        sol = model._solve(prog)
+        if not sol.ok:
+            raise SolverError(f"{self.name}: base-case exchange failed ({sol.status.value})")
+        x0 = sol.x[cp.own_x]
+        return Schedule(sender=self.name, receiver=self.parent, stage="base-exchange",
+                        periods=[int(p) for p in self.sub.periods], export_mw=x0.tolist(),
+                        price_eur_mwh=[])
+
     def dispatch(self, sched: Schedule, *, mip_gap: float, time_limit: float | None, threads: int,
                  relax: bool, own_offer: CurveOffer | None = None) -> dict:
         """Dispatch own resources for the cleared exchange, price the own dispatch, schedule the children."""
@@ -165,6 +185,18 @@ class TSO:
         sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
         return self._result(cp, cols, maps, names, sol, mip)
 
+    def clear_fixed(self, schedule: dict[str, np.ndarray], *, integer: bool, mip_gap: float = 1e-4,
+                    time_limit: float | None = None, threads: int = 1) -> dict:
+        """Clear transmission with the T orders only and every exchange held at `schedule` (MW per period)."""
+        opts = self.opts if integer else self.opts.relaxed()
+        cp = ClearingProblem(self.sub, opts)
+        names = list(schedule)
+        cols = child_exchange_columns(cp, names)
+        for a, n in enumerate(names):
+            cp.prog.set_bounds(cols[a], schedule[n], schedule[n])
+        sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
+        return self._result(cp, cols, {}, names, sol, mip)
+
     def cut_master(self, offers: list[Offer], threads: int = 1) -> "CutMaster":
         return CutMaster(self, offers, threads)
 
@@ -179,6 +211,8 @@ class CutMaster:
         self.cp, self.cols, self.maps, self.names = tso._build(offers, use_curves=False, use_cuts=True,
                                                                integer=False)
         self.lp = PersistentLP(self.cp.prog, threads=threads)
+        flat = self.cols.ravel()
+        self.x_lb, self.x_ub = self.cp.prog.lb[flat].copy(), self.cp.prog.ub[flat].copy()
 
     def add_cuts(self, replies: list[CutReply]) -> None:
         from ..formulations.terms import Terms
@@ -194,7 +228,16 @@ class CutMaster:
             lo[k] = r.cost_eur - slope @ np.asarray(r.point_mw)
         self.lp.add_rows(t.matrix(n), lo, np.inf)
 
-    def solve(self) -> dict:
+    def solve(self, center: np.ndarray | None = None, radius: float | None = None) -> dict:
+        """Solve the master; with `center`/`radius`, inside the box |x − center| <= radius (a trust region)."""
+        flat = self.cols.ravel()
+        if center is None:
+            self.lp.set_col_bounds(flat, self.x_lb, self.x_ub)
+        else:
+            c = np.asarray(center, float).ravel()
+            lo = np.minimum(np.maximum(self.x_lb, c - radius), self.x_ub)
+            hi = np.maximum(np.minimum(self.x_ub, c + radius), self.x_lb)
+            self.lp.set_col_bounds(flat, lo, hi)
         sol = self.lp.solve()
         if sol.status is not SolveStatus.OPTIMAL:
             raise SolverError(f"TSO master LP failed: {sol.status.value} {sol.message}")

@@ -26,3 +26,9 @@ def dso_dispatch(sub: Instance, opts: ModelOptions, parent: str, children: list[
                  mip_gap: float, time_limit: float | None, relax: bool, own_offer: CurveOffer | None):
     return DSO(sub, opts, parent, children).dispatch(sched, mip_gap=mip_gap, time_limit=time_limit, threads=1,
                                                      relax=relax, own_offer=own_offer)
+
+
+def dso_base_exchange(sub: Instance, opts: ModelOptions, parent: str):
+    t0 = time.perf_counter()
+    msg = DSO(sub, opts, parent, []).base_exchange()
+    return msg, time.perf_counter() - t0

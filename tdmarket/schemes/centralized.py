@@ -18,6 +18,7 @@ from ..formulations.options import ModelOptions
 from ..model.instance import Instance
 from ..solvers import SolveStatus, solve
 from ..solvers.misocp import fix_integers, solve_misocp
+from .incentives import attach_incentives
 from .result import ClearingResult
 
 ACCEPTABLE = (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL)
@@ -73,7 +74,8 @@ def summarise(cp: ClearingProblem, sol, tables, mip: dict, timings: dict, scheme
 
 def clear_centralized(inst: Instance, *, relax: bool = False, mip_gap: float = 1e-3, time_limit: float | None = None,
                       threads: int = 1, progress: Callable[[dict], None] | None = None,
-                      scheme_name: str = "centralized", **model_options) -> ClearingResult:
+                      scheme_name: str = "centralized", incentives: bool = True, **model_options) -> ClearingResult:
+    """Clear, price and (with `incentives`) settle the instance and compute every participant's LOC (MODEL.md §8)."""
     t0 = time.perf_counter()
     opts = ModelOptions(integer=not relax, **model_options)
     cp = ClearingProblem(inst, opts)
@@ -88,4 +90,8 @@ def clear_centralized(inst: Instance, *, relax: bool = False, mip_gap: float = 1
                           f"solver reported {sol.status.value}")
     timings = {"build": t_build, "solve": t_solve}
     summary = summarise(cp, sol, tables, mip, timings, scheme_name)
+    if incentives:
+        t1 = time.perf_counter()
+        attach_incentives(inst, tables, summary, opts, scheme_name)
+        timings["incentives"] = time.perf_counter() - t1
     return ClearingResult(scheme=scheme_name, instance=inst.name, tables=tables, summary=summary)

@@ -42,7 +42,7 @@ from ..solvers import SolveStatus, solve
 from ..solvers.highs import solve_highs
 from ..solvers.misocp import solve_misocp
 
-LOC_TOL_EUR = 1e-6  # LOC above this counts as positive (and negatives down to -tol are tolerance)
+LOC_TOL_EUR = 1e-4  # € : LOC above this counts as positive (interior-point noise on italy-693 is ~3e-6 €)
 QPRICE_NOISE = 1e-9  # |λ^Q| below this (€/Mvarh) is interior-point noise; treated as 0 (see `_bid_prices`)
 _OK = (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL)
 

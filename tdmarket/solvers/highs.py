@@ -182,6 +182,12 @@ class PersistentLP:
                        A.indptr[:-1].astype(np.int32), A.indices.astype(np.int32), A.data.astype(float))
         self.m += k
 
+    def set_col_bounds(self, cols: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+        inf = highspy.kHighsInf
+        cols = np.asarray(cols, dtype=np.int32)
+        self.h.changeColsBounds(len(cols), cols, np.clip(np.asarray(lo, float), -inf, inf),
+                                np.clip(np.asarray(hi, float), -inf, inf))
+
     def solve(self) -> Solution:
         _run(self.h, self.threads)
         ms = self.h.getModelStatus()
