@@ -8,8 +8,9 @@ from .errors import InputError
 from .schemes.result import ClearingResult
 
 SCHEME_ALIASES = {"centralized": "centralized", "common": "centralized", "hierarchical": "hierarchical",
-                  "shared-balancing": "shared-balancing", "no-coordination": "no-coordination"}
-SCHEMES = ("centralized", "common", "hierarchical", "shared-balancing", "no-coordination")
+                  "shared-balancing": "shared-balancing", "no-coordination": "no-coordination",
+                  "centralized-as-market": "centralized-as-market"}
+SCHEMES = ("centralized", "common", "hierarchical", "centralized-as-market", "shared-balancing", "no-coordination")
 HIERARCHICAL_ONLY = ("executor", "workers", "address", "curve_tol", "max_evals", "iterate", "iter_tol_abs",
                      "iter_tol_rel", "max_iterations")
 
@@ -26,6 +27,10 @@ def clear(instance, scheme: str = "centralized", **options) -> ClearingResult:
         from .schemes.centralized import clear_centralized
         options = {k: v for k, v in options.items() if k not in HIERARCHICAL_ONLY}
         return clear_centralized(instance, scheme_name=scheme, **options)
+    if key == "centralized-as-market":
+        from .schemes.centralized_as_market import clear_centralized_as_market
+        options = {k: v for k, v in options.items() if k not in HIERARCHICAL_ONLY}
+        return clear_centralized_as_market(instance, scheme_name=scheme, **options)
     options.pop("incentives", None)
     if key in ("shared-balancing", "no-coordination"):
         from .operators.coordination import run_fixed_exchange

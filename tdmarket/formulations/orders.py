@@ -117,6 +117,7 @@ class OrderBlock:
         has_leq[hp.bid[~hp.geq].to_numpy()] = True
         has_disc = np.zeros(B, bool)
         has_disc[self.inst.orders.disc_bid] = True
+        has_disc &= self.is_d_bid
         self.unrestricted = self.is_d_bid & ~has_geq & ~has_leq & ~has_disc
         self.one_sided = self.is_d_bid & (has_geq ^ has_leq) & ~has_disc
         pol = self.opts.reactive_policy
@@ -261,7 +262,8 @@ class OrderBlock:
         prog.add_rows("O10_half_plane", t.matrix(prog.n), np.where(geq, off, -np.inf), np.where(geq, np.inf, off))
         conic = self.opts.dist_model == "socp"
         # O11 discs
-        self._circle_on_bids(prog, "O11_disc", ob.disc_bid, ob.disc_radius, qcol, conic)
+        on_d = self.is_d_bid[ob.disc_bid] if len(ob.disc_bid) else np.zeros(0, bool)  # T has no reactive model
+        self._circle_on_bids(prog, "O11_disc", ob.disc_bid[on_d], ob.disc_radius[on_d], qcol, conic)
         # O12 capability disc for one-sided bids under the bounded policy
         if self.opts.reactive_policy == "bounded":
             cap = np.flatnonzero(self.one_sided)
