@@ -148,6 +148,31 @@ def cmd_clear(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from .api import SCHEMES
+    from .reporting.compare import DEFAULT_SCHEMES, format_rows, run_comparison, write_report
+    from .reporting.writer import dumps
+    _check_numbers(args)
+    schemes = [x.strip() for x in args.schemes.split(",")] if args.schemes else list(DEFAULT_SCHEMES)
+    unknown = [x for x in schemes if x not in SCHEMES]
+    if unknown:
+        raise InputError(f"unknown scheme(s) {', '.join(unknown)} (available: {', '.join(SCHEMES)})")
+    inst = _load(args)
+    say = None if args.quiet else (lambda text: print(f"tdmarket: {text} ...", file=sys.stderr, flush=True))
+    options = dict(relax=args.relax, mip_gap=args.mip_gap, time_limit=args.time_limit, threads=args.threads,
+                   dist_model=args.dist_model, reactive_policy=args.reactive_policy, slack_penalty=args.slack_penalty,
+                   executor=args.executor, workers=args.workers)
+    cmp = run_comparison(inst, schemes, progress=say, ac=not args.no_ac, **options)
+    write_report(cmp, args.report)
+    if args.json:
+        print(dumps({"instance": cmp.instance, "rows": cmp.rows.to_dict(orient="records"), "notes": cmp.notes,
+                     "report": str(args.report)}))
+    else:
+        print(format_rows(cmp))
+        print(f"report: {args.report}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tdmarket", description=__doc__.splitlines()[0])
     from . import __version__
@@ -198,6 +223,26 @@ def build_parser() -> argparse.ArgumentParser:
     clear.add_argument("--json", action="store_true", help="print the summary as JSON")
     clear.add_argument("--quiet", action="store_true", help="no progress output")
     clear.set_defaults(func=cmd_clear)
+
+    cmp = sub.add_parser("compare", help="clear with every coordination scheme and compare (report.html)")
+    add_instance_args(cmp)
+    cmp.add_argument("--schemes", default=None,
+                     help="comma-separated scheme ids (default: common,hierarchical,centralized-as-market,"
+                          "shared-balancing,no-coordination)")
+    cmp.add_argument("--report", default="report.html", help="HTML report path (default report.html)")
+    cmp.add_argument("--relax", action="store_true", help="continuous relaxation of the binaries")
+    cmp.add_argument("--no-ac", action="store_true", help="skip the AC power-flow check")
+    cmp.add_argument("--mip-gap", type=float, default=1e-3)
+    cmp.add_argument("--time-limit", type=float, default=None)
+    cmp.add_argument("--threads", type=int, default=1)
+    cmp.add_argument("--dist-model", default="socp", choices=DIST_MODELS)
+    cmp.add_argument("--reactive-policy", default="bounded", choices=REACTIVE_POLICIES)
+    cmp.add_argument("--slack-penalty", type=float, default=1e4)
+    cmp.add_argument("--executor", default="process", choices=EXECUTORS)
+    cmp.add_argument("--workers", type=int, default=None)
+    cmp.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    cmp.add_argument("--quiet", action="store_true")
+    cmp.set_defaults(func=cmd_compare)
     return p
 
 
