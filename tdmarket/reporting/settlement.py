@@ -4,17 +4,19 @@ Signs (MODEL.md §1): injections are positive, `payment_eur` > 0 means the actor
 `opts.period_hours`.  Prices are the published λ^P, λ^Q of the `buses` table and the interface price π_d of the
 `interfaces` table (the T LMP at the host bus for a T–D interface).
 
-| actor | payment_eur |
-|---|---|
-| BSP (participant, T or D node)  | Σ_b (λ^P P_b + λ^Q Q_b)Δ  (λ^Q = 0 at T); `cost_eur` = Σ π_s|p_s|Δ, `profit_eur` = payment − cost |
-| BRP at node i                   | (λ^P P_i + λ^Q Q_i)Δ  (Q at D buses only; root Q zeroed under `zero_root_q`) |
-| slack (one actor per operator)  | Σ_{i∈op} (λ^P σ^P_i + λ^Q σ^Q_i)Δ, booked to the node's operator; its penalty κ|σ|Δ is reported in
-                                    the operators table (`slack_penalty_eur`) and is not a payment |
-| TSO / DSO                       | merchandising surplus MS_op (below) |
+Actors and their `payment_eur`:
+* **BSP** (one actor per participant, kind `bsp_t` or `bsp_d`): Σ_b (λ^P P_b + λ^Q Q_b)Δ, λ^Q = 0 at T;
+  `cost_eur` = Σ_s π_s|p_s|Δ and `profit_eur` = payment − cost.
+* **BRP** at node i: (λ^P P_i + λ^Q Q_i)Δ (Q at D buses only; root Q zeroed under `zero_root_q`).
+  Long positions are paid, short positions pay.
+* **slack** (one actor per operator): Σ_{i∈op} (λ^P σ^P_i + λ^Q σ^Q_i)Δ, booked to the node's operator.  The
+  penalty κ|σ|Δ that the operator also bears is a cost, not a payment: see `slack_penalty_eur`.
+* **TSO / DSO**: the merchandising surplus MS_op (below).
 
 Merchandising surplus of operator op with parent interface (π_op, X_op) and child areas c:
 
-    MS_op = I_op − Σ_{i∈op} (λ^P inj^P_i + λ^Q inj^Q_i)Δ,     I_op = (π_op X_op + π^Q_op Y_op)Δ − Σ_c (π_c X_c + π^Q_c Y_c)Δ
+    MS_op = I_op − Σ_{i∈op} (λ^P inj^P_i + λ^Q inj^Q_i)Δ,
+    I_op  = (π_op X_op + π^Q_op Y_op)Δ − Σ_c (π_c X_c + π^Q_c Y_c)Δ
 
 with inj = Σ order P + fixed P + slack.  For the TSO this is MS^T = −Σ_{i∈T} λ_i inj_i Δ − Σ_d π_d x_d Δ, for a
 DSO d under the TSO MS^d = π_d x_d Δ − Σ_{i∈d}(λ^P inj^P + λ^Q inj^Q)Δ.  I_op is the operator's net
@@ -27,7 +29,8 @@ line belongs to the parent) and is paid the root prices (λ^P, λ^Q) of the pare
 recomputes every operator's surplus from the **network side** — the nodal outflows implied by the `lines`
 table (terminal flows), the shunts (G w, B w from `vsq_pu`) and the interface exchanges:
 
-    MS^net_op = I_op − Σ_{i∈op} (λ^P out^P_i + λ^Q out^Q_i)Δ      (for the TSO: Σ_e f_e (λ_to − λ_fr)Δ − Σ_d π_d x_d Δ)
+    MS^net_op = I_op − Σ_{i∈op} (λ^P out^P_i + λ^Q out^Q_i)Δ
+    (for the TSO: Σ_e f_e (λ_to − λ_fr)Δ − Σ_d π_d x_d Δ)
 
 and the actor rows of the operators carry MS^net.  The zero-sum residual per period, Σ BSPs + BRPs + slack +
 MS^T + Σ MS^d, then equals Σ_i λ_i (inj_i − out_i)Δ: it is non-zero exactly when the tables are inconsistent

@@ -174,19 +174,20 @@ def best_response_program(inst: Instance, opts: ModelOptions, lam_p_bid: np.ndar
 
 
 def _solve_best_response(prog: Program, *, mip_gap: float, time_limit: float | None, threads: int):
+    """(solution, usable, absolute gap €, relative gap); a continuous problem has gap 0."""
     if not prog.has_integers:
         sol = solve(prog)
-        return sol, 0.0, 0.0
+        ok = sol.status in _OK and sol.x is not None and np.isfinite(sol.x).all()
+        return sol, ok, 0.0, 0.0
     if not prog.has_cones:
         sol = solve_highs(prog, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
     else:
         sol, _ = solve_misocp(prog, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
-    if sol.status not in (*_OK, SolveStatus.TIME_LIMIT) or sol.x is None or not np.isfinite(sol.x).all():
-        return sol, np.inf, np.inf
+    ok = sol.status in (*_OK, SolveStatus.TIME_LIMIT) and sol.x is not None and np.isfinite(sol.x).all()
     bound = sol.mip_bound if sol.mip_bound is not None and np.isfinite(sol.mip_bound) else -np.inf
-    abs_gap = max(0.0, sol.objective - bound)
+    abs_gap = max(0.0, sol.objective - bound) if ok else np.inf
     rel_gap = float(sol.mip_gap) if sol.mip_gap is not None else np.inf
-    return sol, abs_gap, rel_gap
+    return sol, ok, abs_gap, rel_gap
 
 
 def lost_opportunity_costs(inst: Instance, tables: dict[str, pd.DataFrame], opts: ModelOptions, *,
@@ -212,8 +213,9 @@ def lost_opportunity_costs(inst: Instance, tables: dict[str, pd.DataFrame], opts
     if len(seg):
         lp, lq = _bid_prices(inst, tables["buses"])
         prog, block = best_response_program(inst, br_opts, lp, lq)
-        sol, abs_gap, rel_gap = _solve_best_response(prog, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
-        if not np.isfinite(abs_gap):
+        sol, ok, abs_gap, rel_gap = _solve_best_response(prog, mip_gap=mip_gap, time_limit=time_limit,
+                                                         threads=threads)
+        if not ok:
             raise SolverError(f"best-response problem failed: {sol.status.value} {sol.message}".strip())
         x = sol.x
         xi = np.clip(x[prog.var("xi").index], 0.0, 1.0)
