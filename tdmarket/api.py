@@ -9,8 +9,9 @@ from .schemes.result import ClearingResult
 
 SCHEME_ALIASES = {"centralized": "centralized", "common": "centralized", "hierarchical": "hierarchical",
                   "shared-balancing": "shared-balancing", "no-coordination": "no-coordination",
-                  "centralized-as-market": "centralized-as-market"}
-SCHEMES = ("centralized", "common", "hierarchical", "centralized-as-market", "shared-balancing", "no-coordination")
+                  "centralized-as-market": "centralized-as-market", "local-as-market": "local-as-market"}
+SCHEMES = ("centralized", "common", "hierarchical", "centralized-as-market", "local-as-market", "shared-balancing",
+           "no-coordination")
 HIERARCHICAL_ONLY = ("executor", "workers", "address", "curve_tol", "max_evals", "iterate", "iter_tol_abs",
                      "iter_tol_rel", "max_iterations")
 
@@ -38,6 +39,9 @@ def clear(instance, scheme: str = "centralized", **options) -> ClearingResult:
             options.pop(k, None)
         return run_fixed_exchange(instance, schedule="base" if key == "shared-balancing" else "zero",
                                   scheme_name=scheme, **options)
+    if key == "local-as-market":
+        from .operators.coordination import run_local_as_market
+        return run_local_as_market(instance, scheme_name=scheme, **options)
     from .operators.hierarchical_run import run_hierarchical
     return run_hierarchical(instance, scheme_name=scheme, **options)
 

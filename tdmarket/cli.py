@@ -94,7 +94,7 @@ def cmd_clear(args) -> int:
                    slack_penalty=args.slack_penalty, progress=_progress_printer(args.quiet))
     if args.scheme in ("shared-balancing", "no-coordination"):
         options.update(executor=args.executor, workers=args.workers, address=args.address)
-    if args.scheme == "hierarchical":
+    if args.scheme in ("hierarchical", "local-as-market"):
         options.update(executor=args.executor, workers=args.workers, address=args.address,
                        curve_tol=args.curve_tol, iterate=args.iterate, max_evals=args.max_curve_evals)
     result = clear(inst, scheme=args.scheme, **options)

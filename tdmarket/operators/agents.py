@@ -40,8 +40,10 @@ _MODEL_CACHE: dict = {}
 
 
 class DSO:
-    def __init__(self, sub: Instance, opts: ModelOptions, parent: str, child_offers: list[CurveOffer] = ()):
+    def __init__(self, sub: Instance, opts: ModelOptions, parent: str, child_offers: list[CurveOffer] = (),
+                 locked: dict | None = None):
         self.sub = sub
+        self.locked = locked
         self.name = sub.areas.name[0]
         self.parent = parent
         self.opts = opts
@@ -52,7 +54,7 @@ class DSO:
         return [offer_from_message(m) for m in self.child_msgs]
 
     def curve(self, curve_tol: float, max_evals: int) -> CurveOffer:
-        model = AreaModel(self.sub, self.opts.relaxed(), self._offers())
+        model = AreaModel(self.sub, self.opts.relaxed(), self._offers(), locked=self.locked)
         curves, cuts, _ = build_curves(model, curve_tol=curve_tol, max_evals=max_evals)
         return CurveOffer(sender=self.name, receiver=self.parent, stage="curve",
                           periods=[c.period for c in curves], xi_mw=[c.xi for c in curves],
@@ -62,12 +64,13 @@ class DSO:
     def model(self, opts: ModelOptions) -> AreaModel:
         """The area's value-function model, cached per process: a DSO answers many cut requests, and only the
         exchange changes between them."""
-        key = (self.sub.fingerprint(), opts, tuple(m.to_json() for m in self.child_msgs))
+        key = (self.sub.fingerprint(), opts, tuple(m.to_json() for m in self.child_msgs),
+               tuple((k, v.tobytes()) for k, v in sorted((self.locked or {}).items())))
         model = _MODEL_CACHE.get(key)
         if model is None:
             if len(_MODEL_CACHE) >= 256:
                 _MODEL_CACHE.clear()
-            model = _MODEL_CACHE[key] = AreaModel(self.sub, opts, self._offers())
+            model = _MODEL_CACHE[key] = AreaModel(self.sub, opts, self._offers(), locked=self.locked)
         return model
 
     def evaluate(self, sched: Schedule) -> CutReply:
@@ -104,7 +107,7 @@ class DSO:
         t0 = time.perf_counter()
         opts = self.opts.relaxed() if relax else self.opts
         offers = self._offers()
-        model = AreaModel(self.sub, opts, offers)
+        model = AreaModel(self.sub, opts, offers, locked=self.locked)
         x_star = np.asarray(sched.export_mw)
         model.cp.prog.set_row_bounds(model.fix_rows, x_star, x_star)
         sol, mip = solve_clearing(model.cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
@@ -117,7 +120,7 @@ class DSO:
         # integrality cost: mixed-integer dispatch cost versus the relaxed cost at the same exchange
         curve_err = integrality = 0.0
         if own_offer is not None:
-            rel = model if relax else AreaModel(self.sub, self.opts.relaxed(), offers)
+            rel = model if relax else AreaModel(self.sub, self.opts.relaxed(), offers, locked=self.locked)
             c_rel = rel.evaluate(x_star).cost
             promised = sum(float(np.interp(x, xi, ph)) for x, xi, ph in
                            zip(x_star, own_offer.xi_mw, own_offer.cost_eur))
@@ -145,6 +148,7 @@ class DSO:
         tables["buses"] = tables["buses"][~tables["buses"].node.isin(b.id[b.is_boundary])].reset_index(drop=True)
         return {"area": self.name, "cost": own, "mip": mip, "tables": tables, "report": report,
                 "child_schedules": child_scheds, "rho": rho, "check_ok": chk.ok(1e-5),
+                "activations": {"xi": sol.x[cp.prog.var("xi").index], "z": sol.x[cp.prog.var("z").index]},
                 "time_s": time.perf_counter() - t0, "solver_time_s": sol.solve_time_s}
 
 
@@ -239,6 +243,9 @@ class CutMaster:
             hi = np.maximum(np.minimum(self.x_ub, c + radius), self.x_lb)
             self.lp.set_col_bounds(flat, lo, hi)
         sol = self.lp.solve()
+        if sol.status is not SolveStatus.OPTIMAL:  # warm start went astray: solve once more from scratch
+            self.lp.h.clearSolver()
+            sol = self.lp.solve()
         if sol.status is not SolveStatus.OPTIMAL:
             raise SolverError(f"TSO master LP failed: {sol.status.value} {sol.message}")
         sol.row_dual = sol.row_dual[: self.cp.prog.m]

@@ -89,3 +89,51 @@ def run_fixed_exchange(inst: Instance, *, schedule: str = "base", relax: bool = 
     result.summary["schedule"] = schedule
     result.summary["variant"] = f"schedule={schedule}"
     return result
+
+
+def run_local_as_market(inst: Instance, *, relax: bool = False, executor: str = "process", workers: int | None = None,
+                        address: str | None = None, mip_gap: float = 1e-3, time_limit: float | None = None,
+                        threads: int = 1, progress=None, scheme_name: str = "local-as-market", **options):
+    """`local-as-market` (MODEL.md §7): DSOs first clear their own needs at the base exchange x^0 with their own
+    orders; those activations are locked (they may grow later, never shrink); the curves then offer only the
+    remaining grid-feasible flexibility, and the TSO clears with them as in `hierarchical`."""
+    from .hierarchical_run import run_hierarchical
+    model_keys = {"slack_penalty", "dist_model", "reactive_policy", "interface_reactive", "zero_root_q", "pi_model",
+                  "polygon_sides", "period_hours"}
+    opts = ModelOptions(integer=not relax, **{k: v for k, v in options.items() if k in model_keys})
+    t_start = time.perf_counter()
+    inst = inst.flatten_areas()
+    names = inst.areas.name
+    dsos = list(range(1, len(names)))
+    subs = {a: inst.area_instance(a) for a in dsos}
+    log = MessageLog()
+    exe = make_executor(executor, workers, address)
+    try:
+        out = exe.map(dso_base_exchange, [(subs[a], opts, "TSO") for a in dsos], [names[a] for a in dsos], None)
+        scheds = {}
+        for a, (m, _) in zip(dsos, out):
+            log.add(m)
+            scheds[a] = Schedule(sender=names[a], receiver=names[a], stage="local-clearing",
+                                 periods=inst.periods.tolist(), export_mw=m.export_mw, price_eur_mwh=[])
+        local = exe.map(dso_dispatch, [(subs[a], opts, "TSO", [], scheds[a], mip_gap, time_limit, relax, None)
+                                       for a in dsos], [names[a] for a in dsos], None)
+    finally:
+        exe.close()
+    locked = {}
+    local_cost = 0.0
+    for a, out in zip(dsos, local):
+        act = out["activations"]
+        locked[names[a]] = {"xi": np.clip(act["xi"], 0.0, 1.0) * (act["xi"] > 1e-7),
+                            "z": np.where(act["z"] > 0.5, 1.0, 0.0)}
+        local_cost += out["cost"]["market_cost_eur"]
+    res = run_hierarchical(inst, relax=relax, executor=executor, workers=workers, address=address, mip_gap=mip_gap,
+                           time_limit=time_limit, threads=threads, progress=progress, scheme_name=scheme_name,
+                           locked=locked, **options)
+    res.messages = [dict(e) for e in log.entries] + res.messages
+    com = res.summary["communication"]
+    com["messages"] += len(log.entries)
+    com["bytes"] += int(sum(e["bytes"] for e in log.entries))
+    res.summary["local_clearing_market_cost_eur"] = local_cost
+    res.summary["timings_s"]["wall"] = time.perf_counter() - t_start
+    res.summary["variant"] = "local-first"
+    return res

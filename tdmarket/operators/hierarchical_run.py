@@ -53,7 +53,7 @@ def run_hierarchical(inst: Instance, *, relax: bool = False, executor: str = "pr
                      iterate: bool = False, iter_tol_abs: float = 0.01, iter_tol_rel: float = 1e-6,
                      max_iterations: int = 100, mip_gap: float = 1e-3, time_limit: float | None = None,
                      threads: int = 1, progress=None, scheme_name: str = "hierarchical",
-                     **model_options) -> ClearingResult:
+                     locked: dict[str, dict] | None = None, **model_options) -> ClearingResult:
     if curve_tol <= 0:
         raise InputError("curve tolerance must be positive")
     opts = ModelOptions(integer=not relax, **model_options)
@@ -79,6 +79,8 @@ def run_hierarchical(inst: Instance, *, relax: bool = False, executor: str = "pr
             return None
         return lambda label, i, n: progress({"stage": stage, "label": label, "done": i, "total": n})
 
+    locked = locked or {}
+    lk = lambda a: locked.get(names[a])  # activations an area locked in a local clearing (local-as-market)
     try:
         # 2. curves bottom-up
         curves: dict[int, CurveOffer] = {}
@@ -86,8 +88,8 @@ def run_hierarchical(inst: Instance, *, relax: bool = False, executor: str = "pr
         times = []
         for level in range(int(depth.max(initial=0)), 0, -1):
             level_areas = [a for a in dsos if depth[a] == level]
-            tasks = [(subs[a], opts, names[parent[a]], [curves[c] for c in children[a]], curve_tol, max_evals)
-                     for a in level_areas]
+            tasks = [(subs[a], opts, names[parent[a]], [curves[c] for c in children[a]], curve_tol, max_evals,
+                      lk(a)) for a in level_areas]
             for a, (msg, dt) in zip(level_areas, exe.map(dso_curve, tasks, [names[a] for a in level_areas],
                                                           bar(f"curves (level {level})"))):
                 curves[a] = msg
@@ -106,7 +108,7 @@ def run_hierarchical(inst: Instance, *, relax: bool = False, executor: str = "pr
                         time_limit=time_limit, threads=threads)
         note("tso", time.perf_counter() - t, [time.perf_counter() - t])
         history: list[dict] = []
-        loop = _CutLoop(inst, tso, top, names, subs, opts, curves, children, exe, log, bar, threads)
+        loop = _CutLoop(inst, tso, top, names, subs, opts, curves, children, exe, log, bar, threads, lk)
         t = time.perf_counter()
         replies, ub = loop.evaluate(res, stage="verify", iteration=0)
         promised = [sum(float(np.interp(x, xi, ph)) for x, xi, ph in zip(res["x"][i], curves[a].xi_mw,
@@ -138,7 +140,7 @@ def run_hierarchical(inst: Instance, *, relax: bool = False, executor: str = "pr
         for level in range(1, int(depth.max(initial=0)) + 1):
             level_areas = [a for a in dsos if depth[a] == level]
             tasks = [(subs[a], opts, names[parent[a]], [curves[c] for c in children[a]], schedules[a], mip_gap,
-                      time_limit, relax, curves[a]) for a in level_areas]
+                      time_limit, relax, curves[a], lk(a)) for a in level_areas]
             for a, out in zip(level_areas, exe.map(dso_dispatch, tasks, [names[a] for a in level_areas],
                                                      bar(f"dispatch (level {level})"))):
                 dispatch[a] = out
@@ -159,7 +161,8 @@ def run_hierarchical(inst: Instance, *, relax: bool = False, executor: str = "pr
 class _CutLoop:
     """The iterative variant (MODEL.md §6.3): TSO master with cuts, DSOs return value and subgradient."""
 
-    def __init__(self, inst, tso, top, names, subs, opts, curves, children, exe, log, bar, threads):
+    def __init__(self, inst, tso, top, names, subs, opts, curves, children, exe, log, bar, threads, lk):
+        self.lk = lk
         self.inst, self.tso, self.top, self.names, self.subs = inst, tso, top, names, subs
         self.opts, self.curves, self.children, self.exe, self.log, self.bar = opts, curves, children, exe, log, bar
         self.threads = threads
@@ -172,7 +175,7 @@ class _CutLoop:
         for s in scheds:
             self.log.add(s)
         out = self.exe.map(dso_evaluate, [(self.subs[a], self.opts, "TSO", [self.curves[c] for c in self.children[a]],
-                                           s) for a, s in zip(self.top, scheds)],
+                                           s, self.lk(a)) for a, s in zip(self.top, scheds)],
                            [self.names[a] for a in self.top], self.bar(f"{stage} {iteration}"))
         replies = [m for m, _ in out]
         self.eval_times.append(max((dt for _, dt in out), default=0.0))

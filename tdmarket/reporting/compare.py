@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-DEFAULT_SCHEMES = ("common", "hierarchical", "centralized-as-market", "shared-balancing", "no-coordination")
+DEFAULT_SCHEMES = ("common", "hierarchical", "centralized-as-market", "local-as-market", "shared-balancing",
+                   "no-coordination")
 
 
 @dataclass

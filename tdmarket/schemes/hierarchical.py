@@ -164,7 +164,7 @@ class AreaModel:
     """C_d(x̂): the cost of one DSO area as a function of its exchange (relaxed or mixed-integer)."""
 
     def __init__(self, sub: Instance, opts: ModelOptions, child_offers: list[Offer] = (),
-                 use_curves: bool = True, use_cuts: bool = False):
+                 use_curves: bool = True, use_cuts: bool = False, locked: dict | None = None):
         self.inst, self.opts = sub, opts
         self.cp = ClearingProblem(sub, opts)
         self.T = sub.n_periods
@@ -175,6 +175,10 @@ class AreaModel:
         add_offers(self.cp, self.child_cols, list(child_offers), use_curves=use_curves, use_cuts=use_cuts)
         bound_offers(self.cp.prog, self.child_cols, list(child_offers), use_curves)
         prog = self.cp.prog
+        # activations locked by an earlier local clearing (local-as-market): they can grow, never shrink
+        for block, floor in (locked or {}).items():
+            idx = prog.var(block).index
+            prog.set_bounds(idx, np.minimum(np.maximum(prog.lb[idx], floor), prog.ub[idx]), None)
         self.fix_rows = np.arange(prog.rows["exchange_fix"].start, prog.rows["exchange_fix"].start + self.T)
         self.rating = float(self.cp.iface.rating[np.flatnonzero(self.cp.iface.own)[0]])
         self.evaluations = 0
