@@ -8,11 +8,11 @@ PY := $(VENV)/bin/python
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,parquet]'
+	$(PY) -m pip install --quiet -e '.[test,parquet,ac,report]'
 	touch $@
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/tdmarket clear --example --out results/example
+	$(VENV)/bin/tdmarket compare --example --report results/example.html
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
@@ -20,3 +20,5 @@ test: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) benchmarks/load.py
 	$(PY) benchmarks/centralized_relaxed.py
+	$(PY) benchmarks/centralized_mip.py
+	$(PY) benchmarks/hierarchical.py
