@@ -26,7 +26,7 @@ from tdmarket.examples import builtin_path  # noqa: E402
 from tdmarket.formulations.options import ModelOptions  # noqa: E402
 from tdmarket.formulations.orders import OrderBlock  # noqa: E402
 from tdmarket.io.smartnet import read_instance  # noqa: E402
-from tdmarket.reporting.settlement import settle  # noqa: E402
+from tdmarket.schemes.settlement import settle  # noqa: E402
 from tdmarket.schemes.centralized import clear_centralized  # noqa: E402
 from tdmarket.schemes.incentives import (  # noqa: E402
     lost_opportunity_costs, participant_frame, participants, uplift)

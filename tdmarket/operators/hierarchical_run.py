@@ -248,8 +248,11 @@ def _assemble(inst, opts, res, dispatch, curves, schedules, log, stage_times, hi
         s = schedules[a]
         rep = dispatch[a]["report"]
         c = curves.get(a)
+        own = dispatch[a]["tables"]["interfaces"]
+        own = own[own.area == names[a]].set_index("period") if "export_mvar" in own else None
         for t, p in enumerate(s.periods):
-            row = {"area": names[a], "parent": s.sender, "period": p, "export_mw": s.export_mw[t],
+            y = float(own.export_mvar.get(p, np.nan)) if own is not None else np.nan
+            row = {"area": names[a], "parent": s.sender, "period": p, "export_mw": s.export_mw[t], "export_mvar": y,
                    "interface_price_eur_mwh": s.price_eur_mwh[t], "dso_marginal_cost_eur_mwh": rep.rho_eur_mwh[t],
                    "price_mismatch_eur_mwh": abs(rep.rho_eur_mwh[t] - s.price_eur_mwh[t])}
             if c is not None:

@@ -58,10 +58,12 @@ def run_comparison(inst, schemes=DEFAULT_SCHEMES, *, progress=None, ac: bool = T
                 progress(f"AC check of {scheme}")
             table, summ = ac_check(inst, res.tables)
             ac_tables[scheme] = table
-            row.update({"ac_violations": int(summ.get("violations", 0)),
-                        "ac_worst_voltage_excess": float(summ.get("worst_voltage_excess", 0.0)),
-                        "ac_worst_loading": float(summ.get("worst_loading", 0.0)),
-                        "ac_not_converged": int(summ.get("not_converged", 0)),
+            row.update({"ac_violations": int(summ["total_violations"]),
+                        "ac_voltage_violations": int(summ["voltage_violations"]),
+                        "ac_thermal_violations": int(summ["thermal_violations"]),
+                        "ac_worst_voltage_excess": float(summ["worst_voltage_excess_pu2"]),
+                        "ac_worst_loading": float(summ["worst_loading"]),
+                        "ac_not_converged": int(summ["non_converged"]),
                         "interface_deviation_mw": float(summ.get("max_abs_dx_mw", 0.0))})
         rows.append(row)
     frame = pd.DataFrame(rows)

@@ -100,8 +100,8 @@ def reactive_nearest_zero(inst: Instance, p_bid: np.ndarray, policy: str = "boun
 def clear_centralized_as_market(inst: Instance, *, relax: bool = False, scheme_name: str = "centralized-as-market",
                                 **options) -> ClearingResult:
     collapsed = collapse_distribution(inst)
-    options = {k: v for k, v in options.items() if k not in ("incentives",)}
-    res = clear_centralized(collapsed, relax=relax, scheme_name=scheme_name, **options)
+    # incentives are computed by the caller on the original instance, not on the collapsed one
+    res = clear_centralized(collapsed, relax=relax, scheme_name=scheme_name, incentives=False, **options)
     bids = res.tables["bids"]
     # P_b per bid in the original order book order (bid ids are unique)
     p_bid = pd.Series(bids.p_mw.to_numpy(), index=bids.bid.to_numpy()).reindex(inst.orders.bids.id).to_numpy()
@@ -134,6 +134,16 @@ def clear_centralized_as_market(inst: Instance, *, relax: bool = False, scheme_n
         # the AC check runs with every root at 1 p.u. (MODEL.md §7)
         "vsq_pu": np.where(np.isin(np.repeat(d, T), ar.root_bus), 1.0, np.nan)})
     res.tables["buses"] = pd.concat([buses, d_rows], ignore_index=True)
+    # what the TSO assumed each area exports: its net injection, lossless and unconstrained
+    net = inst.p_inj.copy()
+    np.add.at(net, (inst.orders.bids.bus, inst.orders.bids.period), np.nan_to_num(p_bid))
+    tops = [a for a in range(1, len(ar)) if ar.parent[a] == 0]
+    res.tables["interfaces"] = pd.DataFrame({
+        "area": np.repeat([ar.name[a] for a in tops], T), "period": np.tile(inst.periods, len(tops)),
+        "export_mw": np.concatenate([net[(b.area >= 0) & (top[b.area] == a)].sum(axis=0) for a in tops])
+        if tops else np.zeros(0),
+        "interface_price_eur_mwh": np.concatenate([t_price.reindex(pd.MultiIndex.from_arrays(
+            [np.full(T, b.id[ar.host_bus[a]]), inst.periods])).to_numpy() for a in tops]) if tops else np.zeros(0)})
     res.summary["pq_infeasible_bids"] = int((~ok).sum())
     res.summary["instance"] = inst.name
     res.instance = inst.name

@@ -263,7 +263,7 @@ def attach_incentives(inst: Instance, tables: dict[str, pd.DataFrame], summary: 
                       scheme: str) -> None:
     """Add LOC and settlement tables (`participants`, `settlement_actors`, `settlement_operators`) and the
     summary keys `incentives` and `settlement` in place; used by the schemes after extracting their tables."""
-    from ..reporting.settlement import settle
+    from .settlement import settle
 
     loc = lost_opportunity_costs(inst, tables, opts)
     st = settle(inst, tables, opts, scheme, loc=loc)

@@ -99,7 +99,8 @@ def _interfaces(inst: Instance, tables: dict, lam_p: np.ndarray, lam_q: np.ndarr
         host = ar.host_bus[a]
         is_td = b.is_dist[root] != b.is_dist[host]
         X[a, t] = ifc.export_mw.to_numpy(float)
-        Y[a, t] = np.nan_to_num(ifc.export_mvar.to_numpy(float))
+        # schemes without a reactive interface model (centralized-as-market) report no y: settled as 0
+        Y[a, t] = np.nan_to_num(ifc.export_mvar.to_numpy(float)) if "export_mvar" in ifc else 0.0
         price = ifc.interface_price_eur_mwh.to_numpy(float)
         root_price = ifc.root_price_eur_mwh.to_numpy(float) if "root_price_eur_mwh" in ifc else np.full(len(a), np.nan)
         # T–D: π_d (host T LMP); D–D: the root prices of the parent's model (the line belongs to the parent)
