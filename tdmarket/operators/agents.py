@@ -20,7 +20,7 @@ from ..schemes.hierarchical import AreaModel, Cut, Offer, SliceCurve, add_offers
     child_exchange_columns
 from ..formulations.clearing import ClearingProblem
 from ..errors import SolverError
-from ..solvers import SolveStatus
+from ..solvers import SolveStatus, solve
 from .messages import CurveOffer, CutReply, DispatchReport, Schedule
 
 
@@ -101,6 +101,28 @@ class DSO:
                         periods=[int(p) for p in self.sub.periods], export_mw=x0.tolist(),
                         price_eur_mwh=[])
 
+    def _price_at_interface(self, model: AreaModel, sol, x_star: np.ndarray, pi: np.ndarray):
+        """Price the own dispatch consistently with the interface price π (MODEL.md §6.2 step 4, §8).
+
+        With the exchange fixed, the duals are not unique where the cleared exchange sits at a kink of C_d (for
+        instance at the edge of the slack-free range): an interior-point solver then returns an arbitrary point
+        of the subdifferential, up to the slack penalty.  Instead the exchange may move by ±1e-4 MW and is paid
+        π: if π is a subgradient of C_d at x*, the DSO keeps x* and its prices support π; otherwise the bound
+        binds and ρ = π + its dual.  Binaries stay fixed at the dispatch; the published quantities are the
+        dispatch's own."""
+        from ..solvers.misocp import fix_integers
+        dt = self.opts.period_hours
+        prog = fix_integers(model.cp.prog, sol.x) if model.cp.prog.has_integers else model.cp.prog.copy()
+        delta = 1e-4
+        prog.set_row_bounds(model.fix_rows, x_star - delta, x_star + delta)
+        c = prog.c.copy()
+        c[model.cp.own_x] -= pi * dt
+        prog.set_cost(c)
+        psol = solve(prog)
+        if not psol.ok:
+            return sol.row_dual, sol.row_dual[model.fix_rows] / dt
+        return psol.row_dual, pi + psol.row_dual[model.fix_rows] / dt
+
     def dispatch(self, sched: Schedule, *, mip_gap: float, time_limit: float | None, threads: int,
                  relax: bool, own_offer: CurveOffer | None = None) -> dict:
         """Dispatch own resources for the cleared exchange, price the own dispatch, schedule the children."""
@@ -113,8 +135,12 @@ class DSO:
         sol, mip = solve_clearing(model.cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
         cp = model.cp
         dt = self.opts.period_hours
-        rho = sol.row_dual[model.fix_rows] / dt
-        tables = cp.extract(sol.x, sol.row_dual)
+        row_dual = sol.row_dual
+        rho = row_dual[model.fix_rows] / dt
+        pi = np.asarray(sched.price_eur_mwh, float) if sched.price_eur_mwh else np.full(len(x_star), np.nan)
+        if sched.stage == "dispatch" and np.isfinite(pi).all():
+            row_dual, rho = self._price_at_interface(model, sol, x_star, pi)
+        tables = cp.extract(sol.x, row_dual)
         own = cost = cp.cost_parts(sol.x)
         # curve error at the schedule: relaxed cost at x* versus what this DSO's curve promised the parent;
         # integrality cost: mixed-integer dispatch cost versus the relaxed cost at the same exchange
@@ -134,7 +160,7 @@ class DSO:
             cols = model.child_cols[a]
             xc = sol.x[cols]
             root = self.sub.areas.root_bus[self.sub.areas.name.index(off.area)]
-            price = sol.row_dual[cp.prog.rows["balance_p"].start + bal.p_row[root]] * scale
+            price = row_dual[cp.prog.rows["balance_p"].start + bal.p_row[root]] * scale
             child_scheds.append(Schedule(sender=self.name, receiver=off.area, stage="dispatch",
                                          periods=[int(p) for p in self.sub.periods], export_mw=xc.tolist(),
                                          price_eur_mwh=price.tolist()))
