@@ -94,7 +94,7 @@ class DSO:
             c[cp.dist.l_grid.ravel()] = np.repeat(cp.dist.r, self.sub.n_periods)  # € per MW of loss
         prog.set_cost(c)
         sol = model._solve(prog)
-        if not sol.ok:
+        if sol.status not in (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL):  # a schedule, not a price
             raise SolverError(f"{self.name}: base-case exchange failed ({sol.status.value})")
         x0 = sol.x[cp.own_x]
         return Schedule(sender=self.name, receiver=self.parent, stage="base-exchange",
