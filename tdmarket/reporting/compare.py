@@ -30,6 +30,7 @@ class Comparison:
 
 def run_comparison(inst, schemes=DEFAULT_SCHEMES, *, progress=None, ac: bool = True, **options) -> Comparison:
     from ..api import clear
+    from ..errors import TdmarketError
     try:
         from .ac_check import ac_check
     except ImportError:
@@ -42,7 +43,12 @@ def run_comparison(inst, schemes=DEFAULT_SCHEMES, *, progress=None, ac: bool = T
         if progress:
             progress(f"clearing with {scheme}")
         t0 = time.perf_counter()
-        res = clear(inst, scheme=scheme, **options)
+        try:
+            res = clear(inst, scheme=scheme, **options)
+        except TdmarketError as exc:  # one failing scheme must not lose the others' results
+            notes.append(f"{scheme} failed: {exc}")
+            rows.append({"scheme": scheme, "error": str(exc), "wall_s": time.perf_counter() - t0})
+            continue
         wall = time.perf_counter() - t0
         results[scheme] = res
         s = res.summary
@@ -68,7 +74,7 @@ def run_comparison(inst, schemes=DEFAULT_SCHEMES, *, progress=None, ac: bool = T
         rows.append(row)
     frame = pd.DataFrame(rows)
     ref = "common" if "common" in results else ("centralized" if "centralized" in results else None)
-    if ref is not None:
+    if ref is not None and "total_cost_eur" in frame:
         c = results[ref].total_cost
         frame.insert(2, "gap_to_common", (frame.total_cost_eur - c) / max(1.0, abs(c)))
     return Comparison(instance=inst.name, rows=frame, results=results, ac=ac_tables, notes=notes)
