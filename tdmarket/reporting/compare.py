@@ -112,19 +112,23 @@ def _plots(cmp: Comparison) -> list[tuple[str, str]]:
         return []
     out = []
     rows = cmp.rows
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    ax.bar(rows.scheme, rows.total_cost_eur, color="#4472c4")
-    ax.set_ylabel("total cost (EUR)")
-    ax.set_title("Cost per scheme")
-    ax.tick_params(axis="x", rotation=20)
-    out.append(("Cost per scheme", _png(fig)))
-    if "ac_violations" in rows:
+
+    def bar(column: str, color: str, ylabel: str, title: str) -> None:
+        values = rows[column].astype(float)
         fig, ax = plt.subplots(figsize=(7, 3.2))
-        ax.bar(rows.scheme, rows.ac_violations, color="#c0504d")
-        ax.set_ylabel("AC violations (count)")
-        ax.set_title("Distribution-grid violations after dispatch")
+        ax.bar(rows.scheme, values, color=color)
+        positive = values[values > 0]
+        if len(positive) and positive.max() > 100 * positive.min():  # e.g. no-coordination's slack cost
+            ax.set_yscale("log")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
         ax.tick_params(axis="x", rotation=20)
-        out.append(("AC violations per scheme", _png(fig)))
+        out.append((title, _png(fig)))
+
+    if "total_cost_eur" in rows:
+        bar("total_cost_eur", "#4472c4", "total cost (EUR)", "Cost per scheme")
+    if "ac_violations" in rows:
+        bar("ac_violations", "#c0504d", "AC violations (count)", "Distribution-grid violations after dispatch")
     ref = cmp.results.get("common") or cmp.results.get("centralized")
     if ref is not None:
         buses = ref.tables["buses"]
