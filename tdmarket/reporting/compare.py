@@ -163,7 +163,7 @@ def _plots(cmp: Comparison) -> list[tuple[str, str]]:
             ax.set_xlabel("export (MW)")
         axes[0][0].set_ylabel("cost (EUR)")
         axes[0][0].legend(fontsize=7)
-        fig.suptitle("Residual supply curves of the largest DSOs (circles: cleared exchange)", fontsize=10)
+        fig.suptitle("Residual supply curves of the largest DSOs (circles: cleared exchange)", fontsize=10, y=1.04)
         out.append(("Residual supply curves", _png(fig)))
     return out
 
