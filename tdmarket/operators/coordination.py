@@ -88,6 +88,10 @@ def run_fixed_exchange(inst: Instance, *, schedule: str = "base", relax: bool = 
                        relax, False, 0.0, exe)
     result.summary["schedule"] = schedule
     result.summary["variant"] = f"schedule={schedule}"
+    # a held exchange is not a market result: no interface price to compare the DSO's marginal cost with
+    iface = result.tables["interfaces"]
+    iface["price_mismatch_eur_mwh"] = np.nan
+    result.summary["price_mismatch_max_eur_mwh"] = None
     return result
 
 
