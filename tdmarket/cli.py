@@ -24,6 +24,11 @@ def _instance_path(args) -> Path:
 def _load(args):
     from .io.smartnet import read_instance
     inst = read_instance(_instance_path(args), edges_file=getattr(args, "edges_file", "Edges.csv"))
+    scale = getattr(args, "d_rating_scale", None)
+    if scale is not None:
+        if not scale > 0:
+            raise InputError(f"--d-rating-scale {scale} must be positive")
+        inst = inst.with_distribution_ratings_scaled(scale)
     for w in inst.warnings:
         print(f"warning: {w}", file=sys.stderr)
     return inst
@@ -179,10 +184,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"tdmarket {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
-    def add_instance_args(sp):
+    def add_instance_args(sp, stress: bool = False):
         sp.add_argument("path", nargs="?", help="instance folder in SmartNet CSV format")
         sp.add_argument("--example", action="store_true", help="use the built-in example instance")
         sp.add_argument("--edges-file", default="Edges.csv", help="edge file name (e.g. Edges_hard.csv)")
+        if stress:
+            sp.add_argument("--d-rating-scale", type=float, default=None, metavar="F",
+                            help="stressed variant: multiply every distribution line rating by F (e.g. 0.4)")
 
     info = sub.add_parser("info", help="print instance statistics (MODEL.md §10)")
     add_instance_args(info)
@@ -193,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .operators.executors import EXECUTORS
     from .formulations.options import DIST_MODELS, REACTIVE_POLICIES
     clear = sub.add_parser("clear", help="clear the balancing market of an instance")
-    add_instance_args(clear)
+    add_instance_args(clear, stress=True)
     clear.add_argument("--scheme", default="centralized", choices=SCHEMES,
                        help="coordination scheme (centralized = common: integrated T&D clearing)")
     clear.add_argument("--relax", action="store_true", help="continuous relaxation of the binaries (logic kept)")
@@ -225,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     clear.set_defaults(func=cmd_clear)
 
     cmp = sub.add_parser("compare", help="clear with every coordination scheme and compare (report.html)")
-    add_instance_args(cmp)
+    add_instance_args(cmp, stress=True)
     cmp.add_argument("--schemes", default=None,
                      help="comma-separated scheme ids (default: common,hierarchical,centralized-as-market,"
                           "shared-balancing,no-coordination)")

@@ -235,6 +235,14 @@ class Instance:
             raise KeyError(ids[self.buses.id[found] != ids][0])
         return found
 
+    def with_distribution_ratings_scaled(self, factor: float) -> "Instance":
+        """Stressed variant: every distribution line rating (MVA) multiplied by `factor` (interfaces unchanged)."""
+        br = self.branches
+        d = br.kind == BranchKind.DISTRIBUTION
+        rating = np.where(d, br.rating * factor, br.rating)
+        return replace(self, name=f"{self.name} (D ratings x{factor:g})", branches=replace(br, rating=rating),
+                       warnings=list(self.warnings))
+
     def flatten_areas(self) -> "Instance":
         """Copy in which every sub-DSO is merged into its top-level DSO (one level of DSOs under the TSO)."""
         ar = self.areas
