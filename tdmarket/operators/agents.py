@@ -192,7 +192,16 @@ class TSO:
         bound_offers(cp.prog, cols, offers, use_curves)
         return cp, cols, maps, names
 
-    def _result(self, cp, cols, maps, names, sol, mip) -> dict:
+    def tables(self, cp, sol) -> dict:
+        """Result tables of a TSO solve (only what the TSO owns)."""
+        tables = cp.extract(sol.x, sol.row_dual)
+        b = self.sub.buses
+        tables["buses"] = tables["buses"][~tables["buses"].node.isin(b.id[b.is_boundary])].reset_index(drop=True)
+        return tables
+
+    def _result(self, cp, cols, maps, names, sol, mip, with_tables: bool = True) -> dict:
+        """Exchanges, interface prices and costs of a TSO solve; the tables only when asked (they are built once,
+        for the published solution, not at every cut round)."""
         dt = self.opts.period_hours
         x_star = sol.x[cols]
         bal = cp.balance
@@ -201,12 +210,9 @@ class TSO:
         pi = (sol.row_dual[cp.prog.rows["balance_p"].start + bal.p_row[host]] / dt if names
               else np.zeros((0, self.sub.n_periods)))
         offer_value = sum(float(sol.x[maps[k]].sum()) for k in ("eta", "theta") if k in maps)
-        tables = cp.extract(sol.x, sol.row_dual)
-        b = self.sub.buses
-        tables["buses"] = tables["buses"][~tables["buses"].node.isin(b.id[b.is_boundary])].reset_index(drop=True)
         return {"x": x_star, "pi": pi, "objective": float(sol.objective), "offer_value": offer_value,
-                "cost": cp.cost_parts(sol.x), "tables": tables, "mip": mip, "names": names,
-                "solver_time_s": sol.solve_time_s}
+                "cost": cp.cost_parts(sol.x), "tables": self.tables(cp, sol) if with_tables else None, "mip": mip,
+                "names": names, "solver_time_s": sol.solve_time_s, "sol": sol, "cp": cp}
 
     def clear(self, offers: list[Offer], *, use_curves: bool, use_cuts: bool, integer: bool, mip_gap: float = 1e-4,
               time_limit: float | None = None, threads: int = 1) -> dict:
@@ -275,4 +281,4 @@ class CutMaster:
         if sol.status is not SolveStatus.OPTIMAL:
             raise SolverError(f"TSO master LP failed: {sol.status.value} {sol.message}")
         sol.row_dual = sol.row_dual[: self.cp.prog.m]
-        return self.tso._result(self.cp, self.cols, self.maps, self.names, sol, {"binaries": 0})
+        return self.tso._result(self.cp, self.cols, self.maps, self.names, sol, {"binaries": 0}, with_tables=False)

@@ -199,6 +199,7 @@ class _CutLoop:
             k += 1
             rounds += 1
             integer = phase == "milp"
+            t_master = time.perf_counter()
             if integer:
                 res = self.tso.clear(offers, use_curves=False, use_cuts=True, integer=True, threads=self.threads,
                                      mip_gap=min(mip_gap, 1e-4), time_limit=time_limit)
@@ -206,7 +207,10 @@ class _CutLoop:
             else:
                 lb = master.solve()["objective"]
                 res = master.solve(center, radius)
+            t_master = time.perf_counter() - t_master
+            t_eval = time.perf_counter()
             replies, ub = self.evaluate(res, stage="iterate", iteration=k)
+            t_eval = time.perf_counter() - t_eval
             if not integer:
                 predicted = res["objective"]
                 on_box = np.max(np.abs(np.asarray(res["x"]) - center)) >= radius * (1 - 1e-6)
@@ -218,7 +222,7 @@ class _CutLoop:
             if ub < best_ub:
                 best_ub, best_res = ub, res
             history.append({"iteration": k, "master": phase, "lower_bound": lb, "upper_bound": best_ub,
-                            "gap_eur": best_ub - lb})
+                            "gap_eur": best_ub - lb, "master_s": t_master, "evaluation_s": t_eval})
             if progress:
                 progress({"stage": "iterate", **history[-1]})
             for o, r in zip(offers, replies):
@@ -232,6 +236,8 @@ class _CutLoop:
                 phase, rounds, best_ub = "milp", 0, np.inf
             elif phase == "milp" and (converged or rounds >= 3):
                 break
+        if best_res["tables"] is None:
+            best_res["tables"] = self.tso.tables(best_res["cp"], best_res["sol"])
         return best_res
 
 
