@@ -239,14 +239,17 @@ class TSO:
 
 class CutMaster:
     """The TSO's relaxed master of the cut exchange, kept alive in HiGHS: each round appends the new cuts
-    θ_d >= C_d(x̂) + ρᵀ(x_d − x̂) and re-solves from the previous basis."""
+    θ_d >= C_d(x̂) + ρᵀ(x_d − x̂) and re-solves from the previous basis.  Two copies are kept, one for the
+    lower bound (no trust region) and one for the trial point (with the trust-region box), so that neither
+    loses its basis to bound changes made for the other."""
 
     def __init__(self, tso: TSO, offers: list[Offer], threads: int = 1):
         from ..solvers.highs import PersistentLP
         self.tso = tso
         self.cp, self.cols, self.maps, self.names = tso._build(offers, use_curves=False, use_cuts=True,
                                                                integer=False)
-        self.lp = PersistentLP(self.cp.prog, threads=threads)
+        self.lps = {"bound": PersistentLP(self.cp.prog, threads=threads),
+                    "trial": PersistentLP(self.cp.prog, threads=threads)}
         flat = self.cols.ravel()
         self.x_lb, self.x_ub = self.cp.prog.lb[flat].copy(), self.cp.prog.ub[flat].copy()
 
@@ -262,22 +265,25 @@ class CutMaster:
             t.add([k], [self.maps["theta"][a]], 1.0)
             t.add(np.full(T, k), self.cols[a], -slope)
             lo[k] = r.cost_eur - slope @ np.asarray(r.point_mw)
-        self.lp.add_rows(t.matrix(n), lo, np.inf)
+        rows = t.matrix(n)
+        for lp in self.lps.values():
+            lp.add_rows(rows, lo, np.inf)
 
     def solve(self, center: np.ndarray | None = None, radius: float | None = None) -> dict:
         """Solve the master; with `center`/`radius`, inside the box |x − center| <= radius (a trust region)."""
         flat = self.cols.ravel()
         if center is None:
-            self.lp.set_col_bounds(flat, self.x_lb, self.x_ub)
+            lp = self.lps["bound"]
         else:
+            lp = self.lps["trial"]
             c = np.asarray(center, float).ravel()
             lo = np.minimum(np.maximum(self.x_lb, c - radius), self.x_ub)
             hi = np.maximum(np.minimum(self.x_ub, c + radius), self.x_lb)
-            self.lp.set_col_bounds(flat, lo, hi)
-        sol = self.lp.solve()
+            lp.set_col_bounds(flat, lo, hi)
+        sol = lp.solve()
         if sol.status is not SolveStatus.OPTIMAL:  # warm start went astray: solve once more from scratch
-            self.lp.h.clearSolver()
-            sol = self.lp.solve()
+            lp.h.clearSolver()
+            sol = lp.solve()
         if sol.status is not SolveStatus.OPTIMAL:
             raise SolverError(f"TSO master LP failed: {sol.status.value} {sol.message}")
         sol.row_dual = sol.row_dual[: self.cp.prog.m]
