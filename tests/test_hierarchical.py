@@ -182,3 +182,12 @@ def test_cli_hierarchical_writes_messages_and_gap(tmp_path, capsys):
     assert len(lines) == summary["communication"]["messages"] > 0
     assert {json.loads(line)["kind"] for line in lines} >= {"CurveOffer", "Schedule", "DispatchReport"}
     assert (out / "interfaces.csv").exists() and (out / "summary.json").exists()
+
+
+def test_ray_executor_gives_the_inline_result(builtin):
+    """The optional Ray executor (`pip install 'tdmarket[ray]'`) runs the DSO work on a local cluster."""
+    pytest.importorskip("ray", reason="ray not installed (optional extra tdmarket[ray])")
+    inline = run_hierarchical(builtin, relax=True, executor="inline")
+    on_ray = run_hierarchical(builtin, relax=True, executor="ray", workers=2)
+    assert on_ray.total_cost == pytest.approx(inline.total_cost, abs=1e-9)
+    assert on_ray.summary["options"]["executor"] == "ray"
