@@ -2,7 +2,6 @@
 dispatched injections, checked against a hand-written two-bus Newton and against exact SOC clearings."""
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -13,7 +12,6 @@ import pytest
 pytest.importorskip("pandapower")
 
 import tdmarket  # noqa: E402
-from tdmarket.examples import builtin_path  # noqa: E402
 from tdmarket.io.smartnet import read_instance  # noqa: E402
 from tdmarket.operators.hierarchical_run import run_hierarchical  # noqa: E402
 from tdmarket.reporting.ac_check import COLUMNS, ac_check, ac_power_flow  # noqa: E402
@@ -231,9 +229,6 @@ def test_zero_impedance_branch_is_fused_and_its_flow_recovered(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- (d) built-in
-@pytest.fixture(scope="module")
-def builtin():
-    return tdmarket.load(builtin_path())
 
 
 @pytest.mark.parametrize("relax", [True, False])
@@ -281,13 +276,6 @@ def test_missing_pandapower_gives_install_hint(builtin, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------------- sub-DSOs
-@pytest.fixture(scope="module")
-def three_level(tmp_path_factory):
-    """DSO-201 split at line 22: DSO-203 = {203, 204} is its sub-DSO (as in test_hierarchical)."""
-    folder = tmp_path_factory.mktemp("three_level") / "case"
-    shutil.copytree(builtin_path(), folder)
-    (folder / "SubAreas.csv").write_text("Edge,Area\n22,DSO-203\n")
-    return tdmarket.load(folder)
 
 
 def test_sub_dso_tree_is_one_network(three_level):

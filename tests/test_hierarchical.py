@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +11,7 @@ import pytest
 
 import tdmarket
 from tdmarket.cli import main
-from tdmarket.examples import builtin_path
 from tdmarket.model.instance import BranchKind
-from tdmarket.operators import tasks
 from tdmarket.operators.executors import ExecutionError, InlineExecutor, ProcessExecutor
 from tdmarket.operators.hierarchical_run import run_hierarchical
 from tdmarket.schemes.centralized import clear_centralized
@@ -29,18 +26,8 @@ def _shared(name: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def builtin():
-    return tdmarket.load(builtin_path())
 
 
-@pytest.fixture(scope="module")
-def three_level(tmp_path_factory):
-    """The built-in example with area DSO-201 split at line 22 (202–203): DSO-203 = {203, 204} is its sub-DSO."""
-    folder = tmp_path_factory.mktemp("three_level") / "case"
-    shutil.copytree(builtin_path(), folder)
-    (folder / "SubAreas.csv").write_text("Edge,Area\n22,DSO-203\n")
-    return tdmarket.load(folder)
 
 
 def test_three_node_matches_centralized_and_reference():

@@ -152,7 +152,7 @@ class OrderBlock:
 
     # ------------------------------------------------------------------ constraints
     def add_constraints(self, prog: Program) -> None:
-        o, ob = self.opts, self.inst.orders
+        ob = self.inst.orders
         seg, bids = ob.segments, ob.bids
         xi = self.col(prog, "xi")
         z_of_bid = np.full(self.B, -1, dtype=np.int64)

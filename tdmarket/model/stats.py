@@ -144,7 +144,6 @@ def _order_frames(inst: Instance) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def _orders(inst: Instance, bids: pd.DataFrame, segs: pd.DataFrame) -> dict:
-    o = inst.orders
     nb = len(bids)
     w = segs["width"].to_numpy()
     dist = segs["dist"].to_numpy()

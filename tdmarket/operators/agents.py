@@ -11,7 +11,7 @@ import time
 from dataclasses import asdict
 
 import numpy as np
-import pandas as pd
+
 
 from ..formulations.options import ModelOptions
 from ..model.instance import Instance
@@ -141,7 +141,7 @@ class DSO:
         if sched.stage == "dispatch" and np.isfinite(pi).all():
             row_dual, rho = self._price_at_interface(model, sol, x_star, pi)
         tables = cp.extract(sol.x, row_dual)
-        own = cost = cp.cost_parts(sol.x)
+        own = cp.cost_parts(sol.x)
         # curve error at the schedule: relaxed cost at x* versus what this DSO's curve promised the parent;
         # integrality cost: mixed-integer dispatch cost versus the relaxed cost at the same exchange
         curve_err = integrality = 0.0

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from typing import Callable
 
-import numpy as np
+
 
 from ..errors import SolverError
 from ..formulations.clearing import ClearingProblem
