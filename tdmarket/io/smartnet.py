@@ -373,7 +373,6 @@ class _Reader:
         for name, arr in (("Node", bus), ("QtBids", qt), ("forT", per)):
             self.check(bd, arr != arr[first][inv], name,
                        lambda i, name=name: f"QBid {qb[i]} has segments with different {name}")
-
         if bd.has("AlphaOmegaSet"):
             ao_seg = bd.flag("AlphaOmegaSet")
             self.check(bd, ao_seg != ao_seg[first][inv], "AlphaOmegaSet",

@@ -11,7 +11,6 @@ import time
 from typing import Callable
 
 
-
 from ..errors import SolverError
 from ..formulations.clearing import ClearingProblem
 from ..formulations.options import ModelOptions
