@@ -164,7 +164,10 @@ class PersistentLP:
         self.n, self.m = program.n, program.m
         self.threads = int(threads)
         self.h = _new_highs()
-        for name, value in (("output_flag", False), ("threads", self.threads), ("random_seed", int(random_seed))):
+        # presolve off: a re-solve after added rows or changed bounds must start from the previous basis, and
+        # presolve would rebuild the reduced problem instead
+        for name, value in (("output_flag", False), ("threads", self.threads), ("random_seed", int(random_seed)),
+                            ("presolve", "off"), ("solver", "simplex")):
             self.h.setOptionValue(name, value)
         if self.h.passModel(_to_highs_lp(program)) == highspy.HighsStatus.kError:
             raise SolverError("HiGHS rejected the model (passModel returned kError)")
