@@ -286,5 +286,11 @@ class CutMaster:
             sol = lp.solve()
         if sol.status is not SolveStatus.OPTIMAL:
             raise SolverError(f"TSO master LP failed: {sol.status.value} {sol.message}")
+        # a valid lower bound of the master WITHOUT the trust region, from this solve's duals (weak duality)
+        col_lb, col_ub = lp.col_lb.copy(), lp.col_ub.copy()
+        col_lb[flat], col_ub[flat] = self.x_lb, self.x_ub
+        bound = lp.dual_bound(sol, col_lb, col_ub)
         sol.row_dual = sol.row_dual[: self.cp.prog.m]
-        return self.tso._result(self.cp, self.cols, self.maps, self.names, sol, {"binaries": 0}, with_tables=False)
+        res = self.tso._result(self.cp, self.cols, self.maps, self.names, sol, {"binaries": 0}, with_tables=False)
+        res["lower_bound"] = min(bound, res["objective"]) if np.isfinite(bound) else -np.inf
+        return res

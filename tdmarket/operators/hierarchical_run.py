@@ -195,6 +195,7 @@ class _CutLoop:
         # trust region (box step) around the best point so far damps the zig-zagging of plain cutting planes;
         # the lower bound always comes from the unrestricted master
         center, radius = np.asarray(res["x"], float), 1.0
+        best_lb = -np.inf
         while True:
             k += 1
             rounds += 1
@@ -205,8 +206,15 @@ class _CutLoop:
                                      mip_gap=min(mip_gap, 1e-4), time_limit=time_limit)
                 lb = res["objective"]
             else:
-                lb = master.solve()["objective"]
                 res = master.solve(center, radius)
+                # the trial solve's duals certify a bound of the unrestricted master; solve it only if they
+                # cannot (each re-solve of the national TSO model costs seconds)
+                lb = res["lower_bound"]
+                near = best_ub - max(lb, best_lb) <= tol_abs + tol_rel * abs(best_ub)
+                if not np.isfinite(lb) or near or k % 5 == 0:  # confirm, and never let a weak bound stall
+                    lb = master.solve()["objective"]
+                best_lb = max(best_lb, lb)
+                lb = best_lb
             t_master = time.perf_counter() - t_master
             t_eval = time.perf_counter()
             replies, ub = self.evaluate(res, stage="iterate", iteration=k)

@@ -171,6 +171,27 @@ class PersistentLP:
             self.h.setOptionValue(name, value)
         if self.h.passModel(_to_highs_lp(program)) == highspy.HighsStatus.kError:
             raise SolverError("HiGHS rejected the model (passModel returned kError)")
+        self.c0 = float(program.c0)
+        self.row_lo, self.row_hi = program.row_lo.copy(), program.row_hi.copy()
+        self.col_lb, self.col_ub = program.lb.copy(), program.ub.copy()
+
+    def dual_bound(self, sol: Solution, col_lb: np.ndarray | None = None, col_ub: np.ndarray | None = None,
+                   tol: float = 1e-9) -> float:
+        """Weak-duality lower bound of the LP with column bounds `col_lb`/`col_ub` (default: the model's own),
+        from the duals of the last solve: c0 + Σ_i y_i·(active row bound) + Σ_j r_j·(bound).  It lets a
+        trust-region solve also certify a lower bound of the unrestricted problem."""
+        y, r = sol.row_dual, sol.col_dual
+        if y is None or r is None:
+            return -np.inf
+        lb = self.col_lb if col_lb is None else col_lb
+        ub = self.col_ub if col_ub is None else col_ub
+        row_b = np.where(y > tol, self.row_lo, np.where(y < -tol, self.row_hi, 0.0))
+        col_b = np.where(r > tol, lb, np.where(r < -tol, ub, 0.0))
+        if not (np.isfinite(row_b).all() and np.isfinite(col_b).all()):
+            return -np.inf
+        y = np.where(np.abs(y) > tol, y, 0.0)
+        r = np.where(np.abs(r) > tol, r, 0.0)
+        return float(self.c0 + y @ row_b + r @ col_b)
 
     def add_rows(self, A, lo, hi) -> None:
         """Append rows lo <= A x <= hi (A: sparse, n columns)."""
@@ -184,6 +205,8 @@ class PersistentLP:
                        np.clip(np.broadcast_to(hi, (k,)).astype(float), -inf, inf), A.nnz,
                        A.indptr[:-1].astype(np.int32), A.indices.astype(np.int32), A.data.astype(float))
         self.m += k
+        self.row_lo = np.concatenate([self.row_lo, np.broadcast_to(lo, (k,)).astype(float)])
+        self.row_hi = np.concatenate([self.row_hi, np.broadcast_to(hi, (k,)).astype(float)])
 
     def set_col_bounds(self, cols: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
         inf = highspy.kHighsInf
@@ -198,8 +221,10 @@ class PersistentLP:
         info = self.h.getInfo()
         status = _STATUS.get(ms, SolveStatus.OTHER)
         x = np.asarray(sol.col_value, float) if sol.value_valid else np.full(self.n, np.nan)
-        return Solution(status=status, x=x,
-                        objective=float(info.objective_function_value) if sol.value_valid else float("nan"),
-                        row_dual=np.asarray(sol.row_dual, float) if sol.dual_valid else None, cone_dual=None,
-                        iterations=int(max(info.simplex_iteration_count, 0)), solve_time_s=float(self.h.getRunTime()),
-                        solver="highs (warm)", message=self.h.modelStatusToString(ms))
+        out = Solution(status=status, x=x,
+                       objective=float(info.objective_function_value) if sol.value_valid else float("nan"),
+                       row_dual=np.asarray(sol.row_dual, float) if sol.dual_valid else None, cone_dual=None,
+                       iterations=int(max(info.simplex_iteration_count, 0)), solve_time_s=float(self.h.getRunTime()),
+                       solver="highs (warm)", message=self.h.modelStatusToString(ms))
+        out.col_dual = np.asarray(sol.col_dual, float) if sol.dual_valid else None
+        return out
