@@ -160,14 +160,12 @@ class Interfaces:
         per = _periods(A, T)
         inj = np.broadcast_to(self.inject_bus[:, None], (A, T))
         root = np.broadcast_to(self.root[:, None], (A, T))
-        here = self.inject_here[:, None]
         balance.add_p(inj[self.inject_here], per[self.inject_here], x[self.inject_here], 1.0)
         balance.add_q(inj[self.inject_here & ~self.is_td], per[self.inject_here & ~self.is_td],
                       y[self.inject_here & ~self.is_td], 1.0)
         rm = self.root_modelled
         balance.add_p(root[rm], per[rm], x[rm], -1.0)
         balance.add_q(root[rm], per[rm], y[rm], -1.0)
-        del here
         rated = np.flatnonzero(np.isfinite(self.rating) & self.root_modelled)
         k = len(rated) * T
         a = Affine(k).add(np.arange(k), x[rated].ravel(), 1.0)

@@ -135,14 +135,12 @@ class OrderBlock:
         """P_b (MW) of the given bids as affine expressions (one row per entry of `bids`)."""
         seg = self.inst.orders.segments
         aff = Affine(len(bids))
-        row_of_bid = pd.Series(np.arange(len(bids)), index=bids)
         sel = np.isin(seg.bid, bids)
         segs = np.flatnonzero(sel)
         # a bid may appear several times in `bids`: expand via merge
         m = pd.DataFrame({"bid": bids, "row": np.arange(len(bids))}).merge(
             pd.DataFrame({"bid": seg.bid[segs], "s": segs}), on="bid")
         aff.add(m.row.to_numpy(), self.col(prog, "xi")[m.s.to_numpy()], self.w[m.s.to_numpy()])
-        del row_of_bid
         return aff
 
     def q_col_of_bid(self, prog: Program) -> np.ndarray:

@@ -173,6 +173,13 @@ class Areas:
     def children(self, a: int) -> np.ndarray:
         return np.flatnonzero(self.parent == a)
 
+    def top_level(self) -> np.ndarray:
+        """For every area, its ancestor directly below the TSO (itself for top-level DSOs; 0 for the TSO)."""
+        top = np.arange(len(self))
+        for a in range(1, len(self)):  # parents precede children
+            top[a] = a if self.parent[a] == 0 else top[self.parent[a]]
+        return top
+
     def depth(self) -> np.ndarray:
         d = np.zeros(len(self), dtype=int)
         for a in range(1, len(self)):  # parents always precede children
@@ -246,9 +253,7 @@ class Instance:
     def flatten_areas(self) -> "Instance":
         """Copy in which every sub-DSO is merged into its top-level DSO (one level of DSOs under the TSO)."""
         ar = self.areas
-        top = np.arange(len(ar))
-        for a in range(1, len(ar)):  # parents precede children
-            top[a] = a if ar.parent[a] == 0 else top[ar.parent[a]]
+        top = ar.top_level()
         keep = np.flatnonzero((ar.parent <= 0))
         remap = np.full(len(ar), -1)
         remap[keep] = np.arange(len(keep))

@@ -23,9 +23,7 @@ def collapse_distribution(inst: Instance) -> Instance:
     """Transmission-only copy: D buses, lines and interfaces removed, D orders and injections at their T node."""
     b, br, ar = inst.buses, inst.branches, inst.areas
     # top-level T node of every bus: the host of its top-level area
-    top = np.arange(len(ar))
-    for a in range(1, len(ar)):
-        top[a] = a if ar.parent[a] == 0 else top[ar.parent[a]]
+    top = ar.top_level()
     t_node = np.arange(len(b))
     d = b.is_dist
     t_node[d] = ar.host_bus[top[b.area[d]]]
@@ -119,9 +117,7 @@ def clear_centralized_as_market(inst: Instance, *, relax: bool = False, scheme_n
     buses = res.tables["buses"]
     t_price = buses.set_index(["node", "period"])["price_p_eur_mwh"]
     ar = inst.areas
-    top = np.arange(len(ar))
-    for a in range(1, len(ar)):
-        top[a] = a if ar.parent[a] == 0 else top[ar.parent[a]]
+    top = ar.top_level()
     d = np.flatnonzero(b.is_dist)
     host_id = b.id[ar.host_bus[top[b.area[d]]]]
     T = inst.n_periods

@@ -79,11 +79,9 @@ def circle_cuts(prog: Program, sides: int = 8):
     mats, rhs = [], []
     k = len(c3)
     for ang in 2 * np.pi * np.arange(sides) / sides:
-        rows = np.concatenate([c3, c3 + 1, c3 + 2])
         cols = np.concatenate([c3, c3 + 1, c3 + 2])
         w = np.concatenate([np.ones(k), -np.full(k, np.cos(ang)), -np.full(k, np.sin(ang))])
         W = sp.csr_matrix((w, (np.tile(np.arange(k), 3), cols)), shape=(k, len(h)))
-        del rows
         mats.append(W @ G)
         rhs.append(W @ h)
     return sp.vstack(mats).tocsr(), np.concatenate(rhs)
