@@ -22,6 +22,7 @@ so the matching optimum is a cross-check of both models.  It prints cvxpy's buil
 optimal objective of one CLARABEL solve next to ours (they should agree to ~1e-6 relative).
 Without cvxpy installed the peer is skipped.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -94,8 +95,18 @@ def run_cli(inst_path: Path, dist_model: str) -> tuple[float, int]:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
-            rc = cli_main(["clear", str(inst_path), "--relax", "--dist-model", dist_model,
-                           "--out", str(Path(tmp) / "out"), "--quiet"])
+            rc = cli_main(
+                [
+                    "clear",
+                    str(inst_path),
+                    "--relax",
+                    "--dist-model",
+                    dist_model,
+                    "--out",
+                    str(Path(tmp) / "out"),
+                    "--quiet",
+                ]
+            )
         return time.perf_counter() - t0, rc
 
 
@@ -143,13 +154,27 @@ def _order_sets(inst: Instance, policy: str) -> dict:
     disc[ob.disc_bid] = True
     unrestricted = is_d & ~geq & ~leq & ~disc
     one_sided = is_d & (geq ^ leq) & ~disc
-    pbar = np.maximum(np.bincount(seg.bid, np.where(w > 0, w, 0), minlength=B),
-                      np.bincount(seg.bid, np.where(w < 0, -w, 0), minlength=B))
+    pbar = np.maximum(
+        np.bincount(seg.bid, np.where(w > 0, w, 0), minlength=B),
+        np.bincount(seg.bid, np.where(w < 0, -w, 0), minlength=B),
+    )
     mmax = hp.assign(a=hp.m.abs()).groupby("bid").a.max().reindex(range(B)).fillna(0.0).to_numpy()
-    return dict(S=S, B=B, w=w, is_d=is_d, prev=prev, in_group=in_group, logic=logic, minratio=minratio,
-                needs_delta=needs_delta, hp=hp, unrestricted=unrestricted, one_sided=one_sided,
-                cap_radius=pbar * np.sqrt(1 + mmax ** 2), fix_q=unrestricted if policy in ("bounded", "zero")
-                else np.zeros(B, bool))
+    return dict(
+        S=S,
+        B=B,
+        w=w,
+        is_d=is_d,
+        prev=prev,
+        in_group=in_group,
+        logic=logic,
+        minratio=minratio,
+        needs_delta=needs_delta,
+        hp=hp,
+        unrestricted=unrestricted,
+        one_sided=one_sided,
+        cap_radius=pbar * np.sqrt(1 + mmax**2),
+        fix_q=unrestricted if policy in ("bounded", "zero") else np.zeros(B, bool),
+    )
 
 
 def build_cvxpy(inst: Instance, opts: ModelOptions):
@@ -193,8 +218,20 @@ def build_cvxpy(inst: Instance, opts: ModelOptions):
     nv, nz, nZ, na, nd, nq = len(vm_seg), len(zb), len(Zq), len(ao), len(dl), len(qb)
     vm, z, Z = cp.Variable(nv), cp.Variable(nz), cp.Variable(nZ)
     al, om, de, q = cp.Variable(na), cp.Variable(na), cp.Variable(nd), cp.Variable(nq)
-    cons += [vm >= 0, vm <= 1, z >= 0, z <= 1, Z >= 0, Z <= 1, al >= 0,
-             al <= np.where(bids.no_new_act[ao], 0.0, 1.0), om >= 0, om <= 1, de >= 0, de <= 1]
+    cons += [
+        vm >= 0,
+        vm <= 1,
+        z >= 0,
+        z <= 1,
+        Z >= 0,
+        Z <= 1,
+        al >= 0,
+        al <= np.where(bids.no_new_act[ao], 0.0, 1.0),
+        om >= 0,
+        om <= 1,
+        de >= 0,
+        de <= 1,
+    ]
     fixq = o["fix_q"][qb]
     if fixq.any():
         cons.append(q[np.flatnonzero(fixq)] == 0)
@@ -240,22 +277,28 @@ def build_cvxpy(inst: Instance, opts: ModelOptions):
         apos = np.full(B, -1)
         apos[ao] = np.arange(na)
         k = len(ob.mindur_bid1)
-        cons.append(_m(np.arange(k), apos[ob.mindur_bid1], 1.0, (k, na)) @ al
-                    <= _m(np.arange(k), zpos[ob.mindur_bid2], 1.0, (k, nz)) @ z)
+        cons.append(
+            _m(np.arange(k), apos[ob.mindur_bid1], 1.0, (k, na)) @ al
+            <= _m(np.arange(k), zpos[ob.mindur_bid2], 1.0, (k, nz)) @ z
+        )
     if nd:
         # O13: up xi <= delta, down xi <= 1 - delta
         dpos = np.full(B, -1)
         dpos[dl] = np.arange(nd)
         sd = np.flatnonzero(o["needs_delta"][seg.bid] & (w != 0))
         sgn = np.where(w[sd] > 0, 1.0, -1.0)
-        cons.append(xi[sd] <= cp.multiply(sgn, _m(np.arange(len(sd)), dpos[seg.bid[sd]], 1.0, (len(sd), nd)) @ de)
-                    + np.where(sgn > 0, 0.0, 1.0))
+        cons.append(
+            xi[sd]
+            <= cp.multiply(sgn, _m(np.arange(len(sd)), dpos[seg.bid[sd]], 1.0, (len(sd), nd)) @ de)
+            + np.where(sgn > 0, 0.0, 1.0)
+        )
 
     def p_of_bids(bid_list):
         """P_b of each listed QBid (with repetitions) as a sparse map on xi."""
         bid_list = np.asarray(bid_list)
         m = pd.DataFrame({"bid": bid_list, "row": np.arange(len(bid_list))}).merge(
-            pd.DataFrame({"bid": seg.bid, "s": np.arange(S)}), on="bid")
+            pd.DataFrame({"bid": seg.bid, "s": np.arange(S)}), on="bid"
+        )
         return _m(m.row, m.s, w[m.s.to_numpy()], (len(bid_list), S))
 
     # O9 ramps on activated quantities, period t -> t+1
@@ -263,7 +306,8 @@ def build_cvxpy(inst: Instance, opts: ModelOptions):
     if len(rr):
         rb = ob.ramp_bid[rr]
         nxt = pd.DataFrame({"qt": bids.qtbid[rb], "t": bids.period[rb] + 1, "row": np.arange(len(rr))}).merge(
-            pd.DataFrame({"qt": bids.qtbid, "t": bids.period, "bid": np.arange(B)}), on=["qt", "t"])
+            pd.DataFrame({"qt": bids.qtbid, "t": bids.period, "bid": np.arange(B)}), on=["qt", "t"]
+        )
         Pn = _m(nxt.row, nxt.bid, 1.0, (len(rr), B)) @ p_of_bids(np.arange(B))
         diff = (Pn - p_of_bids(rb)) @ xi
         d_ = ob.ramp_delta[rr]
@@ -314,11 +358,24 @@ def build_cvxpy(inst: Instance, opts: ModelOptions):
     cons += [f[rated_t] <= rating_t[rated_t], f[rated_t] >= -rating_t[rated_t]]
     fr_t, to_t = rep(br.f[tl]), rep(br.t[tl])
     pt = per(L)
-    Mth = _m(np.r_[np.arange(L * T), np.arange(L * T)], np.r_[tpos[fr_t] * T + pt, tpos[to_t] * T + pt],
-             np.r_[-np.ones(L * T), np.ones(L * T)], (L * T, nt * T))
+    Mth = _m(
+        np.r_[np.arange(L * T), np.arange(L * T)],
+        np.r_[tpos[fr_t] * T + pt, tpos[to_t] * T + pt],
+        np.r_[-np.ones(L * T), np.ones(L * T)],
+        (L * T, nt * T),
+    )
     cons.append(cp.multiply(rep(br.x[tl]), f) + Mth @ th == -rep(np.deg2rad(br.shift_deg[tl])))
-    terms_p.append((_m(np.r_[rowP(fr_t, pt), rowP(to_t, pt)], np.r_[np.arange(L * T), np.arange(L * T)],
-                       np.r_[-np.ones(L * T), np.ones(L * T)], (nP, L * T)), f))
+    terms_p.append(
+        (
+            _m(
+                np.r_[rowP(fr_t, pt), rowP(to_t, pt)],
+                np.r_[np.arange(L * T), np.arange(L * T)],
+                np.r_[-np.ones(L * T), np.ones(L * T)],
+                (nP, L * T),
+            ),
+            f,
+        )
+    )
     # interfaces: x (MW) and y (Mvar) exported by each area at its root, |(x, y)| <= S if rated
     has = ar.interface >= 0
     ia = np.flatnonzero(has)
@@ -329,8 +386,17 @@ def build_cvxpy(inst: Instance, opts: ModelOptions):
         cons.append(y == 0)
     host, root = rep(ar.host_bus[ia]), rep(ar.root_bus[ia])
     pa_ = per(A)
-    terms_p.append((_m(np.r_[rowP(host, pa_), rowP(root, pa_)], np.r_[np.arange(A * T), np.arange(A * T)],
-                       np.r_[np.ones(A * T), -np.ones(A * T)], (nP, A * T)), x))
+    terms_p.append(
+        (
+            _m(
+                np.r_[rowP(host, pa_), rowP(root, pa_)],
+                np.r_[np.arange(A * T), np.arange(A * T)],
+                np.r_[np.ones(A * T), -np.ones(A * T)],
+                (nP, A * T),
+            ),
+            x,
+        )
+    )
     terms_q.append((_m(rowP(root, pa_), np.arange(A * T), -1.0, (nP, A * T)), y))
     r_if = rep(br.rating[ar.interface[ia]])
     ri = np.flatnonzero(np.isfinite(r_if))
@@ -362,7 +428,7 @@ def build_cvxpy(inst: Instance, opts: ModelOptions):
     drop = wt - u + cp.multiply(2 * R, P) + cp.multiply(2 * X, Q)
     if conic:
         ell = cp.Variable(k)
-        cons += [ell >= 0, drop - cp.multiply(R ** 2 + X ** 2, ell) == 0]
+        cons += [ell >= 0, drop - cp.multiply(R**2 + X**2, ell) == 0]
         cons.append(cp.SOC(u + ell, cp.vstack([2 * P, 2 * Q, u - ell]), axis=0))
     else:
         ell = None
@@ -427,10 +493,20 @@ def run_peer(inst: Instance, opts: ModelOptions, runs: int) -> dict | None:
     t0 = time.perf_counter()
     prob.solve(solver=cp.CLARABEL, **CLARABEL_OPTS)
     t_solve = time.perf_counter() - t0
-    return {"version": cp.__version__, "construct": t_construct, "canon": t_canon, "solve": t_solve,
-            "build": statistics.median(builds), "build_best": min(builds),
-            "status": prob.status, "objective": prob.value, "n": data["A"].shape[1], "m": data["A"].shape[0],
-            "nnz": data["A"].nnz, "n_constraints": len(prob.constraints)}
+    return {
+        "version": cp.__version__,
+        "construct": t_construct,
+        "canon": t_canon,
+        "solve": t_solve,
+        "build": statistics.median(builds),
+        "build_best": min(builds),
+        "status": prob.status,
+        "objective": prob.value,
+        "n": data["A"].shape[1],
+        "m": data["A"].shape[0],
+        "nnz": data["A"].nnz,
+        "n_constraints": len(prob.constraints),
+    }
 
 
 # ============================================================================================ main
@@ -451,20 +527,28 @@ def main(argv: list[str] | None = None) -> int:
     e2e, rc = run_cli(path, args.dist_model)
     inst, prog, sol, chk = ours["inst"], ours["prog"], ours["sol"], ours["check"]
     n_cones = sum(c for _, c in prog.cone_dims)
-    print(f"instance {path.resolve().name}: relaxed centralized clearing (b), dist model {args.dist_model}, "
-          f"reactive policy {opts.reactive_policy}")
-    print(f"problem  n {prog.n} variables, m {prog.m} linear rows ({prog.A.nnz} nonzeros), "
-          f"{n_cones} cones / {prog.k} cone rows ({prog.cone_A.nnz} nonzeros): "
-          + ", ".join(f"{c}x SOC({d})" for d, c in prog.cone_dims))
-    print(f"solver   {sol.solver}: {sol.status.value}, {sol.iterations} iterations, objective {sol.objective:.9f}; "
-          f"check rows {chk.max_row_violation:.1e} bounds {chk.max_bound_violation:.1e} "
-          f"cones {chk.max_cone_violation:.1e}")
+    print(
+        f"instance {path.resolve().name}: relaxed centralized clearing (b), dist model {args.dist_model}, "
+        f"reactive policy {opts.reactive_policy}"
+    )
+    print(
+        f"problem  n {prog.n} variables, m {prog.m} linear rows ({prog.A.nnz} nonzeros), "
+        f"{n_cones} cones / {prog.k} cone rows ({prog.cone_A.nnz} nonzeros): "
+        + ", ".join(f"{c}x SOC({d})" for d, c in prog.cone_dims)
+    )
+    print(
+        f"solver   {sol.solver}: {sol.status.value}, {sol.iterations} iterations, objective {sol.objective:.9f}; "
+        f"check rows {chk.max_row_violation:.1e} bounds {chk.max_bound_violation:.1e} "
+        f"cones {chk.max_cone_violation:.1e}"
+    )
     print(f"tdmarket times (s; build = median of {max(1, args.runs)}, best {ours['build_best']:.3f})")
     for key in ("load", "build", "solve", "write"):
         print(f"  {key:<12}{ours[key]:8.3f}")
     verdict = "OK" if e2e <= TARGET_END_TO_END_S and rc == 0 else "SLOW" if rc == 0 else f"FAILED (exit {rc})"
-    print(f"  {'end-to-end':<12}{e2e:8.3f}   (tdmarket clear --relax --out; target <= {TARGET_END_TO_END_S:.0f} s: "
-          f"{verdict})")
+    print(
+        f"  {'end-to-end':<12}{e2e:8.3f}   (tdmarket clear --relax --out; target <= {TARGET_END_TO_END_S:.0f} s: "
+        f"{verdict})"
+    )
 
     if args.no_peer:
         print("peer     cvxpy skipped (--no-peer)")
@@ -476,13 +560,17 @@ def main(argv: list[str] | None = None) -> int:
     build_cvx = peer["build"]
     ratio = build_cvx / ours["build"]
     rel = abs(peer["objective"] - sol.objective) / max(1.0, abs(sol.objective))
-    print(f"peer     cvxpy {peer['version']} (same model, {peer['n_constraints']} vectorised constraint objects; "
-          f"CLARABEL data: n {peer['n']}, rows {peer['m']}, {peer['nnz']} nonzeros)")
+    print(
+        f"peer     cvxpy {peer['version']} (same model, {peer['n_constraints']} vectorised constraint objects; "
+        f"CLARABEL data: n {peer['n']}, rows {peer['m']}, {peer['nnz']} nonzeros)"
+    )
     print(f"  {'construct':<12}{peer['construct']:8.3f}")
     print(f"  {'canonicalise':<12}{peer['canon']:8.3f}")
-    print(f"  {'build':<12}{build_cvx:8.3f}   (median of {max(1, args.runs)}, best {peer['build_best']:.3f}) "
-          f"vs tdmarket {ours['build']:.3f}: ratio {ratio:.1f}x "
-          f"(target >= {TARGET_RATIO:.0f}x: {'OK' if ratio >= TARGET_RATIO else 'MISSED'})")
+    print(
+        f"  {'build':<12}{build_cvx:8.3f}   (median of {max(1, args.runs)}, best {peer['build_best']:.3f}) "
+        f"vs tdmarket {ours['build']:.3f}: ratio {ratio:.1f}x "
+        f"(target >= {TARGET_RATIO:.0f}x: {'OK' if ratio >= TARGET_RATIO else 'MISSED'})"
+    )
     print(f"  {'solve':<12}{peer['solve']:8.3f}   ({peer['status']})")
     print(f"objective tdmarket {sol.objective:.9f}   cvxpy {peer['objective']:.9f}   relative difference {rel:.2e}")
     return 0

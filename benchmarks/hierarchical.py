@@ -6,6 +6,7 @@ overhead when Ray is installed.
 
     python benchmarks/hierarchical.py [--instance PATH] [--relax] [--skip-scaling] [--skip-ray]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,9 @@ def run(inst, relax, **kw):
 
 def stages(res) -> str:
     tm = res.summary["timings_s"]
-    parts = [f"{k} {v['wall_s']:.2f} s (slowest operator {v['slowest_operator_s']:.2f} s)"
-             for k, v in tm["stages"].items()]
+    parts = [
+        f"{k} {v['wall_s']:.2f} s (slowest operator {v['slowest_operator_s']:.2f} s)" for k, v in tm["stages"].items()
+    ]
     return "\n    ".join(parts)
 
 
@@ -43,18 +45,26 @@ def main() -> None:
     print(f"instance {inst.name}: {inst.n_areas - 1} DSO areas, load {time.perf_counter() - t0:.2f} s")
     res, wall2 = run(inst, args.relax, executor="process", workers=2)
     s = res.summary
-    print(f"process, 2 workers: wall {wall2:.2f} s (target <= 15 s), critical path {s['timings_s']['critical_path']:.2f} s")
+    print(
+        f"process, 2 workers: wall {wall2:.2f} s (target <= 15 s), critical path {s['timings_s']['critical_path']:.2f} s"
+    )
     print(f"    {stages(res)}")
-    print(f"  curve evaluations {s['curves']['evaluations']}, cut rounds {max(len(s['iterations']) - 1, 0)}, "
-          f"messages {s['communication']['messages']} ({s['communication']['bytes']} bytes)")
+    print(
+        f"  curve evaluations {s['curves']['evaluations']}, cut rounds {max(len(s['iterations']) - 1, 0)}, "
+        f"messages {s['communication']['messages']} ({s['communication']['bytes']} bytes)"
+    )
     t1 = time.perf_counter()
     ref = clear(inst, scheme="centralized", relax=args.relax)
-    print(f"centralized: {ref.total_cost:.6f} EUR in {time.perf_counter() - t1:.2f} s; hierarchical "
-          f"{res.total_cost:.6f} EUR; gap {100 * gap_to(res, ref):.5f} % (target <= 0.1 %)")
+    print(
+        f"centralized: {ref.total_cost:.6f} EUR in {time.perf_counter() - t1:.2f} s; hierarchical "
+        f"{res.total_cost:.6f} EUR; gap {100 * gap_to(res, ref):.5f} % (target <= 0.1 %)"
+    )
     if not args.skip_scaling:
         _, wall1 = run(inst, args.relax, executor="process", workers=1)
-        print(f"process, 1 worker: wall {wall1:.2f} s; parallel efficiency 1 -> 2 workers "
-              f"{wall1 / (2 * wall2):.2f} (speed-up {wall1 / wall2:.2f}x)")
+        print(
+            f"process, 1 worker: wall {wall1:.2f} s; parallel efficiency 1 -> 2 workers "
+            f"{wall1 / (2 * wall2):.2f} (speed-up {wall1 / wall2:.2f}x)"
+        )
     if not args.skip_ray:
         try:
             import ray  # noqa: F401

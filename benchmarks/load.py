@@ -9,6 +9,7 @@ Prints best and median wall time over the runs of
 With ``--profile``, one extra `read_instance` run under cProfile: its top 10 functions by cumulative time, then
 by own time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,14 @@ from tdmarket.model.stats import instance_stats  # noqa: E402
 
 DEFAULT = ROOT / ".." / "shared" / "smartnet" / "italy-652"
 TARGET_S = 2.0
-REQUIRED_FILES = ("GeneralParam.csv", "TransmissionNodes.csv", "DistributionNodes.csv", "Edges.csv",
-                  "NetInjections.csv", "Bids.csv")
+REQUIRED_FILES = (
+    "GeneralParam.csv",
+    "TransmissionNodes.csv",
+    "DistributionNodes.csv",
+    "Edges.csv",
+    "NetInjections.csv",
+    "Bids.csv",
+)
 
 
 def _times(fn, runs: int) -> list[float]:
@@ -61,8 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     load = _times(lambda: read_instance(folder), args.runs)
     stats = _times(lambda: instance_stats(inst), args.runs)
 
-    print(f"instance {folder.resolve().name}: {len(csvs)} CSV files read, {size_mb:.1f} MB; "
-          f"{len(inst.buses)} buses, {len(inst.branches)} branches, {len(inst.orders.segments)} segments")
+    print(
+        f"instance {folder.resolve().name}: {len(csvs)} CSV files read, {size_mb:.1f} MB; "
+        f"{len(inst.buses)} buses, {len(inst.branches)} branches, {len(inst.orders.segments)} segments"
+    )
     print(f"{'':<8}{'best':>9}{'median':>9}   ({args.runs} runs)")
     for name, ts in (("parse", parse), ("load", load), ("stats", stats)):
         print(f"{name:<8}{min(ts):>8.3f}s{statistics.median(ts):>8.3f}s")

@@ -15,6 +15,7 @@ SmartNet folder.  Everything runs in-process (`executor="inline"`) and is determ
 Each `scenarioN()` returns a dict: `title`, `text` (lines), `tables` (list of (title, headers, rows)) and `figures`
 (JSON-serialisable numbers, the ones the tests check).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -89,8 +90,11 @@ def three_level_instance():
 def base_exchanges(inst) -> dict[str, np.ndarray]:
     """x^0 of every top-level DSO (MODEL.md §7), as each DSO computes it from its own area."""
     opts = ModelOptions()
-    return {inst.areas.name[a]: np.asarray(DSO(inst.area_instance(a), opts, "TSO").base_exchange().export_mw)
-            for a in range(1, inst.n_areas) if inst.areas.parent[a] == 0}
+    return {
+        inst.areas.name[a]: np.asarray(DSO(inst.area_instance(a), opts, "TSO").base_exchange().export_mw)
+        for a in range(1, inst.n_areas)
+        if inst.areas.parent[a] == 0
+    }
 
 
 def line_loading_ac(inst, tables: dict, edge: int = LINE, area: str = AREA) -> np.ndarray:
@@ -151,12 +155,26 @@ def scenario1() -> dict:
         load = line_loading_ac(inst, res.tables)
         behind = mw_behind(inst, res.tables)
         figures[scheme] = {
-            "total_cost_eur": res.total_cost, "line22_loading_ac": _floats(load), "mw_behind_line22": _floats(behind),
-            "ac_total_violations": ac["total_violations"], "ac_thermal_violations": ac["thermal_violations"],
-            "ac_worst_loading": ac["worst_loading"], "max_abs_dx_mw": ac["max_abs_dx_mw"],
-            "slack_mw": float(res.summary["slack"]["p_mw"])}
-        rows.append([scheme, _f(res.total_cost, 3), _per(load, 3), _per(behind), str(ac["total_violations"]),
-                     f"{ac['worst_loading']:.3f}", f"{ac['max_abs_dx_mw']:.3f}"])
+            "total_cost_eur": res.total_cost,
+            "line22_loading_ac": _floats(load),
+            "mw_behind_line22": _floats(behind),
+            "ac_total_violations": ac["total_violations"],
+            "ac_thermal_violations": ac["thermal_violations"],
+            "ac_worst_loading": ac["worst_loading"],
+            "max_abs_dx_mw": ac["max_abs_dx_mw"],
+            "slack_mw": float(res.summary["slack"]["p_mw"]),
+        }
+        rows.append(
+            [
+                scheme,
+                _f(res.total_cost, 3),
+                _per(load, 3),
+                _per(behind),
+                str(ac["total_violations"]),
+                f"{ac['worst_loading']:.3f}",
+                f"{ac['max_abs_dx_mw']:.3f}",
+            ]
+        )
     cam, hie, com = (figures[s] for s in ("centralized-as-market", "hierarchical", "common"))
     text = [
         "The TSO wants the cheap D orders behind line 22 (QtBids 9 @15 and 10 @18-24 €/MWh, 8.5 MW in t=1).",
@@ -169,10 +187,21 @@ def scenario1() -> dict:
         f"  optimum, same dispatch); the {cam['total_cost_eur']:.2f} € of centralized-as-market look cheaper but are "
         "not deliverable.",
     ]
-    headers = ["scheme", "cost €", "L22 AC loading t1/t2/t3", "MW behind L22 t1/t2/t3", "AC viol.", "worst load",
-               "max|Δx| MW"]
-    return {"title": "1. Conflict resolution between operators", "text": text,
-            "tables": [("", headers, rows)], "figures": figures}
+    headers = [
+        "scheme",
+        "cost €",
+        "L22 AC loading t1/t2/t3",
+        "MW behind L22 t1/t2/t3",
+        "AC viol.",
+        "worst load",
+        "max|Δx| MW",
+    ]
+    return {
+        "title": "1. Conflict resolution between operators",
+        "text": text,
+        "tables": [("", headers, rows)],
+        "figures": figures,
+    }
 
 
 def scenario2(factor: float = LOAD_FACTOR) -> dict:
@@ -194,9 +223,15 @@ def scenario2(factor: float = LOAD_FACTOR) -> dict:
         slack = area_slack(v, res.tables)
         k = area_activation_cost(v, res.tables)
         pen = area_slack_penalty(res.tables)
-        cases[label] = {"x0_mw": _floats(x0), "mw_behind_line22": _floats(behind), "slack_mw": _floats(slack),
-                        "activation_cost_eur": k, "slack_penalty_eur": pen, "line22_loading_ac": _floats(load),
-                        "total_cost_eur": res.total_cost}
+        cases[label] = {
+            "x0_mw": _floats(x0),
+            "mw_behind_line22": _floats(behind),
+            "slack_mw": _floats(slack),
+            "activation_cost_eur": k,
+            "slack_penalty_eur": pen,
+            "line22_loading_ac": _floats(load),
+            "total_cost_eur": res.total_cost,
+        }
         rows.append([label, _per(load, 3), _per(x0), _per(behind), _per(slack)])
         cost_rows.append([label, _f(k), _f(pen), _f(res.total_cost)])
     w, wo = cases["with own orders"], cases["without own orders"]
@@ -212,11 +247,18 @@ def scenario2(factor: float = LOAD_FACTOR) -> dict:
     ]
     headers = ["case", "L22 AC loading t1/t2/t3", "x^0 MW t1/t2/t3", "MW behind L22", "DSO-201 slack MW"]
     cost_headers = ["case", "DSO-201 activations €", "DSO-201 slack penalty €", "total cost €"]
-    figures = {"factor": factor, "no_action_line22_loading_ac": _floats(no_action), "fixed_p_mw": _floats(fixed_p),
-               **{k.replace(" ", "_"): v for k, v in cases.items()}}
-    return {"title": "2. Self-healing: a DSO relieves its own congestion", "text": text,
-            "tables": [("", headers, rows), ("", cost_headers, cost_rows)],
-            "figures": figures}
+    figures = {
+        "factor": factor,
+        "no_action_line22_loading_ac": _floats(no_action),
+        "fixed_p_mw": _floats(fixed_p),
+        **{k.replace(" ", "_"): v for k, v in cases.items()},
+    }
+    return {
+        "title": "2. Self-healing: a DSO relieves its own congestion",
+        "text": text,
+        "tables": [("", headers, rows), ("", cost_headers, cost_rows)],
+        "figures": figures,
+    }
 
 
 def scenario3(factor: float = LOAD_FACTOR) -> dict:
@@ -226,18 +268,39 @@ def scenario3(factor: float = LOAD_FACTOR) -> dict:
     res = tdmarket.clear(inst, scheme="hierarchical", **CLEAR)
     cs = cost_sharing(inst, res.tables, x0)
     behind = mw_behind(inst, res.tables)
-    rows = [[r.area, str(int(r.period)), _f(r.base_export_mw, 3), _f(r.export_mw, 3), _f(r.interface_price_eur_mwh),
-             _f(r.K_eur), _f(r.K_T_eur), _f(r.K_D_eur)] for r in cs.itertuples()]
+    rows = [
+        [
+            r.area,
+            str(int(r.period)),
+            _f(r.base_export_mw, 3),
+            _f(r.export_mw, 3),
+            _f(r.interface_price_eur_mwh),
+            _f(r.K_eur),
+            _f(r.K_T_eur),
+            _f(r.K_D_eur),
+        ]
+        for r in cs.itertuples()
+    ]
     tot = cs.groupby("area", sort=True).first()
     has_uplift = "uplift_area_eur" in cs
-    tot_rows = [[a, _f(r.K_area_eur), _f(r.K_T_area_eur), _f(r.K_D_area_eur),
-                 *([_f(r.uplift_area_eur), _f(r.uplift_T_eur), _f(r.uplift_D_eur)] if has_uplift else [])]
-                for a, r in tot.iterrows()]
+    tot_rows = [
+        [
+            a,
+            _f(r.K_area_eur),
+            _f(r.K_T_area_eur),
+            _f(r.K_D_area_eur),
+            *([_f(r.uplift_area_eur), _f(r.uplift_T_eur), _f(r.uplift_D_eur)] if has_uplift else []),
+        ]
+        for a, r in tot.iterrows()
+    ]
     a1 = cs[cs.area == AREA].sort_values("period")
     t1 = a1.iloc[0]
-    sign = ("K^D < 0: the orders (15-24 €/MWh) are cheaper than π, so the TSO's payment for the extra export covers "
-            "the relief too" if t1.K_D_eur < 0 else "K^D > 0: the DSO pays the part of the activation the exchange "
-            "does not")
+    sign = (
+        "K^D < 0: the orders (15-24 €/MWh) are cheaper than π, so the TSO's payment for the extra export covers "
+        "the relief too"
+        if t1.K_D_eur < 0
+        else "K^D > 0: the DSO pays the part of the activation the exchange does not"
+    )
     text = [
         f"Congested variant of scenario 2 under hierarchical: DSO-201 activates {_per(behind)} MW behind line 22. One "
         "activation",
@@ -253,13 +316,22 @@ def scenario3(factor: float = LOAD_FACTOR) -> dict:
     ]
     headers = ["area", "t", "x^0 MW", "x MW", "π €/MWh", "K €", "K^T €", "K^D €"]
     tot_headers = ["area", "ΣK €", "ΣK^T €", "ΣK^D €"] + (["uplift €", "→ TSO €", "→ DSO €"] if has_uplift else [])
-    figures = {"factor": factor, "total_cost_eur": res.total_cost, "mw_behind_line22": _floats(behind),
-               "x0_mw": {k: _floats(v) for k, v in x0.items()},
-               "rows": [{k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
-                        for r in cs.to_dict(orient="records")]}
-    return {"title": "3. Sharing charges for mutually beneficial actions", "text": text,
-            "tables": [("per area and period", headers, rows), ("per area", tot_headers, tot_rows)],
-            "figures": figures}
+    figures = {
+        "factor": factor,
+        "total_cost_eur": res.total_cost,
+        "mw_behind_line22": _floats(behind),
+        "x0_mw": {k: _floats(v) for k, v in x0.items()},
+        "rows": [
+            {k: (v.item() if isinstance(v, np.generic) else v) for k, v in r.items()}
+            for r in cs.to_dict(orient="records")
+        ],
+    }
+    return {
+        "title": "3. Sharing charges for mutually beneficial actions",
+        "text": text,
+        "tables": [("per area and period", headers, rows), ("per area", tot_headers, tot_rows)],
+        "figures": figures,
+    }
 
 
 def message_flow(messages: list[dict]) -> list[dict]:
@@ -267,8 +339,9 @@ def message_flow(messages: list[dict]) -> list[dict]:
     flow: dict[tuple, dict] = {}
     for k, m in enumerate(messages):
         key = (m["stage"], m["kind"], m["from"], m["to"])
-        e = flow.setdefault(key, {"stage": key[0], "kind": key[1], "from": key[2], "to": key[3], "first": k,
-                                  "count": 0, "bytes": 0})
+        e = flow.setdefault(
+            key, {"stage": key[0], "kind": key[1], "from": key[2], "to": key[3], "first": k, "count": 0, "bytes": 0}
+        )
         e["count"] += 1
         e["bytes"] += int(m.get("bytes", 0))
     return list(flow.values())
@@ -283,13 +356,22 @@ def scenario4() -> dict:
     flow = message_flow(hie.messages)
     ifc = hie.tables["interfaces"]
     sub = ifc[ifc.area == SUB_AREA].sort_values("period")
-    sub_rows = [[str(int(r.period)), f"{r.export_mw:.3f}", f"{r.interface_price_eur_mwh:.2f}",
-                 f"{r.dso_marginal_cost_eur_mwh:.2f}"] for r in sub.itertuples()]
-    flow_rows = [[e["stage"], e["kind"], f"{e['from']} → {e['to']}", str(e["count"]), str(e["bytes"])]
-                 for e in flow]
+    sub_rows = [
+        [
+            str(int(r.period)),
+            f"{r.export_mw:.3f}",
+            f"{r.interface_price_eur_mwh:.2f}",
+            f"{r.dso_marginal_cost_eur_mwh:.2f}",
+        ]
+        for r in sub.itertuples()
+    ]
+    flow_rows = [[e["stage"], e["kind"], f"{e['from']} → {e['to']}", str(e["count"]), str(e["bytes"])] for e in flow]
     parent = dict(zip(inst.areas.name, [inst.areas.name[p] if p >= 0 else "" for p in inst.areas.parent]))
-    kink = [int(p) for p, pr, mc in zip(sub.period, sub.interface_price_eur_mwh, sub.dso_marginal_cost_eur_mwh)
-            if abs(pr - mc) > 0.01]
+    kink = [
+        int(p)
+        for p, pr, mc in zip(sub.period, sub.interface_price_eur_mwh, sub.dso_marginal_cost_eur_mwh)
+        if abs(pr - mc) > 0.01
+    ]
     text = [
         f"SubAreas.csv 'Edge,Area / {LINE},{SUB_AREA}': the feeder beyond line 22 (nodes 203, 204, QtBids 9, 10) is a "
         f"sub-DSO of {parent[SUB_AREA]}.",
@@ -299,22 +381,45 @@ def scenario4() -> dict:
         f"hierarchical {hie.total_cost:.2f} € vs common {com.total_cost:.2f} €, gap {gap:+.1e} (curve mode leaves "
         "the child's root Q, V free).",
         f"{SUB_AREA} exports up to line 22's 3 MVA and is paid {AREA}'s DLMP at node 203"
-        + (f"; in t={','.join(map(str, kink))} the exchange\n  sits at a kink of its curve, so that price differs "
-           "from its own marginal cost." if kink else "."),
+        + (
+            f"; in t={','.join(map(str, kink))} the exchange\n  sits at a kink of its curve, so that price differs "
+            "from its own marginal cost."
+            if kink
+            else "."
+        ),
     ]
     cost_rows = [["hierarchical", f"{hie.total_cost:.4f}", f"{gap:+.2e}"], ["common", f"{com.total_cost:.4f}", "0"]]
-    figures = {"hierarchical_cost_eur": hie.total_cost, "common_cost_eur": com.total_cost, "gap": gap,
-               "parent": parent, "message_flow": flow,
-               "sub_dso": {"periods": [int(p) for p in sub.period], "export_mw": _floats(sub.export_mw),
-                           "price_eur_mwh": _floats(sub.interface_price_eur_mwh),
-                           "marginal_cost_eur_mwh": _floats(sub.dso_marginal_cost_eur_mwh)}}
-    return {"title": "4. Recursive integration across three levels", "text": text,
-            "tables": [("cost", ["scheme", "cost €", "gap"], cost_rows),
-                       ("message flow (grouped, in order of first appearance)",
-                        ["stage", "kind", "from → to", "count", "bytes"], flow_rows),
-                       (f"{SUB_AREA} (exchange into line 22 and its price)",
-                        ["t", "export MW", "price €/MWh", "own marginal €/MWh"], sub_rows)],
-            "figures": figures}
+    figures = {
+        "hierarchical_cost_eur": hie.total_cost,
+        "common_cost_eur": com.total_cost,
+        "gap": gap,
+        "parent": parent,
+        "message_flow": flow,
+        "sub_dso": {
+            "periods": [int(p) for p in sub.period],
+            "export_mw": _floats(sub.export_mw),
+            "price_eur_mwh": _floats(sub.interface_price_eur_mwh),
+            "marginal_cost_eur_mwh": _floats(sub.dso_marginal_cost_eur_mwh),
+        },
+    }
+    return {
+        "title": "4. Recursive integration across three levels",
+        "text": text,
+        "tables": [
+            ("cost", ["scheme", "cost €", "gap"], cost_rows),
+            (
+                "message flow (grouped, in order of first appearance)",
+                ["stage", "kind", "from → to", "count", "bytes"],
+                flow_rows,
+            ),
+            (
+                f"{SUB_AREA} (exchange into line 22 and its price)",
+                ["t", "export MW", "price €/MWh", "own marginal €/MWh"],
+                sub_rows,
+            ),
+        ],
+        "figures": figures,
+    }
 
 
 SCENARIOS = {"1": scenario1, "2": scenario2, "3": scenario3, "4": scenario4}
@@ -331,9 +436,12 @@ def format_table(headers: list[str], rows: list[list[str]]) -> str:
             return all(float(str(r[j]).split("/")[0]) is not None for r in rows if str(r[j]) not in ("", "-"))
         except ValueError:
             return False
+
     right = [numeric(j) for j in range(len(headers))]
-    fmt = lambda row: "  ".join(str(c).rjust(w) if r else str(c).ljust(w)  # noqa: E731
-                                for c, w, r in zip(row, width, right)).rstrip()
+    fmt = lambda row: "  ".join(
+        str(c).rjust(w) if r else str(c).ljust(w)  # noqa: E731
+        for c, w, r in zip(row, width, right)
+    ).rstrip()
     return "\n".join([fmt(headers), fmt(["-" * w for w in width])] + [fmt(r) for r in rows])
 
 

@@ -1,4 +1,5 @@
 """tdmarket: clearing of European balancing markets across transmission and distribution networks."""
+
 from .errors import InputError, SolverError, TdmarketError
 
 __version__ = "0.1.0"
@@ -7,12 +8,14 @@ __version__ = "0.1.0"
 def load(path, **options):
     """Read and validate a SmartNet instance folder; see `tdmarket.io.smartnet.read_instance`."""
     from .io.smartnet import read_instance
+
     return read_instance(path, **options)
 
 
 def clear(instance, scheme: str = "centralized", **options):
     """Clear an instance (or a path to one) with a coordination scheme; returns a results object."""
     from .api import clear as _clear
+
     return _clear(instance, scheme=scheme, **options)
 
 

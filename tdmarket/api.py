@@ -3,15 +3,31 @@
 It sits above the operators layer because the decentralised schemes run as operator agents.  Every scheme's
 result then carries the lost opportunity costs and the settlement at its own published prices.
 """
+
 from __future__ import annotations
 
 from .errors import InputError
 from .schemes.result import ClearingResult
 
-SCHEMES = ("centralized", "common", "hierarchical", "centralized-as-market", "local-as-market", "shared-balancing",
-           "no-coordination")
-MODEL_KEYS = ("slack_penalty", "dist_model", "reactive_policy", "interface_reactive", "zero_root_q", "pi_model",
-              "polygon_sides", "period_hours")
+SCHEMES = (
+    "centralized",
+    "common",
+    "hierarchical",
+    "centralized-as-market",
+    "local-as-market",
+    "shared-balancing",
+    "no-coordination",
+)
+MODEL_KEYS = (
+    "slack_penalty",
+    "dist_model",
+    "reactive_policy",
+    "interface_reactive",
+    "zero_root_q",
+    "pi_model",
+    "polygon_sides",
+    "period_hours",
+)
 SOLVE_KEYS = ("relax", "mip_gap", "time_limit", "threads", "progress")
 DECENTRAL_KEYS = ("executor", "workers", "address")
 CURVE_KEYS = ("curve_tol", "max_evals", "iterate", "iter_tol_abs", "iter_tol_rel", "max_iterations")
@@ -23,6 +39,7 @@ def clear(instance, scheme: str = "centralized", *, incentives: bool = True, **o
     `incentives=False` skips the lost-opportunity-cost and settlement computation."""
     if not hasattr(instance, "buses"):
         from .io.smartnet import read_instance
+
         instance = read_instance(instance)
     if scheme not in SCHEMES:
         raise InputError(f"unknown scheme {scheme!r} (available: {', '.join(SCHEMES)})")
@@ -32,25 +49,37 @@ def clear(instance, scheme: str = "centralized", *, incentives: bool = True, **o
         raise InputError(f"unknown option(s) {', '.join(sorted(unknown))}")
     if scheme in ("centralized", "common"):
         from .schemes.centralized import clear_centralized
+
         result = clear_centralized(instance, scheme_name=scheme, incentives=False, **take(MODEL_KEYS, SOLVE_KEYS))
     elif scheme == "centralized-as-market":
         from .schemes.centralized_as_market import clear_centralized_as_market
+
         result = clear_centralized_as_market(instance, scheme_name=scheme, **take(MODEL_KEYS, SOLVE_KEYS))
     elif scheme in ("shared-balancing", "no-coordination"):
         from .operators.coordination import run_fixed_exchange
-        result = run_fixed_exchange(instance, schedule="base" if scheme == "shared-balancing" else "zero",
-                                    scheme_name=scheme, **take(MODEL_KEYS, SOLVE_KEYS, DECENTRAL_KEYS))
+
+        result = run_fixed_exchange(
+            instance,
+            schedule="base" if scheme == "shared-balancing" else "zero",
+            scheme_name=scheme,
+            **take(MODEL_KEYS, SOLVE_KEYS, DECENTRAL_KEYS),
+        )
     elif scheme == "local-as-market":
         from .operators.coordination import run_local_as_market
-        result = run_local_as_market(instance, scheme_name=scheme, **take(MODEL_KEYS, SOLVE_KEYS, DECENTRAL_KEYS,
-                                                                          CURVE_KEYS))
+
+        result = run_local_as_market(
+            instance, scheme_name=scheme, **take(MODEL_KEYS, SOLVE_KEYS, DECENTRAL_KEYS, CURVE_KEYS)
+        )
     else:
         from .operators.hierarchical_run import run_hierarchical
-        result = run_hierarchical(instance, scheme_name=scheme, **take(MODEL_KEYS, SOLVE_KEYS, DECENTRAL_KEYS,
-                                                                       CURVE_KEYS))
+
+        result = run_hierarchical(
+            instance, scheme_name=scheme, **take(MODEL_KEYS, SOLVE_KEYS, DECENTRAL_KEYS, CURVE_KEYS)
+        )
     if incentives:
         from .formulations.options import ModelOptions
         from .schemes.incentives import attach_incentives
+
         opts = ModelOptions(integer=not options.get("relax", False), **take(MODEL_KEYS))
         attach_incentives(instance, result.tables, result.summary, opts, scheme)
     return result

@@ -2,6 +2,7 @@
 
 User errors (bad input data, bad options) print one line to stderr and exit with code 2; no traceback.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,6 +16,7 @@ from .errors import InputError, SolverError, TdmarketError
 def _instance_path(args) -> Path:
     if getattr(args, "example", False):
         from .examples import builtin_path
+
         return builtin_path()
     if args.path is None:
         raise InputError("give an instance folder or --example")
@@ -23,6 +25,7 @@ def _instance_path(args) -> Path:
 
 def _load(args):
     from .io.smartnet import read_instance
+
     inst = read_instance(_instance_path(args), edges_file=getattr(args, "edges_file", "Edges.csv"))
     scale = getattr(args, "d_rating_scale", None)
     if scale is not None:
@@ -35,7 +38,8 @@ def _load(args):
 
 
 def cmd_info(args) -> int:
-    from .model.stats import instance_stats, format_stats
+    from .model.stats import format_stats, instance_stats
+
     inst = _load(args)
     stats = instance_stats(inst)
     if args.json:
@@ -53,31 +57,46 @@ def _progress_printer(quiet: bool):
         if "stage" in rec:  # hierarchical progress: a bar over DSOs per stage, or a cut-round line
             if rec["stage"] == "iterate":
                 lb = rec["lower_bound"]
-                print(f"  [iterate] round {rec['iteration']} ({rec['master']}): LB {lb:.6f}  UB "
-                      f"{rec['upper_bound']:.6f}  gap {rec['gap_eur']:.4g} EUR", file=sys.stderr, flush=True)
+                print(
+                    f"  [iterate] round {rec['iteration']} ({rec['master']}): LB {lb:.6f}  UB "
+                    f"{rec['upper_bound']:.6f}  gap {rec['gap_eur']:.4g} EUR",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 return
             done, total = rec["done"], rec["total"]
             width = 30
             fill = int(width * done / max(total, 1))
             end = "\n" if done == total else ""
-            print(f"\r  [{rec['stage']}] [{'#' * fill}{'.' * (width - fill)}] {done}/{total} {rec['label']:<16}",
-                  end=end, file=sys.stderr, flush=True)
+            print(
+                f"\r  [{rec['stage']}] [{'#' * fill}{'.' * (width - fill)}] {done}/{total} {rec['label']:<16}",
+                end=end,
+                file=sys.stderr,
+                flush=True,
+            )
             return
         lb, ub, gap = rec.get("lower_bound"), rec.get("upper_bound"), rec.get("gap")
-        print(f"  [mip] round {rec['round']}: bound {lb:.6f}  incumbent {ub:.6f}  gap {100 * gap:.4f} %  "
-              f"({rec['elapsed_s']:.1f} s)", file=sys.stderr, flush=True)
+        print(
+            f"  [mip] round {rec['round']}: bound {lb:.6f}  incumbent {ub:.6f}  gap {100 * gap:.4f} %  "
+            f"({rec['elapsed_s']:.1f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+
     return show
 
 
 def _check_numbers(args) -> None:
     """Reject out-of-range numeric options with a one-line error (exit 2)."""
-    checks = [("--mip-gap", getattr(args, "mip_gap", None), lambda v: v >= 0),
-              ("--time-limit", getattr(args, "time_limit", None), lambda v: v is None or v > 0),
-              ("--threads", getattr(args, "threads", None), lambda v: v >= 1),
-              ("--slack-penalty", getattr(args, "slack_penalty", None), lambda v: v > 0),
-              ("--workers", getattr(args, "workers", None), lambda v: v is None or v >= 1),
-              ("--curve-tol", getattr(args, "curve_tol", None), lambda v: v is None or v > 0),
-              ("--max-curve-evals", getattr(args, "max_curve_evals", None), lambda v: v is None or v >= 2)]
+    checks = [
+        ("--mip-gap", getattr(args, "mip_gap", None), lambda v: v >= 0),
+        ("--time-limit", getattr(args, "time_limit", None), lambda v: v is None or v > 0),
+        ("--threads", getattr(args, "threads", None), lambda v: v >= 1),
+        ("--slack-penalty", getattr(args, "slack_penalty", None), lambda v: v > 0),
+        ("--workers", getattr(args, "workers", None), lambda v: v is None or v >= 1),
+        ("--curve-tol", getattr(args, "curve_tol", None), lambda v: v is None or v > 0),
+        ("--max-curve-evals", getattr(args, "max_curve_evals", None), lambda v: v is None or v >= 2),
+    ]
     for flag, value, ok in checks:
         if value is not None and not ok(value):
             raise InputError(f"{flag} {value} is out of range")
@@ -85,35 +104,62 @@ def _check_numbers(args) -> None:
 
 def cmd_clear(args) -> int:
     import time
+
     _check_numbers(args)
     from .api import clear, gap_to
-    from .reporting.writer import write_results, dumps
+    from .reporting.writer import dumps, write_results
+
     t0 = time.perf_counter()
     inst = _load(args)
     t_load = time.perf_counter() - t0
     if not args.quiet:
-        print(f"tdmarket: clearing {inst.name} with scheme {args.scheme}"
-              f"{' (relaxed)' if args.relax else ''} ...", file=sys.stderr, flush=True)
-    options = dict(relax=args.relax, mip_gap=args.mip_gap, time_limit=args.time_limit, threads=args.threads,
-                   dist_model=args.dist_model, reactive_policy=args.reactive_policy,
-                   slack_penalty=args.slack_penalty, progress=_progress_printer(args.quiet))
+        print(
+            f"tdmarket: clearing {inst.name} with scheme {args.scheme}{' (relaxed)' if args.relax else ''} ...",
+            file=sys.stderr,
+            flush=True,
+        )
+    options = dict(
+        relax=args.relax,
+        mip_gap=args.mip_gap,
+        time_limit=args.time_limit,
+        threads=args.threads,
+        dist_model=args.dist_model,
+        reactive_policy=args.reactive_policy,
+        slack_penalty=args.slack_penalty,
+        progress=_progress_printer(args.quiet),
+    )
     if args.scheme in ("shared-balancing", "no-coordination"):
         options.update(executor=args.executor, workers=args.workers, address=args.address)
     if args.scheme in ("hierarchical", "local-as-market"):
-        options.update(executor=args.executor, workers=args.workers, address=args.address,
-                       curve_tol=args.curve_tol, iterate=args.iterate, max_evals=args.max_curve_evals)
+        options.update(
+            executor=args.executor,
+            workers=args.workers,
+            address=args.address,
+            curve_tol=args.curve_tol,
+            iterate=args.iterate,
+            max_evals=args.max_curve_evals,
+        )
     result = clear(inst, scheme=args.scheme, **options)
     result.summary["timings_s"]["load"] = t_load
     if args.compare_centralized and args.scheme == "hierarchical":
         if not args.quiet:
             print("tdmarket: clearing the centralized reference ...", file=sys.stderr, flush=True)
-        ref = clear(inst, scheme="centralized", **{k: v for k, v in options.items()
-                                                   if k in ("relax", "mip_gap", "time_limit", "threads",
-                                                            "dist_model", "reactive_policy", "slack_penalty")})
+        ref = clear(
+            inst,
+            scheme="centralized",
+            **{
+                k: v
+                for k, v in options.items()
+                if k in ("relax", "mip_gap", "time_limit", "threads", "dist_model", "reactive_policy", "slack_penalty")
+            },
+        )
         result.summary["gap_to_centralized"] = {
-            "centralized_cost_eur": ref.total_cost, "hierarchical_cost_eur": result.total_cost,
-            "gap": gap_to(result, ref), "centralized_mip_gap": ref.summary["mip"].get("gap"),
-            "hierarchical_dso_mip_gap_max": result.summary.get("dso_mip_gap_max")}
+            "centralized_cost_eur": ref.total_cost,
+            "hierarchical_cost_eur": result.total_cost,
+            "gap": gap_to(result, ref),
+            "centralized_mip_gap": ref.summary["mip"].get("gap"),
+            "hierarchical_dso_mip_gap_max": result.summary.get("dso_mip_gap_max"),
+        }
     if args.out:
         out = write_results(result, args.out)
         if not args.quiet:
@@ -125,24 +171,29 @@ def cmd_clear(args) -> int:
         c = s["cost"]
         print(f"scheme            {s['scheme']}")
         print(f"instance          {s['instance']}  periods {s['periods']}")
-        print(f"total cost        {c['total_cost_eur']:.6f} EUR  (market {c['market_cost_eur']:.6f}, "
-              f"slack {c['slack_cost_eur']:.6f})")
+        print(
+            f"total cost        {c['total_cost_eur']:.6f} EUR  (market {c['market_cost_eur']:.6f}, "
+            f"slack {c['slack_cost_eur']:.6f})"
+        )
         print(f"slack             {s['slack']['p_mw']:.6g} MW, {s['slack']['q_mvar']:.6g} Mvar")
         if s.get("mip", {}).get("gap") is not None:
-            print(f"mip               {s['mip']['binaries']} binaries, bound {s['mip']['lower_bound']:.6f}, "
-                  f"gap {100 * s['mip']['gap']:.4f} %")
+            print(
+                f"mip               {s['mip']['binaries']} binaries, bound {s['mip']['lower_bound']:.6f}, "
+                f"gap {100 * s['mip']['gap']:.4f} %"
+            )
         if "soc_gap" in s:
             print(f"soc gap           max {s['soc_gap']['max']:.3g}, inexact lines {s['soc_gap']['inexact_lines']}")
         if "solver" in s:
             print(f"solver            {s['solver']['name']} {s['solver']['status']} in {s['solver']['time_s']:.2f} s")
         if "curves" in s:
             cv = s["curves"]
-            print(f"curves            {cv['evaluations']} evaluations, sum eps {cv['sum_eps_eur']:.4g} EUR, "
-                  f"error at solution {s['curve_error_at_solution_eur']:.4g} EUR")
+            print(
+                f"curves            {cv['evaluations']} evaluations, sum eps {cv['sum_eps_eur']:.4g} EUR, "
+                f"error at solution {s['curve_error_at_solution_eur']:.4g} EUR"
+            )
             if len(s["iterations"]) > 1:
                 last = s["iterations"][-1]
-                print(f"iterations        {len(s['iterations']) - 1} cut rounds, final UB-LB "
-                      f"{last['gap_eur']:.4g} EUR")
+                print(f"iterations        {len(s['iterations']) - 1} cut rounds, final UB-LB {last['gap_eur']:.4g} EUR")
             com = s["communication"]
             print(f"messages          {com['messages']} ({com['bytes']} bytes)")
             tm = s["timings_s"]
@@ -157,6 +208,7 @@ def cmd_compare(args) -> int:
     from .api import SCHEMES
     from .reporting.compare import DEFAULT_SCHEMES, format_rows, run_comparison, write_report
     from .reporting.writer import dumps
+
     _check_numbers(args)
     schemes = [x.strip() for x in args.schemes.split(",")] if args.schemes else list(DEFAULT_SCHEMES)
     unknown = [x for x in schemes if x not in SCHEMES]
@@ -164,14 +216,30 @@ def cmd_compare(args) -> int:
         raise InputError(f"unknown scheme(s) {', '.join(unknown)} (available: {', '.join(SCHEMES)})")
     inst = _load(args)
     say = None if args.quiet else (lambda text: print(f"tdmarket: {text} ...", file=sys.stderr, flush=True))
-    options = dict(relax=args.relax, mip_gap=args.mip_gap, time_limit=args.time_limit, threads=args.threads,
-                   dist_model=args.dist_model, reactive_policy=args.reactive_policy, slack_penalty=args.slack_penalty,
-                   executor=args.executor, workers=args.workers)
+    options = dict(
+        relax=args.relax,
+        mip_gap=args.mip_gap,
+        time_limit=args.time_limit,
+        threads=args.threads,
+        dist_model=args.dist_model,
+        reactive_policy=args.reactive_policy,
+        slack_penalty=args.slack_penalty,
+        executor=args.executor,
+        workers=args.workers,
+    )
     cmp = run_comparison(inst, schemes, progress=say, ac=not args.no_ac, **options)
     write_report(cmp, args.report)
     if args.json:
-        print(dumps({"instance": cmp.instance, "rows": cmp.rows.to_dict(orient="records"), "notes": cmp.notes,
-                     "report": str(args.report)}))
+        print(
+            dumps(
+                {
+                    "instance": cmp.instance,
+                    "rows": cmp.rows.to_dict(orient="records"),
+                    "notes": cmp.notes,
+                    "report": str(args.report),
+                }
+            )
+        )
     else:
         print(format_rows(cmp))
         print(f"report: {args.report}")
@@ -181,6 +249,7 @@ def cmd_compare(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tdmarket", description=__doc__.splitlines()[0])
     from . import __version__
+
     p.add_argument("--version", action="version", version=f"tdmarket {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -189,8 +258,13 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--example", action="store_true", help="use the built-in example instance")
         sp.add_argument("--edges-file", default="Edges.csv", help="edge file name (e.g. Edges_hard.csv)")
         if stress:
-            sp.add_argument("--d-rating-scale", type=float, default=None, metavar="F",
-                            help="stressed variant: multiply every distribution line rating by F (e.g. 0.4)")
+            sp.add_argument(
+                "--d-rating-scale",
+                type=float,
+                default=None,
+                metavar="F",
+                help="stressed variant: multiply every distribution line rating by F (e.g. 0.4)",
+            )
 
     info = sub.add_parser("info", help="print instance statistics (MODEL.md §10)")
     add_instance_args(info)
@@ -198,45 +272,68 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=cmd_info)
 
     from .api import SCHEMES
-    from .operators.executors import EXECUTORS
     from .formulations.options import DIST_MODELS, REACTIVE_POLICIES
+    from .operators.executors import EXECUTORS
+
     clear = sub.add_parser("clear", help="clear the balancing market of an instance")
     add_instance_args(clear, stress=True)
-    clear.add_argument("--scheme", default="centralized", choices=SCHEMES,
-                       help="coordination scheme (centralized = common: integrated T&D clearing)")
+    clear.add_argument(
+        "--scheme",
+        default="centralized",
+        choices=SCHEMES,
+        help="coordination scheme (centralized = common: integrated T&D clearing)",
+    )
     clear.add_argument("--relax", action="store_true", help="continuous relaxation of the binaries (logic kept)")
     clear.add_argument("--out", help="write a results folder (CSV/Parquet tables + summary.json)")
     clear.add_argument("--mip-gap", type=float, default=1e-3, help="relative MIP gap target (default 1e-3)")
     clear.add_argument("--time-limit", type=float, default=None, help="time limit in seconds for the MIP")
     clear.add_argument("--threads", type=int, default=1, help="solver threads (default 1, deterministic)")
     clear.add_argument("--dist-model", default="socp", choices=DIST_MODELS, help="distribution network model")
-    clear.add_argument("--reactive-policy", default="bounded", choices=REACTIVE_POLICIES,
-                       help="reactive power of D orders without PQ limits (MODEL.md §4.3)")
+    clear.add_argument(
+        "--reactive-policy",
+        default="bounded",
+        choices=REACTIVE_POLICIES,
+        help="reactive power of D orders without PQ limits (MODEL.md §4.3)",
+    )
     clear.add_argument("--slack-penalty", type=float, default=1e4, help="balance slack penalty, EUR/MWh")
     h = clear.add_argument_group("hierarchical scheme")
-    h.add_argument("--executor", default="process", choices=EXECUTORS,
-                   help="where DSO work runs: process pool (default, all cores), inline, or a Ray cluster")
+    h.add_argument(
+        "--executor",
+        default="process",
+        choices=EXECUTORS,
+        help="where DSO work runs: process pool (default, all cores), inline, or a Ray cluster",
+    )
     h.add_argument("--workers", type=int, default=None, help="parallel workers (default: all cores)")
     h.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
-    h.add_argument("--curve-tol", type=float, default=0.1,
-                   help="certified curve tolerance per area and period, EUR (default 0.1)")
-    h.add_argument("--max-curve-evals", type=int, default=12,
-                   help="cap on evaluations per area and period when building a curve (default 12; the cut "
-                        "exchange then certifies the result, MODEL.md §6.3)")
-    h.add_argument("--iterate", action="store_true",
-                   help="always run the cut exchange to convergence (it also starts by itself when a curve "
-                        "misses the DSO cost at the cleared point)")
-    h.add_argument("--compare-centralized", action="store_true",
-                   help="also clear centrally and report the cost gap")
+    h.add_argument(
+        "--curve-tol", type=float, default=0.1, help="certified curve tolerance per area and period, EUR (default 0.1)"
+    )
+    h.add_argument(
+        "--max-curve-evals",
+        type=int,
+        default=12,
+        help="cap on evaluations per area and period when building a curve (default 12; the cut "
+        "exchange then certifies the result, MODEL.md §6.3)",
+    )
+    h.add_argument(
+        "--iterate",
+        action="store_true",
+        help="always run the cut exchange to convergence (it also starts by itself when a curve "
+        "misses the DSO cost at the cleared point)",
+    )
+    h.add_argument("--compare-centralized", action="store_true", help="also clear centrally and report the cost gap")
     clear.add_argument("--json", action="store_true", help="print the summary as JSON")
     clear.add_argument("--quiet", action="store_true", help="no progress output")
     clear.set_defaults(func=cmd_clear)
 
     cmp = sub.add_parser("compare", help="clear with every coordination scheme and compare (report.html)")
     add_instance_args(cmp, stress=True)
-    cmp.add_argument("--schemes", default=None,
-                     help="comma-separated scheme ids (default: common,hierarchical,centralized-as-market,"
-                          "shared-balancing,no-coordination)")
+    cmp.add_argument(
+        "--schemes",
+        default=None,
+        help="comma-separated scheme ids (default: common,hierarchical,centralized-as-market,"
+        "shared-balancing,no-coordination)",
+    )
     cmp.add_argument("--report", default="report.html", help="HTML report path (default report.html)")
     cmp.add_argument("--relax", action="store_true", help="continuous relaxation of the binaries")
     cmp.add_argument("--no-ac", action="store_true", help="skip the AC power-flow check")

@@ -4,6 +4,7 @@
 in an editor (the header is row 1), the column and the reason, and renders as a single line.  The CLI turns it
 into exit code 2 without a traceback.
 """
+
 from __future__ import annotations
 
 
@@ -14,8 +15,7 @@ class TdmarketError(Exception):
 class InputError(TdmarketError):
     """Invalid input data or settings (user error, CLI exit code 2)."""
 
-    def __init__(self, reason: str, *, file: str | None = None, row: int | None = None,
-                 column: str | None = None):
+    def __init__(self, reason: str, *, file: str | None = None, row: int | None = None, column: str | None = None):
         self.reason = reason
         self.file = file
         self.row = row

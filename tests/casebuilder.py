@@ -5,10 +5,11 @@ NetInjections, Bids with AlphaOmegaSet/NoNewAct columns) and the optional condit
 argument is given.  `single_node_case` is the common special case: one transmission reference node, no
 distribution network, and a net injection equal to the imbalance (negative = short, needs upward activation).
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Iterable, Mapping
 
 
 def _fmt(v) -> str:
@@ -29,9 +30,21 @@ BID_DEFAULTS = {"xlb": 0, "ao": 0, "nna": 0}
 BID_KEYS = ("node", "qtbid", "qbid", "seg", "t", "lo", "hi", "price")
 
 
-def write_case(folder, *, periods=(1,), t_nodes=(), d_nodes=(), edges=(),
-               injections: Mapping | None = None, bids=(), exclusive=None, ramps=None, mindur=None,
-               halfplanes=None, discs=None) -> Path:
+def write_case(
+    folder,
+    *,
+    periods=(1,),
+    t_nodes=(),
+    d_nodes=(),
+    edges=(),
+    injections: Mapping | None = None,
+    bids=(),
+    exclusive=None,
+    ramps=None,
+    mindur=None,
+    halfplanes=None,
+    discs=None,
+) -> Path:
     """Write a SmartNet instance into `folder` (created if needed) and return it as a Path.
 
     periods     consecutive period numbers (StartTime = first, EndTime = last)
@@ -76,27 +89,67 @@ def write_case(folder, *, periods=(1,), t_nodes=(), d_nodes=(), edges=(),
         if missing or extra:
             raise ValueError(f"bid {b}: missing keys {missing}, unknown keys {sorted(extra)}")
         d = {**BID_DEFAULTS, **b}
-        rows.append([d["node"], d["qtbid"], d["qbid"], d["seg"], d["t"], d["lo"], d["price"], d["hi"],
-                     d["price"], d["xlb"], 1, d["ao"], d["nna"]])
-    _write(folder / "Bids.csv", ["Node", "QtBids", "QBid", "QBidSeg", "forT", "QuantityLoQ", "PriceLoQ",
-                                 "QuantityHiQ", "PriceHiQ", "Xlb", "Xub", "AlphaOmegaSet", "NoNewAct"], rows)
+        rows.append(
+            [
+                d["node"],
+                d["qtbid"],
+                d["qbid"],
+                d["seg"],
+                d["t"],
+                d["lo"],
+                d["price"],
+                d["hi"],
+                d["price"],
+                d["xlb"],
+                1,
+                d["ao"],
+                d["nna"],
+            ]
+        )
+    _write(
+        folder / "Bids.csv",
+        [
+            "Node",
+            "QtBids",
+            "QBid",
+            "QBidSeg",
+            "forT",
+            "QuantityLoQ",
+            "PriceLoQ",
+            "QuantityHiQ",
+            "PriceHiQ",
+            "Xlb",
+            "Xub",
+            "AlphaOmegaSet",
+            "NoNewAct",
+        ],
+        rows,
+    )
 
     if exclusive is not None:
         _write(folder / "ExclusiveQtBids.csv", ["ID", "QtBid"], [list(r) for r in exclusive])
     if ramps is not None:
-        _write(folder / "RampConstraints.csv",
-               ["QtBids", "QBid", "RampConstr", "RCFrom", "RCTo", "RCRealPowerIncr", "RCMin"],
-               [[q, b, k + 1, -1, -1, d, m] for k, (q, b, d, m) in enumerate(ramps)])
+        _write(
+            folder / "RampConstraints.csv",
+            ["QtBids", "QBid", "RampConstr", "RCFrom", "RCTo", "RCRealPowerIncr", "RCMin"],
+            [[q, b, k + 1, -1, -1, d, m] for k, (q, b, d, m) in enumerate(ramps)],
+        )
     if mindur is not None:
-        _write(folder / "MinDurationPairs.csv", ["QtBids", "QBid1", "QBid2", "Tau", "ForTime"],
-               [list(r) for r in mindur])
+        _write(
+            folder / "MinDurationPairs.csv", ["QtBids", "QBid1", "QBid2", "Tau", "ForTime"], [list(r) for r in mindur]
+        )
     if halfplanes is not None:
-        _write(folder / "HalfPlanes.csv",
-               ["ID", "QtBid", "QPHPFrom", "QPHPTo", "QPHPSlope", "QPHPOffset", "QPHPConstr"],
-               [[k + 1, q, -1, -1, m, o, g] for k, (q, m, o, g) in enumerate(halfplanes)])
+        _write(
+            folder / "HalfPlanes.csv",
+            ["ID", "QtBid", "QPHPFrom", "QPHPTo", "QPHPSlope", "QPHPOffset", "QPHPConstr"],
+            [[k + 1, q, -1, -1, m, o, g] for k, (q, m, o, g) in enumerate(halfplanes)],
+        )
     if discs is not None:
-        _write(folder / "QPDisc.csv", ["QtBid", "QBids", "QPDCID", "QPDFrom", "QPDTo", "QPDMax"],
-               [[q, b, k + 1, -1, -1, r] for k, (q, b, r) in enumerate(discs)])
+        _write(
+            folder / "QPDisc.csv",
+            ["QtBid", "QBids", "QPDCID", "QPDFrom", "QPDTo", "QPDMax"],
+            [[q, b, k + 1, -1, -1, r] for k, (q, b, r) in enumerate(discs)],
+        )
     return folder
 
 

@@ -1,4 +1,5 @@
 """Fixtures shared by several test modules (instances are read-only, so one copy per session)."""
+
 from __future__ import annotations
 
 import shutil

@@ -1,5 +1,6 @@
 """AC verification of the distribution dispatch (MODEL.md §5(f) step 4): pandapower Newton–Raphson on the
 dispatched injections, checked against a hand-written two-bus Newton and against exact SOC clearings."""
+
 from __future__ import annotations
 
 import sys
@@ -11,13 +12,13 @@ import pytest
 
 pytest.importorskip("pandapower")
 
+from casebuilder import write_case  # noqa: E402
+
 import tdmarket  # noqa: E402
 from tdmarket.io.smartnet import read_instance  # noqa: E402
 from tdmarket.operators.hierarchical_run import run_hierarchical  # noqa: E402
 from tdmarket.reporting.ac_check import COLUMNS, ac_check, ac_power_flow  # noqa: E402
 from tdmarket.schemes.centralized import clear_centralized  # noqa: E402
-
-from casebuilder import write_case  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "smartnet"
 
@@ -29,7 +30,7 @@ def _two_bus_newton(v_root: float, s_load: complex, r: float, x: float, b: float
 
     Returns V2, the from-end and to-end outflows s_fr, s_to."""
     y = 1.0 / complex(r, x)
-    yff, yft = (y + 0.5j * b) / tap ** 2, -y / tap
+    yff, yft = (y + 0.5j * b) / tap**2, -y / tap
     ytf, ytt = -y / tap, y + 0.5j * b
     v1 = complex(v_root, 0.0)
 
@@ -52,14 +53,17 @@ def _two_bus_newton(v_root: float, s_load: complex, r: float, x: float, b: float
     return v2, s_fr, s_to
 
 
-def _two_bus_case(folder, *, load=(-1.0, -0.5), r=0.01, x=0.02, rating=5.0, b=0.0, tap=1.0,
-                  vsq3=(0.64, 1.21)):
+def _two_bus_case(folder, *, load=(-1.0, -0.5), r=0.01, x=0.02, rating=5.0, b=0.0, tap=1.0, vsq3=(0.64, 1.21)):
     """T node 1 (reference) — interface 10 — D root 2 (w = 1) — D line 20 — D bus 3 with a fixed load;
     a cheap 10 MW T up order covers the imbalance."""
-    folder = write_case(folder, t_nodes=[(1, 1)], d_nodes=[(2, 1.0, 1.0), (3, *vsq3)],
-                        edges=[(10, 2, 1, 0.0, 0.001, 20.0), (20, 2, 3, r, x, rating)],
-                        injections={(3, 1): load},
-                        bids=[dict(node=1, qtbid=1, qbid=11, seg=111, t=1, lo=0.0, hi=10.0, price=10.0)])
+    folder = write_case(
+        folder,
+        t_nodes=[(1, 1)],
+        d_nodes=[(2, 1.0, 1.0), (3, *vsq3)],
+        edges=[(10, 2, 1, 0.0, 0.001, 20.0), (20, 2, 3, r, x, rating)],
+        injections={(3, 1): load},
+        bids=[dict(node=1, qtbid=1, qbid=11, seg=111, t=1, lo=0.0, hi=10.0, price=10.0)],
+    )
     # write_case has no B / Tap columns: add them (columns are read by name, MODEL.md §2.1)
     edges = pd.read_csv(folder / "Edges.csv")
     edges["B"] = np.where(edges["ID"] == 20, b, 0.0)
@@ -137,7 +141,9 @@ def test_pandapower_admittance_matrix_is_the_pi_model(builtin):
     """Element level: the Ybus pandapower assembles for area DSO-301 (charging on 31/32, tap 1.02 on 34, shunt
     B = 0.01 at 304) equals the MATPOWER π-model Ybus written from the instance data."""
     import pandapower as pp
+
     from tdmarket.reporting import ac_check as acm
+
     a = builtin.areas.name.index("DSO-301")
     tree = acm._make_tree(builtin, a, pi_model=True)
     net = acm._build_net(tree)
@@ -150,7 +156,7 @@ def test_pandapower_admittance_matrix_is_the_pi_model(builtin):
     for k, e in enumerate(tree.line):
         y, bc, tau = 1 / complex(br.r[e], br.x[e]), br.b[e] / 2, br.tap[e]
         i, j = tree.f[k], tree.t[k]
-        ref[i, i] += (y + 1j * bc) / tau ** 2
+        ref[i, i] += (y + 1j * bc) / tau**2
         ref[i, j] += -y / tau
         ref[j, i] += -y / tau
         ref[j, j] += y + 1j * bc
@@ -203,11 +209,14 @@ def test_hand_made_tables_report_voltage_violation(tmp_path):
 def test_zero_impedance_branch_is_fused_and_its_flow_recovered(tmp_path):
     """R = X = 0 (MODEL.md §3.3, italy-652 has 33): a closed bus–bus switch in pandapower, its charging as
     nodal shunts, its flows from the nodal balances; the exact SOC state is reproduced."""
-    folder = write_case(tmp_path / "case", t_nodes=[(1, 1)],
-                        d_nodes=[(2, 1.0, 1.0), (3, 0.81, 1.21), (4, 0.81, 1.21)],
-                        edges=[(10, 2, 1, 0.0, 0.001, 20.0), (20, 2, 3, 0.0, 0.0, 5.0), (30, 3, 4, 0.01, 0.02, 5.0)],
-                        injections={(3, 1): (-0.4, -0.1), (4, 1): (-1.0, -0.5)},
-                        bids=[dict(node=1, qtbid=1, qbid=11, seg=111, t=1, lo=0.0, hi=10.0, price=10.0)])
+    folder = write_case(
+        tmp_path / "case",
+        t_nodes=[(1, 1)],
+        d_nodes=[(2, 1.0, 1.0), (3, 0.81, 1.21), (4, 0.81, 1.21)],
+        edges=[(10, 2, 1, 0.0, 0.001, 20.0), (20, 2, 3, 0.0, 0.0, 5.0), (30, 3, 4, 0.01, 0.02, 5.0)],
+        injections={(3, 1): (-0.4, -0.1), (4, 1): (-1.0, -0.5)},
+        bids=[dict(node=1, qtbid=1, qbid=11, seg=111, t=1, lo=0.0, hi=10.0, price=10.0)],
+    )
     edges = pd.read_csv(folder / "Edges.csv")
     edges["B"] = np.where(edges["ID"] == 20, 0.02, 0.0)
     edges.to_csv(folder / "Edges.csv", index=False)

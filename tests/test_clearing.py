@@ -13,6 +13,7 @@ Shared data live in ../shared/smartnet (relative to the project root); tests tha
 reason when it is absent.  Each instance is read and solved once per module (module-scoped fixtures); italy-652
 costs 1 base solve + 6 finite-difference solves (~6 s each).
 """
+
 from __future__ import annotations
 
 import json
@@ -74,14 +75,17 @@ def relative_violations(prog, x: np.ndarray) -> dict[str, float]:
         hi = np.where(np.isfinite(prog.row_hi), (ax - prog.row_hi) / np.maximum(1, np.abs(prog.row_hi)), 0.0)
         lb = np.where(np.isfinite(prog.lb), (prog.lb - x) / np.maximum(1, np.abs(prog.lb)), 0.0)
         ub = np.where(np.isfinite(prog.ub), (x - prog.ub) / np.maximum(1, np.abs(prog.ub)), 0.0)
-    out = {"rows": float(max(lo.max(initial=0), hi.max(initial=0))),
-           "bounds": float(max(lb.max(initial=0), ub.max(initial=0))), "cones": 0.0}
+    out = {
+        "rows": float(max(lo.max(initial=0), hi.max(initial=0))),
+        "bounds": float(max(lb.max(initial=0), ub.max(initial=0))),
+        "cones": 0.0,
+    }
     s = prog.cone_b - prog.cone_A @ x
     h = prog.cone_b
     start = 0
     for dim, count in prog.cone_dims:
-        blk = s[start:start + dim * count].reshape(count, dim)
-        h0 = h[start:start + dim * count].reshape(count, dim)[:, 0]
+        blk = s[start : start + dim * count].reshape(count, dim)
+        h0 = h[start : start + dim * count].reshape(count, dim)[:, 0]
         v = (np.linalg.norm(blk[:, 1:], axis=1) - blk[:, 0]) / np.maximum(1, np.abs(h0))
         out["cones"] = max(out["cones"], float(v.max(initial=0)))
         start += dim * count
@@ -258,8 +262,11 @@ def test_three_node_reference_b(ref_b, three_node):
     assert_physically_feasible(three_node, t)
 
 
-@pytest.mark.xfail(strict=True, reason="product accuracy: Clarabel at tol 1e-9 with κ=1e4 slack costs reports "
-                   "λQ3 = 1.29150 (analytic 0.625/sqrt(0.234375) = 1.290994); see helper report")
+@pytest.mark.xfail(
+    strict=True,
+    reason="product accuracy: Clarabel at tol 1e-9 with κ=1e4 slack costs reports "
+    "λQ3 = 1.29150 (analytic 0.625/sqrt(0.234375) = 1.290994); see helper report",
+)
 def test_three_node_reference_b_reactive_price_1e4(ref_b):
     lam_q3 = _value(ref_b.tables["buses"], "price_q_eur_mvarh", node=3)
     assert lam_q3 == pytest.approx(0.625 / math.sqrt(0.234375), abs=1e-4)
@@ -411,12 +418,16 @@ def write_feeder(folder: Path) -> Path:
         "GeneralParam.csv": "Rho,NbIter,StartTime,EndTime,baseMVA\n1,100,1,1,1\n",
         "TransmissionNodes.csv": "ID,RefNode\n1,1\n",
         "DistributionNodes.csv": "ID,Vsqmin,Vsqmax,Root,G,B\n2,1,1,0,0,0\n3,0.81,1.21,0,0,0\n",
-        "Edges.csv": ("ID,NodeFrom,NodeTo,R,G,X,B,S,Charge,Tap,Shift,R_bis\n"
-                      "1,1,2,0.001,0,0.01,0,100,0,1,0,0\n"
-                      f"2,2,3,{R_LINE},0,{X_LINE},0,1000,0,1,0,0\n"),
+        "Edges.csv": (
+            "ID,NodeFrom,NodeTo,R,G,X,B,S,Charge,Tap,Shift,R_bis\n"
+            "1,1,2,0.001,0,0.01,0,100,0,1,0,0\n"
+            f"2,2,3,{R_LINE},0,{X_LINE},0,1000,0,1,0,0\n"
+        ),
         "NetInjections.csv": f"Node,forT,P,Q\n1,1,0,0\n2,1,0,0\n3,1,{-P_LOAD},{-Q_LOAD}\n",
-        "Bids.csv": ("Node,QtBids,QBid,QBidSeg,forT,QuantityLoQ,PriceLoQ,QuantityHiQ,PriceHiQ,status,Xlb,Xub\n"
-                     f"1,1,1,1,1,0,{PRICE},10,{PRICE},1,0,1\n"),
+        "Bids.csv": (
+            "Node,QtBids,QBid,QBidSeg,forT,QuantityLoQ,PriceLoQ,QuantityHiQ,PriceHiQ,status,Xlb,Xub\n"
+            f"1,1,1,1,1,0,{PRICE},10,{PRICE},1,0,1\n"
+        ),
     }
     for name, text in files.items():
         (folder / name).write_text(text)
@@ -430,7 +441,7 @@ def exact_feeder() -> dict[str, float]:
     for _ in range(200):
         Pe = P_LOAD + R_LINE * ell
         Qe = Q_LOAD + X_LINE * ell
-        new = (Pe ** 2 + Qe ** 2) / w1
+        new = (Pe**2 + Qe**2) / w1
         if abs(new - ell) <= 1e-14:
             ell = new
             break
@@ -439,7 +450,7 @@ def exact_feeder() -> dict[str, float]:
         raise AssertionError("DistFlow iteration did not converge")
     Pe = P_LOAD + R_LINE * ell
     Qe = Q_LOAD + X_LINE * ell
-    w2 = w1 - 2 * (R_LINE * Pe + X_LINE * Qe) + (R_LINE ** 2 + X_LINE ** 2) * ell
+    w2 = w1 - 2 * (R_LINE * Pe + X_LINE * Qe) + (R_LINE**2 + X_LINE**2) * ell
     return {"Pe": Pe, "Qe": Qe, "ell": ell, "loss": R_LINE * ell, "w2": w2, "cost": PRICE * Pe}
 
 
@@ -541,9 +552,25 @@ def test_cli_json_output_is_pure_json_on_lp_path():
     path = _instance_dir("three-node")
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root)}
-    proc = subprocess.run([sys.executable, "-m", "tdmarket", "clear", str(path), "--relax", "--dist-model",
-                           "lindistflow", "--json", "--quiet"], capture_output=True, text=True, env=env,
-                          cwd=root, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tdmarket",
+            "clear",
+            str(path),
+            "--relax",
+            "--dist-model",
+            "lindistflow",
+            "--json",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=root,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)  # fails while the HiGHS banner precedes the JSON
     assert summary["options"]["dist_model"] == "lindistflow"

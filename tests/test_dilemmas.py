@@ -1,4 +1,5 @@
 """The four TSO–DSO dilemmas of `examples/dilemmas.py`: the qualitative claims, with numbers."""
+
 from __future__ import annotations
 
 import pathlib
@@ -102,7 +103,8 @@ def test_cost_sharing_identity_and_hand_check(congested):
     assert (cs.K_T_eur + cs.K_D_eur - cs.K_eur).abs().max() <= 1e-12 * max(1.0, cs.K_eur.abs().max())
     # the columns are what they say
     assert cs.K_T_eur.to_numpy() == pytest.approx(
-        (cs.interface_price_eur_mwh * (cs.export_mw - cs.base_export_mw)).to_numpy(), abs=1e-12)
+        (cs.interface_price_eur_mwh * (cs.export_mw - cs.base_export_mw)).to_numpy(), abs=1e-12
+    )
     ifc = res.tables["interfaces"].set_index(["area", "period"])
     for r in cs.itertuples():
         assert r.export_mw == ifc.loc[(r.area, r.period), "export_mw"]
@@ -183,13 +185,19 @@ def test_three_levels_gap_and_message_flow(s4):
     # curves bottom-up: the sub-DSO's curve reaches DSO-201 before DSO-201's curve reaches the TSO
     assert first[("curve", "CurveOffer", "DSO-203", "DSO-201")] < first[("curve", "CurveOffer", "DSO-201", "TSO")]
     # schedules top-down: TSO → DSO-201, then DSO-201 → DSO-203, then the sub-DSO reports to its parent
-    assert (first[("dispatch", "Schedule", "TSO", "DSO-201")] < first[("dispatch", "Schedule", "DSO-201", "DSO-203")]
-            < first[("dispatch", "DispatchReport", "DSO-203", "DSO-201")])
+    assert (
+        first[("dispatch", "Schedule", "TSO", "DSO-201")]
+        < first[("dispatch", "Schedule", "DSO-201", "DSO-203")]
+        < first[("dispatch", "DispatchReport", "DSO-203", "DSO-201")]
+    )
     # the sub-DSO talks to its parent only, exactly once per direction and stage
     sub = [e for e in flow if "DSO-203" in (e["from"], e["to"])]
     assert {(e["from"], e["to"]) for e in sub} == {("DSO-203", "DSO-201"), ("DSO-201", "DSO-203")}
     assert sorted((e["stage"], e["kind"], e["count"]) for e in sub) == [
-        ("curve", "CurveOffer", 1), ("dispatch", "DispatchReport", 1), ("dispatch", "Schedule", 1)]
+        ("curve", "CurveOffer", 1),
+        ("dispatch", "DispatchReport", 1),
+        ("dispatch", "Schedule", 1),
+    ]
     # DSO-201's offer to the TSO is one curve; the TSO never sees the sub-DSO
     assert all(e["to"] != "TSO" or e["from"] != "DSO-203" for e in flow)
     # the sub-DSO exports its cheap flexibility up to line 22's rating (3 MVA), at DSO-201's price at node 203

@@ -1,5 +1,6 @@
 """Hierarchical TSO–DSO scheme (MODEL.md §6): agreement with the centralized clearing, privacy of the messages,
 recursion (sub-DSOs), executors and failure handling."""
+
 from __future__ import annotations
 
 import json
@@ -24,10 +25,6 @@ def _shared(name: str) -> Path:
     if not path.is_dir():
         pytest.skip(f"shared SmartNet data not found at {SHARED}")
     return path
-
-
-
-
 
 
 def test_three_node_matches_centralized_and_reference():
@@ -72,9 +69,11 @@ def test_privacy_audit_no_dso_internal_id_reaches_the_tso(builtin):
     assert not set(tso.branches.id.tolist()) & internal_lines
     assert not tso.buses.is_dist[tso.orders.bids.bus].any()
     # what the TSO receives
-    allowed = {"CurveOffer": {"periods", "xi_mw", "cost_eur", "eps_eur", "flags", "cuts"},
-               "CutReply": {"point_mw", "cost_eur", "slope_eur_mw", "uses_slack", "iteration"},
-               "DispatchReport": {"slack_mw", "curve_error_eur", "rho_eur_mwh", "integrality_cost_eur", "soc_gap_max"}}
+    allowed = {
+        "CurveOffer": {"periods", "xi_mw", "cost_eur", "eps_eur", "flags", "cuts"},
+        "CutReply": {"point_mw", "cost_eur", "slope_eur_mw", "uses_slack", "iteration"},
+        "DispatchReport": {"slack_mw", "curve_error_eur", "rho_eur_mwh", "integrality_cost_eur", "soc_gap_max"},
+    }
     received = [json.loads(m["message"]) for m in res.messages if m["to"] == "TSO"]
     assert {m["kind"] for m in received} == set(allowed)
     for msg in received:
@@ -117,8 +116,7 @@ def test_process_executor_gives_the_inline_result(builtin):
     inline = run_hierarchical(builtin, relax=True, executor="inline")
     process = run_hierarchical(builtin, relax=True, executor="process", workers=2)
     assert process.total_cost == pytest.approx(inline.total_cost, abs=1e-9)
-    np.testing.assert_allclose(process.tables["interfaces"].export_mw, inline.tables["interfaces"].export_mw,
-                               atol=1e-9)
+    np.testing.assert_allclose(process.tables["interfaces"].export_mw, inline.tables["interfaces"].export_mw, atol=1e-9)
 
 
 def _crash_always(x):
@@ -148,10 +146,23 @@ def test_crashed_worker_is_retried_once_then_fails_clearly(tmp_path):
 def test_failed_run_writes_no_results_folder(tmp_path, monkeypatch, capsys):
     def broken(*args):
         raise RuntimeError("solver exploded")
+
     monkeypatch.setattr("tdmarket.operators.hierarchical_run.dso_curve", broken)
     out = tmp_path / "results"
-    rc = main(["clear", "--example", "--scheme", "hierarchical", "--executor", "inline", "--relax", "--quiet",
-               "--out", str(out)])
+    rc = main(
+        [
+            "clear",
+            "--example",
+            "--scheme",
+            "hierarchical",
+            "--executor",
+            "inline",
+            "--relax",
+            "--quiet",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 3
     err = capsys.readouterr().err
     assert "failed twice" in err and "Traceback" not in err
@@ -160,8 +171,22 @@ def test_failed_run_writes_no_results_folder(tmp_path, monkeypatch, capsys):
 
 def test_cli_hierarchical_writes_messages_and_gap(tmp_path, capsys):
     out = tmp_path / "r"
-    rc = main(["clear", "--example", "--scheme", "hierarchical", "--executor", "inline", "--relax", "--quiet",
-               "--compare-centralized", "--out", str(out), "--json"])
+    rc = main(
+        [
+            "clear",
+            "--example",
+            "--scheme",
+            "hierarchical",
+            "--executor",
+            "inline",
+            "--relax",
+            "--quiet",
+            "--compare-centralized",
+            "--out",
+            str(out),
+            "--json",
+        ]
+    )
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     assert abs(summary["gap_to_centralized"]["gap"]) <= 1e-3

@@ -9,6 +9,7 @@ Hand-worked cases are written with `tests/casebuilder.py`; each docstring derive
 Segment ids read <QtBid><period><k>, QBid ids <QtBid><period> (as in test_orders.py).  Shared SmartNet instances
 live in ../shared/smartnet and are skipped when absent.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -26,10 +27,9 @@ from tdmarket.examples import builtin_path  # noqa: E402
 from tdmarket.formulations.options import ModelOptions  # noqa: E402
 from tdmarket.formulations.orders import OrderBlock  # noqa: E402
 from tdmarket.io.smartnet import read_instance  # noqa: E402
-from tdmarket.schemes.settlement import settle  # noqa: E402
 from tdmarket.schemes.centralized import clear_centralized  # noqa: E402
-from tdmarket.schemes.incentives import (  # noqa: E402
-    lost_opportunity_costs, participant_frame, participants, uplift)
+from tdmarket.schemes.incentives import lost_opportunity_costs, participant_frame, participants, uplift  # noqa: E402
+from tdmarket.schemes.settlement import settle  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "smartnet"
 TOL = 1e-6
@@ -45,8 +45,7 @@ def _instance_dir(name: str) -> Path:
 
 def S(qt, t, lo, hi, price, *, k=1, node=1, **kw):
     """One Bids row: QtBid `qt`, period `t`, QBid id 10·qt + t, segment id 100·qt + 10·t + k."""
-    return dict(node=node, qtbid=qt, qbid=10 * qt + t, seg=100 * qt + 10 * t + k, t=t, lo=lo, hi=hi, price=price,
-                **kw)
+    return dict(node=node, qtbid=qt, qbid=10 * qt + t, seg=100 * qt + 10 * t + k, t=t, lo=lo, hi=hi, price=price, **kw)
 
 
 def loc_of(res, qtbids: str) -> pd.Series:
@@ -232,8 +231,9 @@ def block_case(folder):
     ao = dict(xlb=1, ao=1)
     bids = [S(5, 1, 0, 10, 20, **ao), S(5, 2, 0, 10, 20, nna=1, **ao), S(5, 3, 0, 10, 70, nna=1, **ao)]
     bids += [S(3, t, 0, 5, 30) for t in (1, 2, 3)] + [S(4, t, 0, 20, 100) for t in (1, 2, 3)]
-    return single_node_case(folder, {1: -12, 2: -12, 3: -12}, bids,
-                            mindur=[(5, 51, 51, 1, 1), (5, 51, 52, 1, 2), (5, 51, 53, 1, 3)])
+    return single_node_case(
+        folder, {1: -12, 2: -12, 3: -12}, bids, mindur=[(5, 51, 51, 1, 1), (5, 51, 52, 1, 2), (5, 51, 53, 1, 3)]
+    )
 
 
 def test_start_stop_block_out_of_the_money_has_loc(tmp_path):
@@ -262,8 +262,7 @@ def test_exclusive_group_is_one_participant(tmp_path):
     (both would earn 200 + 150 = 350 €): LOC 0.  Were QtBid 2 a participant of its own, its LOC would be 150 €.
     """
     bids = [S(1, 1, 0, 10, 20, xlb=1), S(2, 1, 0, 10, 25, xlb=1), S(3, 1, 0, 5, 40), S(4, 1, 0, 30, 100)]
-    res = clear_centralized(read_instance(single_node_case(tmp_path / "g", {1: -12}, bids,
-                                                           exclusive=[(7, 1), (7, 2)])))
+    res = clear_centralized(read_instance(single_node_case(tmp_path / "g", {1: -12}, bids, exclusive=[(7, 1), (7, 2)])))
     assert res.summary["cost"]["total_cost_eur"] == pytest.approx(280.0, abs=TOL)
     assert lmp(res) == pytest.approx(40.0, abs=TOL)
     grp = loc_of(res, "1;2")
@@ -288,9 +287,13 @@ def test_congested_line_surplus_goes_to_tso(tmp_path):
     MS^T = Σ_e f_e (λ_to − λ_fr) = 5·(30 − 10) = 100 € = −Σ λ inj = −(10·5 + 30·(5 − 10)) = 100 €.
     BSP 1 receives 50, BSP 2 150, the BRP at node 2 pays 300: 50 + 150 − 300 + 100 = 0.
     """
-    folder = write_case(tmp_path / "c", t_nodes=[(1, 1), (2, 0)], edges=[(1, 1, 2, 0.0, 0.1, 5)],
-                        injections={(2, 1): (-10, 0)},
-                        bids=[S(1, 1, 0, 20, 10, node=1), S(2, 1, 0, 20, 30, node=2)])
+    folder = write_case(
+        tmp_path / "c",
+        t_nodes=[(1, 1), (2, 0)],
+        edges=[(1, 1, 2, 0.0, 0.1, 5)],
+        injections={(2, 1): (-10, 0)},
+        bids=[S(1, 1, 0, 20, 10, node=1), S(2, 1, 0, 20, 30, node=2)],
+    )
     res = clear_centralized(read_instance(folder))
     assert [lmp(res, node=1), lmp(res, node=2)] == pytest.approx([10.0, 30.0], abs=TOL)
     assert actor_payment(res, "tso") == pytest.approx(100.0, abs=TOL)

@@ -4,6 +4,7 @@ Every §10 figure an `Instance` can give is asserted.  Figures that depend on th
 instance (`baseMVA`, which the reader folds into the impedances) are not.  The T half-plane and disc rows that
 the reader drops come from its warnings.
 """
+
 from __future__ import annotations
 
 import json
@@ -306,7 +307,6 @@ def test_italy_693_net_position_range(italy_693):
     assert round(lo, 1) == 5.1  # §10: +5.1…+26.8
     assert round(lo, 4) == 5.0648
     assert round(hi, 4) == 26.7499  # largest area, last period: 26.74994706 MW
-
 
 
 def test_italy_693_dropped_rows_come_from_reader_warnings(italy_693):

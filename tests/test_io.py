@@ -4,6 +4,7 @@
 test can alter file by file.  Error tests assert the `InputError`'s file, editor row (header = 1), column and
 message.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -46,7 +47,8 @@ Node,forT,P,Q
 3,2,-0.25,-0.1""",
     # line 2-3: T order over both periods; 4-5: start/stop AON block at node 3; 6: down order;
     # 7-8: two stacked segments of one QBid at the root
-    "Bids": BIDS_HEADER + """
+    "Bids": BIDS_HEADER
+    + """
 1,1,1,1,1,0,20,3,20,0,1,0,0
 1,1,2,2,2,0,20,3,20,0,1,0,0
 3,2,3,3,1,0,10,1,10,1,1,1,0
@@ -220,27 +222,51 @@ def test_written_files_are_canonical(tmp_path):
     assert np.isinf(inst.buses.vsq_max[2]) and np.isinf(inst.branches.rating[1])
     out = write_instance(inst, tmp_path / "out")
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(["GeneralParam.csv", "TransmissionNodes.csv", "DistributionNodes.csv", "Edges.csv",
-                            "NetInjections.csv", "Bids.csv", "ExclusiveQtBids.csv", "RampConstraints.csv",
-                            "MinDurationPairs.csv", "HalfPlanes.csv", "QPDisc.csv"])
+    assert names == sorted(
+        [
+            "GeneralParam.csv",
+            "TransmissionNodes.csv",
+            "DistributionNodes.csv",
+            "Edges.csv",
+            "NetInjections.csv",
+            "Bids.csv",
+            "ExclusiveQtBids.csv",
+            "RampConstraints.csv",
+            "MinDurationPairs.csv",
+            "HalfPlanes.csv",
+            "QPDisc.csv",
+        ]
+    )
     for p in out.iterdir():
         data = p.read_bytes()
         assert b"\r" not in data and not data.startswith(b"\xef\xbb\xbf"), p.name
     assert (out / "DistributionNodes.csv").read_text().splitlines() == [
-        "ID,Vsqmin,Vsqmax,G,B", "2,1.0,1.0,0.0,0.0", "3,0.0,0.0,0.0,0.01"]
+        "ID,Vsqmin,Vsqmax,G,B",
+        "2,1.0,1.0,0.0,0.0",
+        "3,0.0,0.0,0.0,0.01",
+    ]
     assert (out / "Edges.csv").read_text().splitlines() == [
         "ID,NodeFrom,NodeTo,R,X,B,S,Tap,Shift",
         "1,1,2,0.007,0.07,0.0,5.0,1.0,0.0",
-        "2,2,3,0.01,0.1,0.002,0.0,1.0,0.0"]
+        "2,2,3,0.01,0.1,0.002,0.0,1.0,0.0",
+    ]
     assert (out / "Bids.csv").read_text().splitlines()[0].endswith(",Xlb,Xub,AlphaOmegaSet,NoNewAct")
-    assert (out / "RampConstraints.csv").read_text().splitlines()[0] == \
-        "QtBids,QBid,RampConstr,RCFrom,RCTo,RCRealPowerIncr,RCMin"
+    assert (out / "RampConstraints.csv").read_text().splitlines()[
+        0
+    ] == "QtBids,QBid,RampConstr,RCFrom,RCTo,RCRealPowerIncr,RCMin"
     assert (out / "MinDurationPairs.csv").read_text().splitlines() == [
-        "QtBids,QBid1,QBid2,Tau,ForTime", "2,3,3,1,1", "2,3,4,1,2"]
+        "QtBids,QBid1,QBid2,Tau,ForTime",
+        "2,3,3,1,1",
+        "2,3,4,1,2",
+    ]
     assert (out / "HalfPlanes.csv").read_text().splitlines() == [
-        "ID,QtBid,QPHPFrom,QPHPTo,QPHPSlope,QPHPOffset,QPHPConstr", "1,3,-1,-1,0.05,0.0,0"]
+        "ID,QtBid,QPHPFrom,QPHPTo,QPHPSlope,QPHPOffset,QPHPConstr",
+        "1,3,-1,-1,0.05,0.0,0",
+    ]
     assert (out / "QPDisc.csv").read_text().splitlines() == [
-        "QtBid,QBids,QPDCID,QPDFrom,QPDTo,QPDMax", "4,6,1,-1,-1,2.5"]
+        "QtBid,QBids,QPDCID,QPDFrom,QPDTo,QPDMax",
+        "4,6,1,-1,-1,2.5",
+    ]
 
 
 def test_writer_keeps_full_float_precision(tmp_path):
@@ -324,8 +350,12 @@ def test_utf8_bom_is_stripped(tmp_path):
 
 
 def test_header_only_files_without_terminator_are_empty_tables(tmp_path):
-    folder = make_case(tmp_path, ExclusiveQtBids=b"ID,QtBid", RampConstraints=b"\xef\xbb\xbfQtBids,QBid,RampConstr",
-                       MinDurationPairs=b"QtBids,QBid1,QBid2,Tau,ForTime\r")
+    folder = make_case(
+        tmp_path,
+        ExclusiveQtBids=b"ID,QtBid",
+        RampConstraints=b"\xef\xbb\xbfQtBids,QBid,RampConstr",
+        MinDurationPairs=b"QtBids,QBid1,QBid2,Tau,ForTime\r",
+    )
     o = read_instance(folder).orders
     assert len(o.exclusive_group) == 0 and len(o.ramp_bid) == 0 and len(o.mindur_bid1) == 0
     assert len(o.hp_qtbid) == 1  # the other files are still read
@@ -354,8 +384,13 @@ def test_flags_as_files_equal_flags_as_columns(tmp_path):
     as_columns = read_instance(make_case(tmp_path, name="columns"))
     header = BIDS_HEADER.replace(",AlphaOmegaSet,NoNewAct", "")
     rows = [ln.rsplit(",", 2)[0] for ln in CASE["Bids"].split("\n")[1:]]
-    folder = make_case(tmp_path, name="files", Bids="\n".join([header, *rows]),
-                       AlphaOmegaSet="\ufeffQtBids,QBid,forT\n2,3,1\n2,4,2", NoNewAct="QtBids,QBid,forT\n2,4,2")
+    folder = make_case(
+        tmp_path,
+        name="files",
+        Bids="\n".join([header, *rows]),
+        AlphaOmegaSet="\ufeffQtBids,QBid,forT\n2,3,1\n2,4,2",
+        NoNewAct="QtBids,QBid,forT\n2,4,2",
+    )
     as_files = read_instance(folder)
     assert list(as_files.orders.bids.alpha_omega) == [False, False, True, True, False, False]
     assert_same_instance(as_columns, as_files)
@@ -377,6 +412,7 @@ def test_empty_order_book_is_valid(tmp_path):
 
 def test_empty_order_book_stats(tmp_path):
     from tdmarket.model.stats import format_stats, instance_stats
+
     inst = read_instance(make_case(tmp_path, Bids=BIDS_HEADER, **{stem: None for stem in OPTIONAL}))
     stats = instance_stats(inst)
     assert stats["orders"]["segments"] == 0 and stats["orders"]["price_range"] is None
@@ -386,9 +422,12 @@ def test_empty_order_book_stats(tmp_path):
 
 def test_ratings_zero_and_huge_are_unrated(tmp_path):
     edges = add_lines("Edges", "3,3,4,0.01,0.1,0,90000,1,0", "4,4,5,0.01,0.1,0,0,1,0")
-    folder = make_case(tmp_path, Edges=edges,
-                       DistributionNodes=add_lines("DistributionNodes", "4,0.9,1.1,0,0", "5,0.9,1.1,0,0"),
-                       NetInjections=add_lines("NetInjections", "4,1,0,0", "4,2,0,0", "5,1,0,0", "5,2,0,0"))
+    folder = make_case(
+        tmp_path,
+        Edges=edges,
+        DistributionNodes=add_lines("DistributionNodes", "4,0.9,1.1,0,0", "5,0.9,1.1,0,0"),
+        NetInjections=add_lines("NetInjections", "4,1,0,0", "4,2,0,0", "5,1,0,0", "5,2,0,0"),
+    )
     rating = read_instance(folder).branches.rating
     assert rating[0] == 5 and rating[1] == 0.5
     assert np.isinf(rating[2]) and np.isinf(rating[3])
@@ -483,8 +522,7 @@ def test_missing_injection_is_an_error(tmp_path):
 
 def test_duplicate_injection(tmp_path):
     folder = make_case(tmp_path, NetInjections=add_lines("NetInjections", "3,2,0,0"))
-    assert_error(read_error(folder), "NetInjections.csv", 8, "Node", "duplicate key Node=3, forT=2",
-                 "first at row 7")
+    assert_error(read_error(folder), "NetInjections.csv", 8, "Node", "duplicate key Node=3, forT=2", "first at row 7")
 
 
 def test_meshed_distribution_area(tmp_path):
@@ -492,7 +530,8 @@ def test_meshed_distribution_area(tmp_path):
         tmp_path,
         DistributionNodes=add_lines("DistributionNodes", "4,0.9,1.1,0,0"),
         Edges=add_lines("Edges", "3,3,4,0.01,0.1,0,0.5,1,0", "4,4,2,0.01,0.1,0,0.5,1,0"),
-        NetInjections=add_lines("NetInjections", "4,1,0,0", "4,2,0,0"))
+        NetInjections=add_lines("NetInjections", "4,1,0,0", "4,2,0,0"),
+    )
     assert_error(read_error(folder), "Edges.csv", 5, "NodeFrom", "meshed")
 
 
@@ -591,7 +630,8 @@ def feeder_case(tmp_path: Path, sub_areas: str | None) -> Path:
         Edges=add_lines("Edges", "3,3,4,0.01,0.1,0,0.5,1,0", "4,5,4,0.02,0.2,0,0.3,1,0"),
         NetInjections=add_lines("NetInjections", "4,1,-0.1,0", "4,2,-0.1,0", "5,1,-0.05,0", "5,2,-0.05,0"),
         Bids=add_lines("Bids", "5,5,7,8,1,0,12,0.2,12,0,1,0,0"),
-        SubAreas=sub_areas)
+        SubAreas=sub_areas,
+    )
 
 
 def test_sub_area_file_creates_child_area(tmp_path):
@@ -603,7 +643,11 @@ def test_sub_area_file_creates_child_area(tmp_path):
     assert br.id[ar.interface[2]] == 3 and not ar.root_is_from[2]
     assert dict(zip(bu.id.tolist(), bu.area.tolist())) == {1: 0, 2: 1, 3: 1, 4: 2, 5: 2}
     assert dict(zip(br.id.tolist(), br.kind.tolist())) == {
-        1: BranchKind.INTERFACE, 2: BranchKind.DISTRIBUTION, 3: BranchKind.INTERFACE, 4: BranchKind.DISTRIBUTION}
+        1: BranchKind.INTERFACE,
+        2: BranchKind.DISTRIBUTION,
+        3: BranchKind.INTERFACE,
+        4: BranchKind.DISTRIBUTION,
+    }
     assert dict(zip(br.id.tolist(), br.area.tolist())) == {1: 1, 2: 1, 3: 2, 4: 2}
 
 

@@ -6,6 +6,7 @@ gap).  Conventions (MODEL.md §1, §4.1): injection > 0 is generation, a node wi
 needs upward activation; every segment costs π·|p| (€/MWh × MW × 1 h), AON included; the LMP is the marginal
 cost of one more MW withdrawn.  Segment ids below read as <QtBid><period><k>; QBid ids as <QtBid><period>.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,7 @@ KAPPA = 1e4  # default slack penalty, €/MWh and €/Mvarh
 # ------------------------------------------------------------------------------------------------ helpers
 def S(qt, t, lo, hi, price, *, k=1, node=1, **kw):
     """One Bids row: QtBid `qt`, period `t`, QBid id 10·qt + t, segment id 100·qt + 10·t + k."""
-    return dict(node=node, qtbid=qt, qbid=10 * qt + t, seg=100 * qt + 10 * t + k, t=t, lo=lo, hi=hi, price=price,
-                **kw)
+    return dict(node=node, qtbid=qt, qbid=10 * qt + t, seg=100 * qt + 10 * t + k, t=t, lo=lo, hi=hi, price=price, **kw)
 
 
 def clear(folder, **kw):
@@ -91,8 +91,15 @@ def test_o1_divisible_merit_order_partial_marginal_segment_and_lmp(tmp_path):
       LMP = −10 (one more MW withdrawn means 1 MW less of F: saves 10 €).
     Total 355 €.
     """
-    bids = [S(1, 1, 0, 10, 20), S(2, 1, 0, 10, 30), S(3, 1, 0, 10, 40), S(4, 1, 0, -10, 5),
-            S(5, 2, 0, -5, -5), S(6, 2, 0, -5, 10), S(7, 2, 0, 10, 20)]
+    bids = [
+        S(1, 1, 0, 10, 20),
+        S(2, 1, 0, 10, 30),
+        S(3, 1, 0, 10, 40),
+        S(4, 1, 0, -10, 5),
+        S(5, 2, 0, -5, -5),
+        S(6, 2, 0, -5, 10),
+        S(7, 2, 0, 10, 20),
+    ]
     res = clear(single_node_case(tmp_path / "c", {1: -15, 2: 8}, bids))
     assert_mw(res, {111: 10, 211: 5, 311: 0, 411: 0, 521: -5, 621: -3, 721: 0})
     assert cost(res) == pytest.approx(355.0, abs=TOL)
@@ -116,9 +123,11 @@ def test_o2_all_or_nothing_accepted_or_rejected_and_its_cost_is_counted(tmp_path
     (b) p_down = 40: accepting costs 150 + 5 × 40 = 350 € > 300 €: the AON is rejected, the divisible up order
         gives 10 of its 20 MW, 300 €, LMP = 30.  Relaxed: again 10 MW of the AON, 100 €.
     """
+
     def case(name, p_down):
-        return single_node_case(tmp_path / name, {1: -10},
-                                [S(1, 1, 0, 15, 10, xlb=1), S(2, 1, 0, 20, 30), S(3, 1, 0, -10, p_down)])
+        return single_node_case(
+            tmp_path / name, {1: -10}, [S(1, 1, 0, 15, 10, xlb=1), S(2, 1, 0, 20, 30), S(3, 1, 0, -10, p_down)]
+        )
 
     a = case("a", 5)
     res = clear(a)
@@ -147,8 +156,9 @@ def test_o2_minimum_acceptance_ratio(tmp_path):
       LMP with A's binary fixed: C is marginal, −2.
     Relaxed (acceptance binary in [0, 1]): A at 4 MW with v = 0.4, 40 €.
     """
-    folder = single_node_case(tmp_path / "c", {1: -4},
-                              [S(1, 1, 0, 10, 10, xlb=0.5), S(2, 1, 0, 10, 30), S(3, 1, 0, -10, 2)])
+    folder = single_node_case(
+        tmp_path / "c", {1: -4}, [S(1, 1, 0, 10, 10, xlb=0.5), S(2, 1, 0, 10, 30), S(3, 1, 0, -10, 2)]
+    )
     res = clear(folder)
     assert_mw(res, {111: 5, 211: 0, 311: -1})
     assert cost(res) == pytest.approx(52.0, abs=TOL)
@@ -166,8 +176,14 @@ def exclusive_case(folder, grouped=True):
     QtBid 1: up 15 MW @10 in t=1, 15 MW @50 in t=2.  QtBid 2: up 15 MW @20 in t=1 and t=2.
     QtBid 3: up 20 MW @60 in t=1 and t=2.  All divisible.
     """
-    bids = [S(1, 1, 0, 15, 10), S(1, 2, 0, 15, 50), S(2, 1, 0, 15, 20), S(2, 2, 0, 15, 20),
-            S(3, 1, 0, 20, 60), S(3, 2, 0, 20, 60)]
+    bids = [
+        S(1, 1, 0, 15, 10),
+        S(1, 2, 0, 15, 50),
+        S(2, 1, 0, 15, 20),
+        S(2, 2, 0, 15, 20),
+        S(3, 1, 0, 20, 60),
+        S(3, 2, 0, 20, 60),
+    ]
     return single_node_case(folder, {1: -10, 2: -10}, bids, exclusive=[(1, 1), (1, 2)] if grouped else None)
 
 
@@ -234,10 +250,17 @@ def block_case(folder, p3):
     min-duration pairs (51→51), (51→52), (51→53).  QtBid 9: divisible up 10 MW @50 in each period.
     """
     ao = dict(xlb=1, ao=1)
-    bids = [S(5, 1, 0, 10, 20, **ao), S(5, 2, 0, 10, 20, nna=1, **ao), S(5, 3, 0, 10, p3, nna=1, **ao),
-            S(9, 1, 0, 10, 50), S(9, 2, 0, 10, 50), S(9, 3, 0, 10, 50)]
-    return single_node_case(folder, {1: -10, 2: -10, 3: -10}, bids,
-                            mindur=[(5, 51, 51, 1, 1), (5, 51, 52, 1, 2), (5, 51, 53, 1, 3)])
+    bids = [
+        S(5, 1, 0, 10, 20, **ao),
+        S(5, 2, 0, 10, 20, nna=1, **ao),
+        S(5, 3, 0, 10, p3, nna=1, **ao),
+        S(9, 1, 0, 10, 50),
+        S(9, 2, 0, 10, 50),
+        S(9, 3, 0, 10, 50),
+    ]
+    return single_node_case(
+        folder, {1: -10, 2: -10, 3: -10}, bids, mindur=[(5, 51, 51, 1, 1), (5, 51, 52, 1, 2), (5, 51, 53, 1, 3)]
+    )
 
 
 def test_o6_o7_o8_start_stop_block_is_all_or_none(tmp_path):
@@ -274,9 +297,15 @@ def test_o7_no_new_activation_prevents_starting_later(tmp_path):
     (b) Short 10 MW in t=1 and t=2, NoNewAct in t=1 as well: the state before the horizon is inactive, so the
         QtBid can never start: fallback in both periods, 600 € (it would be 200 € were it active before t=1).
     """
+
     def case(name, imb, nna1, nna2):
-        bids = [S(7, 1, 0, 10, 10, xlb=1, ao=1, nna=nna1), S(7, 2, 0, 10, 10, xlb=1, ao=1, nna=nna2),
-                S(9, 1, 0, 10, 30), S(9, 2, 0, 10, 30), S(8, 1, 0, -10, 25)]
+        bids = [
+            S(7, 1, 0, 10, 10, xlb=1, ao=1, nna=nna1),
+            S(7, 2, 0, 10, 10, xlb=1, ao=1, nna=nna2),
+            S(9, 1, 0, 10, 30),
+            S(9, 2, 0, 10, 30),
+            S(8, 1, 0, -10, 25),
+        ]
         return single_node_case(tmp_path / name, imb, bids)
 
     res = clear(case("free", {1: 0, 2: -10}, 0, 0))
@@ -303,11 +332,16 @@ def test_o8_minimum_duration_forces_the_next_period(tmp_path):
     * With the pair (6, 61, 62, 1, 2): starting in t=1 forces 10 MW in t=2, absorbed by the down order:
       100 + 100 + 10 × 5 = 250 € < fallback in t=1, 300 €.  So QBid 62 is accepted with no need in t=2.
     """
+
     def case(name, pair):
-        bids = [S(6, 1, 0, 10, 10, xlb=1, ao=1), S(6, 2, 0, 10, 10, xlb=1, ao=1),
-                S(9, 1, 0, 10, 30), S(9, 2, 0, 10, 30), S(8, 2, 0, -10, 5)]
-        return single_node_case(tmp_path / name, {1: -10, 2: 0}, bids,
-                                mindur=[(6, 61, 62, 1, 2)] if pair else None)
+        bids = [
+            S(6, 1, 0, 10, 10, xlb=1, ao=1),
+            S(6, 2, 0, 10, 10, xlb=1, ao=1),
+            S(9, 1, 0, 10, 30),
+            S(9, 2, 0, 10, 30),
+            S(8, 2, 0, -10, 5),
+        ]
+        return single_node_case(tmp_path / name, {1: -10, 2: 0}, bids, mindur=[(6, 61, 62, 1, 2)] if pair else None)
 
     res = clear(case("nopair", False))
     assert_mw(res, {611: 10, 621: 0, 911: 0, 821: 0})
@@ -367,10 +401,16 @@ def feeder_case(folder, *, q_root=0.0, halfplanes=None, discs=None):
     The order sits at the root, so its P reaches T without losses: x = P_2.
     """
     return write_case(
-        folder, periods=(1,), t_nodes=[(1, 1)], d_nodes=[(2, 1.0, 1.0), (3, 0.9025, 1.1025)],
+        folder,
+        periods=(1,),
+        t_nodes=[(1, 1)],
+        d_nodes=[(2, 1.0, 1.0), (3, 0.9025, 1.1025)],
         edges=[(1, 1, 2, 0.0, 0.0, 5.0), (2, 2, 3, 0.01, 0.1, 0.5)],
         injections={(1, 1): (-1.0, 0.0), (2, 1): (0.0, q_root)},
-        bids=[S(1, 1, 0, 3, 20, node=1), S(2, 1, 0, 1, 10, node=2)], halfplanes=halfplanes, discs=discs)
+        bids=[S(1, 1, 0, 3, 20, node=1), S(2, 1, 0, 1, 10, node=2)],
+        halfplanes=halfplanes,
+        discs=discs,
+    )
 
 
 M_PF = 0.141539  # fixed power factor slope of the Italian data
@@ -414,8 +454,11 @@ def test_o11_disc_limits_p_when_q_is_needed(tmp_path):
     """
     hp = [(2, 0.0, 0.6, 1)]
     for policy in ("bounded", "free"):
-        res = clear(feeder_case(tmp_path / f"disc_{policy}", halfplanes=hp, discs=[(2, 21, 1.0)]),
-                    relax=False, reactive_policy=policy)
+        res = clear(
+            feeder_case(tmp_path / f"disc_{policy}", halfplanes=hp, discs=[(2, 21, 1.0)]),
+            relax=False,
+            reactive_policy=policy,
+        )
         assert bid(res, 21).p_mw == pytest.approx(0.8, abs=TOL), policy
         assert bid(res, 21).q_mvar == pytest.approx(0.6, abs=TOL), policy
         assert cost(res) == pytest.approx(12.0, abs=TOL), policy

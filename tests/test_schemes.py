@@ -1,4 +1,5 @@
 """All coordination schemes on the built-in example (MODEL.md §7–§9) and `tdmarket compare`."""
+
 from __future__ import annotations
 
 import base64
@@ -15,8 +16,7 @@ from tdmarket.examples import builtin_path
 from tdmarket.reporting.ac_check import ac_check
 from tdmarket.schemes.centralized_as_market import collapse_distribution
 
-SCHEMES = ("common", "hierarchical", "centralized-as-market", "local-as-market", "shared-balancing",
-           "no-coordination")
+SCHEMES = ("common", "hierarchical", "centralized-as-market", "local-as-market", "shared-balancing", "no-coordination")
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +66,11 @@ def test_collapsed_instance_keeps_orders_and_net_injections(inst):
 def test_shared_balancing_holds_the_base_exchange(results):
     """The exchange is the DSO-announced base case x^0 (orders at zero), and no interface is settled."""
     res = results["shared-balancing"]
-    base = {json.loads(m["message"])["from"]: json.loads(m["message"])["payload"]["export_mw"]
-            for m in res.messages if m["kind"] == "Schedule" and m["stage"] == "base-exchange"}
+    base = {
+        json.loads(m["message"])["from"]: json.loads(m["message"])["payload"]["export_mw"]
+        for m in res.messages
+        if m["kind"] == "Schedule" and m["stage"] == "base-exchange"
+    }
     assert set(base) == {"DSO-201", "DSO-301", "DSO-401"}
     iface = res.tables["interfaces"]
     for area, x0 in base.items():

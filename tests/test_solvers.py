@@ -2,6 +2,7 @@
 
 Every dual is checked against a central finite difference of the re-solved optimal objective (MODEL.md §1).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -44,13 +45,10 @@ def two_node_lp(two_sided: bool) -> Program:
     p.add_variables("imp", 1, lb=5.0, ub=5.0)  # fixed variable: exercises Clarabel's zero-cone bound rows
     p.c0 = 7.0
     #                    g1  g2  g3   f  imp
-    bal = np.array([[1, 0, 0, -1, 1],
-                    [0, 1, 1, 1, 0]], float)
+    bal = np.array([[1, 0, 0, -1, 1], [0, 1, 1, 1, 0]], float)
     p.add_rows("balance", bal, lo=[20.0, 80.0], hi=[20.0, 80.0])
-    p.add_rows("line", sp.coo_matrix(([1.0], ([0], [3])), shape=(1, 5)),
-               lo=-50.0 if two_sided else -np.inf, hi=50.0)
-    p.add_rows("mustrun", sp.coo_matrix(([1.0], ([0], [2])), shape=(1, 5)),
-               lo=5.0, hi=40.0 if two_sided else np.inf)
+    p.add_rows("line", sp.coo_matrix(([1.0], ([0], [3])), shape=(1, 5)), lo=-50.0 if two_sided else -np.inf, hi=50.0)
+    p.add_rows("mustrun", sp.coo_matrix(([1.0], ([0], [2])), shape=(1, 5)), lo=5.0, hi=40.0 if two_sided else np.inf)
     p.add_rows("slack_cap", sp.coo_matrix(([1.0], ([0], [0])), shape=(1, 5)), lo=-np.inf, hi=90.0)  # inactive
     return p
 
@@ -253,13 +251,21 @@ def test_ok_accepts_almost_optimal_only_on_request():
     assert not sol.ok
     sol.accept_almost_optimal = True
     assert sol.ok
-    assert not Solution(SolveStatus.TIME_LIMIT, np.zeros(1), 0.0, None, None, 0, 0.0, "test",
-                        accept_almost_optimal=True).ok
+    assert not Solution(
+        SolveStatus.TIME_LIMIT, np.zeros(1), 0.0, None, None, 0, 0.0, "test", accept_almost_optimal=True
+    ).ok
 
 
 # --------------------------------------------------------------------------- determinism and options
-@pytest.mark.parametrize("make,solver", [(lambda: two_node_lp(True), solve_highs), (knapsack, solve_highs),
-                                         (lambda: two_node_lp(True), solve_clarabel), (disc_socp, solve_clarabel)])
+@pytest.mark.parametrize(
+    "make,solver",
+    [
+        (lambda: two_node_lp(True), solve_highs),
+        (knapsack, solve_highs),
+        (lambda: two_node_lp(True), solve_clarabel),
+        (disc_socp, solve_clarabel),
+    ],
+)
 def test_deterministic(make, solver):
     a, b = solver(make()), solver(make())
     assert np.array_equal(a.x, b.x)

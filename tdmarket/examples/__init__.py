@@ -4,6 +4,7 @@
 6 transmission nodes, three radial distribution areas, 3 periods and 40 order segments that use every order
 feature of MODEL.md §4.  It is what `tdmarket info --example` and `tdmarket clear --example` read.
 """
+
 from __future__ import annotations
 
 import pathlib

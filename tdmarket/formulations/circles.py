@@ -3,6 +3,7 @@
 Used for thermal limits, interface ratings, PQ discs and capability discs, so that a problem never needs to
 know whether it runs on the conic or the linear distribution formulation.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,7 +21,7 @@ class Affine:
         self.terms = Terms(self.k)
         self.const = np.zeros(self.k)
 
-    def add(self, rows, cols, vals=1.0) -> "Affine":
+    def add(self, rows, cols, vals=1.0) -> Affine:
         self.terms.add(rows, cols, vals)
         return self
 
@@ -28,8 +29,9 @@ class Affine:
         return self.terms.matrix(n).tocsr()
 
 
-def add_circles(prog: Program, name: str, a: Affine, b: Affine, radius: np.ndarray, *, conic: bool,
-                sides: int = 8) -> None:
+def add_circles(
+    prog: Program, name: str, a: Affine, b: Affine, radius: np.ndarray, *, conic: bool, sides: int = 8
+) -> None:
     """Add ||(a_k, b_k)|| <= radius_k for every k (cones, or K-gon rows when not `conic`)."""
     k = a.k
     if k == 0:
@@ -60,7 +62,11 @@ def add_cone(prog: Program, name: str, comps: list[Affine]) -> None:
         M = c.terms.matrix(prog.n)
         G_parts.append(sp.coo_matrix((-M.data, (M.row * d + j, M.col)), shape=(d * k, prog.n)))
         h[j::d] = c.const
-    G = sp.coo_matrix((np.concatenate([g.data for g in G_parts]),
-                       (np.concatenate([g.row for g in G_parts]), np.concatenate([g.col for g in G_parts]))),
-                      shape=(d * k, prog.n))
+    G = sp.coo_matrix(
+        (
+            np.concatenate([g.data for g in G_parts]),
+            (np.concatenate([g.row for g in G_parts]), np.concatenate([g.col for g in G_parts])),
+        ),
+        shape=(d * k, prog.n),
+    )
     prog.add_soc(name, G, h, d)

@@ -6,6 +6,7 @@ or on an operator's sub-instance (boundary buses have no balance rows).  `extrac
 tables with physical units and prices; `check` recomputes residuals from the primal values, because a solver
 status alone is not trusted (MODEL.md §3.3).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -101,13 +102,17 @@ class ClearingProblem:
             s = p.cone_b - p.cone_A @ x
             start = 0
             for dim, count in p.cone_dims:
-                block = s[start:start + dim * count].reshape(count, dim)
+                block = s[start : start + dim * count].reshape(count, dim)
                 cone_v = max(cone_v, float(np.max(np.linalg.norm(block[:, 1:], axis=1) - block[:, 0])))
                 start += dim * count
         gap = self.soc_gap(x)
-        return Check(max_row_violation=float(row_v.max(initial=0.0)),
-                     max_bound_violation=float(bnd_v.max(initial=0.0)), max_cone_violation=max(cone_v, 0.0),
-                     max_soc_gap=float(gap.max(initial=0.0)), n_inexact_lines=int((gap > 1e-6).sum()))
+        return Check(
+            max_row_violation=float(row_v.max(initial=0.0)),
+            max_bound_violation=float(bnd_v.max(initial=0.0)),
+            max_cone_violation=max(cone_v, 0.0),
+            max_soc_gap=float(gap.max(initial=0.0)),
+            n_inexact_lines=int((gap > 1e-6).sum()),
+        )
 
     def soc_gap(self, x: np.ndarray) -> np.ndarray:
         """Relaxation gap u·ℓ − P² − Q² per (D line, period); zero for LinDistFlow (no ℓ)."""
@@ -136,20 +141,37 @@ class ClearingProblem:
         w = seg.width
         p_seg = w * xi
         out: dict[str, pd.DataFrame] = {}
-        out["segments"] = pd.DataFrame({
-            "segment": seg.id, "bid": bids.id[seg.bid], "qtbid": bids.qtbid[seg.bid],
-            "node": inst.buses.id[bids.bus[seg.bid]], "period": period_ids[bids.period[seg.bid]],
-            "width_mw": w, "price_eur_mwh": seg.price, "accepted_fraction": xi, "accepted_mw": p_seg,
-            "cost_eur": seg.price * np.abs(p_seg) * opts.period_hours})
+        out["segments"] = pd.DataFrame(
+            {
+                "segment": seg.id,
+                "bid": bids.id[seg.bid],
+                "qtbid": bids.qtbid[seg.bid],
+                "node": inst.buses.id[bids.bus[seg.bid]],
+                "period": period_ids[bids.period[seg.bid]],
+                "width_mw": w,
+                "price_eur_mwh": seg.price,
+                "accepted_fraction": xi,
+                "accepted_mw": p_seg,
+                "cost_eur": seg.price * np.abs(p_seg) * opts.period_hours,
+            }
+        )
         P_b = np.bincount(seg.bid, p_seg, minlength=len(bids))
         bid_size = np.bincount(seg.bid, np.abs(w), minlength=len(bids))
         Q_b = np.where(oi.q >= 0, x[np.maximum(oi.q, 0)], np.nan)
-        out["bids"] = pd.DataFrame({
-            "bid": bids.id, "qtbid": bids.qtbid, "node": inst.buses.id[bids.bus], "period": period_ids[bids.period],
-            "p_mw": P_b, "q_mvar": Q_b,
-            # interior-point noise (~1e-8) is not acceptance: threshold relative to the bid's size
-            "accepted": np.where(oi.z >= 0, np.round(x[np.maximum(oi.z, 0)], 6) > 0.5,
-                                 np.abs(P_b) > 1e-6 * np.maximum(1.0, bid_size))})
+        out["bids"] = pd.DataFrame(
+            {
+                "bid": bids.id,
+                "qtbid": bids.qtbid,
+                "node": inst.buses.id[bids.bus],
+                "period": period_ids[bids.period],
+                "p_mw": P_b,
+                "q_mvar": Q_b,
+                # interior-point noise (~1e-8) is not acceptance: threshold relative to the bid's size
+                "accepted": np.where(
+                    oi.z >= 0, np.round(x[np.maximum(oi.z, 0)], 6) > 0.5, np.abs(P_b) > 1e-6 * np.maximum(1.0, bid_size)
+                ),
+            }
+        )
         # buses: prices and slack
         bal = self.balance
         scale = 1.0 / opts.period_hours
@@ -170,12 +192,19 @@ class ClearingProblem:
         if len(self.dist.bus):
             wv[self.dist.bus] = x[self.dist.w_grid[self.dist.bus]]
         bus_idx = np.repeat(bal.p_bus, T)
-        out["buses"] = pd.DataFrame({
-            "node": b.id[bus_idx], "period": np.tile(period_ids, nP),
-            "kind": np.where(b.is_dist[bus_idx], "D", "T"), "area": np.array(inst.areas.name)[b.area[bus_idx]],
-            "price_p_eur_mwh": lam.ravel(), "price_q_eur_mvarh": lamq[bal.p_bus].ravel(),
-            "slack_p_mw": slack_p.ravel(), "slack_q_mvar": slack_q[bal.p_bus].ravel(),
-            "vsq_pu": wv[bal.p_bus].ravel()})
+        out["buses"] = pd.DataFrame(
+            {
+                "node": b.id[bus_idx],
+                "period": np.tile(period_ids, nP),
+                "kind": np.where(b.is_dist[bus_idx], "D", "T"),
+                "area": np.array(inst.areas.name)[b.area[bus_idx]],
+                "price_p_eur_mwh": lam.ravel(),
+                "price_q_eur_mvarh": lamq[bal.p_bus].ravel(),
+                "slack_p_mw": slack_p.ravel(),
+                "slack_q_mvar": slack_q[bal.p_bus].ravel(),
+                "vsq_pu": wv[bal.p_bus].ravel(),
+            }
+        )
         # interfaces
         ifc = self.iface
         A = len(ifc.area)
@@ -190,14 +219,21 @@ class ClearingProblem:
             has_root = bal.p_row[ifc.root, 0] >= 0
             if row_dual is not None and has_root.any():
                 root_price[has_root] = row_dual[rows_p][bal.p_row[ifc.root[has_root]]] * scale
-            out["interfaces"] = pd.DataFrame({
-                "area": np.repeat(np.array(inst.areas.name)[ifc.area], T), "period": np.tile(period_ids, A),
-                "edge": np.repeat(inst.branches.id[ifc.branch], T),
-                "t_node": np.repeat(b.id[host], T), "root_node": np.repeat(b.id[ifc.root], T),
-                "export_mw": xg.ravel(), "export_mvar": yg.ravel(),
-                "file_flow_mw": (xg * np.where(inst.areas.root_is_from[ifc.area], 1, -1)[:, None]).ravel(),
-                "rating_mva": np.repeat(ifc.rating, T),
-                "interface_price_eur_mwh": host_price.ravel(), "root_price_eur_mwh": root_price.ravel()})
+            out["interfaces"] = pd.DataFrame(
+                {
+                    "area": np.repeat(np.array(inst.areas.name)[ifc.area], T),
+                    "period": np.tile(period_ids, A),
+                    "edge": np.repeat(inst.branches.id[ifc.branch], T),
+                    "t_node": np.repeat(b.id[host], T),
+                    "root_node": np.repeat(b.id[ifc.root], T),
+                    "export_mw": xg.ravel(),
+                    "export_mvar": yg.ravel(),
+                    "file_flow_mw": (xg * np.where(inst.areas.root_is_from[ifc.area], 1, -1)[:, None]).ravel(),
+                    "rating_mva": np.repeat(ifc.rating, T),
+                    "interface_price_eur_mwh": host_price.ravel(),
+                    "root_price_eur_mwh": root_price.ravel(),
+                }
+            )
         else:
             out["interfaces"] = pd.DataFrame(columns=["area", "period", "export_mw", "export_mvar"])
         # lines
@@ -206,11 +242,23 @@ class ClearingProblem:
         br = inst.branches
         if len(tr.line):
             fl = x[tr.f_grid]
-            frames.append(pd.DataFrame({
-                "edge": np.repeat(br.id[tr.line], T), "period": np.tile(period_ids, len(tr.line)), "kind": "T",
-                "p_from_mw": fl.ravel(), "q_from_mvar": np.nan, "p_to_mw": -fl.ravel(), "q_to_mvar": np.nan,
-                "loss_mw": 0.0, "rating_mva": np.repeat(br.rating[tr.line], T),
-                "loading": (np.abs(fl) / br.rating[tr.line][:, None]).ravel(), "soc_gap": 0.0}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "edge": np.repeat(br.id[tr.line], T),
+                        "period": np.tile(period_ids, len(tr.line)),
+                        "kind": "T",
+                        "p_from_mw": fl.ravel(),
+                        "q_from_mvar": np.nan,
+                        "p_to_mw": -fl.ravel(),
+                        "q_to_mvar": np.nan,
+                        "loss_mw": 0.0,
+                        "rating_mva": np.repeat(br.rating[tr.line], T),
+                        "loading": (np.abs(fl) / br.rating[tr.line][:, None]).ravel(),
+                        "soc_gap": 0.0,
+                    }
+                )
+            )
         d = self.dist
         if len(d.line):
             per = np.arange(T)
@@ -222,12 +270,23 @@ class ClearingProblem:
             pf, qf = P_, Q_ - bc * wf / tau2
             pt, qt = -P_ + R * l_, -Q_ + X * l_ - bc * wt
             S = br.rating[d.line][:, None]
-            frames.append(pd.DataFrame({
-                "edge": np.repeat(br.id[d.line], T), "period": np.tile(period_ids, len(d.line)), "kind": "D",
-                "p_from_mw": pf.ravel(), "q_from_mvar": qf.ravel(), "p_to_mw": pt.ravel(), "q_to_mvar": qt.ravel(),
-                "loss_mw": (pf + pt).ravel(), "rating_mva": np.repeat(br.rating[d.line], T),
-                "loading": (np.maximum(np.hypot(pf, qf), np.hypot(pt, qt)) / S).ravel(),
-                "soc_gap": self.soc_gap(x).ravel()}))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "edge": np.repeat(br.id[d.line], T),
+                        "period": np.tile(period_ids, len(d.line)),
+                        "kind": "D",
+                        "p_from_mw": pf.ravel(),
+                        "q_from_mvar": qf.ravel(),
+                        "p_to_mw": pt.ravel(),
+                        "q_to_mvar": qt.ravel(),
+                        "loss_mw": (pf + pt).ravel(),
+                        "rating_mva": np.repeat(br.rating[d.line], T),
+                        "loading": (np.maximum(np.hypot(pf, qf), np.hypot(pt, qt)) / S).ravel(),
+                        "soc_gap": self.soc_gap(x).ravel(),
+                    }
+                )
+            )
         out["lines"] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         return out
 
@@ -236,7 +295,13 @@ class ClearingProblem:
         p = self.prog
         market = float(p.c[p.var("xi").slice] @ np.clip(x[p.var("xi").slice], 0.0, 1.0))
         # interior-point slacks sit at ±1e-10 instead of 0; clip so that reported slack cost is never negative
-        slack = sum(float(p.c[p.var(n).slice] @ np.maximum(x[p.var(n).slice], 0.0))
-                    for n in ("slack_p_plus", "slack_p_minus", "slack_q_plus", "slack_q_minus"))
-        return {"market_cost_eur": market, "slack_cost_eur": slack, "total_cost_eur": market + slack,
-                "objective_eur": float(p.c @ x + p.c0)}
+        slack = sum(
+            float(p.c[p.var(n).slice] @ np.maximum(x[p.var(n).slice], 0.0))
+            for n in ("slack_p_plus", "slack_p_minus", "slack_q_plus", "slack_q_minus")
+        )
+        return {
+            "market_cost_eur": market,
+            "slack_cost_eur": slack,
+            "total_cost_eur": market + slack,
+            "objective_eur": float(p.c @ x + p.c0),
+        }

@@ -12,6 +12,7 @@
 `balance` is a `Balance` object: triplet accumulators for the P rows of every own bus and Q rows of every own
 distribution bus, rows written as injections − outflows = −(fixed injection).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -161,8 +162,12 @@ class Interfaces:
         inj = np.broadcast_to(self.inject_bus[:, None], (A, T))
         root = np.broadcast_to(self.root[:, None], (A, T))
         balance.add_p(inj[self.inject_here], per[self.inject_here], x[self.inject_here], 1.0)
-        balance.add_q(inj[self.inject_here & ~self.is_td], per[self.inject_here & ~self.is_td],
-                      y[self.inject_here & ~self.is_td], 1.0)
+        balance.add_q(
+            inj[self.inject_here & ~self.is_td],
+            per[self.inject_here & ~self.is_td],
+            y[self.inject_here & ~self.is_td],
+            1.0,
+        )
         rm = self.root_modelled
         balance.add_p(root[rm], per[rm], x[rm], -1.0)
         balance.add_q(root[rm], per[rm], y[rm], -1.0)
@@ -170,8 +175,15 @@ class Interfaces:
         k = len(rated) * T
         a = Affine(k).add(np.arange(k), x[rated].ravel(), 1.0)
         b_ = Affine(k).add(np.arange(k), y[rated].ravel(), 1.0)
-        add_circles(prog, "interface_rating", a, b_, np.repeat(self.rating[rated], T),
-                    conic=self.opts.dist_model == "socp", sides=self.opts.polygon_sides)
+        add_circles(
+            prog,
+            "interface_rating",
+            a,
+            b_,
+            np.repeat(self.rating[rated], T),
+            conic=self.opts.dist_model == "socp",
+            sides=self.opts.polygon_sides,
+        )
         self.x_grid, self.y_grid = x, y
 
 
@@ -204,8 +216,7 @@ class BranchFlowSOC:
     def add_variables(self, prog: Program) -> None:
         T = self.inst.n_periods
         b = self.inst.buses
-        prog.add_variables("w", len(self.bus) * T, np.repeat(b.vsq_min[self.bus], T),
-                           np.repeat(b.vsq_max[self.bus], T))
+        prog.add_variables("w", len(self.bus) * T, np.repeat(b.vsq_min[self.bus], T), np.repeat(b.vsq_max[self.bus], T))
         L = len(self.line) * T
         prog.add_variables("Pe", L, -np.inf, np.inf)
         prog.add_variables("Qe", L, -np.inf, np.inf)
@@ -226,7 +237,7 @@ class BranchFlowSOC:
         wf, wt = w[fb, per], w[tb, per]
         col = lambda v: np.broadcast_to(v[:, None], (n_l, T))
         R, X, bc, tau2 = col(self.r), col(self.x), col(self.bc), col(self.tau2)
-        z2 = R ** 2 + X ** 2
+        z2 = R**2 + X**2
         rows = np.arange(n_l * T).reshape(n_l, T)
         # voltage drop
         t = Terms(n_l * T)

@@ -1,4 +1,5 @@
 """Model options shared by every problem (MODEL.md §3–§5)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,20 +22,23 @@ class ModelOptions:
     integer: bool = True  # binaries for the order logic (False = continuous relaxation (b), logic kept)
     period_hours: float = 1.0  # Δ, money = €/MWh × MW × Δ
 
-    def relaxed(self) -> "ModelOptions":
+    def relaxed(self) -> ModelOptions:
         """The same options with binaries relaxed (order logic kept)."""
         from dataclasses import replace
+
         return replace(self, integer=False)
 
-    def validate(self, max_abs_price: float = 0.0) -> "ModelOptions":
+    def validate(self, max_abs_price: float = 0.0) -> ModelOptions:
         if self.dist_model not in DIST_MODELS:
             raise InputError(f"unknown distribution model {self.dist_model!r} (choose from {', '.join(DIST_MODELS)})")
         if self.reactive_policy not in REACTIVE_POLICIES:
-            raise InputError(f"unknown reactive policy {self.reactive_policy!r} (choose from "
-                             f"{', '.join(REACTIVE_POLICIES)})")
+            raise InputError(
+                f"unknown reactive policy {self.reactive_policy!r} (choose from {', '.join(REACTIVE_POLICIES)})"
+            )
         if self.slack_penalty <= max_abs_price:
-            raise InputError(f"slack penalty {self.slack_penalty} €/MWh must exceed the largest order price "
-                             f"{max_abs_price} €/MWh")
+            raise InputError(
+                f"slack penalty {self.slack_penalty} €/MWh must exceed the largest order price {max_abs_price} €/MWh"
+            )
         if self.polygon_sides < 3:
             raise InputError("polygon_sides must be at least 3")
         if self.period_hours <= 0:

@@ -10,6 +10,7 @@ Variables (all element-wise vectors):
   q      reactive output Q_b (Mvar) of distribution QBids
 With `integer=False` every binary is relaxed to [0, 1] and all logic rows are kept (relaxation (b)).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -83,8 +84,14 @@ class OrderBlock:
         seg, bids = ob.segments, ob.bids
         integer = o.integer
         ub = np.where((self.w == 0) & ~self.logic[seg.bid], 0.0, 1.0) if self.S else np.zeros(0)
-        prog.add_variables("xi", self.S, 0.0, ub, seg.price * np.abs(self.w) * o.period_hours,
-                           integer=integer & self.seg_binary & ~self.seg_minratio)
+        prog.add_variables(
+            "xi",
+            self.S,
+            0.0,
+            ub,
+            seg.price * np.abs(self.w) * o.period_hours,
+            integer=integer & self.seg_binary & ~self.seg_minratio,
+        )
         self.vmin_seg = np.flatnonzero(self.seg_minratio)
         prog.add_variables("vmin", len(self.vmin_seg), 0.0, 1.0, 0.0, integer=integer)
         self.z_bid = np.flatnonzero(self.logic)
@@ -139,7 +146,8 @@ class OrderBlock:
         segs = np.flatnonzero(sel)
         # a bid may appear several times in `bids`: expand via merge
         m = pd.DataFrame({"bid": bids, "row": np.arange(len(bids))}).merge(
-            pd.DataFrame({"bid": seg.bid[segs], "s": segs}), on="bid")
+            pd.DataFrame({"bid": seg.bid[segs], "s": segs}), on="bid"
+        )
         aff.add(m.row.to_numpy(), self.col(prog, "xi")[m.s.to_numpy()], self.w[m.s.to_numpy()])
         return aff
 
@@ -234,7 +242,8 @@ class OrderBlock:
         rb = ob.ramp_bid[rows]
         cur = self.p_bid_affine(prog, rb)
         nxt_pairs = pd.DataFrame({"qt": bids.qtbid[rb], "t": bids.period[rb] + 1, "row": np.arange(R)}).merge(
-            pd.DataFrame({"qt": bids.qtbid, "t": bids.period, "bid": np.arange(self.B)}), on=["qt", "t"])
+            pd.DataFrame({"qt": bids.qtbid, "t": bids.period, "bid": np.arange(self.B)}), on=["qt", "t"]
+        )
         nxt = self.p_bid_affine(prog, nxt_pairs.bid.to_numpy())
         M = nxt.matrix(prog.n).tocoo()
         t = Terms(R)
@@ -290,8 +299,13 @@ class OrderBlock:
         ints = np.flatnonzero(prog.integrality)
         z = np.full(self.B, -1, dtype=np.int64)
         z[self.z_bid] = self.col(prog, "z")
-        return OrderIndex(xi=self.col(prog, "xi"), q=self.q_col_of_bid(prog), z=z, integer_cols=ints,
-                          netted_bids=np.flatnonzero(self.netted))
+        return OrderIndex(
+            xi=self.col(prog, "xi"),
+            q=self.q_col_of_bid(prog),
+            z=z,
+            integer_cols=ints,
+            netted_bids=np.flatnonzero(self.netted),
+        )
 
 
 def net_two_way(inst: Instance, xi: np.ndarray, netted_bids: np.ndarray) -> np.ndarray:

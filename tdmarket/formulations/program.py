@@ -15,6 +15,7 @@ Dual convention (enforced by the adapters): `row_dual[r]` = d(optimal objective)
 the active bound, i.e. the marginal cost of increasing the right-hand side.  With balance rows written as
 injections - outflows = -P (withdrawal) that is exactly the LMP of MODEL.md §1.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -164,9 +165,15 @@ class Program:
         if self._frozen is None:
             cat = lambda parts, dt=float: np.concatenate(parts) if parts else np.zeros(0, dt)
             self._frozen = (
-                cat(self._lb), cat(self._ub), cat(self._c), cat(self._int, bool),
-                self._stack(self._A, self.m, self.n), cat(self._lo), cat(self._hi),
-                self._stack(self._G, self.k, self.n), cat(self._h),
+                cat(self._lb),
+                cat(self._ub),
+                cat(self._c),
+                cat(self._int, bool),
+                self._stack(self._A, self.m, self.n),
+                cat(self._lo),
+                cat(self._hi),
+                self._stack(self._G, self.k, self.n),
+                cat(self._h),
             )
         return self._frozen
 
@@ -239,9 +246,10 @@ class Program:
         self._freeze()
         self._frozen[3][:] = False
 
-    def copy(self) -> "Program":
+    def copy(self) -> Program:
         """Independent copy (arrays copied; later changes to either do not affect the other)."""
         import copy as _copy
+
         self._freeze()
         other = _copy.copy(self)
         other._frozen = tuple(a.copy() for a in self._frozen)

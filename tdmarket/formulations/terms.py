@@ -1,4 +1,5 @@
 """Sparse triplet accumulation for row blocks (vectorised: whole index arrays per call)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,7 +15,7 @@ class Terms:
         self._c: list[np.ndarray] = []
         self._v: list[np.ndarray] = []
 
-    def add(self, rows, cols, vals=1.0) -> "Terms":
+    def add(self, rows, cols, vals=1.0) -> Terms:
         rows = np.asarray(rows, dtype=np.int64).ravel()
         cols = np.asarray(cols, dtype=np.int64).ravel()
         rows, cols = np.broadcast_arrays(rows, cols)

@@ -5,6 +5,7 @@ header-only files have no line terminator.  `read_table` normalises all of that 
 row, the line number a user sees in an editor (header = row 1, empty lines counted), so that every
 `InputError` can point at the offending cell.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,8 +40,12 @@ class Table:
     def require(self, *columns: str) -> None:
         for col in columns:
             if col not in self.cells:
-                raise InputError(f"missing required column {col!r} (header is {','.join(self.header)})",
-                                 file=self.label, row=1, column=col)
+                raise InputError(
+                    f"missing required column {col!r} (header is {','.join(self.header)})",
+                    file=self.label,
+                    row=1,
+                    column=col,
+                )
 
     def float(self, column: str, default: float | None = None, *, allow_nonfinite: bool = False) -> np.ndarray:
         """Column as float64; absent optional columns give `default`; NaN/inf/non-numeric cells are errors."""
@@ -91,8 +96,7 @@ class Table:
             i = int(np.flatnonzero(dup)[0])
             key = ", ".join(f"{c}={v[i]}" for c, v in zip(columns, values))
             first = int(np.flatnonzero((frame == frame.iloc[i]).all(axis=1).to_numpy())[0])
-            raise self.error(f"duplicate key {key} (first at row {int(self.line[first])})", index=i,
-                             column=columns[0])
+            raise self.error(f"duplicate key {key} (first at row {int(self.line[first])})", index=i, column=columns[0])
 
 
 def normalise_text(data: bytes, label: str) -> str:
@@ -120,8 +124,7 @@ def read_table(path: Path, label: str) -> Table:
     header = [h.strip() for h in header_text.split(",")]
     if len(set(header)) != len(header):
         dup = next(h for h in header if header.count(h) > 1)
-        raise InputError(f"column {dup!r} appears twice in the header", file=label, row=header_line,
-                         column=dup)
+        raise InputError(f"column {dup!r} appears twice in the header", file=label, row=header_line, column=dup)
     body = numbered[1:]
     line_no = np.fromiter((k for k, _ in body), dtype=np.int64, count=len(body))
     rows = [ln.split(",") for _, ln in body]
@@ -129,8 +132,7 @@ def read_table(path: Path, label: str) -> Table:
     ragged = width != len(header)
     if ragged.any():
         i = int(np.flatnonzero(ragged)[0])
-        raise InputError(f"has {width[i]} fields but the header has {len(header)}", file=label,
-                         row=int(line_no[i]))
+        raise InputError(f"has {width[i]} fields but the header has {len(header)}", file=label, row=int(line_no[i]))
     if rows:
         grid = np.char.strip(np.array(rows, dtype=str))
         cells = {h: grid[:, j] for j, h in enumerate(header)}

@@ -7,6 +7,7 @@ file ids are kept alongside for reporting and writing.  Periods are positions 0.
 Units: powers MW / Mvar / MVA; impedances p.u. on 1 MVA (baseMVA already applied); prices €/MWh;
 voltages squared p.u. (w = V²).
 """
+
 from __future__ import annotations
 
 import enum
@@ -126,7 +127,7 @@ class OrderBook:
     def n_segments(self) -> int:
         return len(self.segments)
 
-    def subset_by_bus(self, bus_keep: np.ndarray, remap_bus: np.ndarray) -> "OrderBook":
+    def subset_by_bus(self, bus_keep: np.ndarray, remap_bus: np.ndarray) -> OrderBook:
         """Orders at the buses in `bus_keep`, with bus positions renumbered by `remap_bus`."""
         book = self
         bids_keep = bus_keep[book.bids.bus]
@@ -145,14 +146,23 @@ class OrderBook:
         hp = np.isin(book.hp_qtbid, qt_keep)
         dc = bids_keep[book.disc_bid] if len(book.disc_bid) else np.zeros(0, bool)
         return OrderBook(
-            segments=segments, bids=bids,
-            exclusive_group=book.exclusive_group[ex], exclusive_qtbid=book.exclusive_qtbid[ex],
-            ramp_bid=bid_remap[book.ramp_bid[rp]], ramp_delta=book.ramp_delta[rp],
-            ramp_is_min=book.ramp_is_min[rp], ramp_id=book.ramp_id[rp],
-            mindur_bid1=bid_remap[book.mindur_bid1[md]], mindur_bid2=bid_remap[book.mindur_bid2[md]],
-            hp_qtbid=book.hp_qtbid[hp], hp_slope=book.hp_slope[hp], hp_offset=book.hp_offset[hp],
+            segments=segments,
+            bids=bids,
+            exclusive_group=book.exclusive_group[ex],
+            exclusive_qtbid=book.exclusive_qtbid[ex],
+            ramp_bid=bid_remap[book.ramp_bid[rp]],
+            ramp_delta=book.ramp_delta[rp],
+            ramp_is_min=book.ramp_is_min[rp],
+            ramp_id=book.ramp_id[rp],
+            mindur_bid1=bid_remap[book.mindur_bid1[md]],
+            mindur_bid2=bid_remap[book.mindur_bid2[md]],
+            hp_qtbid=book.hp_qtbid[hp],
+            hp_slope=book.hp_slope[hp],
+            hp_offset=book.hp_offset[hp],
             hp_geq=book.hp_geq[hp],
-            disc_bid=bid_remap[book.disc_bid[dc]], disc_radius=book.disc_radius[dc], disc_group=book.disc_group[dc],
+            disc_bid=bid_remap[book.disc_bid[dc]],
+            disc_radius=book.disc_radius[dc],
+            disc_group=book.disc_group[dc],
         )
 
 
@@ -210,6 +220,7 @@ class Instance:
     def fingerprint(self) -> str:
         """Content hash of every array (and area names): equal iff the data are equal."""
         import hashlib
+
         h = hashlib.blake2b(digest_size=16)
         for part in (self.periods, self.p_inj, self.q_inj):
             h.update(np.ascontiguousarray(part).tobytes())
@@ -242,29 +253,37 @@ class Instance:
             raise KeyError(ids[self.buses.id[found] != ids][0])
         return found
 
-    def with_distribution_ratings_scaled(self, factor: float) -> "Instance":
+    def with_distribution_ratings_scaled(self, factor: float) -> Instance:
         """Stressed variant: every distribution line rating (MVA) multiplied by `factor` (interfaces unchanged)."""
         br = self.branches
         d = br.kind == BranchKind.DISTRIBUTION
         rating = np.where(d, br.rating * factor, br.rating)
-        return replace(self, name=f"{self.name} (D ratings x{factor:g})", branches=replace(br, rating=rating),
-                       warnings=list(self.warnings))
+        return replace(
+            self,
+            name=f"{self.name} (D ratings x{factor:g})",
+            branches=replace(br, rating=rating),
+            warnings=list(self.warnings),
+        )
 
-    def flatten_areas(self) -> "Instance":
+    def flatten_areas(self) -> Instance:
         """Copy in which every sub-DSO is merged into its top-level DSO (one level of DSOs under the TSO)."""
         ar = self.areas
         top = ar.top_level()
-        keep = np.flatnonzero((ar.parent <= 0))
+        keep = np.flatnonzero(ar.parent <= 0)
         remap = np.full(len(ar), -1)
         remap[keep] = np.arange(len(keep))
         buses = replace(self.buses, area=remap[top[self.buses.area]])
         br = self.branches
         nested_iface = (br.kind == BranchKind.INTERFACE) & self.buses.is_dist[br.f] & self.buses.is_dist[br.t]
-        branches = replace(br, kind=np.where(nested_iface, BranchKind.DISTRIBUTION, br.kind),
-                           area=remap[top[br.area]])
-        areas = Areas(name=[ar.name[a] for a in keep], parent=np.where(ar.parent[keep] < 0, -1, 0),
-                      root_bus=ar.root_bus[keep], host_bus=ar.host_bus[keep], interface=ar.interface[keep],
-                      root_is_from=ar.root_is_from[keep])
+        branches = replace(br, kind=np.where(nested_iface, BranchKind.DISTRIBUTION, br.kind), area=remap[top[br.area]])
+        areas = Areas(
+            name=[ar.name[a] for a in keep],
+            parent=np.where(ar.parent[keep] < 0, -1, 0),
+            root_bus=ar.root_bus[keep],
+            host_bus=ar.host_bus[keep],
+            interface=ar.interface[keep],
+            root_is_from=ar.root_is_from[keep],
+        )
         return replace(self, buses=buses, branches=branches, areas=areas, warnings=list(self.warnings))
 
     def subtree(self, a: int) -> np.ndarray:
@@ -275,7 +294,7 @@ class Instance:
             keep[b] = keep[self.areas.parent[b]]
         return np.flatnonzero(keep)
 
-    def area_instance(self, a: int, *, with_descendants: bool = False) -> "Instance":
+    def area_instance(self, a: int, *, with_descendants: bool = False) -> Instance:
         """The self-contained sub-instance of area `a` (what its operator holds).
 
         It contains the area's buses, lines and orders, its own interface branch with the host bus of the
@@ -285,14 +304,14 @@ class Instance:
         children (or descendants) follow; the boundary bus of the parent belongs to a pseudo parent, marked
         by `areas.parent[0] == -1` and `areas.host_bus[0]` pointing at the boundary bus.
         """
-        keep_areas = self.subtree(a) if with_descendants else np.concatenate(
-            [[a], self.areas.children(a)])
+        keep_areas = self.subtree(a) if with_descendants else np.concatenate([[a], self.areas.children(a)])
         own_areas = keep_areas if with_descendants else np.array([a])
         bus_own = np.isin(self.buses.area, own_areas) & ~self.buses.is_boundary
         br = self.branches
         child_ifaces = self.areas.interface[keep_areas[1:]] if len(keep_areas) > 1 else np.zeros(0, int)
         own_branch = (np.isin(br.area, own_areas) & (br.kind != BranchKind.INTERFACE)) | np.isin(
-            np.arange(len(br)), child_ifaces)
+            np.arange(len(br)), child_ifaces
+        )
         if a > 0:
             own_branch[self.areas.interface[a]] = True
         ends = np.unique(np.concatenate([br.f[own_branch], br.t[own_branch]]))
@@ -321,16 +340,30 @@ class Instance:
         host_bus = np.array([remap_bus[ar.host_bus[c]] if ar.host_bus[c] >= 0 else -1 for c in keep_areas])
         iface_remap = np.full(len(br), -1)
         iface_remap[branch_pos] = np.arange(len(branch_pos))
-        interface = np.array([iface_remap[ar.interface[c]] if ar.interface[c] >= 0 else -1
-                              for c in keep_areas])
-        areas = Areas(name=[ar.name[c] for c in keep_areas], parent=parent, root_bus=root_bus,
-                      host_bus=host_bus, interface=interface, root_is_from=ar.root_is_from[keep_areas].copy())
+        interface = np.array([iface_remap[ar.interface[c]] if ar.interface[c] >= 0 else -1 for c in keep_areas])
+        areas = Areas(
+            name=[ar.name[c] for c in keep_areas],
+            parent=parent,
+            root_bus=root_bus,
+            host_bus=host_bus,
+            interface=interface,
+            root_is_from=ar.root_is_from[keep_areas].copy(),
+        )
 
         p_inj = self.p_inj[bus_pos].copy()
         q_inj = self.q_inj[bus_pos].copy()
         p_inj[buses.is_boundary] = 0.0
         q_inj[buses.is_boundary] = 0.0
         orders = self.orders.subset_by_bus(keep_bus & ~boundary, remap_bus)
-        return Instance(name=f"{self.name}:{ar.name[a]}", periods=self.periods.copy(), buses=buses,
-                        branches=branches, areas=areas, p_inj=p_inj, q_inj=q_inj, orders=orders,
-                        source=self.source, warnings=[])
+        return Instance(
+            name=f"{self.name}:{ar.name[a]}",
+            periods=self.periods.copy(),
+            buses=buses,
+            branches=branches,
+            areas=areas,
+            p_inj=p_inj,
+            q_inj=q_inj,
+            orders=orders,
+            source=self.source,
+            warnings=[],
+        )

@@ -5,6 +5,7 @@
 * `TSO` — clears transmission with its own orders and the DSO offers as if they were orders, and sends
   schedules and interface prices down.
 """
+
 from __future__ import annotations
 
 import time
@@ -12,21 +13,30 @@ from dataclasses import asdict
 
 import numpy as np
 
-
+from ..errors import SolverError
+from ..formulations.clearing import ClearingProblem
 from ..formulations.options import ModelOptions
 from ..model.instance import Instance
 from ..schemes.centralized import solve_clearing
-from ..schemes.hierarchical import AreaModel, Cut, Offer, SliceCurve, add_offers, bound_offers, build_curves, \
-    child_exchange_columns
-from ..formulations.clearing import ClearingProblem
-from ..errors import SolverError
+from ..schemes.hierarchical import (
+    AreaModel,
+    Cut,
+    Offer,
+    SliceCurve,
+    add_offers,
+    bound_offers,
+    build_curves,
+    child_exchange_columns,
+)
 from ..solvers import SolveStatus, solve
 from .messages import CurveOffer, CutReply, DispatchReport, Schedule
 
 
 def offer_from_message(msg: CurveOffer) -> Offer:
-    curves = [SliceCurve(period=p, xi=x, phi=c, eps=e, evaluations=len(x), flags=f)
-              for p, x, c, e, f in zip(msg.periods, msg.xi_mw, msg.cost_eur, msg.eps_eur, msg.flags)]
+    curves = [
+        SliceCurve(period=p, xi=x, phi=c, eps=e, evaluations=len(x), flags=f)
+        for p, x, c, e, f in zip(msg.periods, msg.xi_mw, msg.cost_eur, msg.eps_eur, msg.flags)
+    ]
     cuts = [Cut(**c) for c in msg.cuts]
     return Offer(area=msg.sender, curves=curves, cuts=cuts, lo=[c.lo for c in curves], hi=[c.hi for c in curves])
 
@@ -40,8 +50,14 @@ _MODEL_CACHE: dict = {}
 
 
 class DSO:
-    def __init__(self, sub: Instance, opts: ModelOptions, parent: str, child_offers: list[CurveOffer] = (),
-                 locked: dict | None = None):
+    def __init__(
+        self,
+        sub: Instance,
+        opts: ModelOptions,
+        parent: str,
+        child_offers: list[CurveOffer] = (),
+        locked: dict | None = None,
+    ):
         self.sub = sub
         self.locked = locked
         self.name = sub.areas.name[0]
@@ -56,16 +72,27 @@ class DSO:
     def curve(self, curve_tol: float, max_evals: int) -> CurveOffer:
         model = AreaModel(self.sub, self.opts.relaxed(), self._offers(), locked=self.locked)
         curves, cuts, _ = build_curves(model, curve_tol=curve_tol, max_evals=max_evals)
-        return CurveOffer(sender=self.name, receiver=self.parent, stage="curve",
-                          periods=[c.period for c in curves], xi_mw=[c.xi for c in curves],
-                          cost_eur=[c.phi for c in curves], eps_eur=[c.eps for c in curves],
-                          flags=[c.flags for c in curves], cuts=[asdict(c) for c in cuts])
+        return CurveOffer(
+            sender=self.name,
+            receiver=self.parent,
+            stage="curve",
+            periods=[c.period for c in curves],
+            xi_mw=[c.xi for c in curves],
+            cost_eur=[c.phi for c in curves],
+            eps_eur=[c.eps for c in curves],
+            flags=[c.flags for c in curves],
+            cuts=[asdict(c) for c in cuts],
+        )
 
     def model(self, opts: ModelOptions) -> AreaModel:
         """The area's value-function model, cached per process: a DSO answers many cut requests, and only the
         exchange changes between them."""
-        key = (self.sub.fingerprint(), opts, tuple(m.to_json() for m in self.child_msgs),
-               tuple((k, v.tobytes()) for k, v in sorted((self.locked or {}).items())))
+        key = (
+            self.sub.fingerprint(),
+            opts,
+            tuple(m.to_json() for m in self.child_msgs),
+            tuple((k, v.tobytes()) for k, v in sorted((self.locked or {}).items())),
+        )
         model = _MODEL_CACHE.get(key)
         if model is None:
             if len(_MODEL_CACHE) >= 256:
@@ -77,9 +104,16 @@ class DSO:
         model = self.model(self.opts.relaxed())
         ev = model.evaluate(np.asarray(sched.export_mw))
         slack = model.cp.cost_parts(ev.x)["slack_cost_eur"] > 1e-6
-        return CutReply(sender=self.name, receiver=self.parent, stage="iterate", point_mw=list(sched.export_mw),
-                        cost_eur=ev.cost, slope_eur_mw=ev.rho.tolist(), uses_slack=bool(slack),
-                        iteration=sched.iteration)
+        return CutReply(
+            sender=self.name,
+            receiver=self.parent,
+            stage="iterate",
+            point_mw=list(sched.export_mw),
+            cost_eur=ev.cost,
+            slope_eur_mw=ev.rho.tolist(),
+            uses_slack=bool(slack),
+            iteration=sched.iteration,
+        )
 
     def base_exchange(self) -> Schedule:
         """x^0: the export with every order at zero and x, y free, minimising κ·slack + losses (MODEL.md §7)."""
@@ -97,9 +131,14 @@ class DSO:
         if sol.status not in (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL):  # a schedule, not a price
             raise SolverError(f"{self.name}: base-case exchange failed ({sol.status.value})")
         x0 = sol.x[cp.own_x]
-        return Schedule(sender=self.name, receiver=self.parent, stage="base-exchange",
-                        periods=[int(p) for p in self.sub.periods], export_mw=x0.tolist(),
-                        price_eur_mwh=[])
+        return Schedule(
+            sender=self.name,
+            receiver=self.parent,
+            stage="base-exchange",
+            periods=[int(p) for p in self.sub.periods],
+            export_mw=x0.tolist(),
+            price_eur_mwh=[],
+        )
 
     def _price_at_interface(self, model: AreaModel, sol, x_star: np.ndarray, pi: np.ndarray):
         """Price the own dispatch consistently with the interface price π (MODEL.md §6.2 step 4, §8).
@@ -111,6 +150,7 @@ class DSO:
         binds and ρ = π + its dual.  Binaries stay fixed at the dispatch; the published quantities are the
         dispatch's own."""
         from ..solvers.misocp import fix_integers
+
         dt = self.opts.period_hours
         prog = fix_integers(model.cp.prog, sol.x) if model.cp.prog.has_integers else model.cp.prog.copy()
         delta = 1e-4
@@ -123,8 +163,16 @@ class DSO:
             return sol.row_dual, sol.row_dual[model.fix_rows] / dt
         return psol.row_dual, pi + psol.row_dual[model.fix_rows] / dt
 
-    def dispatch(self, sched: Schedule, *, mip_gap: float, time_limit: float | None, threads: int,
-                 relax: bool, own_offer: CurveOffer | None = None) -> dict:
+    def dispatch(
+        self,
+        sched: Schedule,
+        *,
+        mip_gap: float,
+        time_limit: float | None,
+        threads: int,
+        relax: bool,
+        own_offer: CurveOffer | None = None,
+    ) -> dict:
         """Dispatch own resources for the cleared exchange, price the own dispatch, schedule the children."""
         t0 = time.perf_counter()
         opts = self.opts.relaxed() if relax else self.opts
@@ -148,8 +196,9 @@ class DSO:
         if own_offer is not None:
             rel = model if relax else AreaModel(self.sub, self.opts.relaxed(), offers, locked=self.locked)
             c_rel = rel.evaluate(x_star).cost
-            promised = sum(float(np.interp(x, xi, ph)) for x, xi, ph in
-                           zip(x_star, own_offer.xi_mw, own_offer.cost_eur))
+            promised = sum(
+                float(np.interp(x, xi, ph)) for x, xi, ph in zip(x_star, own_offer.xi_mw, own_offer.cost_eur)
+            )
             curve_err = c_rel - promised
             integrality = float(sol.objective) - c_rel
         child_scheds = []
@@ -161,21 +210,43 @@ class DSO:
             xc = sol.x[cols]
             root = self.sub.areas.root_bus[self.sub.areas.name.index(off.area)]
             price = row_dual[cp.prog.rows["balance_p"].start + bal.p_row[root]] * scale
-            child_scheds.append(Schedule(sender=self.name, receiver=off.area, stage="dispatch",
-                                         periods=[int(p) for p in self.sub.periods], export_mw=xc.tolist(),
-                                         price_eur_mwh=price.tolist()))
+            child_scheds.append(
+                Schedule(
+                    sender=self.name,
+                    receiver=off.area,
+                    stage="dispatch",
+                    periods=[int(p) for p in self.sub.periods],
+                    export_mw=xc.tolist(),
+                    price_eur_mwh=price.tolist(),
+                )
+            )
         chk = cp.check(sol.x)
         slack_mw = float(tables["buses"].loc[~tables["buses"].node.isin(b.id[b.is_boundary]), "slack_p_mw"].abs().sum())
-        report = DispatchReport(sender=self.name, receiver=self.parent, stage="dispatch", slack_mw=slack_mw,
-                                curve_error_eur=curve_err, rho_eur_mwh=rho.tolist(),
-                                integrality_cost_eur=integrality,
-                                soc_gap_max=chk.max_soc_gap)
+        report = DispatchReport(
+            sender=self.name,
+            receiver=self.parent,
+            stage="dispatch",
+            slack_mw=slack_mw,
+            curve_error_eur=curve_err,
+            rho_eur_mwh=rho.tolist(),
+            integrality_cost_eur=integrality,
+            soc_gap_max=chk.max_soc_gap,
+        )
         # keep only what this operator owns (boundary buses belong to neighbours)
         tables["buses"] = tables["buses"][~tables["buses"].node.isin(b.id[b.is_boundary])].reset_index(drop=True)
-        return {"area": self.name, "cost": own, "mip": mip, "tables": tables, "report": report,
-                "child_schedules": child_scheds, "rho": rho, "check_ok": chk.ok(1e-5),
-                "activations": {"xi": sol.x[cp.prog.var("xi").index], "z": sol.x[cp.prog.var("z").index]},
-                "time_s": time.perf_counter() - t0, "solver_time_s": sol.solve_time_s}
+        return {
+            "area": self.name,
+            "cost": own,
+            "mip": mip,
+            "tables": tables,
+            "report": report,
+            "child_schedules": child_scheds,
+            "rho": rho,
+            "check_ok": chk.ok(1e-5),
+            "activations": {"xi": sol.x[cp.prog.var("xi").index], "z": sol.x[cp.prog.var("z").index]},
+            "time_s": time.perf_counter() - t0,
+            "solver_time_s": sol.solve_time_s,
+        }
 
 
 class TSO:
@@ -207,22 +278,51 @@ class TSO:
         bal = cp.balance
         area_names = list(np.array(cp.inst.areas.name)[cp.iface.area])
         host = cp.iface.inject_bus[[area_names.index(n) for n in names]] if names else np.zeros(0, int)
-        pi = (sol.row_dual[cp.prog.rows["balance_p"].start + bal.p_row[host]] / dt if names
-              else np.zeros((0, self.sub.n_periods)))
+        pi = (
+            sol.row_dual[cp.prog.rows["balance_p"].start + bal.p_row[host]] / dt
+            if names
+            else np.zeros((0, self.sub.n_periods))
+        )
         offer_value = sum(float(sol.x[maps[k]].sum()) for k in ("eta", "theta") if k in maps)
-        return {"x": x_star, "pi": pi, "objective": float(sol.objective), "offer_value": offer_value,
-                "cost": cp.cost_parts(sol.x), "tables": self.tables(cp, sol) if with_tables else None, "mip": mip,
-                "names": names, "solver_time_s": sol.solve_time_s, "sol": sol, "cp": cp}
+        return {
+            "x": x_star,
+            "pi": pi,
+            "objective": float(sol.objective),
+            "offer_value": offer_value,
+            "cost": cp.cost_parts(sol.x),
+            "tables": self.tables(cp, sol) if with_tables else None,
+            "mip": mip,
+            "names": names,
+            "solver_time_s": sol.solve_time_s,
+            "sol": sol,
+            "cp": cp,
+        }
 
-    def clear(self, offers: list[Offer], *, use_curves: bool, use_cuts: bool, integer: bool, mip_gap: float = 1e-4,
-              time_limit: float | None = None, threads: int = 1) -> dict:
+    def clear(
+        self,
+        offers: list[Offer],
+        *,
+        use_curves: bool,
+        use_cuts: bool,
+        integer: bool,
+        mip_gap: float = 1e-4,
+        time_limit: float | None = None,
+        threads: int = 1,
+    ) -> dict:
         """Clear transmission with the offers (MILP with the TSO's binaries, then the LP with them fixed)."""
         cp, cols, maps, names = self._build(offers, use_curves=use_curves, use_cuts=use_cuts, integer=integer)
         sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
         return self._result(cp, cols, maps, names, sol, mip)
 
-    def clear_fixed(self, schedule: dict[str, np.ndarray], *, integer: bool, mip_gap: float = 1e-4,
-                    time_limit: float | None = None, threads: int = 1) -> dict:
+    def clear_fixed(
+        self,
+        schedule: dict[str, np.ndarray],
+        *,
+        integer: bool,
+        mip_gap: float = 1e-4,
+        time_limit: float | None = None,
+        threads: int = 1,
+    ) -> dict:
         """Clear transmission with the T orders only and every exchange held at `schedule` (MW per period)."""
         opts = self.opts if integer else self.opts.relaxed()
         cp = ClearingProblem(self.sub, opts)
@@ -233,7 +333,7 @@ class TSO:
         sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
         return self._result(cp, cols, {}, names, sol, mip)
 
-    def cut_master(self, offers: list[Offer], threads: int = 1) -> "CutMaster":
+    def cut_master(self, offers: list[Offer], threads: int = 1) -> CutMaster:
         return CutMaster(self, offers, threads)
 
 
@@ -245,16 +345,19 @@ class CutMaster:
 
     def __init__(self, tso: TSO, offers: list[Offer], threads: int = 1):
         from ..solvers.highs import PersistentLP
+
         self.tso = tso
-        self.cp, self.cols, self.maps, self.names = tso._build(offers, use_curves=False, use_cuts=True,
-                                                               integer=False)
-        self.lps = {"bound": PersistentLP(self.cp.prog, threads=threads),
-                    "trial": PersistentLP(self.cp.prog, threads=threads)}
+        self.cp, self.cols, self.maps, self.names = tso._build(offers, use_curves=False, use_cuts=True, integer=False)
+        self.lps = {
+            "bound": PersistentLP(self.cp.prog, threads=threads),
+            "trial": PersistentLP(self.cp.prog, threads=threads),
+        }
         flat = self.cols.ravel()
         self.x_lb, self.x_ub = self.cp.prog.lb[flat].copy(), self.cp.prog.ub[flat].copy()
 
     def add_cuts(self, replies: list[CutReply]) -> None:
         from ..formulations.terms import Terms
+
         n = self.cp.prog.n
         T = self.cols.shape[1]
         t = Terms(len(replies))

@@ -4,13 +4,14 @@ All share `map(fn, tasks, labels, progress)`: results come back in task order, w
 so runs are deterministic.  A crashed worker does not hang the run: the failed tasks are retried once in a
 fresh pool, then `ExecutionError` names the task that failed.
 """
+
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from typing import Callable
 
 from ..errors import InputError, TdmarketError
 
@@ -67,7 +68,7 @@ class ProcessExecutor:
         todo = list(range(len(tasks)))
         errors: dict[int, BaseException] = {}
         done = 0
-        for attempt in range(2):
+        for _attempt in range(2):
             failed = []
             pool = self._pool_()
             futures = {pool.submit(fn, *tasks[i]): i for i in todo}

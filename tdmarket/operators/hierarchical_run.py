@@ -8,6 +8,7 @@
    dispatch and schedules its children.
 Only message objects cross operator boundaries; each is logged with its size.
 """
+
 from __future__ import annotations
 
 import time
@@ -33,9 +34,17 @@ class MessageLog:
 
     def add(self, msg: Message) -> None:
         text = msg.to_json()
-        self.entries.append({"kind": msg.kind, "from": msg.sender, "to": msg.receiver, "stage": msg.stage,
-                             "bytes": len(text.encode()), "t_s": round(time.perf_counter() - self.t0, 6),
-                             "message": text})
+        self.entries.append(
+            {
+                "kind": msg.kind,
+                "from": msg.sender,
+                "to": msg.receiver,
+                "stage": msg.stage,
+                "bytes": len(text.encode()),
+                "t_s": round(time.perf_counter() - self.t0, 6),
+                "message": text,
+            }
+        )
 
     def totals(self) -> dict:
         by_dir: dict[str, dict] = {}
@@ -44,16 +53,34 @@ class MessageLog:
             d = by_dir.setdefault(key, {"messages": 0, "bytes": 0})
             d["messages"] += 1
             d["bytes"] += e["bytes"]
-        return {"messages": len(self.entries), "bytes": int(sum(e["bytes"] for e in self.entries)),
-                "by_direction": by_dir}
+        return {
+            "messages": len(self.entries),
+            "bytes": int(sum(e["bytes"] for e in self.entries)),
+            "by_direction": by_dir,
+        }
 
 
-def run_hierarchical(inst: Instance, *, relax: bool = False, executor: str = "process", workers: int | None = None,
-                     address: str | None = None, curve_tol: float = 0.1, max_evals: int = 12,
-                     iterate: bool = False, iter_tol_abs: float = 0.01, iter_tol_rel: float = 1e-6,
-                     max_iterations: int = 100, mip_gap: float = 1e-3, time_limit: float | None = None,
-                     threads: int = 1, progress=None, scheme_name: str = "hierarchical",
-                     locked: dict[str, dict] | None = None, **model_options) -> ClearingResult:
+def run_hierarchical(
+    inst: Instance,
+    *,
+    relax: bool = False,
+    executor: str = "process",
+    workers: int | None = None,
+    address: str | None = None,
+    curve_tol: float = 0.1,
+    max_evals: int = 12,
+    iterate: bool = False,
+    iter_tol_abs: float = 0.01,
+    iter_tol_rel: float = 1e-6,
+    max_iterations: int = 100,
+    mip_gap: float = 1e-3,
+    time_limit: float | None = None,
+    threads: int = 1,
+    progress=None,
+    scheme_name: str = "hierarchical",
+    locked: dict[str, dict] | None = None,
+    **model_options,
+) -> ClearingResult:
     if curve_tol <= 0:
         raise InputError("curve tolerance must be positive")
     opts = ModelOptions(integer=not relax, **model_options)
@@ -71,8 +98,11 @@ def run_hierarchical(inst: Instance, *, relax: bool = False, executor: str = "pr
     exe = make_executor(executor, workers, address)
 
     def note(stage: str, wall: float, task_times: list[float]) -> None:
-        stage_times[stage] = {"wall_s": wall, "slowest_operator_s": max(task_times, default=0.0),
-                              "sum_operator_s": float(sum(task_times))}
+        stage_times[stage] = {
+            "wall_s": wall,
+            "slowest_operator_s": max(task_times, default=0.0),
+            "sum_operator_s": float(sum(task_times)),
+        }
 
     def bar(stage):
         if progress is None:
@@ -88,10 +118,13 @@ def run_hierarchical(inst: Instance, *, relax: bool = False, executor: str = "pr
         times = []
         for level in range(int(depth.max(initial=0)), 0, -1):
             level_areas = [a for a in dsos if depth[a] == level]
-            tasks = [(subs[a], opts, names[parent[a]], [curves[c] for c in children[a]], curve_tol, max_evals,
-                      lk(a)) for a in level_areas]
-            for a, (msg, dt) in zip(level_areas, exe.map(dso_curve, tasks, [names[a] for a in level_areas],
-                                                          bar(f"curves (level {level})"))):
+            tasks = [
+                (subs[a], opts, names[parent[a]], [curves[c] for c in children[a]], curve_tol, max_evals, lk(a))
+                for a in level_areas
+            ]
+            for a, (msg, dt) in zip(
+                level_areas, exe.map(dso_curve, tasks, [names[a] for a in level_areas], bar(f"curves (level {level})"))
+            ):
                 curves[a] = msg
                 log.add(msg)
                 times.append(dt)
@@ -104,33 +137,66 @@ def run_hierarchical(inst: Instance, *, relax: bool = False, executor: str = "pr
         top = children[0]
         t = time.perf_counter()
         offers = [offer_from_message(curves[a]) for a in top]
-        res = tso.clear(offers, use_curves=True, use_cuts=False, integer=not relax, mip_gap=min(mip_gap, 1e-4),
-                        time_limit=time_limit, threads=threads)
+        res = tso.clear(
+            offers,
+            use_curves=True,
+            use_cuts=False,
+            integer=not relax,
+            mip_gap=min(mip_gap, 1e-4),
+            time_limit=time_limit,
+            threads=threads,
+        )
         note("tso", time.perf_counter() - t, [time.perf_counter() - t])
         history: list[dict] = []
         loop = _CutLoop(inst, tso, top, names, subs, opts, curves, children, exe, log, bar, threads, lk)
         t = time.perf_counter()
         replies, ub = loop.evaluate(res, stage="verify", iteration=0)
-        promised = [sum(float(np.interp(x, xi, ph)) for x, xi, ph in zip(res["x"][i], curves[a].xi_mw,
-                                                                          curves[a].cost_eur))
-                    for i, a in enumerate(top)]
+        promised = [
+            sum(float(np.interp(x, xi, ph)) for x, xi, ph in zip(res["x"][i], curves[a].xi_mw, curves[a].cost_eur))
+            for i, a in enumerate(top)
+        ]
         curve_errors = [r.cost_eur - p for r, p in zip(replies, promised)]
         # the one-shot point is accepted only if every curve met its certificate and matches C_d there
-        tolerance = [curve_tol * inst.n_periods if all(e <= curve_tol for e in curves[a].eps_eur) else -np.inf
-                     for a in top]
-        history.append({"iteration": 0, "master": "curves", "lower_bound": None, "upper_bound": ub,
-                        "max_curve_error_eur": max(curve_errors, default=0.0)})
+        tolerance = [
+            curve_tol * inst.n_periods if all(e <= curve_tol for e in curves[a].eps_eur) else -np.inf for a in top
+        ]
+        history.append(
+            {
+                "iteration": 0,
+                "master": "curves",
+                "lower_bound": None,
+                "upper_bound": ub,
+                "max_curve_error_eur": max(curve_errors, default=0.0),
+            }
+        )
         note("verify", time.perf_counter() - t, loop.eval_times[-1:])
         if iterate or any(abs(e) > tol for e, tol in zip(curve_errors, tolerance)):
             t = time.perf_counter()
-            res = loop.run(offers, replies, res, ub, history, relax=relax, tol_abs=iter_tol_abs,
-                           tol_rel=iter_tol_rel, max_iterations=max_iterations, progress=progress,
-                           mip_gap=mip_gap, time_limit=time_limit)
+            res = loop.run(
+                offers,
+                replies,
+                res,
+                ub,
+                history,
+                relax=relax,
+                tol_abs=iter_tol_abs,
+                tol_rel=iter_tol_rel,
+                max_iterations=max_iterations,
+                progress=progress,
+                mip_gap=mip_gap,
+                time_limit=time_limit,
+            )
             note("iterate", time.perf_counter() - t, loop.eval_times[1:])
         schedules: dict[int, Schedule] = {}
         for i, a in enumerate(top):
-            schedules[a] = Schedule(sender="TSO", receiver=names[a], stage="dispatch", periods=inst.periods.tolist(),
-                                    export_mw=res["x"][i].tolist(), price_eur_mwh=res["pi"][i].tolist())
+            schedules[a] = Schedule(
+                sender="TSO",
+                receiver=names[a],
+                stage="dispatch",
+                periods=inst.periods.tolist(),
+                export_mw=res["x"][i].tolist(),
+                price_eur_mwh=res["pi"][i].tolist(),
+            )
             log.add(schedules[a])
 
         # 4. dispatch top-down
@@ -139,10 +205,25 @@ def run_hierarchical(inst: Instance, *, relax: bool = False, executor: str = "pr
         dispatch: dict[int, dict] = {}
         for level in range(1, int(depth.max(initial=0)) + 1):
             level_areas = [a for a in dsos if depth[a] == level]
-            tasks = [(subs[a], opts, names[parent[a]], [curves[c] for c in children[a]], schedules[a], mip_gap,
-                      time_limit, relax, curves[a], lk(a)) for a in level_areas]
-            for a, out in zip(level_areas, exe.map(dso_dispatch, tasks, [names[a] for a in level_areas],
-                                                     bar(f"dispatch (level {level})"))):
+            tasks = [
+                (
+                    subs[a],
+                    opts,
+                    names[parent[a]],
+                    [curves[c] for c in children[a]],
+                    schedules[a],
+                    mip_gap,
+                    time_limit,
+                    relax,
+                    curves[a],
+                    lk(a),
+                )
+                for a in level_areas
+            ]
+            for a, out in zip(
+                level_areas,
+                exe.map(dso_dispatch, tasks, [names[a] for a in level_areas], bar(f"dispatch (level {level})")),
+            ):
                 dispatch[a] = out
                 log.add(out["report"])
                 times.append(out["time_s"])
@@ -154,8 +235,23 @@ def run_hierarchical(inst: Instance, *, relax: bool = False, executor: str = "pr
     finally:
         exe.close()
 
-    return _assemble(inst, opts, res, dispatch, curves, schedules, log, stage_times, history, t_start,
-                     scheme_name, relax, iterate, curve_tol, exe)
+    return _assemble(
+        inst,
+        opts,
+        res,
+        dispatch,
+        curves,
+        schedules,
+        log,
+        stage_times,
+        history,
+        t_start,
+        scheme_name,
+        relax,
+        iterate,
+        curve_tol,
+        exe,
+    )
 
 
 class _CutLoop:
@@ -169,14 +265,29 @@ class _CutLoop:
         self.eval_times: list[float] = []
 
     def evaluate(self, res: dict, stage: str, iteration: int) -> tuple[list[CutReply], float]:
-        scheds = [Schedule(sender="TSO", receiver=self.names[a], stage=stage, periods=self.inst.periods.tolist(),
-                           export_mw=res["x"][i].tolist(), price_eur_mwh=res["pi"][i].tolist(), iteration=iteration)
-                  for i, a in enumerate(self.top)]
+        scheds = [
+            Schedule(
+                sender="TSO",
+                receiver=self.names[a],
+                stage=stage,
+                periods=self.inst.periods.tolist(),
+                export_mw=res["x"][i].tolist(),
+                price_eur_mwh=res["pi"][i].tolist(),
+                iteration=iteration,
+            )
+            for i, a in enumerate(self.top)
+        ]
         for s in scheds:
             self.log.add(s)
-        out = self.exe.map(dso_evaluate, [(self.subs[a], self.opts, "TSO", [self.curves[c] for c in self.children[a]],
-                                           s, self.lk(a)) for a, s in zip(self.top, scheds)],
-                           [self.names[a] for a in self.top], self.bar(f"{stage} {iteration}"))
+        out = self.exe.map(
+            dso_evaluate,
+            [
+                (self.subs[a], self.opts, "TSO", [self.curves[c] for c in self.children[a]], s, self.lk(a))
+                for a, s in zip(self.top, scheds)
+            ],
+            [self.names[a] for a in self.top],
+            self.bar(f"{stage} {iteration}"),
+        )
         replies = [m for m, _ in out]
         self.eval_times.append(max((dt for _, dt in out), default=0.0))
         for r in replies:
@@ -184,8 +295,22 @@ class _CutLoop:
         ub = res["objective"] - res["offer_value"] + sum(r.cost_eur for r in replies)
         return replies, ub
 
-    def run(self, offers, replies, res, ub, history, *, relax, tol_abs, tol_rel, max_iterations, progress,
-            mip_gap, time_limit) -> dict:
+    def run(
+        self,
+        offers,
+        replies,
+        res,
+        ub,
+        history,
+        *,
+        relax,
+        tol_abs,
+        tol_rel,
+        max_iterations,
+        progress,
+        mip_gap,
+        time_limit,
+    ) -> dict:
         for o, r in zip(offers, replies):
             add_cut_replies(o, [r])
             o.lo = o.hi = None  # full rating box: evaluation with slack never fails (complete recourse)
@@ -202,8 +327,15 @@ class _CutLoop:
             integer = phase == "milp"
             t_master = time.perf_counter()
             if integer:
-                res = self.tso.clear(offers, use_curves=False, use_cuts=True, integer=True, threads=self.threads,
-                                     mip_gap=min(mip_gap, 1e-4), time_limit=time_limit)
+                res = self.tso.clear(
+                    offers,
+                    use_curves=False,
+                    use_cuts=True,
+                    integer=True,
+                    threads=self.threads,
+                    mip_gap=min(mip_gap, 1e-4),
+                    time_limit=time_limit,
+                )
                 lb = res["objective"]
             else:
                 res = master.solve(center, radius)
@@ -229,8 +361,17 @@ class _CutLoop:
                     radius = max(radius * 0.5, 1e-4)  # null step: the new cut refines the model
             if ub < best_ub:
                 best_ub, best_res = ub, res
-            history.append({"iteration": k, "master": phase, "lower_bound": lb, "upper_bound": best_ub,
-                            "gap_eur": best_ub - lb, "master_s": t_master, "evaluation_s": t_eval})
+            history.append(
+                {
+                    "iteration": k,
+                    "master": phase,
+                    "lower_bound": lb,
+                    "upper_bound": best_ub,
+                    "gap_eur": best_ub - lb,
+                    "master_s": t_master,
+                    "evaluation_s": t_eval,
+                }
+            )
             if progress:
                 progress({"stage": "iterate", **history[-1]})
             for o, r in zip(offers, replies):
@@ -249,8 +390,23 @@ class _CutLoop:
         return best_res
 
 
-def _assemble(inst, opts, res, dispatch, curves, schedules, log, stage_times, history, t_start, scheme_name,
-              relax, iterate, curve_tol, exe) -> ClearingResult:
+def _assemble(
+    inst,
+    opts,
+    res,
+    dispatch,
+    curves,
+    schedules,
+    log,
+    stage_times,
+    history,
+    t_start,
+    scheme_name,
+    relax,
+    iterate,
+    curve_tol,
+    exe,
+) -> ClearingResult:
     names = inst.areas.name
     parts = [res["tables"]] + [dispatch[a]["tables"] for a in sorted(dispatch)]
     tables = {}
@@ -266,13 +422,26 @@ def _assemble(inst, opts, res, dispatch, curves, schedules, log, stage_times, hi
         own = own[own.area == names[a]].set_index("period") if "export_mvar" in own else None
         for t, p in enumerate(s.periods):
             y = float(own.export_mvar.get(p, np.nan)) if own is not None else np.nan
-            row = {"area": names[a], "parent": s.sender, "period": p, "export_mw": s.export_mw[t], "export_mvar": y,
-                   "interface_price_eur_mwh": s.price_eur_mwh[t], "dso_marginal_cost_eur_mwh": rep.rho_eur_mwh[t],
-                   "price_mismatch_eur_mwh": abs(rep.rho_eur_mwh[t] - s.price_eur_mwh[t])}
+            row = {
+                "area": names[a],
+                "parent": s.sender,
+                "period": p,
+                "export_mw": s.export_mw[t],
+                "export_mvar": y,
+                "interface_price_eur_mwh": s.price_eur_mwh[t],
+                "dso_marginal_cost_eur_mwh": rep.rho_eur_mwh[t],
+                "price_mismatch_eur_mwh": abs(rep.rho_eur_mwh[t] - s.price_eur_mwh[t]),
+            }
             if c is not None:
-                row.update({"curve_lo_mw": c.xi_mw[t][0], "curve_hi_mw": c.xi_mw[t][-1],
-                            "curve_breakpoints": len(c.xi_mw[t]), "curve_eps_eur": c.eps_eur[t],
-                            "curve_flags": ";".join(c.flags[t])})
+                row.update(
+                    {
+                        "curve_lo_mw": c.xi_mw[t][0],
+                        "curve_hi_mw": c.xi_mw[t][-1],
+                        "curve_breakpoints": len(c.xi_mw[t]),
+                        "curve_eps_eur": c.eps_eur[t],
+                        "curve_flags": ";".join(c.flags[t]),
+                    }
+                )
             rows.append(row)
     tables["interfaces"] = pd.DataFrame(rows)
     tso_cost = res["cost"]
@@ -286,24 +455,42 @@ def _assemble(inst, opts, res, dispatch, curves, schedules, log, stage_times, hi
         "variant": ("iterative" if iterate else "curves") if curves else "fixed-exchange",
         "instance": inst.name,
         "periods": [int(p) for p in inst.periods],
-        "options": {"dist_model": opts.dist_model, "reactive_policy": opts.reactive_policy,
-                    "slack_penalty": opts.slack_penalty, "integer": not relax, "curve_tol_eur": curve_tol,
-                    "executor": exe.name, "workers": exe.workers},
-        "cost": {"market_cost_eur": market, "slack_cost_eur": slack, "total_cost_eur": market + slack,
-                 "tso_cost_eur": tso_cost["market_cost_eur"] + tso_cost["slack_cost_eur"],
-                 "dso_cost_eur": {names[a]: dispatch[a]["cost"]["total_cost_eur"] for a in sorted(dispatch)}},
-        "slack": {"p_mw": float(tables["buses"].slack_p_mw.abs().sum()) if len(tables["buses"]) else 0.0,
-                  "q_mvar": float(tables["buses"].slack_q_mvar.abs().sum()) if len(tables["buses"]) else 0.0},
-        "tso": {"objective_with_offers_eur": res["objective"], "offer_value_eur": res["offer_value"],
-                "mip": res["mip"]},
-        "curves": {"sum_eps_eur": float(sum(sum(c.eps_eur) for c in curves.values())),
-                   "evaluations": int(sum(len(c.cuts) for c in curves.values())),
-                   "flags": sorted({f for c in curves.values() for fl in c.flags for f in fl})},
+        "options": {
+            "dist_model": opts.dist_model,
+            "reactive_policy": opts.reactive_policy,
+            "slack_penalty": opts.slack_penalty,
+            "integer": not relax,
+            "curve_tol_eur": curve_tol,
+            "executor": exe.name,
+            "workers": exe.workers,
+        },
+        "cost": {
+            "market_cost_eur": market,
+            "slack_cost_eur": slack,
+            "total_cost_eur": market + slack,
+            "tso_cost_eur": tso_cost["market_cost_eur"] + tso_cost["slack_cost_eur"],
+            "dso_cost_eur": {names[a]: dispatch[a]["cost"]["total_cost_eur"] for a in sorted(dispatch)},
+        },
+        "slack": {
+            "p_mw": float(tables["buses"].slack_p_mw.abs().sum()) if len(tables["buses"]) else 0.0,
+            "q_mvar": float(tables["buses"].slack_q_mvar.abs().sum()) if len(tables["buses"]) else 0.0,
+        },
+        "tso": {
+            "objective_with_offers_eur": res["objective"],
+            "offer_value_eur": res["offer_value"],
+            "mip": res["mip"],
+        },
+        "curves": {
+            "sum_eps_eur": float(sum(sum(c.eps_eur) for c in curves.values())),
+            "evaluations": int(sum(len(c.cuts) for c in curves.values())),
+            "flags": sorted({f for c in curves.values() for fl in c.flags for f in fl}),
+        },
         "curve_error_at_solution_eur": float(sum(r.curve_error_eur for r in reports)),
         "integrality_cost_eur": float(sum(r.integrality_cost_eur for r in reports)),
         "dso_mip_gap_max": max([d["mip"]["gap"] or 0.0 for d in dispatch.values()], default=0.0),
         "price_mismatch_max_eur_mwh": float(np.nan_to_num(tables["interfaces"].price_mismatch_eur_mwh).max())
-        if len(tables["interfaces"]) else 0.0,
+        if len(tables["interfaces"])
+        else 0.0,
         "iterations": history,
         "communication": log.totals(),
         "timings_s": {"wall": wall, "critical_path": crit, "stages": stage_times},

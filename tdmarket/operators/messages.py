@@ -4,6 +4,7 @@ Every message serialises to JSON (`to_json`), and the run logs each one with its
 Contents are interface-level only: area names, periods, exchanges (MW), costs (€) and prices (€/MWh); never a
 DSO-internal bus, line or order.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,17 @@ class Message:
         return d
 
     def to_json(self) -> str:
-        return json.dumps({"kind": self.kind, "from": self.sender, "to": self.receiver, "stage": self.stage,
-                           "payload": self.payload()}, sort_keys=True, allow_nan=False)
+        return json.dumps(
+            {
+                "kind": self.kind,
+                "from": self.sender,
+                "to": self.receiver,
+                "stage": self.stage,
+                "payload": self.payload(),
+            },
+            sort_keys=True,
+            allow_nan=False,
+        )
 
 
 @dataclass

@@ -42,6 +42,7 @@ Branch terminal flows are recomputed from the solved complex voltages with the f
 pandapower's result tables), losses are Σ (p^fr + p^to) over the tree's branches, and the loading of a rated
 branch is max(|s^fr|, |s^to|) / S as in the clearing's ``lines`` table.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -57,18 +58,39 @@ S_TOL = 1e-6  # loading tolerance (fraction of the rating)
 PF_TOLERANCES = ((1e-10, 20), (1e-8, 30), (1e-6, 50))  # (tolerance_mva, max_iteration) tried in turn
 _ZERO_Z_TAP_X = 1e-7  # p.u. reactance given to a zero-impedance branch with an off-nominal tap
 
-COLUMNS = ["area", "period", "n_buses", "n_lines", "converged", "pf_tolerance_mva", "root_vm_pu", "v_min_pu",
-           "v_max_pu", "n_voltage_violations", "max_voltage_excess_pu2", "worst_voltage_node", "max_loading",
-           "n_overloads", "worst_line_edge", "losses_mw", "soc_losses_mw", "x_ac_mw", "x_star_mw", "dx_mw",
-           "y_ac_mvar", "y_star_mvar", "dy_mvar", "max_soc_gap"]
+COLUMNS = [
+    "area",
+    "period",
+    "n_buses",
+    "n_lines",
+    "converged",
+    "pf_tolerance_mva",
+    "root_vm_pu",
+    "v_min_pu",
+    "v_max_pu",
+    "n_voltage_violations",
+    "max_voltage_excess_pu2",
+    "worst_voltage_node",
+    "max_loading",
+    "n_overloads",
+    "worst_line_edge",
+    "losses_mw",
+    "soc_losses_mw",
+    "x_ac_mw",
+    "x_star_mw",
+    "dx_mw",
+    "y_ac_mvar",
+    "y_star_mvar",
+    "dy_mvar",
+    "max_soc_gap",
+]
 
 
 def _pandapower():
     try:
         import pandapower as pp
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("the AC check needs pandapower, an optional dependency: pip install 'tdmarket[ac]'") \
-            from exc
+        raise ImportError("the AC check needs pandapower, an optional dependency: pip install 'tdmarket[ac]'") from exc
     return pp
 
 
@@ -108,7 +130,7 @@ def _top_areas(inst: Instance) -> np.ndarray:
 
 def _branch_admittances(r, x, bc, tau):
     y = 1.0 / (r + 1j * x)
-    return (y + 1j * bc) / tau ** 2, -y / tau, -y / tau, y + 1j * bc
+    return (y + 1j * bc) / tau**2, -y / tau, -y / tau, y + 1j * bc
 
 
 def _make_tree(inst: Instance, a: int, pi_model: bool) -> _Tree:
@@ -136,13 +158,29 @@ def _make_tree(inst: Instance, a: int, pi_model: bool) -> _Tree:
         yff, yft, ytf, ytt = _branch_admittances(r, x, bc, tau)
     boundary_member = np.flatnonzero(member & ~own)
     ar = inst.areas
-    child_area = np.array([int(np.flatnonzero(ar.root_bus == i)[0]) if (ar.root_bus == i).any() else -1
-                           for i in boundary_member], dtype=int)
-    return _Tree(area=a, name=inst.areas.name[a], bus=bus, root=int(local[ar.root_bus[a]]), line=line,
-                 f=local[br.f[line]], t=local[br.t[line]], yff=yff, yft=yft, ytf=ytf, ytt=ytt, zero=zero,
-                 bc_zero=bc, g_sh=b.g_shunt[bus] if pi_model else np.zeros(len(bus)),
-                 b_sh=b.b_shunt[bus] if pi_model else np.zeros(len(bus)),
-                 child_root=local[boundary_member], child_area=child_area)
+    child_area = np.array(
+        [int(np.flatnonzero(ar.root_bus == i)[0]) if (ar.root_bus == i).any() else -1 for i in boundary_member],
+        dtype=int,
+    )
+    return _Tree(
+        area=a,
+        name=inst.areas.name[a],
+        bus=bus,
+        root=int(local[ar.root_bus[a]]),
+        line=line,
+        f=local[br.f[line]],
+        t=local[br.t[line]],
+        yff=yff,
+        yft=yft,
+        ytf=ytf,
+        ytt=ytt,
+        zero=zero,
+        bc_zero=bc,
+        g_sh=b.g_shunt[bus] if pi_model else np.zeros(len(bus)),
+        b_sh=b.b_shunt[bus] if pi_model else np.zeros(len(bus)),
+        child_root=local[boundary_member],
+        child_area=child_area,
+    )
 
 
 def _build_net(tree: _Tree):
@@ -165,12 +203,19 @@ def _build_net(tree: _Tree):
         np.add.at(g, t, st.real)
         np.add.at(bsh, t, st.imag)
         if hasattr(pp, "create_impedances"):  # pandapower >= 3
-            pp.create_impedances(net, f, t, rft_pu=z.real, xft_pu=z.imag, sn_mva=1.0, rtf_pu=z.real,
-                                 xtf_pu=z.imag)
+            pp.create_impedances(net, f, t, rft_pu=z.real, xft_pu=z.imag, sn_mva=1.0, rtf_pu=z.real, xtf_pu=z.imag)
         else:  # pandapower 2.x has no bulk function for impedances
             for k in range(len(f)):
-                pp.create_impedance(net, int(f[k]), int(t[k]), rft_pu=z.real[k], xft_pu=z.imag[k], sn_mva=1.0,
-                                    rtf_pu=z.real[k], xtf_pu=z.imag[k])
+                pp.create_impedance(
+                    net,
+                    int(f[k]),
+                    int(t[k]),
+                    rft_pu=z.real[k],
+                    xft_pu=z.imag[k],
+                    sn_mva=1.0,
+                    rtf_pu=z.real[k],
+                    xtf_pu=z.imag[k],
+                )
     if tree.zero.any():
         zf, zt, bcz = tree.f[tree.zero], tree.t[tree.zero], tree.bc_zero[tree.zero]
         pp.create_switches(net, zf, zt, et="b", closed=True)
@@ -193,8 +238,16 @@ def _run(net, pp) -> float:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                pp.runpp(net, algorithm="nr", init="flat", max_iteration=it, tolerance_mva=tol,
-                         calculate_voltage_angles=True, numba=False, check_connectivity=True)
+                pp.runpp(
+                    net,
+                    algorithm="nr",
+                    init="flat",
+                    max_iteration=it,
+                    tolerance_mva=tol,
+                    calculate_voltage_angles=True,
+                    numba=False,
+                    check_connectivity=True,
+                )
             if net.converged:
                 return tol
         except Exception:  # pandapower raises LoadflowNotConverged (and friends) on failure
@@ -207,6 +260,7 @@ def _zero_branch_flows(tree: _Tree, V, s_inj, s_out):
     forest, so the incidence system A S' = r has exactly one solution)."""
     from scipy.sparse import csc_matrix
     from scipy.sparse.linalg import spsolve
+
     zi = np.flatnonzero(tree.zero)
     n, k = len(tree.bus), len(zi)
     w = np.abs(V) ** 2
@@ -214,8 +268,7 @@ def _zero_branch_flows(tree: _Tree, V, s_inj, s_out):
     np.add.at(resid, tree.f[zi], 1j * tree.bc_zero[zi] * w[tree.f[zi]])
     np.add.at(resid, tree.t[zi], 1j * tree.bc_zero[zi] * w[tree.t[zi]])
     cols = np.arange(k)
-    A = csc_matrix((np.r_[np.ones(k), -np.ones(k)], (np.r_[tree.f[zi], tree.t[zi]], np.r_[cols, cols])),
-                   shape=(n, k))
+    A = csc_matrix((np.r_[np.ones(k), -np.ones(k)], (np.r_[tree.f[zi], tree.t[zi]], np.r_[cols, cols])), shape=(n, k))
     M = (A.T @ A).tocsc().astype(complex)
     sol = spsolve(M, A.T @ resid)
     return np.atleast_1d(sol)
@@ -231,8 +284,12 @@ def _grid(inst: Instance, df: pd.DataFrame | None, cols: list[str]) -> tuple[np.
     ok = np.isin(node, inst.buses.id) & np.isin(per, inst.periods)
     bus = inst.bus_index(node[ok]) if ok.any() else np.zeros(0, int)
     pos = np.searchsorted(inst.periods, per[ok]) if ok.any() else np.zeros(0, int)
-    vals = [np.nan_to_num(pd.to_numeric(df[c], errors="coerce").to_numpy(float)[ok], nan=0.0) if c in df
-            else np.zeros(int(ok.sum())) for c in cols]
+    vals = [
+        np.nan_to_num(pd.to_numeric(df[c], errors="coerce").to_numpy(float)[ok], nan=0.0)
+        if c in df
+        else np.zeros(int(ok.sum()))
+        for c in cols
+    ]
     return bus, pos, vals
 
 
@@ -267,8 +324,10 @@ def _interface_lookup(tables: dict) -> dict[tuple[str, int], tuple[float, float]
     if df is None or len(df) == 0 or "export_mw" not in df:
         return {}
     y = df["export_mvar"].to_numpy(float) if "export_mvar" in df else np.full(len(df), np.nan)
-    return {(str(a), int(p)): (float(x), float(q))
-            for a, p, x, q in zip(df["area"], df["period"], df["export_mw"].to_numpy(float), y)}
+    return {
+        (str(a), int(p)): (float(x), float(q))
+        for a, p, x, q in zip(df["area"], df["period"], df["export_mw"].to_numpy(float), y)
+    }
 
 
 def _line_lookup(tables: dict, inst: Instance) -> tuple[np.ndarray, np.ndarray]:
@@ -295,8 +354,14 @@ def _line_lookup(tables: dict, inst: Instance) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------------------------- check
-def ac_power_flow(inst: Instance, tables: dict[str, pd.DataFrame], *, area_names=None, pi_model: bool = True,
-                  zero_root_q: bool = False) -> dict[str, pd.DataFrame]:
+def ac_power_flow(
+    inst: Instance,
+    tables: dict[str, pd.DataFrame],
+    *,
+    area_names=None,
+    pi_model: bool = True,
+    zero_root_q: bool = False,
+) -> dict[str, pd.DataFrame]:
     """AC power flow of every distribution tree and period on the dispatched injections (MODEL.md §5(f)).
 
     Returns the tables ``areas`` (one row per (area, period), columns `COLUMNS`), ``buses`` (AC voltage of every
@@ -339,18 +404,26 @@ def ac_power_flow(inst: Instance, tables: dict[str, pd.DataFrame], *, area_names
             x_star, y_star = iface.get((tree.name, int(period)), (np.nan, np.nan))
             gaps = gap_tab[tree.line, t]
             tol = _run(net, pp)
-            row = {"area": tree.name, "period": int(period), "n_buses": n, "n_lines": m,
-                   "converged": bool(np.isfinite(tol)), "pf_tolerance_mva": tol, "root_vm_pu": vm_root,
-                   "x_star_mw": x_star, "y_star_mvar": y_star,
-                   "max_soc_gap": float(np.nanmax(gaps)) if np.isfinite(gaps).any() else np.nan,
-                   "soc_losses_mw": float(np.nansum(loss_tab[tree.line, t])) if m else 0.0}
+            row = {
+                "area": tree.name,
+                "period": int(period),
+                "n_buses": n,
+                "n_lines": m,
+                "converged": bool(np.isfinite(tol)),
+                "pf_tolerance_mva": tol,
+                "root_vm_pu": vm_root,
+                "x_star_mw": x_star,
+                "y_star_mvar": y_star,
+                "max_soc_gap": float(np.nanmax(gaps)) if np.isfinite(gaps).any() else np.nan,
+                "soc_losses_mw": float(np.nansum(loss_tab[tree.line, t])) if m else 0.0,
+            }
             rows.append(row)
             if not row["converged"]:
                 continue
             vm = net.res_bus["vm_pu"].to_numpy(float)
             va = net.res_bus["va_degree"].to_numpy(float)
             V = vm * np.exp(1j * np.deg2rad(va))
-            w = vm ** 2
+            w = vm**2
             excess = np.maximum(np.maximum(vmin - w, w - vmax), 0.0)
             viol = excess > V_TOL
             # terminal outflows s = V conj(Y V) at both ends of every branch
@@ -375,35 +448,94 @@ def ac_power_flow(inst: Instance, tables: dict[str, pd.DataFrame], *, area_names
             loading[rated] = np.maximum(np.abs(s_fr[rated]), np.abs(s_to[rated])) / rating[rated]
             over = loading > 1.0 + S_TOL
             x_ac, y_ac = -s_ext.real, -s_ext.imag
-            row.update({
-                "v_min_pu": float(vm.min()), "v_max_pu": float(vm.max()),
-                "n_voltage_violations": int(viol.sum()), "max_voltage_excess_pu2": float(excess.max(initial=0.0)),
-                "worst_voltage_node": int(b.id[tree.bus[int(np.argmax(excess))]]) if viol.any() else -1,
-                "max_loading": float(loading.max(initial=0.0)), "n_overloads": int(over.sum()),
-                "worst_line_edge": int(br.id[tree.line[int(np.argmax(loading))]]) if m else -1,
-                "losses_mw": float((s_fr + s_to).real.sum()),
-                "x_ac_mw": x_ac, "dx_mw": x_ac - x_star, "y_ac_mvar": y_ac, "dy_mvar": y_ac - y_star})
-            bus_frames.append(pd.DataFrame({
-                "area": tree.name, "node": b.id[tree.bus], "period": int(period), "vm_pu": vm, "va_degree": va,
-                "vsq_pu": w, "vsq_min": vmin, "vsq_max": vmax, "excess_pu2": excess}))
-            line_frames.append(pd.DataFrame({
-                "area": tree.name, "edge": br.id[tree.line], "period": int(period),
-                "p_from_mw": s_fr.real, "q_from_mvar": s_fr.imag, "p_to_mw": s_to.real, "q_to_mvar": s_to.imag,
-                "loss_mw": (s_fr + s_to).real, "rating_mva": rating, "loading": loading}))
+            row.update(
+                {
+                    "v_min_pu": float(vm.min()),
+                    "v_max_pu": float(vm.max()),
+                    "n_voltage_violations": int(viol.sum()),
+                    "max_voltage_excess_pu2": float(excess.max(initial=0.0)),
+                    "worst_voltage_node": int(b.id[tree.bus[int(np.argmax(excess))]]) if viol.any() else -1,
+                    "max_loading": float(loading.max(initial=0.0)),
+                    "n_overloads": int(over.sum()),
+                    "worst_line_edge": int(br.id[tree.line[int(np.argmax(loading))]]) if m else -1,
+                    "losses_mw": float((s_fr + s_to).real.sum()),
+                    "x_ac_mw": x_ac,
+                    "dx_mw": x_ac - x_star,
+                    "y_ac_mvar": y_ac,
+                    "dy_mvar": y_ac - y_star,
+                }
+            )
+            bus_frames.append(
+                pd.DataFrame(
+                    {
+                        "area": tree.name,
+                        "node": b.id[tree.bus],
+                        "period": int(period),
+                        "vm_pu": vm,
+                        "va_degree": va,
+                        "vsq_pu": w,
+                        "vsq_min": vmin,
+                        "vsq_max": vmax,
+                        "excess_pu2": excess,
+                    }
+                )
+            )
+            line_frames.append(
+                pd.DataFrame(
+                    {
+                        "area": tree.name,
+                        "edge": br.id[tree.line],
+                        "period": int(period),
+                        "p_from_mw": s_fr.real,
+                        "q_from_mvar": s_fr.imag,
+                        "p_to_mw": s_to.real,
+                        "q_to_mvar": s_to.imag,
+                        "loss_mw": (s_fr + s_to).real,
+                        "rating_mva": rating,
+                        "loading": loading,
+                    }
+                )
+            )
     areas = pd.DataFrame(rows, columns=COLUMNS)
     areas["converged"] = areas["converged"].astype(bool)
     for c in ("n_voltage_violations", "n_overloads", "worst_voltage_node", "worst_line_edge"):
         areas[c] = areas[c].fillna(-1 if c.startswith("worst") else 0).astype(int)
-    buses = pd.concat(bus_frames, ignore_index=True) if bus_frames else pd.DataFrame(
-        columns=["area", "node", "period", "vm_pu", "va_degree", "vsq_pu", "vsq_min", "vsq_max", "excess_pu2"])
-    lines = pd.concat(line_frames, ignore_index=True) if line_frames else pd.DataFrame(
-        columns=["area", "edge", "period", "p_from_mw", "q_from_mvar", "p_to_mw", "q_to_mvar", "loss_mw",
-                 "rating_mva", "loading"])
+    buses = (
+        pd.concat(bus_frames, ignore_index=True)
+        if bus_frames
+        else pd.DataFrame(
+            columns=["area", "node", "period", "vm_pu", "va_degree", "vsq_pu", "vsq_min", "vsq_max", "excess_pu2"]
+        )
+    )
+    lines = (
+        pd.concat(line_frames, ignore_index=True)
+        if line_frames
+        else pd.DataFrame(
+            columns=[
+                "area",
+                "edge",
+                "period",
+                "p_from_mw",
+                "q_from_mvar",
+                "p_to_mw",
+                "q_to_mvar",
+                "loss_mw",
+                "rating_mva",
+                "loading",
+            ]
+        )
+    )
     return {"areas": areas, "buses": buses, "lines": lines}
 
 
-def ac_check(inst: Instance, tables: dict[str, pd.DataFrame], *, area_names=None, pi_model: bool = True,
-             zero_root_q: bool = False) -> tuple[pd.DataFrame, dict]:
+def ac_check(
+    inst: Instance,
+    tables: dict[str, pd.DataFrame],
+    *,
+    area_names=None,
+    pi_model: bool = True,
+    zero_root_q: bool = False,
+) -> tuple[pd.DataFrame, dict]:
     """AC verification of a clearing's distribution dispatch (MODEL.md §5(f) step 4).
 
     `tables` are the clearing's result tables (`bids`, `buses`, `interfaces`, `lines`).  `area_names` limits the

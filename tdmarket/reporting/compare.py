@@ -4,6 +4,7 @@ One row per scheme: total cost, gap to `common`, slack, AC violations after disp
 (uplift), interface deviation, wall time, messages and bytes exchanged.  `write_report` writes a self-contained
 `report.html` with the plots embedded as PNG (matplotlib, optional extra `report`).
 """
+
 from __future__ import annotations
 
 import base64
@@ -15,8 +16,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-DEFAULT_SCHEMES = ("common", "hierarchical", "centralized-as-market", "local-as-market", "shared-balancing",
-                   "no-coordination")
+DEFAULT_SCHEMES = (
+    "common",
+    "hierarchical",
+    "centralized-as-market",
+    "local-as-market",
+    "shared-balancing",
+    "no-coordination",
+)
 
 
 @dataclass
@@ -31,6 +38,7 @@ class Comparison:
 def run_comparison(inst, schemes=DEFAULT_SCHEMES, *, progress=None, ac: bool = True, **options) -> Comparison:
     from ..api import clear
     from ..errors import TdmarketError
+
     try:
         from .ac_check import ac_check
     except ImportError:
@@ -52,25 +60,34 @@ def run_comparison(inst, schemes=DEFAULT_SCHEMES, *, progress=None, ac: bool = T
         wall = time.perf_counter() - t0
         results[scheme] = res
         s = res.summary
-        row = {"scheme": scheme, "total_cost_eur": res.total_cost,
-               "market_cost_eur": s["cost"]["market_cost_eur"], "slack_cost_eur": s["cost"]["slack_cost_eur"],
-               "slack_mw": s["slack"]["p_mw"], "slack_mvar": s["slack"]["q_mvar"],
-               "uplift_eur": s.get("incentives", {}).get("uplift_eur", np.nan),
-               "wall_s": wall,
-               "messages": s.get("communication", {}).get("messages", 0),
-               "bytes": s.get("communication", {}).get("bytes", 0)}
+        row = {
+            "scheme": scheme,
+            "total_cost_eur": res.total_cost,
+            "market_cost_eur": s["cost"]["market_cost_eur"],
+            "slack_cost_eur": s["cost"]["slack_cost_eur"],
+            "slack_mw": s["slack"]["p_mw"],
+            "slack_mvar": s["slack"]["q_mvar"],
+            "uplift_eur": s.get("incentives", {}).get("uplift_eur", np.nan),
+            "wall_s": wall,
+            "messages": s.get("communication", {}).get("messages", 0),
+            "bytes": s.get("communication", {}).get("bytes", 0),
+        }
         if ac and ac_check is not None:
             if progress:
                 progress(f"AC check of {scheme}")
             table, summ = ac_check(inst, res.tables)
             ac_tables[scheme] = table
-            row.update({"ac_violations": int(summ["total_violations"]),
-                        "ac_voltage_violations": int(summ["voltage_violations"]),
-                        "ac_thermal_violations": int(summ["thermal_violations"]),
-                        "ac_worst_voltage_excess": float(summ["worst_voltage_excess_pu2"]),
-                        "ac_worst_loading": float(summ["worst_loading"]),
-                        "ac_not_converged": int(summ["non_converged"]),
-                        "interface_deviation_mw": float(summ.get("max_abs_dx_mw", 0.0))})
+            row.update(
+                {
+                    "ac_violations": int(summ["total_violations"]),
+                    "ac_voltage_violations": int(summ["voltage_violations"]),
+                    "ac_thermal_violations": int(summ["thermal_violations"]),
+                    "ac_worst_voltage_excess": float(summ["worst_voltage_excess_pu2"]),
+                    "ac_worst_loading": float(summ["worst_loading"]),
+                    "ac_not_converged": int(summ["non_converged"]),
+                    "interface_deviation_mw": float(summ.get("max_abs_dx_mw", 0.0)),
+                }
+            )
         rows.append(row)
     frame = pd.DataFrame(rows)
     ref = "common" if "common" in results else ("centralized" if "centralized" in results else None)
@@ -81,13 +98,25 @@ def run_comparison(inst, schemes=DEFAULT_SCHEMES, *, progress=None, ac: bool = T
 
 
 def format_rows(cmp: Comparison) -> str:
-    cols = [("scheme", "{}"), ("total_cost_eur", "{:.2f}"), ("gap_to_common", "{:+.4%}"), ("slack_mw", "{:.3g}"),
-            ("ac_violations", "{}"), ("ac_worst_loading", "{:.3f}"), ("uplift_eur", "{:.2f}"),
-            ("interface_deviation_mw", "{:.3g}"), ("wall_s", "{:.1f}"), ("messages", "{}"), ("bytes", "{}")]
+    cols = [
+        ("scheme", "{}"),
+        ("total_cost_eur", "{:.2f}"),
+        ("gap_to_common", "{:+.4%}"),
+        ("slack_mw", "{:.3g}"),
+        ("ac_violations", "{}"),
+        ("ac_worst_loading", "{:.3f}"),
+        ("uplift_eur", "{:.2f}"),
+        ("interface_deviation_mw", "{:.3g}"),
+        ("wall_s", "{:.1f}"),
+        ("messages", "{}"),
+        ("bytes", "{}"),
+    ]
     cols = [(c, f) for c, f in cols if c in cmp.rows]
     head = [c for c, _ in cols]
-    body = [[("-" if (isinstance(r[c], float) and np.isnan(r[c])) else f.format(r[c])) for c, f in cols]
-            for _, r in cmp.rows.iterrows()]
+    body = [
+        [("-" if (isinstance(r[c], float) and np.isnan(r[c])) else f.format(r[c])) for c, f in cols]
+        for _, r in cmp.rows.iterrows()
+    ]
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
     lines += ["  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(b, widths))) for b in body]
@@ -98,6 +127,7 @@ def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     import matplotlib.pyplot as plt
+
     plt.close(fig)
     return base64.b64encode(buf.getvalue()).decode()
 
@@ -105,6 +135,7 @@ def _png(fig) -> str:
 def _plots(cmp: Comparison) -> list[tuple[str, str]]:
     try:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
@@ -136,8 +167,13 @@ def _plots(cmp: Comparison) -> list[tuple[str, str]]:
         for kind, color in (("T", "#4472c4"), ("D", "#ed7d31")):
             v = buses.loc[buses.kind == kind, "price_p_eur_mwh"].dropna()
             if len(v):
-                ax.hist(v.clip(v.quantile(0.01), v.quantile(0.99)), bins=40, alpha=0.6, label=f"{kind} ({len(v)})",
-                        color=color)
+                ax.hist(
+                    v.clip(v.quantile(0.01), v.quantile(0.99)),
+                    bins=40,
+                    alpha=0.6,
+                    label=f"{kind} ({len(v)})",
+                    color=color,
+                )
         ax.set_xlabel("price (EUR/MWh)")
         ax.set_title("Nodal prices, common clearing: transmission vs distribution")
         ax.legend()
@@ -145,6 +181,7 @@ def _plots(cmp: Comparison) -> list[tuple[str, str]]:
     hier = cmp.results.get("hierarchical")
     if hier is not None and hier.messages:
         import json
+
         curves = [json.loads(m["message"]) for m in hier.messages if m["kind"] == "CurveOffer" and m["to"] == "TSO"]
         iface = hier.tables["interfaces"]
         span = {c["from"]: max(x[-1] - x[0] for x in c["payload"]["xi_mw"]) for c in curves}
@@ -154,7 +191,7 @@ def _plots(cmp: Comparison) -> list[tuple[str, str]]:
             c = next(c for c in curves if c["from"] == area)
             p = c["payload"]
             for t, (xi, ph) in enumerate(zip(p["xi_mw"], p["cost_eur"])):
-                line, = ax.plot(xi, ph, marker=".", ms=3, label=f"t={p['periods'][t]}")
+                (line,) = ax.plot(xi, ph, marker=".", ms=3, label=f"t={p['periods'][t]}")
                 sel = iface[(iface.area == area) & (iface.period == p["periods"][t])]
                 if len(sel):
                     x = float(sel.export_mw.iloc[0])
@@ -173,17 +210,21 @@ def write_report(cmp: Comparison, path) -> None:
     import os
     import tempfile
     from pathlib import Path
+
     path = Path(path)
     plots = _plots(cmp)
     table = cmp.rows.to_html(index=False, float_format=lambda v: f"{v:.6g}", border=0)
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>tdmarket comparison: "
-             f"{html.escape(cmp.instance)}</title><style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}"
-             f"table{{border-collapse:collapse;font-size:13px}}td,th{{padding:3px 8px;border-bottom:1px solid #ddd;"
-             f"text-align:right}}</style></head><body>",
-             f"<h1>Coordination schemes on {html.escape(cmp.instance)}</h1>",
-             "<p>Total cost = market cost + penalised slack; gap relative to the integrated (common) clearing; AC "
-             "violations from a Newton–Raphson power flow of every distribution area on the dispatched "
-             "injections.</p>", table]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>tdmarket comparison: "
+        f"{html.escape(cmp.instance)}</title><style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}"
+        f"table{{border-collapse:collapse;font-size:13px}}td,th{{padding:3px 8px;border-bottom:1px solid #ddd;"
+        f"text-align:right}}</style></head><body>",
+        f"<h1>Coordination schemes on {html.escape(cmp.instance)}</h1>",
+        "<p>Total cost = market cost + penalised slack; gap relative to the integrated (common) clearing; AC "
+        "violations from a Newton–Raphson power flow of every distribution area on the dispatched "
+        "injections.</p>",
+        table,
+    ]
     parts += [f"<p><em>{html.escape(n)}</em></p>" for n in cmp.notes]
     for title, png in plots:
         parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>")

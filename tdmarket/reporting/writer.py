@@ -3,6 +3,7 @@
 Layout: one CSV per table (plus Parquet when pyarrow is installed), `summary.json`, and `messages.jsonl`
 when operators exchanged messages.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,6 +47,7 @@ def write_results(result, out_dir: str | os.PathLike, *, parquet: bool | None = 
     if parquet is None:
         try:
             import pyarrow  # noqa: F401
+
             parquet = True
         except ImportError:
             parquet = False

@@ -5,11 +5,11 @@ tangent cuts, Clarabel SOCP with integers fixed; see `tdmarket.solvers.misocp`) 
 with the binaries fixed at the incumbent (restricted pricing).  Transmission-only or LinDistFlow problems are
 MILPs for HiGHS, priced by the LP with binaries fixed.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Callable
-
+from collections.abc import Callable
 
 from ..errors import SolverError
 from ..formulations.clearing import ClearingProblem
@@ -23,8 +23,14 @@ from .result import ClearingResult
 ACCEPTABLE = (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL)
 
 
-def solve_clearing(cp: ClearingProblem, *, mip_gap: float = 1e-3, time_limit: float | None = None,
-                   threads: int = 1, progress: Callable[[dict], None] | None = None):
+def solve_clearing(
+    cp: ClearingProblem,
+    *,
+    mip_gap: float = 1e-3,
+    time_limit: float | None = None,
+    threads: int = 1,
+    progress: Callable[[dict], None] | None = None,
+):
     """Solve a clearing problem; returns (priced solution, mip info dict).  Raises SolverError if unusable."""
     prog = cp.prog
     mip = {"binaries": int(prog.integrality.sum()), "lower_bound": None, "gap": None, "rounds": []}
@@ -54,26 +60,51 @@ def summarise(cp: ClearingProblem, sol, tables, mip: dict, timings: dict, scheme
         "scheme": scheme,
         "instance": inst.name,
         "periods": [int(t) for t in inst.periods],
-        "options": {"dist_model": opts.dist_model, "reactive_policy": opts.reactive_policy,
-                    "slack_penalty": opts.slack_penalty, "integer": opts.integer,
-                    "interface_reactive": opts.interface_reactive, "period_hours": opts.period_hours},
+        "options": {
+            "dist_model": opts.dist_model,
+            "reactive_policy": opts.reactive_policy,
+            "slack_penalty": opts.slack_penalty,
+            "integer": opts.integer,
+            "interface_reactive": opts.interface_reactive,
+            "period_hours": opts.period_hours,
+        },
         "cost": cp.cost_parts(sol.x),
         "slack": {"p_mw": float(buses.slack_p_mw.abs().sum()), "q_mvar": float(buses.slack_q_mvar.abs().sum())},
         "system_imbalance_mw": [float(v) for v in inst.system_imbalance()],
         "mip": {k: v for k, v in mip.items()},
-        "check": {"max_row_violation": chk.max_row_violation, "max_bound_violation": chk.max_bound_violation,
-                  "max_cone_violation": chk.max_cone_violation, "feasible": chk.ok(1e-6)},
-        "soc_gap": {"max": float(soc.max()) if len(soc) else 0.0, "sum": float(soc.sum()) if len(soc) else 0.0,
-                    "inexact_lines": int((soc > 1e-6).sum()) if len(soc) else 0},
-        "solver": {"name": sol.solver, "status": sol.status.value, "iterations": int(sol.iterations),
-                   "time_s": float(sol.solve_time_s)},
+        "check": {
+            "max_row_violation": chk.max_row_violation,
+            "max_bound_violation": chk.max_bound_violation,
+            "max_cone_violation": chk.max_cone_violation,
+            "feasible": chk.ok(1e-6),
+        },
+        "soc_gap": {
+            "max": float(soc.max()) if len(soc) else 0.0,
+            "sum": float(soc.sum()) if len(soc) else 0.0,
+            "inexact_lines": int((soc > 1e-6).sum()) if len(soc) else 0,
+        },
+        "solver": {
+            "name": sol.solver,
+            "status": sol.status.value,
+            "iterations": int(sol.iterations),
+            "time_s": float(sol.solve_time_s),
+        },
         "timings_s": timings,
     }
 
 
-def clear_centralized(inst: Instance, *, relax: bool = False, mip_gap: float = 1e-3, time_limit: float | None = None,
-                      threads: int = 1, progress: Callable[[dict], None] | None = None,
-                      scheme_name: str = "centralized", incentives: bool = True, **model_options) -> ClearingResult:
+def clear_centralized(
+    inst: Instance,
+    *,
+    relax: bool = False,
+    mip_gap: float = 1e-3,
+    time_limit: float | None = None,
+    threads: int = 1,
+    progress: Callable[[dict], None] | None = None,
+    scheme_name: str = "centralized",
+    incentives: bool = True,
+    **model_options,
+) -> ClearingResult:
     """Clear, price and (with `incentives`) settle the instance and compute every participant's LOC (MODEL.md §8)."""
     t0 = time.perf_counter()
     opts = ModelOptions(integer=not relax, **model_options)
@@ -84,9 +115,11 @@ def clear_centralized(inst: Instance, *, relax: bool = False, mip_gap: float = 1
     tables = cp.extract(sol.x, sol.row_dual)
     chk = cp.check(sol.x)
     if not chk.ok(1e-5):
-        raise SolverError(f"solution violates constraints beyond tolerance (rows {chk.max_row_violation:.2e}, "
-                          f"bounds {chk.max_bound_violation:.2e}, cones {chk.max_cone_violation:.2e}) although the "
-                          f"solver reported {sol.status.value}")
+        raise SolverError(
+            f"solution violates constraints beyond tolerance (rows {chk.max_row_violation:.2e}, "
+            f"bounds {chk.max_bound_violation:.2e}, cones {chk.max_cone_violation:.2e}) although the "
+            f"solver reported {sol.status.value}"
+        )
     timings = {"build": t_build, "solve": t_solve}
     summary = summarise(cp, sol, tables, mip, timings, scheme_name)
     if incentives:

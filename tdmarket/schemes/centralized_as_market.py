@@ -7,6 +7,7 @@
    its PQ set (`reactive_nearest_zero`); the AC security check of the reporting layer then shows what the
    distribution grids make of that dispatch (violations, interface deviation).
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -33,20 +34,55 @@ def collapse_distribution(inst: Instance) -> Instance:
     new_pos = remap[t_node]
     p_inj = np.zeros((len(keep), inst.n_periods))
     np.add.at(p_inj, new_pos, inst.p_inj)
-    buses = replace(b, id=b.id[keep], is_dist=b.is_dist[keep], vsq_min=b.vsq_min[keep], vsq_max=b.vsq_max[keep],
-                    g_shunt=b.g_shunt[keep], b_shunt=b.b_shunt[keep], is_ref=b.is_ref[keep],
-                    area=np.zeros(len(keep), dtype=np.int64), is_boundary=np.zeros(len(keep), bool))
+    buses = replace(
+        b,
+        id=b.id[keep],
+        is_dist=b.is_dist[keep],
+        vsq_min=b.vsq_min[keep],
+        vsq_max=b.vsq_max[keep],
+        g_shunt=b.g_shunt[keep],
+        b_shunt=b.b_shunt[keep],
+        is_ref=b.is_ref[keep],
+        area=np.zeros(len(keep), dtype=np.int64),
+        is_boundary=np.zeros(len(keep), bool),
+    )
     lines = np.flatnonzero(br.kind == BranchKind.TRANSMISSION)
-    branches = replace(br, id=br.id[lines], f=remap[br.f[lines]], t=remap[br.t[lines]], r=br.r[lines],
-                       x=br.x[lines], b=br.b[lines], rating=br.rating[lines], tap=br.tap[lines],
-                       shift_deg=br.shift_deg[lines], kind=br.kind[lines], area=np.zeros(len(lines), dtype=np.int64),
-                       pq_bound=None if br.pq_bound is None else br.pq_bound[lines])
+    branches = replace(
+        br,
+        id=br.id[lines],
+        f=remap[br.f[lines]],
+        t=remap[br.t[lines]],
+        r=br.r[lines],
+        x=br.x[lines],
+        b=br.b[lines],
+        rating=br.rating[lines],
+        tap=br.tap[lines],
+        shift_deg=br.shift_deg[lines],
+        kind=br.kind[lines],
+        area=np.zeros(len(lines), dtype=np.int64),
+        pq_bound=None if br.pq_bound is None else br.pq_bound[lines],
+    )
     bids = replace(inst.orders.bids, bus=new_pos[inst.orders.bids.bus])
     orders = replace(inst.orders, bids=bids)
-    areas = Areas(name=["TSO"], parent=np.array([-1]), root_bus=np.array([-1]), host_bus=np.array([-1]),
-                  interface=np.array([-1]), root_is_from=np.array([False]))
-    return replace(inst, name=f"{inst.name}:collapsed", buses=buses, branches=branches, areas=areas, p_inj=p_inj,
-                   q_inj=np.zeros_like(p_inj), orders=orders, warnings=list(inst.warnings))
+    areas = Areas(
+        name=["TSO"],
+        parent=np.array([-1]),
+        root_bus=np.array([-1]),
+        host_bus=np.array([-1]),
+        interface=np.array([-1]),
+        root_is_from=np.array([False]),
+    )
+    return replace(
+        inst,
+        name=f"{inst.name}:collapsed",
+        buses=buses,
+        branches=branches,
+        areas=areas,
+        p_inj=p_inj,
+        q_inj=np.zeros_like(p_inj),
+        orders=orders,
+        warnings=list(inst.warnings),
+    )
 
 
 def reactive_nearest_zero(inst: Instance, p_bid: np.ndarray, policy: str = "bounded") -> tuple[np.ndarray, np.ndarray]:
@@ -81,8 +117,8 @@ def reactive_nearest_zero(inst: Instance, p_bid: np.ndarray, policy: str = "boun
         dn = np.bincount(seg.bid, np.where(w < 0, -w, 0.0), minlength=B)
         mmax = np.zeros(B)
         np.maximum.at(mmax, bid, np.abs(pairs.m.to_numpy()))
-        r = np.where(one_sided, np.maximum(up, dn) * np.sqrt(1 + mmax ** 2), r)
-    q_room = np.sqrt(np.maximum(r ** 2 - p_bid ** 2, 0.0))
+        r = np.where(one_sided, np.maximum(up, dn) * np.sqrt(1 + mmax**2), r)
+    q_room = np.sqrt(np.maximum(r**2 - p_bid**2, 0.0))
     lo = np.maximum(lo, -q_room)
     hi = np.minimum(hi, q_room)
     unrestricted = is_d & ~has_hp & ~has_disc
@@ -95,8 +131,9 @@ def reactive_nearest_zero(inst: Instance, p_bid: np.ndarray, policy: str = "boun
     return np.where(is_d, q, np.nan), np.where(is_d, feasible, True)
 
 
-def clear_centralized_as_market(inst: Instance, *, relax: bool = False, scheme_name: str = "centralized-as-market",
-                                **options) -> ClearingResult:
+def clear_centralized_as_market(
+    inst: Instance, *, relax: bool = False, scheme_name: str = "centralized-as-market", **options
+) -> ClearingResult:
     collapsed = collapse_distribution(inst)
     # incentives are computed by the caller on the original instance, not on the collapsed one
     res = clear_centralized(collapsed, relax=relax, scheme_name=scheme_name, incentives=False, **options)
@@ -121,25 +158,46 @@ def clear_centralized_as_market(inst: Instance, *, relax: bool = False, scheme_n
     d = np.flatnonzero(b.is_dist)
     host_id = b.id[ar.host_bus[top[b.area[d]]]]
     T = inst.n_periods
-    d_rows = pd.DataFrame({
-        "node": np.repeat(b.id[d], T), "period": np.tile(inst.periods, len(d)), "kind": "D",
-        "area": np.repeat(np.array(ar.name)[b.area[d]], T),
-        "price_p_eur_mwh": t_price.reindex(pd.MultiIndex.from_arrays(
-            [np.repeat(host_id, T), np.tile(inst.periods, len(d))])).to_numpy(),
-        "price_q_eur_mvarh": np.nan, "slack_p_mw": 0.0, "slack_q_mvar": 0.0,
-        # the AC check runs with every root at 1 p.u. (MODEL.md §7)
-        "vsq_pu": np.where(np.isin(np.repeat(d, T), ar.root_bus), 1.0, np.nan)})
+    d_rows = pd.DataFrame(
+        {
+            "node": np.repeat(b.id[d], T),
+            "period": np.tile(inst.periods, len(d)),
+            "kind": "D",
+            "area": np.repeat(np.array(ar.name)[b.area[d]], T),
+            "price_p_eur_mwh": t_price.reindex(
+                pd.MultiIndex.from_arrays([np.repeat(host_id, T), np.tile(inst.periods, len(d))])
+            ).to_numpy(),
+            "price_q_eur_mvarh": np.nan,
+            "slack_p_mw": 0.0,
+            "slack_q_mvar": 0.0,
+            # the AC check runs with every root at 1 p.u. (MODEL.md §7)
+            "vsq_pu": np.where(np.isin(np.repeat(d, T), ar.root_bus), 1.0, np.nan),
+        }
+    )
     res.tables["buses"] = pd.concat([buses, d_rows], ignore_index=True)
     # what the TSO assumed each area exports: its net injection, lossless and unconstrained
     net = inst.p_inj.copy()
     np.add.at(net, (inst.orders.bids.bus, inst.orders.bids.period), np.nan_to_num(p_bid))
     tops = [a for a in range(1, len(ar)) if ar.parent[a] == 0]
-    res.tables["interfaces"] = pd.DataFrame({
-        "area": np.repeat([ar.name[a] for a in tops], T), "period": np.tile(inst.periods, len(tops)),
-        "export_mw": np.concatenate([net[(b.area >= 0) & (top[b.area] == a)].sum(axis=0) for a in tops])
-        if tops else np.zeros(0),
-        "interface_price_eur_mwh": np.concatenate([t_price.reindex(pd.MultiIndex.from_arrays(
-            [np.full(T, b.id[ar.host_bus[a]]), inst.periods])).to_numpy() for a in tops]) if tops else np.zeros(0)})
+    res.tables["interfaces"] = pd.DataFrame(
+        {
+            "area": np.repeat([ar.name[a] for a in tops], T),
+            "period": np.tile(inst.periods, len(tops)),
+            "export_mw": np.concatenate([net[(b.area >= 0) & (top[b.area] == a)].sum(axis=0) for a in tops])
+            if tops
+            else np.zeros(0),
+            "interface_price_eur_mwh": np.concatenate(
+                [
+                    t_price.reindex(
+                        pd.MultiIndex.from_arrays([np.full(T, b.id[ar.host_bus[a]]), inst.periods])
+                    ).to_numpy()
+                    for a in tops
+                ]
+            )
+            if tops
+            else np.zeros(0),
+        }
+    )
     res.summary["pq_infeasible_bids"] = int((~ok).sum())
     res.summary["instance"] = inst.name
     res.instance = inst.name

@@ -11,6 +11,7 @@ that run it across operators live in `tdmarket.operators`.
 * `add_offers` — put curves (epigraph rows η >= Φ_k + σ_k (x − ξ_k)) or cuts (θ >= C + ρᵀ(x − x̂)) of child areas
   into a parent's problem (the TSO's, or a DSO's with sub-DSOs).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -80,8 +81,9 @@ class Evaluation:
     x: np.ndarray  # primal point
 
 
-def add_offers(cp: ClearingProblem, x_cols: np.ndarray, offers: list[Offer], *, use_curves: bool = True,
-               use_cuts: bool = False) -> dict:
+def add_offers(
+    cp: ClearingProblem, x_cols: np.ndarray, offers: list[Offer], *, use_curves: bool = True, use_cuts: bool = False
+) -> dict:
     """Add child offers to a parent's program.  `x_cols` is (A, T): the columns of the children's exports in
     the same order as `offers`.  Returns the column maps of the added η (per area, period) and θ (per area)."""
     prog = cp.prog
@@ -163,8 +165,15 @@ def child_exchange_columns(cp: ClearingProblem, names: list[str]) -> np.ndarray:
 class AreaModel:
     """C_d(x̂): the cost of one DSO area as a function of its exchange (relaxed or mixed-integer)."""
 
-    def __init__(self, sub: Instance, opts: ModelOptions, child_offers: list[Offer] = (),
-                 use_curves: bool = True, use_cuts: bool = False, locked: dict | None = None):
+    def __init__(
+        self,
+        sub: Instance,
+        opts: ModelOptions,
+        child_offers: list[Offer] = (),
+        use_curves: bool = True,
+        use_cuts: bool = False,
+        locked: dict | None = None,
+    ):
         self.inst, self.opts = sub, opts
         self.cp = ClearingProblem(sub, opts)
         self.T = sub.n_periods
@@ -204,8 +213,9 @@ class AreaModel:
         if sol.status not in GOOD:
             raise RuntimeError(f"{self.inst.name}: unconstrained solve failed ({sol.status.value})")
         x = sol.x[self.cp.own_x]
-        return Evaluation(cost=float(sol.objective), rho=np.zeros(self.T),
-                          soc_gap=float(self.cp.soc_gap(sol.x).max(initial=0.0)), x=x)
+        return Evaluation(
+            cost=float(sol.objective), rho=np.zeros(self.T), soc_gap=float(self.cp.soc_gap(sol.x).max(initial=0.0)), x=x
+        )
 
     def hard_range(self, t: int, x_ref: np.ndarray) -> tuple[float, float] | None:
         """[min, max] of x_t with slacks at zero and the other periods at x_ref (None if empty)."""
@@ -241,7 +251,9 @@ def _piece_error(a, b) -> tuple[float, float]:
     return eps, star
 
 
-def build_curves(model: AreaModel, *, curve_tol: float = 0.1, max_evals: int = 64) -> tuple[list[SliceCurve], list[Cut], np.ndarray]:
+def build_curves(
+    model: AreaModel, *, curve_tol: float = 0.1, max_evals: int = 64
+) -> tuple[list[SliceCurve], list[Cut], np.ndarray]:
     """One-shot curves around the preferred point x̄ (MODEL.md §6.2); also returns every evaluation as a cut
     (for the iterative variant) and x̄."""
     T = model.T
@@ -318,8 +330,16 @@ def build_curves(model: AreaModel, *, curve_tol: float = 0.1, max_evals: int = 6
         phi, convex_ok = _convexify(xi, phi, curve_tol)
         if not convex_ok:
             flags.append("nonconvex_or_inaccurate")
-        curves.append(SliceCurve(period=int(model.inst.periods[t]), xi=xi.tolist(), phi=phi.tolist(),
-                                 eps=float(eps), evaluations=len(keys), flags=flags))
+        curves.append(
+            SliceCurve(
+                period=int(model.inst.periods[t]),
+                xi=xi.tolist(),
+                phi=phi.tolist(),
+                eps=float(eps),
+                evaluations=len(keys),
+                flags=flags,
+            )
+        )
     return curves, cuts, x_ref
 
 

@@ -24,6 +24,7 @@ integrality).  For a relaxed clearing (`integer=False`) F_j is relaxed too; then
 tolerance (the relaxed clearing is a convex program whose balance duals decompose it by participant).  Pass
 `integer=True` to measure a relaxed dispatch against the true (integral) order sets instead.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -83,12 +84,19 @@ def participant_frame(inst: Instance) -> pd.DataFrame:
     qt = np.unique(ob.bids.qtbid)
     part = participants(inst)
     bid_part = part[np.searchsorted(qt, ob.bids.qtbid)]
-    frame = pd.DataFrame({"participant": bid_part, "qtbid": ob.bids.qtbid, "node": b.id[ob.bids.bus],
-                          "area": np.asarray(inst.areas.name, dtype=object)[b.area[ob.bids.bus]],
-                          "kind": np.where(b.is_dist[ob.bids.bus], "D", "T")})
+    frame = pd.DataFrame(
+        {
+            "participant": bid_part,
+            "qtbid": ob.bids.qtbid,
+            "node": b.id[ob.bids.bus],
+            "area": np.asarray(inst.areas.name, dtype=object)[b.area[ob.bids.bus]],
+            "kind": np.where(b.is_dist[ob.bids.bus], "D", "T"),
+        }
+    )
     join = lambda s: ";".join(str(v) for v in sorted(pd.unique(s)))  # noqa: E731
-    out = frame.groupby("participant", sort=True).agg(qtbids=("qtbid", join), node=("node", join),
-                                                      area=("area", "first"), kind=("kind", "first"))
+    out = frame.groupby("participant", sort=True).agg(
+        qtbids=("qtbid", join), node=("node", join), area=("area", "first"), kind=("kind", "first")
+    )
     return out.reset_index()
 
 
@@ -128,8 +136,10 @@ def _bid_prices(inst: Instance, buses: pd.DataFrame) -> tuple[np.ndarray, np.nda
     missing = np.isnan(lp)
     if missing.any():
         k = np.flatnonzero(missing)[0]
-        raise ValueError(f"no published price for QBid {bids.id[k]} at node {inst.buses.id[bids.bus[k]]}, "
-                         f"period {inst.periods[bids.period[k]]}")
+        raise ValueError(
+            f"no published price for QBid {bids.id[k]} at node {inst.buses.id[bids.bus[k]]}, "
+            f"period {inst.periods[bids.period[k]]}"
+        )
     lq = np.where(np.isnan(lq) | (np.abs(lq) <= QPRICE_NOISE), 0.0, lq)
     return lp, lq
 
@@ -149,11 +159,17 @@ def cleared_profit(inst: Instance, tables: dict[str, pd.DataFrame], opts: ModelO
     lq = np.where(np.isnan(lq) | (np.abs(lq) <= QPRICE_NOISE), 0.0, lq)
     q = np.nan_to_num(bids.q_mvar.to_numpy(float))
     cost = seg.groupby("bid")["cost_eur"].sum()
-    out = pd.DataFrame({"bid": bids.bid.to_numpy(), "qtbid": bids.qtbid.to_numpy(),
-                        "participant": qtbid_participant(inst, bids.qtbid.to_numpy()),
-                        "node": bids.node.to_numpy(), "period": bids.period.to_numpy(),
-                        "receipts_eur": (lp * bids.p_mw.to_numpy(float) + lq * q) * dt,
-                        "cost_eur": cost.reindex(bids.bid.to_numpy()).fillna(0.0).to_numpy()})
+    out = pd.DataFrame(
+        {
+            "bid": bids.bid.to_numpy(),
+            "qtbid": bids.qtbid.to_numpy(),
+            "participant": qtbid_participant(inst, bids.qtbid.to_numpy()),
+            "node": bids.node.to_numpy(),
+            "period": bids.period.to_numpy(),
+            "receipts_eur": (lp * bids.p_mw.to_numpy(float) + lq * q) * dt,
+            "cost_eur": cost.reindex(bids.bid.to_numpy()).fillna(0.0).to_numpy(),
+        }
+    )
     out["profit_eur"] = out.receipts_eur - out.cost_eur
     return out
 
@@ -190,9 +206,16 @@ def _solve_best_response(prog: Program, *, mip_gap: float, time_limit: float | N
     return sol, ok, abs_gap, rel_gap
 
 
-def lost_opportunity_costs(inst: Instance, tables: dict[str, pd.DataFrame], opts: ModelOptions, *,
-                           integer: bool | None = None, mip_gap: float = 1e-9, time_limit: float | None = None,
-                           threads: int = 1) -> pd.DataFrame:
+def lost_opportunity_costs(
+    inst: Instance,
+    tables: dict[str, pd.DataFrame],
+    opts: ModelOptions,
+    *,
+    integer: bool | None = None,
+    mip_gap: float = 1e-9,
+    time_limit: float | None = None,
+    threads: int = 1,
+) -> pd.DataFrame:
     """LOC per participant (see module docstring).
 
     Columns: participant, qtbids, node, area, kind, profit_cleared_eur, profit_best_eur, raw_loc_eur, loc_eur.
@@ -208,13 +231,19 @@ def lost_opportunity_costs(inst: Instance, tables: dict[str, pd.DataFrame], opts
     # cleared profits, from the published tables
     cleared = cleared_profit(inst, tables, opts)
     profit_cleared = np.bincount(cleared.participant.to_numpy(), cleared.profit_eur.to_numpy(), minlength=J)
-    attrs = {"solver": None, "status": None, "integer": bool(br_opts.integer), "abs_gap_eur": 0.0,
-             "rel_gap": 0.0, "objective_eur": 0.0, "period_hours": dt}
+    attrs = {
+        "solver": None,
+        "status": None,
+        "integer": bool(br_opts.integer),
+        "abs_gap_eur": 0.0,
+        "rel_gap": 0.0,
+        "objective_eur": 0.0,
+        "period_hours": dt,
+    }
     if len(seg):
         lp, lq = _bid_prices(inst, tables["buses"])
         prog, block = best_response_program(inst, br_opts, lp, lq)
-        sol, ok, abs_gap, rel_gap = _solve_best_response(prog, mip_gap=mip_gap, time_limit=time_limit,
-                                                         threads=threads)
+        sol, ok, abs_gap, rel_gap = _solve_best_response(prog, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
         if not ok:
             raise SolverError(f"best-response problem failed: {sol.status.value} {sol.message}".strip())
         x = sol.x
@@ -228,8 +257,13 @@ def lost_opportunity_costs(inst: Instance, tables: dict[str, pd.DataFrame], opts
         profit_b = (lp * P_b + lq * Q_b) * dt - cost_b
         bid_part = qtbid_participant(inst, bids.qtbid)
         profit_best = np.bincount(bid_part, profit_b, minlength=J)
-        attrs.update(solver=sol.solver, status=sol.status.value, abs_gap_eur=float(abs_gap),
-                     rel_gap=float(rel_gap), objective_eur=float(sol.objective))
+        attrs.update(
+            solver=sol.solver,
+            status=sol.status.value,
+            abs_gap_eur=float(abs_gap),
+            rel_gap=float(rel_gap),
+            objective_eur=float(sol.objective),
+        )
     else:
         profit_best = np.zeros(J)
     raw = profit_best - profit_cleared
@@ -251,16 +285,22 @@ def incentive_summary(loc_df: pd.DataFrame, tol: float = LOC_TOL_EUR) -> dict:
     """Headline numbers: uplift, participants with LOC > tol, the largest LOC and the solver gap."""
     loc = loc_df["loc_eur"].to_numpy() if len(loc_df) else np.zeros(0)
     by_kind = loc_df.groupby("kind")["loc_eur"].sum() if len(loc_df) else pd.Series(dtype=float)
-    return {"uplift_eur": uplift(loc_df), "participants": int(len(loc)),
-            "participants_with_loc": int((loc > tol).sum()), "max_loc_eur": float(loc.max(initial=0.0)),
-            "uplift_t_eur": float(by_kind.get("T", 0.0)), "uplift_d_eur": float(by_kind.get("D", 0.0)),
-            "min_raw_loc_eur": float(loc_df.attrs.get("min_raw_loc_eur", 0.0)),
-            "best_response_abs_gap_eur": loc_df.attrs.get("abs_gap_eur"),
-            "best_response_solver": loc_df.attrs.get("solver")}
+    return {
+        "uplift_eur": uplift(loc_df),
+        "participants": int(len(loc)),
+        "participants_with_loc": int((loc > tol).sum()),
+        "max_loc_eur": float(loc.max(initial=0.0)),
+        "uplift_t_eur": float(by_kind.get("T", 0.0)),
+        "uplift_d_eur": float(by_kind.get("D", 0.0)),
+        "min_raw_loc_eur": float(loc_df.attrs.get("min_raw_loc_eur", 0.0)),
+        "best_response_abs_gap_eur": loc_df.attrs.get("abs_gap_eur"),
+        "best_response_solver": loc_df.attrs.get("solver"),
+    }
 
 
-def attach_incentives(inst: Instance, tables: dict[str, pd.DataFrame], summary: dict, opts: ModelOptions,
-                      scheme: str) -> None:
+def attach_incentives(
+    inst: Instance, tables: dict[str, pd.DataFrame], summary: dict, opts: ModelOptions, scheme: str
+) -> None:
     """Add LOC and settlement tables (`participants`, `settlement_actors`, `settlement_operators`) and the
     summary keys `incentives` and `settlement` in place; used by the schemes after extracting their tables."""
     from .settlement import settle

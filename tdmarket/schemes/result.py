@@ -1,4 +1,5 @@
 """Result of a clearing: tables (pandas) + a JSON-serialisable summary + exchanged messages."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

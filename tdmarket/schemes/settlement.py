@@ -44,6 +44,7 @@ own prices only.  Every other scheme settles the interface at π_d.
 **Revenue adequacy.**  An operator is revenue adequate if MS_op ≥ −tol in every period (MODEL.md §8; the TSO
 always is with exact duals, a DSO may be slightly negative through line charging).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -132,8 +133,9 @@ def _interfaces(inst: Instance, tables: dict, lam_p: np.ndarray, lam_q: np.ndarr
     return X, Y, piP, piQ, td, has_iface
 
 
-def settle(inst: Instance, tables: dict[str, pd.DataFrame], opts: ModelOptions, scheme: str, *,
-           loc: pd.DataFrame | None = None) -> dict:
+def settle(
+    inst: Instance, tables: dict[str, pd.DataFrame], opts: ModelOptions, scheme: str, *, loc: pd.DataFrame | None = None
+) -> dict:
     """Settlement tables and summary (see module docstring).
 
     Returns {"actors": DataFrame(actor, kind, area, period, payment_eur, cost_eur, profit_eur),
@@ -169,13 +171,22 @@ def settle(inst: Instance, tables: dict[str, pd.DataFrame], opts: ModelOptions, 
     cost = seg.groupby("bid")["cost_eur"].sum().reindex(bids.bid.to_numpy()).fillna(0.0).to_numpy()
     part = qtbid_participant(inst, bids.qtbid.to_numpy())
     pf = participant_frame(inst)
-    bsp = pd.DataFrame({"participant": part, "period": bids.period.to_numpy(), "payment_eur": receipts,
-                        "cost_eur": cost}).groupby(["participant", "period"], as_index=False).sum()
+    bsp = (
+        pd.DataFrame({"participant": part, "period": bids.period.to_numpy(), "payment_eur": receipts, "cost_eur": cost})
+        .groupby(["participant", "period"], as_index=False)
+        .sum()
+    )
     info = pf.set_index("participant").loc[bsp.participant]
-    bsp_rows = pd.DataFrame({"actor": "bsp:" + info.qtbids.to_numpy().astype(object),
-                             "kind": np.where(info.kind.to_numpy() == "D", "bsp_d", "bsp_t"),
-                             "area": info.area.to_numpy(), "period": bsp.period.to_numpy(),
-                             "payment_eur": bsp.payment_eur.to_numpy(), "cost_eur": bsp.cost_eur.to_numpy()})
+    bsp_rows = pd.DataFrame(
+        {
+            "actor": "bsp:" + info.qtbids.to_numpy().astype(object),
+            "kind": np.where(info.kind.to_numpy() == "D", "bsp_d", "bsp_t"),
+            "area": info.area.to_numpy(),
+            "period": bsp.period.to_numpy(),
+            "payment_eur": bsp.payment_eur.to_numpy(),
+            "cost_eur": bsp.cost_eur.to_numpy(),
+        }
+    )
     bsp_rows["profit_eur"] = bsp_rows.payment_eur - bsp_rows.cost_eur
     # order injections per bus and period (for the operators)
     ord_p = np.zeros((n, T))
@@ -192,9 +203,17 @@ def settle(inst: Instance, tables: dict[str, pd.DataFrame], opts: ModelOptions, 
     Q = np.where(own & is_d, q_inj, 0.0)
     brp_pay = (lam_p * P + lam_q * Q) * dt
     ii, tt = np.nonzero((P != 0) | (Q != 0))
-    brp_rows = pd.DataFrame({"actor": "brp:" + b.id[ii].astype(str).astype(object), "kind": "brp",
-                             "area": area_names[b.area[ii]], "period": periods[tt],
-                             "payment_eur": brp_pay[ii, tt], "cost_eur": 0.0, "profit_eur": brp_pay[ii, tt]})
+    brp_rows = pd.DataFrame(
+        {
+            "actor": "brp:" + b.id[ii].astype(str).astype(object),
+            "kind": "brp",
+            "area": area_names[b.area[ii]],
+            "period": periods[tt],
+            "payment_eur": brp_pay[ii, tt],
+            "cost_eur": 0.0,
+            "profit_eur": brp_pay[ii, tt],
+        }
+    )
 
     # ---------------------------------------------------------------- slack, booked per operator
     bus_area = np.broadcast_to(b.area[:, None], (n, T))
@@ -205,9 +224,17 @@ def settle(inst: Instance, tables: dict[str, pd.DataFrame], opts: ModelOptions, 
     kappa = opts.slack_penalty * dt
     slack_pen = by_op(kappa * (np.abs(sig_p) + np.abs(sig_q)))
     a_grid, t_grid = np.meshgrid(np.arange(A), np.arange(T), indexing="ij")
-    slack_rows = pd.DataFrame({"actor": "slack:" + area_names[a_grid.ravel()], "kind": "slack",
-                               "area": area_names[a_grid.ravel()], "period": periods[t_grid.ravel()],
-                               "payment_eur": slack_pay.ravel(), "cost_eur": 0.0, "profit_eur": slack_pay.ravel()})
+    slack_rows = pd.DataFrame(
+        {
+            "actor": "slack:" + area_names[a_grid.ravel()],
+            "kind": "slack",
+            "area": area_names[a_grid.ravel()],
+            "period": periods[t_grid.ravel()],
+            "payment_eur": slack_pay.ravel(),
+            "cost_eur": 0.0,
+            "profit_eur": slack_pay.ravel(),
+        }
+    )
 
     # ---------------------------------------------------------------- interfaces
     X, Y, piP, piQ, td, has_iface = _interfaces(inst, tables, lam_p, lam_q)
@@ -248,17 +275,32 @@ def settle(inst: Instance, tables: dict[str, pd.DataFrame], opts: ModelOptions, 
     value_out = by_op((lam_p * out_p + lam_q * out_q) * dt)
     ms_net = iface_pay - value_out
 
-    op_rows = pd.DataFrame({"actor": np.where(a_grid.ravel() == 0, "tso", "dso:" + area_names[a_grid.ravel()]),
-                            "kind": np.where(ar.parent[a_grid.ravel()] < 0, "tso", "dso"),
-                            "area": area_names[a_grid.ravel()], "period": periods[t_grid.ravel()],
-                            "payment_eur": ms_net.ravel(), "cost_eur": 0.0, "profit_eur": ms_net.ravel()})
+    op_rows = pd.DataFrame(
+        {
+            "actor": np.where(a_grid.ravel() == 0, "tso", "dso:" + area_names[a_grid.ravel()]),
+            "kind": np.where(ar.parent[a_grid.ravel()] < 0, "tso", "dso"),
+            "area": area_names[a_grid.ravel()],
+            "period": periods[t_grid.ravel()],
+            "payment_eur": ms_net.ravel(),
+            "cost_eur": 0.0,
+            "profit_eur": ms_net.ravel(),
+        }
+    )
     actors = pd.concat([bsp_rows, brp_rows, slack_rows, op_rows], ignore_index=True)
-    operators = pd.DataFrame({
-        "operator": area_names[a_grid.ravel()], "period": periods[t_grid.ravel()],
-        "merchandising_surplus_eur": ms.ravel(), "interface_payment_eur": iface_pay.ravel(),
-        "merchandising_surplus_network_eur": ms_net.ravel(), "slack_settlement_eur": slack_pay.ravel(),
-        "slack_penalty_eur": slack_pen.ravel(), "export_mw": X.ravel(), "export_mvar": Y.ravel(),
-        "interface_price_eur_mwh": np.where(has_iface[:, None] & settled, piP, np.nan).ravel()})
+    operators = pd.DataFrame(
+        {
+            "operator": area_names[a_grid.ravel()],
+            "period": periods[t_grid.ravel()],
+            "merchandising_surplus_eur": ms.ravel(),
+            "interface_payment_eur": iface_pay.ravel(),
+            "merchandising_surplus_network_eur": ms_net.ravel(),
+            "slack_settlement_eur": slack_pay.ravel(),
+            "slack_penalty_eur": slack_pen.ravel(),
+            "export_mw": X.ravel(),
+            "export_mvar": Y.ravel(),
+            "interface_price_eur_mwh": np.where(has_iface[:, None] & settled, piP, np.nan).ravel(),
+        }
+    )
 
     # ---------------------------------------------------------------- summary
     tper = _period_pos(inst, actors.period)
@@ -267,9 +309,11 @@ def settle(inst: Instance, tables: dict[str, pd.DataFrame], opts: ModelOptions, 
     tol = ZERO_SUM_RTOL * np.maximum(scale, 1.0)
     adequacy = {}
     for a in range(A):
-        adequacy[ar.name[a]] = {"merchandising_surplus_eur": float(ms[a].sum()),
-                                "min_period_eur": float(ms[a].min()) if T else 0.0,
-                                "revenue_adequate": bool((ms[a] >= -tol).all())}
+        adequacy[ar.name[a]] = {
+            "merchandising_surplus_eur": float(ms[a].sum()),
+            "min_period_eur": float(ms[a].min()) if T else 0.0,
+            "revenue_adequate": bool((ms[a] >= -tol).all()),
+        }
     totals = actors.groupby("kind")["payment_eur"].sum()
     summary = {
         "scheme": scheme,
@@ -291,8 +335,9 @@ def settle(inst: Instance, tables: dict[str, pd.DataFrame], opts: ModelOptions, 
     return {"actors": actors, "operators": operators, "summary": summary}
 
 
-def cost_sharing(inst: Instance, tables: dict[str, pd.DataFrame], x0: dict[str, np.ndarray],
-                 period_hours: float = 1.0) -> pd.DataFrame:
+def cost_sharing(
+    inst: Instance, tables: dict[str, pd.DataFrame], x0: dict[str, np.ndarray], period_hours: float = 1.0
+) -> pd.DataFrame:
     """TSO–DSO cost sharing of the activation cost in each DSO area (MODEL.md §8).
 
     For every (area d, period t) of the `interfaces` table, with π = `interface_price_eur_mwh`, x = `export_mw`
@@ -315,8 +360,21 @@ def cost_sharing(inst: Instance, tables: dict[str, pd.DataFrame], x0: dict[str, 
     ar = inst.areas
     T = inst.n_periods
     if len(ifc) == 0:
-        return pd.DataFrame(columns=["area", "period", "export_mw", "base_export_mw", "interface_price_eur_mwh",
-                                     "K_eur", "K_T_eur", "K_D_eur", "K_area_eur", "K_T_area_eur", "K_D_area_eur"])
+        return pd.DataFrame(
+            columns=[
+                "area",
+                "period",
+                "export_mw",
+                "base_export_mw",
+                "interface_price_eur_mwh",
+                "K_eur",
+                "K_T_eur",
+                "K_D_eur",
+                "K_area_eur",
+                "K_T_area_eur",
+                "K_D_area_eur",
+            ]
+        )
     ifc = ifc.sort_values(["area", "period"], kind="stable")
     names = pd.unique(ifc["area"].astype(str))
     name_pos = {n: k for k, n in enumerate(ar.name)}
@@ -352,9 +410,18 @@ def cost_sharing(inst: Instance, tables: dict[str, pd.DataFrame], x0: dict[str, 
         np.add.at(K, (sb[own], st[own]), cost[own])
     k = K[row_area, row_t]
     k_t = pi * (x - base) * period_hours
-    out = pd.DataFrame({"area": ifc["area"].astype(str).to_numpy(), "period": ifc["period"].to_numpy(),
-                        "export_mw": x, "base_export_mw": base, "interface_price_eur_mwh": pi,
-                        "K_eur": k, "K_T_eur": k_t, "K_D_eur": k - k_t})
+    out = pd.DataFrame(
+        {
+            "area": ifc["area"].astype(str).to_numpy(),
+            "period": ifc["period"].to_numpy(),
+            "export_mw": x,
+            "base_export_mw": base,
+            "interface_price_eur_mwh": pi,
+            "K_eur": k,
+            "K_T_eur": k_t,
+            "K_D_eur": k - k_t,
+        }
+    )
     tot = {c: np.bincount(row_area, out[c].to_numpy(), minlength=len(names)) for c in ("K_eur", "K_T_eur", "K_D_eur")}
     out["K_area_eur"] = tot["K_eur"][row_area]
     out["K_T_area_eur"] = tot["K_T_eur"][row_area]

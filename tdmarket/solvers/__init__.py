@@ -1,4 +1,5 @@
 """Thin solver adapters: `Program` in, `Solution` out (duals as d(objective)/d(active row bound))."""
+
 from tdmarket.solvers.clarabel import solve_clarabel
 from tdmarket.solvers.dispatch import solve
 from tdmarket.solvers.highs import solve_highs

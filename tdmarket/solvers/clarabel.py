@@ -12,6 +12,7 @@ Clarabel's dual z satisfies d(obj)/d(b) = -z (MODEL.md §1).  Hence, per program
     row_dual[r] = -z_hi + z_lo             (inequality: b = hi gives -z_hi <= 0, b = -lo gives +z_lo >= 0),
 i.e. d(objective)/d(active bound), the same convention as HiGHS.  `cone_dual` is z on the cone rows.
 """
+
 from __future__ import annotations
 
 import clarabel
@@ -57,8 +58,9 @@ def _settings(tol: float, max_iter: int, verbose: bool, time_limit: float | None
     return s
 
 
-def solve_clarabel(program: Program, *, tol: float = 1e-9, max_iter: int = 200, verbose: bool = False,
-                   time_limit: float | None = None) -> Solution:
+def solve_clarabel(
+    program: Program, *, tol: float = 1e-9, max_iter: int = 200, verbose: bool = False, time_limit: float | None = None
+) -> Solution:
     """Solve an LP/SOCP with Clarabel; duals mapped to d(objective)/d(active bound) (see module docstring).
 
     `tol` sets the absolute/relative gap, feasibility and kappa/tau tolerances; `time_limit` is in seconds
@@ -81,8 +83,7 @@ def solve_clarabel(program: Program, *, tol: float = 1e-9, max_iter: int = 200, 
     n_zero = n_eq + int(fix.sum())
     n_nonneg = n_up + n_dn + int(vub.sum()) + int(vlb.sum())
 
-    M = sp.vstack([A[eq], I[fix], A[up], -A[dn], I[vub], -I[vlb], sp.csr_matrix(program.cone_A)],
-                  format="csc")
+    M = sp.vstack([A[eq], I[fix], A[up], -A[dn], I[vub], -I[vlb], sp.csr_matrix(program.cone_A)], format="csc")
     b = np.concatenate([lo[eq], lb[fix], hi[up], -lo[dn], ub[vub], -lb[vlb], program.cone_b])
     cones = []
     if n_zero:
@@ -92,8 +93,9 @@ def solve_clarabel(program: Program, *, tol: float = 1e-9, max_iter: int = 200, 
     for dim, count in program.cone_dims:  # one entry per run of equal-dimension cones, not per cone
         cones.extend([clarabel.SecondOrderConeT(int(dim))] * int(count))
 
-    solver = clarabel.DefaultSolver(sp.csc_matrix((n, n)), program.c.astype(float), M, b, cones,
-                                    _settings(tol, max_iter, verbose, time_limit))
+    solver = clarabel.DefaultSolver(
+        sp.csc_matrix((n, n)), program.c.astype(float), M, b, cones, _settings(tol, max_iter, verbose, time_limit)
+    )
     res = solver.solve()
     z = np.asarray(res.z, float)
     name = str(res.status)
@@ -104,16 +106,21 @@ def solve_clarabel(program: Program, *, tol: float = 1e-9, max_iter: int = 200, 
     o_dn = o_up + n_up
     z_eq = z[:n_eq]
     z_up = z[o_up:o_dn]
-    z_dn = z[o_dn:o_dn + n_dn]
+    z_dn = z[o_dn : o_dn + n_dn]
     row_dual = np.zeros(m)
     row_dual[eq] = -z_eq
     row_dual[up] -= z_up
     row_dual[dn] += z_dn
-    cone_dual = z[n_zero + n_nonneg:]
+    cone_dual = z[n_zero + n_nonneg :]
 
     return Solution(
-        status=status, x=np.asarray(res.x, float), objective=float(res.obj_val) + float(program.c0),
-        row_dual=row_dual, cone_dual=cone_dual, iterations=int(res.iterations),
-        solve_time_s=float(res.solve_time), solver="clarabel " + getattr(clarabel, "__version__", "?"),
+        status=status,
+        x=np.asarray(res.x, float),
+        objective=float(res.obj_val) + float(program.c0),
+        row_dual=row_dual,
+        cone_dual=cone_dual,
+        iterations=int(res.iterations),
+        solve_time_s=float(res.solve_time),
+        solver="clarabel " + getattr(clarabel, "__version__", "?"),
         message=name,
     )

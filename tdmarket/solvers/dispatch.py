@@ -1,4 +1,5 @@
 """Pick the solver adapter from the program's structure."""
+
 from __future__ import annotations
 
 from tdmarket.formulations.program import Program
@@ -13,8 +14,10 @@ def solve(program: Program, **opts) -> Solution:
     Raises ValueError for cones together with integers (MISOCP is handled by the decomposition schemes).
     """
     if program.has_cones and program.has_integers:
-        raise ValueError("program has both second-order cones and integer variables (MISOCP); "
-                         "no single adapter solves it - fix the integers or relax the cones first")
+        raise ValueError(
+            "program has both second-order cones and integer variables (MISOCP); "
+            "no single adapter solves it - fix the integers or relax the cones first"
+        )
     if program.has_cones:
         return solve_clarabel(program, **opts)
     return solve_highs(program, **opts)

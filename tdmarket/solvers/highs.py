@@ -4,6 +4,7 @@ The whole model is passed at once as a column-wise `HighsLp`.  HiGHS minimises, 
 d(objective)/d(active row bound) (MODEL.md §1), so row duals are returned unchanged; tests check this by
 finite differences.  MIPs return no duals (prices come from the LP with binaries fixed, MODEL.md §1).
 """
+
 from __future__ import annotations
 
 import highspy
@@ -67,6 +68,7 @@ def _new_highs() -> highspy.Highs:
         return highspy.Highs()
     import os
     import sys
+
     sys.stdout.flush()
     saved = os.dup(1)
     try:
@@ -88,8 +90,15 @@ def _run(h: highspy.Highs, threads: int) -> None:
     h.run()
 
 
-def solve_highs(program: Program, *, time_limit: float | None = None, mip_gap: float = 1e-4, threads: int = 1,
-                verbose: bool = False, random_seed: int = 0) -> Solution:
+def solve_highs(
+    program: Program,
+    *,
+    time_limit: float | None = None,
+    mip_gap: float = 1e-4,
+    threads: int = 1,
+    verbose: bool = False,
+    random_seed: int = 0,
+) -> Solution:
     """Solve an LP/MILP with HiGHS (presolve on, options pinned for reproducibility).
 
     `time_limit` is in wall-clock seconds (None = unlimited); `mip_gap` is the relative MIP gap at which branch
@@ -99,10 +108,14 @@ def solve_highs(program: Program, *, time_limit: float | None = None, mip_gap: f
         raise ValueError("solve_highs handles LP/MILP only; the program has second-order cones")
     is_mip = program.has_integers
     h = _new_highs()
-    for name, value in (("output_flag", bool(verbose)), ("threads", int(threads)),
-                        ("random_seed", int(random_seed)), ("mip_rel_gap", float(mip_gap)),
-                        ("time_limit", float(np.inf if time_limit is None else time_limit)),
-                        ("presolve", "on")):
+    for name, value in (
+        ("output_flag", bool(verbose)),
+        ("threads", int(threads)),
+        ("random_seed", int(random_seed)),
+        ("mip_rel_gap", float(mip_gap)),
+        ("time_limit", float(np.inf if time_limit is None else time_limit)),
+        ("presolve", "on"),
+    ):
         h.setOptionValue(name, value)
     if h.passModel(_to_highs_lp(program)) == highspy.HighsStatus.kError:
         raise SolverError("HiGHS rejected the model (passModel returned kError)")
@@ -143,14 +156,27 @@ def solve_highs(program: Program, *, time_limit: float | None = None, mip_gap: f
     if is_mip:
         iterations = max(int(info.mip_node_count), 0)  # B&B nodes: the meaningful work count for a MIP
     else:
-        iterations = sum(max(int(v), 0) for v in (info.simplex_iteration_count, info.ipm_iteration_count,
-                                                  info.crossover_iteration_count, info.pdlp_iteration_count))
+        iterations = sum(
+            max(int(v), 0)
+            for v in (
+                info.simplex_iteration_count,
+                info.ipm_iteration_count,
+                info.crossover_iteration_count,
+                info.pdlp_iteration_count,
+            )
+        )
     return Solution(
-        status=status, x=x, objective=objective, row_dual=row_dual, cone_dual=None, iterations=iterations,
-        solve_time_s=float(h.getRunTime()), solver=f"highs {highspy.HIGHS_VERSION_MAJOR}."
-        f"{highspy.HIGHS_VERSION_MINOR}.{highspy.HIGHS_VERSION_PATCH}",
+        status=status,
+        x=x,
+        objective=objective,
+        row_dual=row_dual,
+        cone_dual=None,
+        iterations=iterations,
+        solve_time_s=float(h.getRunTime()),
+        solver=f"highs {highspy.HIGHS_VERSION_MAJOR}.{highspy.HIGHS_VERSION_MINOR}.{highspy.HIGHS_VERSION_PATCH}",
         mip_bound=float(info.mip_dual_bound) if is_mip else None,
-        mip_gap=float(info.mip_gap) if is_mip else None, message=message,
+        mip_gap=float(info.mip_gap) if is_mip else None,
+        message=message,
     )
 
 
@@ -166,8 +192,13 @@ class PersistentLP:
         self.h = _new_highs()
         # presolve off: a re-solve after added rows or changed bounds must start from the previous basis, and
         # presolve would rebuild the reduced problem instead
-        for name, value in (("output_flag", False), ("threads", self.threads), ("random_seed", int(random_seed)),
-                            ("presolve", "off"), ("solver", "simplex")):
+        for name, value in (
+            ("output_flag", False),
+            ("threads", self.threads),
+            ("random_seed", int(random_seed)),
+            ("presolve", "off"),
+            ("solver", "simplex"),
+        ):
             self.h.setOptionValue(name, value)
         if self.h.passModel(_to_highs_lp(program)) == highspy.HighsStatus.kError:
             raise SolverError("HiGHS rejected the model (passModel returned kError)")
@@ -175,8 +206,9 @@ class PersistentLP:
         self.row_lo, self.row_hi = program.row_lo.copy(), program.row_hi.copy()
         self.col_lb, self.col_ub = program.lb.copy(), program.ub.copy()
 
-    def dual_bound(self, sol: Solution, col_lb: np.ndarray | None = None, col_ub: np.ndarray | None = None,
-                   tol: float = 1e-9) -> float:
+    def dual_bound(
+        self, sol: Solution, col_lb: np.ndarray | None = None, col_ub: np.ndarray | None = None, tol: float = 1e-9
+    ) -> float:
         """Weak-duality lower bound of the LP with column bounds `col_lb`/`col_ub` (default: the model's own),
         from the duals of the last solve: c0 + Σ_i y_i·(active row bound) + Σ_j r_j·(bound).  It lets a
         trust-region solve also certify a lower bound of the unrestricted problem."""
@@ -201,9 +233,15 @@ class PersistentLP:
         k = A.shape[0]
         if k == 0:
             return
-        self.h.addRows(k, np.clip(np.broadcast_to(lo, (k,)).astype(float), -inf, inf),
-                       np.clip(np.broadcast_to(hi, (k,)).astype(float), -inf, inf), A.nnz,
-                       A.indptr[:-1].astype(np.int32), A.indices.astype(np.int32), A.data.astype(float))
+        self.h.addRows(
+            k,
+            np.clip(np.broadcast_to(lo, (k,)).astype(float), -inf, inf),
+            np.clip(np.broadcast_to(hi, (k,)).astype(float), -inf, inf),
+            A.nnz,
+            A.indptr[:-1].astype(np.int32),
+            A.indices.astype(np.int32),
+            A.data.astype(float),
+        )
         self.m += k
         self.row_lo = np.concatenate([self.row_lo, np.broadcast_to(lo, (k,)).astype(float)])
         self.row_hi = np.concatenate([self.row_hi, np.broadcast_to(hi, (k,)).astype(float)])
@@ -211,8 +249,9 @@ class PersistentLP:
     def set_col_bounds(self, cols: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
         inf = highspy.kHighsInf
         cols = np.asarray(cols, dtype=np.int32)
-        self.h.changeColsBounds(len(cols), cols, np.clip(np.asarray(lo, float), -inf, inf),
-                                np.clip(np.asarray(hi, float), -inf, inf))
+        self.h.changeColsBounds(
+            len(cols), cols, np.clip(np.asarray(lo, float), -inf, inf), np.clip(np.asarray(hi, float), -inf, inf)
+        )
 
     def solve(self) -> Solution:
         _run(self.h, self.threads)
@@ -221,10 +260,16 @@ class PersistentLP:
         info = self.h.getInfo()
         status = _STATUS.get(ms, SolveStatus.OTHER)
         x = np.asarray(sol.col_value, float) if sol.value_valid else np.full(self.n, np.nan)
-        out = Solution(status=status, x=x,
-                       objective=float(info.objective_function_value) if sol.value_valid else float("nan"),
-                       row_dual=np.asarray(sol.row_dual, float) if sol.dual_valid else None, cone_dual=None,
-                       iterations=int(max(info.simplex_iteration_count, 0)), solve_time_s=float(self.h.getRunTime()),
-                       solver="highs (warm)", message=self.h.modelStatusToString(ms))
+        out = Solution(
+            status=status,
+            x=x,
+            objective=float(info.objective_function_value) if sol.value_valid else float("nan"),
+            row_dual=np.asarray(sol.row_dual, float) if sol.dual_valid else None,
+            cone_dual=None,
+            iterations=int(max(info.simplex_iteration_count, 0)),
+            solve_time_s=float(self.h.getRunTime()),
+            solver="highs (warm)",
+            message=self.h.modelStatusToString(ms),
+        )
         out.col_dual = np.asarray(sol.col_dual, float) if sol.dual_valid else None
         return out

@@ -9,11 +9,12 @@ LB = UB up to the MILP gap), at `max_rounds` or at `time_limit`.
 A tangent cut of the cone s0 >= ||s̄|| (s = h − G x) at a point with ŝ̄ != 0 is  n·s̄ <= s0, n = ŝ̄/||ŝ̄||,
 i.e. (G0 − nᵀḠ) x <= h0 − nᵀh̄: valid everywhere, tight at the point.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -51,7 +52,7 @@ def tangent_cuts(prog: Program, x: np.ndarray, *, only_violated_tol: float | Non
     row_cone = np.repeat(np.arange(len(start)), dim)
     is_head = np.zeros(len(s), bool)
     is_head[start] = True
-    tail_sq = np.bincount(row_cone, np.where(is_head, 0.0, s ** 2), minlength=len(start))
+    tail_sq = np.bincount(row_cone, np.where(is_head, 0.0, s**2), minlength=len(start))
     norm = np.sqrt(tail_sq)
     viol = norm - s[start]
     keep = norm > 1e-9
@@ -107,9 +108,16 @@ def fix_integers(prog: Program, x: np.ndarray) -> Program:
     return fixed
 
 
-def solve_misocp(prog: Program, *, mip_gap: float = 1e-3, time_limit: float | None = None, threads: int = 1,
-                 max_rounds: int = 20, cone_tol: float = 1e-6,
-                 progress: Callable[[dict], None] | None = None) -> tuple[Solution, OAHistory]:
+def solve_misocp(
+    prog: Program,
+    *,
+    mip_gap: float = 1e-3,
+    time_limit: float | None = None,
+    threads: int = 1,
+    max_rounds: int = 20,
+    cone_tol: float = 1e-6,
+    progress: Callable[[dict], None] | None = None,
+) -> tuple[Solution, OAHistory]:
     """Outer-approximation MISOCP solve; returns the best fixed-integer SOCP solution (with duals) and history.
 
     The returned `Solution` has `mip_bound` = LB and `mip_gap` = certified relative gap.
@@ -141,8 +149,14 @@ def solve_misocp(prog: Program, *, mip_gap: float = 1e-3, time_limit: float | No
     if fx.status in (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL):
         ub, best = fx.objective, fx
     frac = int((np.abs(rel.x[int_cols] - np.round(rel.x[int_cols])) > 1e-6).sum())
-    rec = {"round": 0, "lower_bound": lb, "upper_bound": ub, "gap": _gap(ub, lb), "fractional": frac,
-           "elapsed_s": time.perf_counter() - t0}
+    rec = {
+        "round": 0,
+        "lower_bound": lb,
+        "upper_bound": ub,
+        "gap": _gap(ub, lb),
+        "fractional": frac,
+        "elapsed_s": time.perf_counter() - t0,
+    }
     hist.rounds.append(rec)
     if progress:
         progress(rec)
@@ -166,8 +180,15 @@ def solve_misocp(prog: Program, *, mip_gap: float = 1e-3, time_limit: float | No
         gap = _gap(ub, lb)
         C, d, viol = tangent_cuts(prog, milp.x, only_violated_tol=cone_tol)
         n_viol = 0 if C is None else C.shape[0]
-        rec = {"round": k + 1, "lower_bound": lb, "upper_bound": ub, "gap": gap, "violated_cones": n_viol,
-               "milp_time_s": milp.solve_time_s, "elapsed_s": time.perf_counter() - t0}
+        rec = {
+            "round": k + 1,
+            "lower_bound": lb,
+            "upper_bound": ub,
+            "gap": gap,
+            "violated_cones": n_viol,
+            "milp_time_s": milp.solve_time_s,
+            "elapsed_s": time.perf_counter() - t0,
+        }
         hist.rounds.append(rec)
         if progress:
             progress(rec)

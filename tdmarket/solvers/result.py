@@ -5,6 +5,7 @@ Dual convention shared by every adapter (see `tdmarket.formulations.program` and
 (e.g. €/MWh for a balance row in MW).  For an equality row that is the derivative w.r.t. its right-hand
 side; for an inequality it is <= 0 on an active upper bound and >= 0 on an active lower bound, 0 if slack.
 """
+
 from __future__ import annotations
 
 import enum
