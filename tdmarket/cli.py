@@ -96,6 +96,8 @@ def _check_numbers(args) -> None:
         ("--workers", getattr(args, "workers", None), lambda v: v is None or v >= 1),
         ("--curve-tol", getattr(args, "curve_tol", None), lambda v: v is None or v > 0),
         ("--max-curve-evals", getattr(args, "max_curve_evals", None), lambda v: v is None or v >= 2),
+        ("--gap", getattr(args, "gap", None), lambda v: v is None or 0 < v < 1),
+        ("--max-rounds", getattr(args, "max_rounds", None), lambda v: v is None or v >= 1),
     ]
     for flag, value, ok in checks:
         if value is not None and not ok(value):
@@ -128,22 +130,25 @@ def cmd_clear(args) -> int:
         slack_penalty=args.slack_penalty,
         progress=_progress_printer(args.quiet),
     )
-    if args.scheme in ("shared-balancing", "no-coordination"):
-        options.update(executor=args.executor, workers=args.workers, address=args.address)
-    if args.scheme in ("hierarchical", "local-as-market"):
-        options.update(
-            executor=args.executor,
-            workers=args.workers,
-            address=args.address,
-            curve_tol=args.curve_tol,
-            iterate=args.iterate,
-            max_evals=args.max_curve_evals,
-        )
+    from .schemes import registry
+
+    spec = registry.get(args.scheme)
+    extra = dict(
+        executor=args.executor,
+        workers=args.workers,
+        address=args.address,
+        curve_tol=args.curve_tol,
+        max_evals=args.max_curve_evals,
+        gap=args.gap,
+        max_iterations=args.max_rounds,
+    )
+    options.update({k: v for k, v in extra.items() if spec.accepts(k)})
     result = clear(inst, scheme=args.scheme, **options)
     result.summary["timings_s"]["load"] = t_load
-    if args.compare_centralized and args.scheme == "hierarchical":
+    if args.compare_centralized and args.scheme != "centralized" and args.scheme != "common":
         if not args.quiet:
             print("tdmarket: clearing the centralized reference ...", file=sys.stderr, flush=True)
+        t_ref = time.perf_counter()
         ref = clear(
             inst,
             scheme="centralized",
@@ -154,6 +159,7 @@ def cmd_clear(args) -> int:
             },
         )
         result.summary["gap_to_centralized"] = {
+            "centralized_wall_s": time.perf_counter() - t_ref,
             "centralized_cost_eur": ref.total_cost,
             "hierarchical_cost_eur": result.total_cost,
             "gap": gap_to(result, ref),
@@ -191,29 +197,41 @@ def cmd_clear(args) -> int:
                 f"curves            {cv['evaluations']} evaluations, sum eps {cv['sum_eps_eur']:.4g} EUR, "
                 f"error at solution {s['curve_error_at_solution_eur']:.4g} EUR"
             )
-            if len(s["iterations"]) > 1:
-                last = s["iterations"][-1]
-                print(f"iterations        {len(s['iterations']) - 1} cut rounds, final UB-LB {last['gap_eur']:.4g} EUR")
+            if "certificate" in s:
+                ce = s["certificate"]
+                lb = ce["lower_bound_eur"]
+                gap = ce["dispatched_gap"]
+                print(f"cut exchange      {ce['rounds']} rounds, stopped by {ce['stopped_by']} ({ce['reason']})")
+                print(
+                    f"certificate       lower bound {lb if lb is None else f'{lb:.6f}'} EUR, certified gap of the "
+                    f"dispatched point {'n/a' if gap is None else f'{gap:.3g}'} (target {ce['target_gap']:g})"
+                )
             com = s["communication"]
             print(f"messages          {com['messages']} ({com['bytes']} bytes)")
             tm = s["timings_s"]
             print(f"time              wall {tm['wall']:.2f} s, critical path {tm['critical_path']:.2f} s")
         if "gap_to_centralized" in s:
             g = s["gap_to_centralized"]
-            print(f"gap to central.   {100 * g['gap']:.5f} %  (centralized {g['centralized_cost_eur']:.6f} EUR)")
+            print(
+                f"gap to central.   {100 * g['gap']:.5f} %  (centralized {g['centralized_cost_eur']:.6f} EUR in "
+                f"{g['centralized_wall_s']:.2f} s; this scheme {s['timings_s']['wall']:.2f} s)"
+            )
+        for w in s.get("warnings", []):
+            print(f"warning           {w}")
     return 0
 
 
 def cmd_compare(args) -> int:
-    from .api import SCHEMES
-    from .reporting.compare import DEFAULT_SCHEMES, format_rows, run_comparison, write_report
+    from .reporting.compare import format_rows, run_comparison, write_report
     from .reporting.writer import dumps
+    from .schemes import registry
 
     _check_numbers(args)
-    schemes = [x.strip() for x in args.schemes.split(",")] if args.schemes else list(DEFAULT_SCHEMES)
-    unknown = [x for x in schemes if x not in SCHEMES]
+    available = registry.names()
+    schemes = [x.strip() for x in args.schemes.split(",")] if args.schemes else registry.comparison_ids()
+    unknown = [x for x in schemes if x not in available]
     if unknown:
-        raise InputError(f"unknown scheme(s) {', '.join(unknown)} (available: {', '.join(SCHEMES)})")
+        raise InputError(f"unknown scheme(s) {', '.join(unknown)} (available: {', '.join(available)})")
     inst = _load(args)
     say = None if args.quiet else (lambda text: print(f"tdmarket: {text} ...", file=sys.stderr, flush=True))
     options = dict(
@@ -271,17 +289,20 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=cmd_info)
 
-    from .api import SCHEMES
     from .formulations.options import DIST_MODELS, REACTIVE_POLICIES
     from .operators.executors import EXECUTORS
+    from .schemes import registry
+
+    scheme_help = "; ".join(f"{n}: {d}" for n, d in registry.describe())
 
     clear = sub.add_parser("clear", help="clear the balancing market of an instance")
     add_instance_args(clear, stress=True)
     clear.add_argument(
         "--scheme",
         default="centralized",
-        choices=SCHEMES,
-        help="coordination scheme (centralized = common: integrated T&D clearing)",
+        choices=registry.names(),
+        metavar="SCHEME",
+        help=f"coordination scheme (default centralized). {scheme_help}",
     )
     clear.add_argument("--relax", action="store_true", help="continuous relaxation of the binaries (logic kept)")
     clear.add_argument("--out", help="write a results folder (CSV/Parquet tables + summary.json)")
@@ -316,11 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
         "exchange then certifies the result, MODEL.md §6.3)",
     )
     h.add_argument(
-        "--iterate",
-        action="store_true",
-        help="always run the cut exchange to convergence (it also starts by itself when a curve "
-        "misses the DSO cost at the cleared point)",
+        "--gap",
+        type=float,
+        default=1e-4,
+        help="stop the cut exchange at this certified relative gap (UB - LB) / max(1, |UB|) (default 1e-4)",
     )
+    h.add_argument("--max-rounds", type=int, default=50, help="cap on relaxed cut-exchange rounds (default 50)")
     h.add_argument("--compare-centralized", action="store_true", help="also clear centrally and report the cost gap")
     clear.add_argument("--json", action="store_true", help="print the summary as JSON")
     clear.add_argument("--quiet", action="store_true", help="no progress output")
@@ -331,8 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument(
         "--schemes",
         default=None,
-        help="comma-separated scheme ids (default: common,hierarchical,centralized-as-market,"
-        "shared-balancing,no-coordination)",
+        help="comma-separated scheme ids (default: " + ",".join(registry.comparison_ids()) + ")",
     )
     cmp.add_argument("--report", default="report.html", help="HTML report path (default report.html)")
     cmp.add_argument("--relax", action="store_true", help="continuous relaxation of the binaries")

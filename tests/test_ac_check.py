@@ -16,7 +16,6 @@ from casebuilder import write_case  # noqa: E402
 
 import tdmarket  # noqa: E402
 from tdmarket.io.smartnet import read_instance  # noqa: E402
-from tdmarket.operators.hierarchical_run import run_hierarchical  # noqa: E402
 from tdmarket.reporting.ac_check import COLUMNS, ac_check, ac_power_flow  # noqa: E402
 from tdmarket.schemes.centralized import clear_centralized  # noqa: E402
 
@@ -302,7 +301,7 @@ def test_sub_dso_tree_is_one_network(three_level):
 
 
 def test_hierarchical_dispatch_is_checked(three_level):
-    res = run_hierarchical(three_level, relax=True, executor="inline")
+    res = tdmarket.clear(three_level, scheme="hierarchical", relax=True, executor="inline", incentives=False)
     df, summary = ac_check(three_level, res.tables)
     assert len(df) == 9 and df.converged.all()
     assert df.y_star_mvar.notna().all()  # the hierarchical interface table carries each DSO's reactive export

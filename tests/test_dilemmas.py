@@ -33,7 +33,7 @@ def congested():
     """Scenario 3's run: the congested variant under hierarchical, its x^0 and the cost-sharing table."""
     inst = dilemmas.congested_variant()
     x0 = dilemmas.base_exchanges(inst)
-    res = tdmarket.clear(inst, scheme="hierarchical", executor="inline")
+    res = tdmarket.clear(inst, scheme="hierarchical", executor="inline", gap=1e-7)  # hand figures to 1e-6
     return inst, x0, res, cost_sharing(inst, res.tables, x0)
 
 

@@ -9,26 +9,22 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ..decomposition.area_model import AreaModel
+from ..decomposition.curves import build_curves
+from ..decomposition.exchange import CutPool, ParentPoint
+from ..decomposition.master import CutMaster, MasterSolution
+from ..decomposition.offers import Cut, Offer, SliceCurve, add_offer_rows, bound_offers, child_exchange_columns
 from ..errors import SolverError
 from ..formulations.clearing import ClearingProblem
 from ..formulations.options import ModelOptions
 from ..model.instance import Instance
 from ..schemes.centralized import solve_clearing
-from ..schemes.hierarchical import (
-    AreaModel,
-    Cut,
-    Offer,
-    SliceCurve,
-    add_offers,
-    bound_offers,
-    build_curves,
-    child_exchange_columns,
-)
 from ..solvers import SolveStatus, solve
+from ..solvers.result import Solution
 from .messages import CurveOffer, CutReply, DispatchReport, Schedule
 
 
@@ -41,12 +37,21 @@ def offer_from_message(msg: CurveOffer) -> Offer:
     return Offer(area=msg.sender, curves=curves, cuts=cuts, lo=[c.lo for c in curves], hi=[c.hi for c in curves])
 
 
-def add_cut_replies(offer: Offer, replies: list[CutReply]) -> Offer:
-    offer.cuts.extend(Cut(point=r.point_mw, value=r.cost_eur, slope=r.slope_eur_mw) for r in replies)
-    return offer
+@dataclass
+class DispatchResult:
+    """A DSO's dispatch for its schedule: its own tables, costs (€), the report sent up, its children's schedules."""
 
-
-_MODEL_CACHE: dict = {}
+    area: str
+    cost: dict
+    mip: dict
+    tables: dict
+    report: DispatchReport
+    child_schedules: list[Schedule]
+    rho: np.ndarray
+    check_ok: bool
+    activations: dict
+    time_s: float
+    solver_time_s: float
 
 
 class DSO:
@@ -65,14 +70,21 @@ class DSO:
         self.opts = opts
         self.child_msgs = list(child_offers)
         self.children = [m.sender for m in self.child_msgs]
+        self._relaxed: AreaModel | None = None  # kept for the agent's lifetime: every round only moves x̂
+        self._own_offer: CurveOffer | None = None  # the curves this agent sent its parent
 
     def _offers(self) -> list[Offer]:
         return [offer_from_message(m) for m in self.child_msgs]
 
+    def model(self) -> AreaModel:
+        """The area's relaxed value-function model C_d(x̂), built once per agent."""
+        if self._relaxed is None:
+            self._relaxed = AreaModel(self.sub, self.opts.relaxed(), self._offers(), locked=self.locked)
+        return self._relaxed
+
     def curve(self, curve_tol: float, max_evals: int) -> CurveOffer:
-        model = AreaModel(self.sub, self.opts.relaxed(), self._offers(), locked=self.locked)
-        curves, cuts, _ = build_curves(model, curve_tol=curve_tol, max_evals=max_evals)
-        return CurveOffer(
+        curves, cuts, _ = build_curves(self.model(), curve_tol=curve_tol, max_evals=max_evals)
+        self._own_offer = CurveOffer(
             sender=self.name,
             receiver=self.parent,
             stage="curve",
@@ -83,25 +95,10 @@ class DSO:
             flags=[c.flags for c in curves],
             cuts=[asdict(c) for c in cuts],
         )
-
-    def model(self, opts: ModelOptions) -> AreaModel:
-        """The area's value-function model, cached per process: a DSO answers many cut requests, and only the
-        exchange changes between them."""
-        key = (
-            self.sub.fingerprint(),
-            opts,
-            tuple(m.to_json() for m in self.child_msgs),
-            tuple((k, v.tobytes()) for k, v in sorted((self.locked or {}).items())),
-        )
-        model = _MODEL_CACHE.get(key)
-        if model is None:
-            if len(_MODEL_CACHE) >= 256:
-                _MODEL_CACHE.clear()
-            model = _MODEL_CACHE[key] = AreaModel(self.sub, opts, self._offers(), locked=self.locked)
-        return model
+        return self._own_offer
 
     def evaluate(self, sched: Schedule) -> CutReply:
-        model = self.model(self.opts.relaxed())
+        model = self.model()
         ev = model.evaluate(np.asarray(sched.export_mw))
         slack = model.cp.cost_parts(ev.x)["slack_cost_eur"] > 1e-6
         return CutReply(
@@ -117,7 +114,7 @@ class DSO:
 
     def base_exchange(self) -> Schedule:
         """x^0: the export with every order at zero and x, y free, minimising κ·slack + losses (MODEL.md §7)."""
-        model = self.model(self.opts.relaxed())
+        model = self.model()
         cp = model.cp
         prog = cp.prog.copy()
         xi = prog.var("xi").index
@@ -172,9 +169,10 @@ class DSO:
         threads: int,
         relax: bool,
         own_offer: CurveOffer | None = None,
-    ) -> dict:
+    ) -> DispatchResult:
         """Dispatch own resources for the cleared exchange, price the own dispatch, schedule the children."""
         t0 = time.perf_counter()
+        own_offer = own_offer if own_offer is not None else self._own_offer
         opts = self.opts.relaxed() if relax else self.opts
         offers = self._offers()
         model = AreaModel(self.sub, opts, offers, locked=self.locked)
@@ -194,7 +192,7 @@ class DSO:
         # integrality cost: mixed-integer dispatch cost versus the relaxed cost at the same exchange
         curve_err = integrality = 0.0
         if own_offer is not None:
-            rel = model if relax else AreaModel(self.sub, self.opts.relaxed(), offers, locked=self.locked)
+            rel = model if relax else self.model()
             c_rel = rel.evaluate(x_star).cost
             promised = sum(
                 float(np.interp(x, xi, ph)) for x, xi, ph in zip(x_star, own_offer.xi_mw, own_offer.cost_eur)
@@ -234,19 +232,49 @@ class DSO:
         )
         # keep only what this operator owns (boundary buses belong to neighbours)
         tables["buses"] = tables["buses"][~tables["buses"].node.isin(b.id[b.is_boundary])].reset_index(drop=True)
-        return {
-            "area": self.name,
-            "cost": own,
-            "mip": mip,
-            "tables": tables,
-            "report": report,
-            "child_schedules": child_scheds,
-            "rho": rho,
-            "check_ok": chk.ok(1e-5),
-            "activations": {"xi": sol.x[cp.prog.var("xi").index], "z": sol.x[cp.prog.var("z").index]},
-            "time_s": time.perf_counter() - t0,
-            "solver_time_s": sol.solve_time_s,
-        }
+        return DispatchResult(
+            area=self.name,
+            cost=own,
+            mip=mip,
+            tables=tables,
+            report=report,
+            child_schedules=child_scheds,
+            rho=rho,
+            check_ok=chk.ok(1e-5),
+            activations={"xi": sol.x[cp.prog.var("xi").index], "z": sol.x[cp.prog.var("z").index]},
+            time_s=time.perf_counter() - t0,
+            solver_time_s=sol.solve_time_s,
+        )
+
+
+@dataclass
+class TSOClearing:
+    """A transmission clearing: exports x (A, T) MW of the child areas `names`, interface prices π (A, T)
+    €/MWh, the objective with the offers (€), the offers' value Σθ or Ση (€), own cost parts, MIP information and a
+    certified lower bound of the integrated problem when the clearing provides one (€)."""
+
+    names: list[str]
+    x: np.ndarray
+    pi: np.ndarray
+    objective: float
+    offer_value: float
+    cost: dict
+    mip: dict
+    solver_time_s: float
+    lower_bound: float = -np.inf
+    cp: ClearingProblem | None = field(default=None, repr=False)
+    sol: Solution | None = field(default=None, repr=False)
+    _tables: dict | None = field(default=None, repr=False)
+
+    @property
+    def own_cost(self) -> float:
+        return self.objective - self.offer_value
+
+    def tables(self, owner: TSO) -> dict:
+        """Result tables, built once, for the published solution only."""
+        if self._tables is None:
+            self._tables = owner.tables(self.cp, self.sol)
+        return self._tables
 
 
 class TSO:
@@ -259,7 +287,7 @@ class TSO:
         cp = ClearingProblem(self.sub, opts)
         names = [o.area for o in offers]
         cols = child_exchange_columns(cp, names)
-        maps = add_offers(cp, cols, offers, use_curves=use_curves, use_cuts=use_cuts)
+        maps = add_offer_rows(cp.prog, cols, offers, use_curves=use_curves, use_cuts=use_cuts)
         bound_offers(cp.prog, cols, offers, use_curves)
         return cp, cols, maps, names
 
@@ -270,11 +298,8 @@ class TSO:
         tables["buses"] = tables["buses"][~tables["buses"].node.isin(b.id[b.is_boundary])].reset_index(drop=True)
         return tables
 
-    def _result(self, cp, cols, maps, names, sol, mip, with_tables: bool = True) -> dict:
-        """Exchanges, interface prices and costs of a TSO solve; the tables only when asked (they are built once,
-        for the published solution, not at every cut round)."""
+    def _result(self, cp, cols, maps, names, sol, mip) -> TSOClearing:
         dt = self.opts.period_hours
-        x_star = sol.x[cols]
         bal = cp.balance
         area_names = list(np.array(cp.inst.areas.name)[cp.iface.area])
         host = cp.iface.inject_bus[[area_names.index(n) for n in names]] if names else np.zeros(0, int)
@@ -284,19 +309,20 @@ class TSO:
             else np.zeros((0, self.sub.n_periods))
         )
         offer_value = sum(float(sol.x[maps[k]].sum()) for k in ("eta", "theta") if k in maps)
-        return {
-            "x": x_star,
-            "pi": pi,
-            "objective": float(sol.objective),
-            "offer_value": offer_value,
-            "cost": cp.cost_parts(sol.x),
-            "tables": self.tables(cp, sol) if with_tables else None,
-            "mip": mip,
-            "names": names,
-            "solver_time_s": sol.solve_time_s,
-            "sol": sol,
-            "cp": cp,
-        }
+        lb = mip.get("lower_bound")
+        return TSOClearing(
+            names=names,
+            x=sol.x[cols],
+            pi=pi,
+            objective=float(sol.objective),
+            offer_value=offer_value,
+            cost=cp.cost_parts(sol.x),
+            mip=mip,
+            solver_time_s=sol.solve_time_s,
+            lower_bound=float(lb) if lb is not None else -np.inf,
+            cp=cp,
+            sol=sol,
+        )
 
     def clear(
         self,
@@ -308,7 +334,7 @@ class TSO:
         mip_gap: float = 1e-4,
         time_limit: float | None = None,
         threads: int = 1,
-    ) -> dict:
+    ) -> TSOClearing:
         """Clear transmission with the offers (MILP with the TSO's binaries, then the LP with them fixed)."""
         cp, cols, maps, names = self._build(offers, use_curves=use_curves, use_cuts=use_cuts, integer=integer)
         sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
@@ -322,7 +348,7 @@ class TSO:
         mip_gap: float = 1e-4,
         time_limit: float | None = None,
         threads: int = 1,
-    ) -> dict:
+    ) -> TSOClearing:
         """Clear transmission with the T orders only and every exchange held at `schedule` (MW per period)."""
         opts = self.opts if integer else self.opts.relaxed()
         cp = ClearingProblem(self.sub, opts)
@@ -331,69 +357,57 @@ class TSO:
         for a, n in enumerate(names):
             cp.prog.set_bounds(cols[a], schedule[n], schedule[n])
         sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
-        return self._result(cp, cols, {}, names, sol, mip)
-
-    def cut_master(self, offers: list[Offer], threads: int = 1) -> CutMaster:
-        return CutMaster(self, offers, threads)
-
-
-class CutMaster:
-    """The TSO's relaxed master of the cut exchange, kept alive in HiGHS: each round appends the new cuts
-    θ_d >= C_d(x̂) + ρᵀ(x_d − x̂) and re-solves from the previous basis.  Two copies are kept, one for the
-    lower bound (no trust region) and one for the trial point (with the trust-region box), so that neither
-    loses its basis to bound changes made for the other."""
-
-    def __init__(self, tso: TSO, offers: list[Offer], threads: int = 1):
-        from ..solvers.highs import PersistentLP
-
-        self.tso = tso
-        self.cp, self.cols, self.maps, self.names = tso._build(offers, use_curves=False, use_cuts=True, integer=False)
-        self.lps = {
-            "bound": PersistentLP(self.cp.prog, threads=threads),
-            "trial": PersistentLP(self.cp.prog, threads=threads),
-        }
-        flat = self.cols.ravel()
-        self.x_lb, self.x_ub = self.cp.prog.lb[flat].copy(), self.cp.prog.ub[flat].copy()
-
-    def add_cuts(self, replies: list[CutReply]) -> None:
-        from ..formulations.terms import Terms
-
-        n = self.cp.prog.n
-        T = self.cols.shape[1]
-        t = Terms(len(replies))
-        lo = np.zeros(len(replies))
-        for k, r in enumerate(replies):
-            a = self.names.index(r.sender)
-            slope = np.asarray(r.slope_eur_mw)
-            t.add([k], [self.maps["theta"][a]], 1.0)
-            t.add(np.full(T, k), self.cols[a], -slope)
-            lo[k] = r.cost_eur - slope @ np.asarray(r.point_mw)
-        rows = t.matrix(n)
-        for lp in self.lps.values():
-            lp.add_rows(rows, lo, np.inf)
-
-    def solve(self, center: np.ndarray | None = None, radius: float | None = None) -> dict:
-        """Solve the master; with `center`/`radius`, inside the box |x − center| <= radius (a trust region)."""
-        flat = self.cols.ravel()
-        if center is None:
-            lp = self.lps["bound"]
-        else:
-            lp = self.lps["trial"]
-            c = np.asarray(center, float).ravel()
-            lo = np.minimum(np.maximum(self.x_lb, c - radius), self.x_ub)
-            hi = np.maximum(np.minimum(self.x_ub, c + radius), self.x_lb)
-            lp.set_col_bounds(flat, lo, hi)
-        sol = lp.solve()
-        if sol.status is not SolveStatus.OPTIMAL:  # warm start went astray: solve once more from scratch
-            lp.h.clearSolver()
-            sol = lp.solve()
-        if sol.status is not SolveStatus.OPTIMAL:
-            raise SolverError(f"TSO master LP failed: {sol.status.value} {sol.message}")
-        # a valid lower bound of the master WITHOUT the trust region, from this solve's duals (weak duality)
-        col_lb, col_ub = lp.col_lb.copy(), lp.col_ub.copy()
-        col_lb[flat], col_ub[flat] = self.x_lb, self.x_ub
-        bound = lp.dual_bound(sol, col_lb, col_ub)
-        sol.row_dual = sol.row_dual[: self.cp.prog.m]
-        res = self.tso._result(self.cp, self.cols, self.maps, self.names, sol, {"binaries": 0}, with_tables=False)
-        res["lower_bound"] = min(bound, res["objective"]) if np.isfinite(bound) else -np.inf
+        res = self._result(cp, cols, {}, names, sol, mip)
+        res.offer_value = 0.0
         return res
+
+    # ---------------------------------------------------------------- the cut exchange (decomposition.exchange)
+    def _cut_offers(self, names: list[str], pool: CutPool) -> list[Offer]:
+        offers = [Offer(area=n) for n in names]
+        for k in range(len(pool)):
+            offers[pool.area[k]].cuts.append(
+                Cut(point=pool.points[k].tolist(), value=float(pool.values[k]), slope=pool.slopes[k].tolist())
+            )
+        return offers
+
+    def cut_master(self, names: list[str], pool: CutPool, threads: int = 1) -> CutMaster:
+        """The relaxed master of the cut exchange, seeded with every cut in `pool`."""
+        cp, cols, maps, _ = self._build(self._cut_offers(names, pool), use_curves=False, use_cuts=True, integer=False)
+        master = CutMaster(cp.prog, cols, maps["theta"], threads=threads)
+        master.context = (cp, cols, maps, names)
+        return master
+
+    def master_point(self, master: CutMaster, ms: MasterSolution) -> ParentPoint:
+        cp, cols, maps, names = master.context
+        res = self._result(cp, cols, maps, names, ms.sol, {"binaries": 0, "lower_bound": ms.lower_bound})
+        return ParentPoint(x=res.x, own_cost=res.own_cost, lower_bound=ms.lower_bound, handle=res, integer=False)
+
+    def clear_with_cuts(
+        self, names: list[str], pool: CutPool, *, mip_gap: float, time_limit: float | None, threads: int = 1
+    ) -> ParentPoint:
+        """Mixed-integer master: the TSO's own binaries with every cut so far."""
+        res = self.clear(
+            self._cut_offers(names, pool),
+            use_curves=False,
+            use_cuts=True,
+            integer=True,
+            mip_gap=mip_gap,
+            time_limit=time_limit,
+            threads=threads,
+        )
+        return ParentPoint(x=res.x, own_cost=res.own_cost, lower_bound=res.lower_bound, handle=res, integer=True)
+
+    def clear_without_commitments(self, names: list[str], pool: CutPool, threads: int = 1) -> ParentPoint:
+        """Fallback that is feasible by construction: every binary of the TSO at 0 (no all-or-nothing, start/stop
+        or logic order activated), the rest cleared as an LP with the cuts; penalised slack closes any balance."""
+        cp, cols, maps, names = self._build(
+            self._cut_offers(names, pool), use_curves=False, use_cuts=True, integer=True
+        )
+        ints = np.flatnonzero(cp.prog.integrality)
+        cp.prog.set_bounds(ints, 0.0, 0.0)
+        cp.prog.relax_integrality()
+        sol, mip = solve_clearing(cp, threads=threads)
+        res = self._result(cp, cols, maps, names, sol, mip)
+        return ParentPoint(
+            x=res.x, own_cost=res.own_cost, lower_bound=-np.inf, handle=res, integer=True, note="binaries at zero"
+        )

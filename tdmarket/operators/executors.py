@@ -1,19 +1,25 @@
-"""Executors run operator work (DSO curves, evaluations, dispatch) inline, in a process pool or on Ray.
+"""Executors run operator requests on agent hosts: inline, on a pool of worker processes, or on Ray actors.
 
-All share `map(fn, tasks, labels, progress)`: results come back in task order, whatever the completion order,
-so runs are deterministic.  A crashed worker does not hang the run: the failed tasks are retried once in a
-fresh pool, then `ExecutionError` names the task that failed.
+Every executor takes a list of `Request`s and returns their results in request order, whatever the completion
+order, so runs are deterministic.  A request goes to its agent's home worker: the first free worker when the
+agent is new (dynamic load balancing of the first, largest stage), the same worker afterwards (the agent's models
+stay there).  A crashed worker does not hang the run: it is restarted and its requests are retried once (the
+runtime then re-sends the lost agents' data), then `ExecutionError` names the request that failed.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import InputError, TdmarketError
+from .host import AgentInit, host_call, host_forget
 
 EXECUTORS = ("process", "inline", "ray")
 
@@ -25,87 +31,161 @@ class ExecutionError(TdmarketError):
 Progress = Callable[[str, int, int], None] | None
 
 
+@dataclass
+class Request:
+    key: str  # the agent
+    method: str
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    init: AgentInit | None = None
+    label: str = ""
+
+
 class InlineExecutor:
     name = "inline"
     workers = 1
 
-    def map(self, fn, tasks: list, labels: list[str], progress: Progress = None) -> list:
+    def __init__(self, target: Callable = host_call) -> None:
+        self._keys: set[str] = set()
+        self.target = target
+
+    def run(self, requests: list[Request], progress: Progress = None) -> list:
         out = []
-        for i, (task, label) in enumerate(zip(tasks, labels)):
+        for i, r in enumerate(requests):
+            self._keys.add(r.key)
             try:
-                out.append(fn(*task))
+                out.append(self.target(r.key, r.method, r.args, r.kwargs, r.init))
             except Exception as exc:  # one retry, as for the other executors
                 try:
-                    out.append(fn(*task))
+                    out.append(self.target(r.key, r.method, r.args, r.kwargs, r.init))
                 except Exception:
-                    raise ExecutionError(f"operator task {label} failed twice: {exc}") from exc
+                    raise ExecutionError(f"operator task {r.label or r.key} failed twice: {exc}") from exc
             if progress:
-                progress(label, i + 1, len(tasks))
+                progress(r.label or r.key, i + 1, len(requests))
         return out
 
     def close(self) -> None:
-        pass
+        host_forget(sorted(self._keys))
+        self._keys.clear()
 
 
-class ProcessExecutor:
-    """Process pool (forkserver start: workers never inherit solver threads of the parent)."""
+class _Affinity:
+    """Home worker per agent and the dispatch loop shared by the process and Ray executors."""
+
+    workers: int
+
+    def __init__(self) -> None:
+        self.home: dict[str, int] = {}
+
+    def _submit(self, w: int, r: Request) -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _wait(self, handles: list) -> list:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _result(self, handle: Any) -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _restart(self, w: int) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def _crashed(self, exc: BaseException) -> bool:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def run(self, requests: list[Request], progress: Progress = None) -> list:
+        results: list = [None] * len(requests)
+        pending = deque(range(len(requests)))
+        attempts = [0] * len(requests)
+        inflight: dict[Any, tuple[int, int]] = {}
+        busy: set[int] = set()
+        done = 0
+        while pending or inflight:
+            for w in range(self.workers):
+                if w in busy:
+                    continue
+                pick = next((i for i in pending if self.home.get(requests[i].key, w) == w), None)
+                if pick is None:
+                    continue
+                pending.remove(pick)
+                self.home[requests[pick].key] = w
+                inflight[self._submit(w, requests[pick])] = (pick, w)
+                busy.add(w)
+            for h in self._wait(list(inflight)):
+                i, w = inflight.pop(h)
+                busy.discard(w)
+                try:
+                    results[i] = self._result(h)
+                except Exception as exc:
+                    if self._crashed(exc):
+                        self._restart(w)
+                    if attempts[i] >= 1:
+                        r = requests[i]
+                        raise ExecutionError(
+                            f"operator task {r.label or r.key} failed twice: {type(exc).__name__}: {exc}"
+                        ) from exc
+                    attempts[i] += 1
+                    pending.appendleft(i)
+                    continue
+                done += 1
+                if progress:
+                    progress(requests[i].label or requests[i].key, done, len(requests))
+        return results
+
+
+class ProcessExecutor(_Affinity):
+    """Worker processes, one single-process pool each so that an agent always returns to its worker
+    (forkserver start: workers never inherit solver threads of the parent)."""
 
     name = "process"
 
-    def __init__(self, workers: int | None = None):
+    def __init__(self, workers: int | None = None, target: Callable = host_call):
+        super().__init__()
+        self.target = target  # a picklable module-level function (key, method, args, kwargs, init)
         self.workers = max(1, workers or os.cpu_count() or 1)
         self._ctx = mp.get_context("forkserver")
-        self._ctx.set_forkserver_preload(["tdmarket.operators.tasks"])
-        self._pool = None
+        self._ctx.set_forkserver_preload(["tdmarket.operators.host", "tdmarket.operators.agents"])
+        self._pools: list[ProcessPoolExecutor | None] = [None] * self.workers
 
-    def _pool_(self):
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=self._ctx)
-        return self._pool
+    def _pool(self, w: int) -> ProcessPoolExecutor:
+        pool = self._pools[w]
+        if pool is None:
+            pool = self._pools[w] = ProcessPoolExecutor(max_workers=1, mp_context=self._ctx)
+        return pool
 
-    def map(self, fn, tasks: list, labels: list[str], progress: Progress = None) -> list:
-        results: list = [None] * len(tasks)
-        todo = list(range(len(tasks)))
-        errors: dict[int, BaseException] = {}
-        done = 0
-        for _attempt in range(2):
-            failed = []
-            pool = self._pool_()
-            futures = {pool.submit(fn, *tasks[i]): i for i in todo}
-            for fut in as_completed(futures):
-                i = futures[fut]
-                try:
-                    results[i] = fut.result()
-                    done += 1
-                    if progress:
-                        progress(labels[i], done, len(tasks))
-                except BrokenProcessPool as exc:
-                    failed.append(i)
-                    errors[i] = exc
-                except Exception as exc:
-                    failed.append(i)
-                    errors[i] = exc
-            if any(isinstance(errors.get(i), BrokenProcessPool) for i in failed):
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
-            if not failed:
-                return results
-            todo = sorted(failed)
-        i = todo[0]
-        raise ExecutionError(f"operator task {labels[i]} failed twice: {type(errors[i]).__name__}: {errors[i]}")
+    def _submit(self, w: int, r: Request):
+        return self._pool(w).submit(self.target, r.key, r.method, r.args, r.kwargs, r.init)
+
+    def _wait(self, handles: list) -> list:
+        finished, _ = wait(handles, return_when=FIRST_COMPLETED)
+        return sorted(finished, key=handles.index)
+
+    def _result(self, handle):
+        return handle.result()
+
+    def _crashed(self, exc: BaseException) -> bool:
+        return isinstance(exc, BrokenProcessPool)
+
+    def _restart(self, w: int) -> None:
+        pool = self._pools[w]
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        self._pools[w] = None
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        for w, pool in enumerate(self._pools):
+            if pool is not None:
+                pool.shutdown(wait=True)
+            self._pools[w] = None
 
 
-class RayExecutor:
-    """Ray tasks (optional extra `tdmarket[ray]`); local cluster by default, or `address`."""
+class RayExecutor(_Affinity):
+    """One Ray actor per worker hosts that worker's agents (optional extra `tdmarket[ray]`); local cluster by
+    default, or `address`.  A killed actor is restarted by Ray (state lost; the runtime re-sends the data)."""
 
     name = "ray"
 
     def __init__(self, workers: int | None = None, address: str | None = None):
+        super().__init__()
         try:
             import ray
         except ImportError:
@@ -114,30 +194,46 @@ class RayExecutor:
         if not ray.is_initialized():
             kw = {"address": address} if address else {"num_cpus": workers or os.cpu_count()}
             ray.init(ignore_reinit_error=True, include_dashboard=False, logging_level="ERROR", **kw)
-        self.workers = workers or int(ray.cluster_resources().get("CPU", 1))
-        self._remote = {}
+        self.workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self._actor_cls = ray.remote(num_cpus=1, max_restarts=1, max_task_retries=0)(_HostActor)
+        self._actors: list[Any] = [None] * self.workers
 
-    def map(self, fn, tasks: list, labels: list[str], progress: Progress = None) -> list:
-        ray = self.ray
-        remote = self._remote.setdefault(fn, ray.remote(max_retries=1, retry_exceptions=True)(fn))
-        refs = [remote.remote(*t) for t in tasks]
-        index = {r: i for i, r in enumerate(refs)}
-        results: list = [None] * len(tasks)
-        pending, done = list(refs), 0
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            i = index[ready[0]]
-            try:
-                results[i] = ray.get(ready[0])
-            except Exception as exc:
-                raise ExecutionError(f"operator task {labels[i]} failed twice on Ray: {exc}") from exc
-            done += 1
-            if progress:
-                progress(labels[i], done, len(tasks))
-        return results
+    def _actor(self, w: int):
+        if self._actors[w] is None:
+            self._actors[w] = self._actor_cls.remote()
+        return self._actors[w]
+
+    def _submit(self, w: int, r: Request):
+        return self._actor(w).call.remote(r.key, r.method, r.args, r.kwargs, r.init)
+
+    def _wait(self, handles: list) -> list:
+        ready, _ = self.ray.wait(handles, num_returns=1)
+        return ready
+
+    def _result(self, handle):
+        return self.ray.get(handle)
+
+    def _crashed(self, exc: BaseException) -> bool:
+        return isinstance(exc, self.ray.exceptions.RayActorError)
+
+    def _restart(self, w: int) -> None:
+        pass  # Ray restarts the actor itself (max_restarts)
 
     def close(self) -> None:
-        pass
+        for a in self._actors:
+            if a is not None:
+                self.ray.kill(a)
+        self._actors = [None] * self.workers
+
+
+class _HostActor:
+    def __init__(self) -> None:
+        from .host import AgentHost
+
+        self.host = AgentHost()
+
+    def call(self, key, method, args, kwargs, init):
+        return self.host.call(key, method, args, kwargs, init)
 
 
 def make_executor(name: str = "process", workers: int | None = None, address: str | None = None):

@@ -16,15 +16,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-DEFAULT_SCHEMES = (
-    "common",
-    "hierarchical",
-    "centralized-as-market",
-    "local-as-market",
-    "shared-balancing",
-    "no-coordination",
-)
-
 
 @dataclass
 class Comparison:
@@ -35,10 +26,12 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
 
 
-def run_comparison(inst, schemes=DEFAULT_SCHEMES, *, progress=None, ac: bool = True, **options) -> Comparison:
+def run_comparison(inst, schemes=None, *, progress=None, ac: bool = True, **options) -> Comparison:
     from ..api import clear
     from ..errors import TdmarketError
+    from ..schemes import registry
 
+    schemes = list(schemes) if schemes is not None else registry.comparison_ids()
     try:
         from .ac_check import ac_check
     except ImportError:

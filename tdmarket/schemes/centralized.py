@@ -18,6 +18,7 @@ from ..model.instance import Instance
 from ..solvers import SolveStatus, solve
 from ..solvers.misocp import fix_integers, solve_misocp
 from .incentives import attach_incentives
+from .registry import SchemeContext, SchemeSpec, register
 from .result import ClearingResult
 
 ACCEPTABLE = (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL)
@@ -127,3 +128,17 @@ def clear_centralized(
         attach_incentives(inst, tables, summary, opts, scheme_name)
         timings["incentives"] = time.perf_counter() - t1
     return ClearingResult(scheme=scheme_name, instance=inst.name, tables=tables, summary=summary)
+
+
+def run(inst: Instance, ctx: SchemeContext) -> ClearingResult:
+    return clear_centralized(inst, scheme_name=ctx.scheme, incentives=False, **ctx.solve_options(), **ctx.model_options)
+
+
+register(
+    SchemeSpec(
+        id="centralized",
+        aliases=("common",),
+        runner=run,
+        description="integrated T&D clearing by one operator (MISOCP, restricted pricing)",
+    )
+)

@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..model.instance import Areas, BranchKind, Instance
 from .centralized import clear_centralized
+from .registry import SchemeContext, SchemeSpec, register
 from .result import ClearingResult
 
 
@@ -202,3 +203,16 @@ def clear_centralized_as_market(
     res.summary["instance"] = inst.name
     res.instance = inst.name
     return res
+
+
+def run(inst: Instance, ctx: SchemeContext) -> ClearingResult:
+    return clear_centralized_as_market(inst, scheme_name=ctx.scheme, **ctx.solve_options(), **ctx.model_options)
+
+
+register(
+    SchemeSpec(
+        id="centralized-as-market",
+        runner=run,
+        description="the TSO clears every order with the distribution grids ignored; DSOs then set Q",
+    )
+)

@@ -58,6 +58,57 @@ def _settings(tol: float, max_iter: int, verbose: bool, time_limit: float | None
     return s
 
 
+def _stack(program: Program):
+    """Clarabel's (M, b, cones) for `program` and the row masks needed to map duals back (see module docstring)."""
+    n = program.n
+    A = sp.csr_matrix(program.A)
+    lo, hi, lb, ub = program.row_lo, program.row_hi, program.lb, program.ub
+    _check_bounds(lo, hi, "row bounds")
+    _check_bounds(lb, ub, "variable bounds")
+    I = sp.identity(n, format="csr")
+    eq = np.isfinite(lo) & (lo == hi)
+    up, dn = np.isfinite(hi) & ~eq, np.isfinite(lo) & ~eq
+    fix = np.isfinite(lb) & (lb == ub)
+    vub, vlb = np.isfinite(ub) & ~fix, np.isfinite(lb) & ~fix
+    n_zero = int(eq.sum()) + int(fix.sum())
+    n_nonneg = int(up.sum()) + int(dn.sum()) + int(vub.sum()) + int(vlb.sum())
+    M = sp.vstack([A[eq], I[fix], A[up], -A[dn], I[vub], -I[vlb], sp.csr_matrix(program.cone_A)], format="csc")
+    b = np.concatenate([lo[eq], lb[fix], hi[up], -lo[dn], ub[vub], -lb[vlb], program.cone_b])
+    cones = []
+    if n_zero:
+        cones.append(clarabel.ZeroConeT(n_zero))
+    if n_nonneg:
+        cones.append(clarabel.NonnegativeConeT(n_nonneg))
+    for dim, count in program.cone_dims:  # one entry per run of equal-dimension cones, not per cone
+        cones.extend([clarabel.SecondOrderConeT(int(dim))] * int(count))
+    return M, b, cones, (eq, up, dn, n_zero, n_nonneg)
+
+
+def _solution(program: Program, res, masks) -> Solution:
+    eq, up, dn, n_zero, n_nonneg = masks
+    z = np.asarray(res.z, float)
+    name = str(res.status)
+    # Segment offsets follow the stacking order of `_stack`.
+    n_eq, n_up, n_dn = int(eq.sum()), int(up.sum()), int(dn.sum())
+    o_up = n_zero
+    o_dn = o_up + n_up
+    row_dual = np.zeros(program.m)
+    row_dual[eq] = -z[:n_eq]
+    row_dual[up] -= z[o_up:o_dn]
+    row_dual[dn] += z[o_dn : o_dn + n_dn]
+    return Solution(
+        status=_STATUS.get(name, SolveStatus.OTHER),
+        x=np.asarray(res.x, float),
+        objective=float(res.obj_val) + float(program.c0),
+        row_dual=row_dual,
+        cone_dual=z[n_zero + n_nonneg :],
+        iterations=int(res.iterations),
+        solve_time_s=float(res.solve_time),
+        solver="clarabel " + getattr(clarabel, "__version__", "?"),
+        message=name,
+    )
+
+
 def solve_clarabel(
     program: Program, *, tol: float = 1e-9, max_iter: int = 200, verbose: bool = False, time_limit: float | None = None
 ) -> Solution:
@@ -68,59 +119,48 @@ def solve_clarabel(
     """
     if program.has_integers:
         raise ValueError("solve_clarabel handles LP/SOCP only; the program has integer variables")
-    n, m = program.n, program.m
-    A = sp.csr_matrix(program.A)
-    lo, hi, lb, ub = program.row_lo, program.row_hi, program.lb, program.ub
-    _check_bounds(lo, hi, "row bounds")
-    _check_bounds(lb, ub, "variable bounds")
-    I = sp.identity(n, format="csr")
-
-    eq = np.isfinite(lo) & (lo == hi)
-    up, dn = np.isfinite(hi) & ~eq, np.isfinite(lo) & ~eq
-    fix = np.isfinite(lb) & (lb == ub)
-    vub, vlb = np.isfinite(ub) & ~fix, np.isfinite(lb) & ~fix
-    n_eq, n_up, n_dn = int(eq.sum()), int(up.sum()), int(dn.sum())
-    n_zero = n_eq + int(fix.sum())
-    n_nonneg = n_up + n_dn + int(vub.sum()) + int(vlb.sum())
-
-    M = sp.vstack([A[eq], I[fix], A[up], -A[dn], I[vub], -I[vlb], sp.csr_matrix(program.cone_A)], format="csc")
-    b = np.concatenate([lo[eq], lb[fix], hi[up], -lo[dn], ub[vub], -lb[vlb], program.cone_b])
-    cones = []
-    if n_zero:
-        cones.append(clarabel.ZeroConeT(n_zero))
-    if n_nonneg:
-        cones.append(clarabel.NonnegativeConeT(n_nonneg))
-    for dim, count in program.cone_dims:  # one entry per run of equal-dimension cones, not per cone
-        cones.extend([clarabel.SecondOrderConeT(int(dim))] * int(count))
-
+    M, b, cones, masks = _stack(program)
     solver = clarabel.DefaultSolver(
-        sp.csc_matrix((n, n)), program.c.astype(float), M, b, cones, _settings(tol, max_iter, verbose, time_limit)
+        sp.csc_matrix((program.n, program.n)),
+        program.c.astype(float),
+        M,
+        b,
+        cones,
+        _settings(tol, max_iter, verbose, time_limit),
     )
-    res = solver.solve()
-    z = np.asarray(res.z, float)
-    name = str(res.status)
-    status = _STATUS.get(name, SolveStatus.OTHER)
+    return _solution(program, solver.solve(), masks)
 
-    # Segment offsets follow the stacking order above.
-    o_up = n_zero
-    o_dn = o_up + n_up
-    z_eq = z[:n_eq]
-    z_up = z[o_up:o_dn]
-    z_dn = z[o_dn : o_dn + n_dn]
-    row_dual = np.zeros(m)
-    row_dual[eq] = -z_eq
-    row_dual[up] -= z_up
-    row_dual[dn] += z_dn
-    cone_dual = z[n_zero + n_nonneg :]
 
-    return Solution(
-        status=status,
-        x=np.asarray(res.x, float),
-        objective=float(res.obj_val) + float(program.c0),
-        row_dual=row_dual,
-        cone_dual=cone_dual,
-        iterations=int(res.iterations),
-        solve_time_s=float(res.solve_time),
-        solver="clarabel " + getattr(clarabel, "__version__", "?"),
-        message=name,
-    )
+class PersistentSOCP:
+    """A Clarabel solver kept alive for parametric re-solves: only the right-hand sides of the equality rows
+    named at construction change between solves (`set_equalities`), so the KKT structure, the equilibration and
+    the symbolic factorisation are reused.  A DSO answering many exchange requests uses one per model."""
+
+    def __init__(self, program: Program, eq_rows: np.ndarray, *, tol: float = 1e-9, max_iter: int = 200):
+        if program.has_integers:
+            raise ValueError("PersistentSOCP handles LP/SOCP only")
+        eq_rows = np.asarray(eq_rows, dtype=np.int64)
+        if not np.all(program.row_lo[eq_rows] == program.row_hi[eq_rows]):
+            raise ValueError("PersistentSOCP: the parametric rows must be equalities")
+        self.program = program
+        M, b, cones, self.masks = _stack(program)
+        # position of each parametric row in Clarabel's b: equality rows come first, in row order
+        self._pos = np.searchsorted(np.flatnonzero(self.masks[0]), eq_rows)
+        self._rows = eq_rows
+        self._solver = clarabel.DefaultSolver(
+            sp.csc_matrix((program.n, program.n)),
+            program.c.astype(float),
+            M,
+            b,
+            cones,
+            _settings(tol, max_iter, False, None),
+        )
+
+    def set_equalities(self, values: np.ndarray) -> None:
+        values = np.asarray(values, float)
+        self.program.row_lo[self._rows] = values
+        self.program.row_hi[self._rows] = values
+        self._solver.update(b=(self._pos, values))
+
+    def solve(self) -> Solution:
+        return _solution(self.program, self._solver.solve(), self.masks)

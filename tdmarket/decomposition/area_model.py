@@ -1,0 +1,128 @@
+"""C_d(x̂): the cost of one area (own orders, own grid, children's offers) as a function of its export x̂ (MW per
+period), re-solved parametrically: the SOCP is handed to Clarabel once and only the right-hand side of the
+exchange rows changes between evaluations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..formulations.clearing import ClearingProblem
+from ..formulations.options import ModelOptions
+from ..formulations.program import Program
+from ..model.instance import Instance
+from ..solvers import SolveStatus, solve
+from ..solvers.clarabel import PersistentSOCP, solve_clarabel
+from .offers import Offer, add_offer_rows, bound_offers, child_exchange_columns
+
+GOOD = (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL)
+
+
+class EvaluationError(RuntimeError):
+    """An area's cost could not be evaluated at an exchange (solver failure)."""
+
+
+@dataclass
+class Evaluation:
+    cost: float  # € (own orders + own slack + children's offers)
+    rho: np.ndarray  # ∂C/∂x̂ per period, € per MW (multiply by 1/Δ for €/MWh)
+    soc_gap: float
+    x: np.ndarray  # primal point
+
+
+class AreaModel:
+    """C_d(x̂) of one DSO area (relaxed, i.e. continuous; binaries are only decided at dispatch)."""
+
+    def __init__(
+        self,
+        sub: Instance,
+        opts: ModelOptions,
+        child_offers: list[Offer] = (),
+        use_curves: bool = True,
+        use_cuts: bool = False,
+        locked: dict | None = None,
+    ):
+        self.inst, self.opts = sub, opts
+        self.cp = ClearingProblem(sub, opts)
+        self.T = sub.n_periods
+        if len(self.cp.own_x) != self.T:
+            raise ValueError(f"{sub.name}: expected one own exchange per period")
+        self.child_names = [o.area for o in child_offers]
+        self.child_cols = child_exchange_columns(self.cp, self.child_names)
+        add_offer_rows(self.cp.prog, self.child_cols, list(child_offers), use_curves=use_curves, use_cuts=use_cuts)
+        bound_offers(self.cp.prog, self.child_cols, list(child_offers), use_curves)
+        prog = self.cp.prog
+        # activations locked by an earlier local clearing (local-as-market): they can grow, never shrink
+        for block, floor in (locked or {}).items():
+            idx = prog.var(block).index
+            prog.set_bounds(idx, np.minimum(np.maximum(prog.lb[idx], floor), prog.ub[idx]), None)
+        self.fix_rows = np.arange(prog.rows["exchange_fix"].start, prog.rows["exchange_fix"].start + self.T)
+        self.rating = float(self.cp.iface.rating[np.flatnonzero(self.cp.iface.own)[0]])
+        self.evaluations = 0
+        self._parametric: PersistentSOCP | None = None
+
+    def _solve(self, prog: Program):
+        self.evaluations += 1
+        if prog.has_integers:
+            raise ValueError("AreaModel evaluations are continuous; use dispatch() for binaries")
+        return solve_clarabel(prog) if prog.has_cones else solve(prog)
+
+    def _solve_at(self, x_hat: np.ndarray):
+        if not self.cp.prog.has_cones:  # LP (LinDistFlow): HiGHS from scratch is fast enough
+            prog = self.cp.prog.copy()
+            prog.set_row_bounds(self.fix_rows, x_hat, x_hat)
+            return self._solve(prog)
+        if self._parametric is None:
+            prog = self.cp.prog.copy()
+            prog.set_row_bounds(self.fix_rows, x_hat, x_hat)
+            self._parametric = PersistentSOCP(prog, self.fix_rows)
+        self.evaluations += 1
+        self._parametric.set_equalities(x_hat)
+        sol = self._parametric.solve()
+        if sol.status not in GOOD:  # an interior point can stall on a warm structure: solve once from scratch
+            prog = self.cp.prog.copy()
+            prog.set_row_bounds(self.fix_rows, x_hat, x_hat)
+            sol = self._solve(prog)
+        return sol
+
+    def evaluate(self, x_hat: np.ndarray) -> Evaluation:
+        x_hat = np.asarray(x_hat, float)
+        sol = self._solve_at(x_hat)
+        if sol.status not in GOOD:
+            raise EvaluationError(f"{self.inst.name}: evaluation at {x_hat} failed ({sol.status.value})")
+        gap = float(self.cp.soc_gap(sol.x).max(initial=0.0))
+        return Evaluation(cost=float(sol.objective), rho=sol.row_dual[self.fix_rows].copy(), soc_gap=gap, x=sol.x)
+
+    def preferred(self) -> Evaluation:
+        """arg min_x C(x): the DSO's preferred exchange (its own balancing at least cost)."""
+        sol = self._solve(self.cp.prog.copy())
+        if sol.status not in GOOD:
+            raise EvaluationError(f"{self.inst.name}: unconstrained solve failed ({sol.status.value})")
+        x = sol.x[self.cp.own_x]
+        return Evaluation(
+            cost=float(sol.objective),
+            rho=np.zeros(self.T),
+            soc_gap=float(self.cp.soc_gap(sol.x).max(initial=0.0)),
+            x=x,
+        )
+
+    def hard_range(self, t: int, x_ref: np.ndarray) -> tuple[float, float] | None:
+        """[min, max] of x_t with slacks at zero and the other periods at x_ref (None if empty)."""
+        prog = self.cp.prog.copy()
+        for name in ("slack_p_plus", "slack_p_minus", "slack_q_plus", "slack_q_minus"):
+            idx = prog.var(name).index
+            prog.set_bounds(idx, 0.0, 0.0)
+        others = np.delete(np.arange(self.T), t)
+        prog.set_row_bounds(self.fix_rows[others], x_ref[others], x_ref[others])
+        col = self.cp.own_x[t]
+        out = []
+        for sign in (1.0, -1.0):
+            c = np.zeros(prog.n)
+            c[col] = sign
+            prog.set_cost(c)
+            sol = self._solve(prog)
+            if sol.status not in GOOD:
+                return None
+            out.append(float(sol.x[col]))
+        return out[0], out[1]

@@ -1,0 +1,139 @@
+"""Residual supply curves (docs/model.md §6.2): per period, a convex piecewise-linear curve of an area's cost
+C_d along the coordinate line through its preferred point x̄, refined until the secant/tangent gap certifies
+`curve_tol` €, exact at its breakpoints, with infeasible exchanges expressed as bounds (never penalty prices).
+Every evaluation is also returned as a cut (a supporting plane of C_d over all periods) for the cut exchange."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .area_model import AreaModel
+from .offers import Cut, SliceCurve
+
+SOC_EXACT_TOL = 1e-5  # max u·ℓ − P² − Q² accepted as an exact (AC-feasible) point
+
+
+def _piece_error(a, b) -> tuple[float, float]:
+    """Max gap between secant and tangents on [a, b] (MODEL.md §6.2 step 3) and where it occurs."""
+    (xa, fa, ga), (xb, fb, gb) = a, b
+    if xb - xa <= 1e-12:
+        return 0.0, xa
+    sig = (fb - fa) / (xb - xa)
+    if gb - ga <= 1e-12:
+        return 0.0, 0.5 * (xa + xb)
+    eps = max(0.0, (sig - ga)) * max(0.0, (gb - sig)) * (xb - xa) / (gb - ga)
+    star = xa + (xb - xa) * (gb - sig) / (gb - ga)
+    return eps, star
+
+
+def build_curves(
+    model: AreaModel, *, curve_tol: float = 0.1, max_evals: int = 64
+) -> tuple[list[SliceCurve], list[Cut], np.ndarray]:
+    """One-shot curves around the preferred point x̄ (MODEL.md §6.2); also returns every evaluation as a cut
+    (for the iterative variant) and x̄."""
+    T = model.T
+    pref = model.preferred()
+    x_ref = np.clip(pref.x, -model.rating, model.rating)
+    base = model.evaluate(x_ref)
+    cuts = [Cut(point=x_ref.tolist(), value=base.cost, slope=base.rho.tolist())]
+    shift = (T - 1) / T * base.cost
+    curves = []
+    for t in range(T):
+        flags = []
+        rng = model.hard_range(t, x_ref)
+        if rng is None or rng[0] > rng[1] + 1e-9:
+            flags.append("needs_slack")
+            lo, hi = -model.rating, model.rating
+        else:
+            lo, hi = rng
+        pts = {}
+
+        def ev(xt):
+            xh = x_ref.copy()
+            xh[t] = xt
+            e = model.evaluate(xh)
+            cuts.append(Cut(point=xh.tolist(), value=e.cost, slope=e.rho.tolist()))
+            pts[float(xt)] = (float(xt), e.cost - shift, float(e.rho[t]))
+            return e
+
+        ref_t = float(np.clip(x_ref[t], lo, hi))
+        ref_exact = ev(ref_t).soc_gap <= SOC_EXACT_TOL
+        if not ref_exact:
+            flags.append("inexact_relaxation")
+        # trim each end to its AC-exact part (the relaxation can "burn" fictitious losses near the import end);
+        # only meaningful where the reference point itself is exact
+        for end in (lo, hi):
+            if abs(end - ref_t) < 1e-9:
+                continue
+            e = ev(end)
+            if ref_exact and e.soc_gap > SOC_EXACT_TOL:
+                good, bad = ref_t, end
+                for _ in range(10):
+                    mid = 0.5 * (good + bad)
+                    if ev(mid).soc_gap > SOC_EXACT_TOL:
+                        bad = mid
+                    else:
+                        good = mid
+                pts.pop(float(end), None)
+                if end == lo:
+                    lo = good
+                else:
+                    hi = good
+                flags.append("trimmed_inexact_end")
+        pts = {k: v for k, v in pts.items() if lo - 1e-12 <= k <= hi + 1e-12}
+        # refine the worst piece until the certificate holds
+        while True:
+            keys = sorted(pts)
+            errs = [_piece_error(pts[a], pts[b]) for a, b in zip(keys[:-1], keys[1:])]
+            if not errs:
+                eps = 0.0
+                break
+            k = int(np.argmax([e for e, _ in errs]))
+            eps = errs[k][0]
+            if eps <= curve_tol or len(pts) >= max_evals:
+                break
+            a, b = keys[k], keys[k + 1]
+            star = errs[k][1]
+            if not (a + 0.05 * (b - a) < star < b - 0.05 * (b - a)):
+                star = 0.5 * (a + b)
+            ev(star)
+        if eps > curve_tol:
+            flags.append("tolerance_not_reached")
+        keys = sorted(pts)
+        xi = np.array(keys)
+        phi = np.array([pts[k][1] for k in keys])
+        phi, convex_ok = _convexify(xi, phi, curve_tol)
+        if not convex_ok:
+            flags.append("nonconvex_or_inaccurate")
+        curves.append(
+            SliceCurve(
+                period=int(model.inst.periods[t]),
+                xi=xi.tolist(),
+                phi=phi.tolist(),
+                eps=float(eps),
+                evaluations=len(keys),
+                flags=flags,
+            )
+        )
+    return curves, cuts, x_ref
+
+
+def _convexify(xi: np.ndarray, phi: np.ndarray, tol: float) -> tuple[np.ndarray, bool]:
+    """Make secant slopes non-decreasing by pool-adjacent-violators (solver noise); report larger violations."""
+    if len(xi) < 3:
+        return phi, True
+    dx = np.diff(xi)
+    s = list(np.diff(phi) / np.maximum(dx, 1e-12))
+    w = list(dx)
+    blocks = [[s[i], w[i], 1] for i in range(len(s))]
+    out = []
+    for blk in blocks:
+        out.append(blk)
+        while len(out) > 1 and out[-2][0] > out[-1][0]:
+            b2, b1 = out.pop(), out.pop()
+            ww = b1[1] + b2[1]
+            out.append([(b1[0] * b1[1] + b2[0] * b2[1]) / ww, ww, b1[2] + b2[2]])
+    slopes = np.concatenate([[v] * n for v, _, n in out])
+    new_phi = np.concatenate([[phi[0]], phi[0] + np.cumsum(slopes * dx)])
+    ok = float(np.max(np.abs(new_phi - phi))) <= max(tol, 1e-6 * max(1.0, np.abs(phi).max()))
+    return new_phi, ok

@@ -1,0 +1,249 @@
+"""The cut exchange (nested Benders, docs/model.md §6.3) between a parent and its child areas.
+
+The parent holds a master: its own clearing with one θ_a per child and every cut received so far.  Each round
+the master proposes exchanges x, every child returns C_a(x_a) and a subgradient (a cut), and
+
+* UB = parent's own cost at the proposal + Σ_a C_a(x_a)   (a feasible clearing: the children have complete
+  recourse through their penalised slack, so every proposal is deliverable),
+* LB = the master's optimum (a relaxation of the integrated problem: cuts under-estimate every C_a).
+
+LP phase: the relaxed master, stabilised by a box trust region, until a stopping rule fires.  MILP phase (with
+the parent's binaries): a few rounds of the mixed-integer master with all cuts; only its points are published.
+Whatever fails (a solver status, the time limit) the loop keeps the best feasible point with its certified
+bound, and falls back to a point that is feasible by construction if no mixed-integer point was found.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import TdmarketError
+from .master import CutMaster
+from .stopping import IterationLimit, Progress, RelativeGap, Stall, StoppingRule, TimeLimit, first_stop
+
+
+@dataclass
+class CutPool:
+    """Every cut received, as arrays (area index, point (K, T) MW, value € , slope (K, T) €/MW)."""
+
+    T: int
+    area: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    points: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    values: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    slopes: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+    def __post_init__(self) -> None:
+        self.points = self.points.reshape(-1, self.T)
+        self.slopes = self.slopes.reshape(-1, self.T)
+
+    def add(self, area: np.ndarray, points: np.ndarray, values: np.ndarray, slopes: np.ndarray) -> None:
+        self.area = np.concatenate([self.area, np.asarray(area, np.int64)])
+        self.points = np.vstack([self.points, np.asarray(points, float).reshape(-1, self.T)])
+        self.values = np.concatenate([self.values, np.asarray(values, float)])
+        self.slopes = np.vstack([self.slopes, np.asarray(slopes, float).reshape(-1, self.T)])
+
+    def __len__(self) -> int:
+        return len(self.area)
+
+    def model_value(self, x: np.ndarray) -> np.ndarray:
+        """max over cuts of each area's planes at x (A, T): the cut model's value per area (−inf without cut)."""
+        A = x.shape[0]
+        out = np.full(A, -np.inf)
+        if len(self):
+            v = self.values + np.einsum("kt,kt->k", self.slopes, x[self.area] - self.points)
+            np.maximum.at(out, self.area, v)
+        return out
+
+
+@dataclass
+class ParentPoint:
+    """A parent's clearing at some exchanges: x (A, T) MW, its own cost (€, offers excluded), a lower bound
+    of the integrated problem it certifies (€, −inf if none), and the parent's own result object."""
+
+    x: np.ndarray
+    own_cost: float
+    lower_bound: float
+    handle: Any
+    integer: bool
+    note: str = ""
+
+
+@dataclass
+class ChildValues:
+    """The children's replies at a proposal: C_a(x_a) (€) and ∂C_a/∂x_a (€/MW per period)."""
+
+    costs: np.ndarray  # (A,)
+    slopes: np.ndarray  # (A, T)
+
+
+@dataclass
+class ExchangeOutcome:
+    best: ParentPoint | None
+    upper_bound: float
+    lower_bound: float
+    stopped_by: str
+    reason: str
+    history: list[dict]
+    warnings: list[str]
+
+    @property
+    def certified_gap(self) -> float:
+        if not (np.isfinite(self.upper_bound) and np.isfinite(self.lower_bound)):
+            return float("inf")
+        return max(self.upper_bound - self.lower_bound, 0.0) / max(1.0, abs(self.upper_bound))
+
+
+@dataclass
+class ExchangeSettings:
+    gap: float = 1e-4  # relative (UB − LB)/max(1, |UB|)
+    gap_abs_eur: float = 0.0
+    max_rounds: int = 50  # LP phase
+    milp_rounds: int = 3
+    stall_rounds: int = 8
+    time_limit_s: float | None = None
+    initial_radius_mw: float = 10.0  # first trust-region box half-width, MW (measured: 10 MW takes fewer rounds than 1)
+
+    def lp_rules(self) -> list[StoppingRule]:
+        rules: list[StoppingRule] = [RelativeGap(self.gap)]
+        if self.gap_abs_eur > 0:
+            from .stopping import AbsoluteGap
+
+            rules.append(AbsoluteGap(self.gap_abs_eur))
+        rules += [Stall(self.stall_rounds), IterationLimit(self.max_rounds)]
+        return rules
+
+
+class CutExchange:
+    def __init__(
+        self,
+        master: CutMaster,
+        pool: CutPool,
+        evaluate: Callable[[np.ndarray, str, int], ChildValues],
+        master_point: Callable[[Any], ParentPoint],
+        clear_integer: Callable[[CutPool, float | None], ParentPoint] | None,
+        fallback: Callable[[CutPool], ParentPoint] | None,
+        settings: ExchangeSettings,
+        progress: Callable[[dict], None] | None = None,
+    ):
+        self.master, self.pool, self.evaluate = master, pool, evaluate
+        self.master_point, self.clear_integer, self.fallback = master_point, clear_integer, fallback
+        self.s = settings
+        self.progress = progress
+        self.history: list[dict] = []
+        self.warnings: list[str] = []
+        self.clock = TimeLimit(settings.time_limit_s) if settings.time_limit_s else None
+
+    # ------------------------------------------------------------------ helpers
+    def _remaining(self) -> float | None:
+        return None if self.clock is None else max(self.clock.remaining(), 1.0)
+
+    def _round(self, point: ParentPoint, phase: str, k: int, lb: float, best_ub: float, t_master: float):
+        t0 = time.perf_counter()
+        vals = self.evaluate(point.x, phase, k)
+        t_eval = time.perf_counter() - t0
+        ub = point.own_cost + float(vals.costs.sum())
+        A = point.x.shape[0]
+        self.pool.add(np.arange(A), point.x, vals.costs, vals.slopes)
+        self.master.add_cuts(np.arange(A), point.x, vals.costs, vals.slopes)
+        entry = {
+            "iteration": len(self.history) + 1,
+            "master": phase,
+            "lower_bound": lb,
+            "upper_bound": min(best_ub, ub),
+            "point_upper_bound": ub,
+            "gap_eur": min(best_ub, ub) - lb,
+            "master_s": t_master,
+            "evaluation_s": t_eval,
+        }
+        if point.note:
+            entry["note"] = point.note
+        self.history.append(entry)
+        if self.progress:
+            self.progress({"stage": "iterate", **entry})
+        return ub
+
+    # ------------------------------------------------------------------ phases
+    def _lp_phase(self, center: np.ndarray, prog: Progress) -> tuple[ParentPoint | None, float]:
+        """Stabilised cutting planes on the relaxed master.  Returns the best relaxed point and its UB."""
+        rules = self.s.lp_rules() + ([self.clock] if self.clock else [])
+        radius = self.s.initial_radius_mw
+        best, best_ub = None, np.inf
+        while True:
+            prog.rounds += 1
+            t0 = time.perf_counter()
+            ms = self.master.solve(center, radius)
+            lb = ms.lower_bound
+            near = best_ub - max(lb, prog.lower_bound) <= self.s.gap * max(1.0, abs(best_ub))
+            if not np.isfinite(lb) or near or prog.rounds % 5 == 0:  # confirm, and never let a weak bound stall
+                lb = self.master.solve().lower_bound
+            prog.lower_bound = max(prog.lower_bound, lb)
+            point = self.master_point(ms)
+            ub = self._round(point, "lp", prog.rounds, prog.lower_bound, best_ub, time.perf_counter() - t0)
+            on_box = np.max(np.abs(point.x - center), initial=0.0) >= radius * (1 - 1e-6)
+            if ub < best_ub - 0.1 * max(best_ub - ms.objective, 0.0):
+                center = point.x.copy()  # serious step
+                radius = radius * 2 if on_box else radius
+            else:
+                radius = max(radius * 0.5, 1e-4)  # null step: the new cut refines the model
+            if ub < best_ub:
+                best, best_ub = point, ub
+            prog.upper_bound = best_ub
+            prog.gaps.append(prog.gap_eur)
+            stop = first_stop(rules, prog)
+            if stop is not None:
+                self.lp_stop = stop
+                return best, best_ub
+
+    def _milp_phase(self, lb: float) -> tuple[ParentPoint | None, float, float, tuple[str, str] | None]:
+        best, best_ub = None, np.inf
+        prog = Progress(lower_bound=lb)
+        stop = None
+        for k in range(1, self.s.milp_rounds + 1):
+            if self.clock is not None and self.clock.check(prog):
+                stop = ("time_limit", self.clock.check(prog) or "")
+                break
+            t0 = time.perf_counter()
+            try:
+                point = self.clear_integer(self.pool, self._remaining())
+            except TdmarketError as exc:
+                self.warnings.append(f"mixed-integer master round {k} failed ({exc}); kept the best point so far")
+                stop = ("milp_failed", str(exc))
+                break
+            prog.lower_bound = max(prog.lower_bound, point.lower_bound)
+            ub = self._round(point, "milp", k, prog.lower_bound, best_ub, time.perf_counter() - t0)
+            if ub < best_ub:
+                best, best_ub = point, ub
+            prog.upper_bound = best_ub
+            prog.rounds = k
+            stop = first_stop([RelativeGap(self.s.gap)], prog)
+            if stop is not None:
+                break
+        else:
+            stop = ("milp_rounds", f"{self.s.milp_rounds} mixed-integer rounds")
+        return best, best_ub, prog.lower_bound, stop
+
+    def run(self, center: np.ndarray, integer: bool) -> ExchangeOutcome:
+        prog = Progress()
+        self.lp_stop: tuple[str, str] = ("", "")
+        try:
+            best, best_ub = self._lp_phase(np.asarray(center, float), prog)
+        except TdmarketError as exc:
+            self.warnings.append(f"relaxed master failed ({exc})")
+            best, best_ub, self.lp_stop = None, np.inf, ("lp_failed", str(exc))
+        lb = prog.lower_bound
+        stopped_by, reason = self.lp_stop
+        if integer:
+            best, best_ub, lb, stop = self._milp_phase(lb)
+            if stop is not None:
+                stopped_by, reason = stop
+            if best is None and self.fallback is not None:
+                point = self.fallback(self.pool)
+                best_ub = self._round(point, "fallback", 1, lb, np.inf, 0.0)
+                best = point
+                self.warnings.append("no mixed-integer master point: published the fallback clearing")
+        return ExchangeOutcome(best, best_ub, lb, stopped_by, reason, self.history, self.warnings)
