@@ -15,7 +15,9 @@ import numpy as np
 import pandas as pd
 
 from ..model.instance import Instance
-from .network import DISTRIBUTION_FORMULATIONS, Balance, DCTransmission, Interfaces
+from .balance import Balance
+from .distribution import distribution_formulation
+from .network import DCTransmission, Interfaces
 from .options import ModelOptions
 from .orders import OrderBlock, net_two_way
 from .program import Program
@@ -42,10 +44,11 @@ class ClearingProblem:
         prices = inst.orders.segments.price
         opts.validate(float(np.abs(prices).max()) if len(prices) else 0.0)
         self.inst, self.opts = inst, opts
-        self.orders = OrderBlock(inst, opts)
+        form = distribution_formulation(opts)
+        self.orders = OrderBlock(inst, opts, form)
         self.trans = DCTransmission(inst, opts)
-        self.iface = Interfaces(inst, opts)
-        self.dist = DISTRIBUTION_FORMULATIONS[opts.dist_model](inst, opts)
+        self.iface = Interfaces(inst, opts, form)
+        self.dist = form(inst, opts)
         prog = Program()
         blocks = (self.orders, self.trans, self.iface, self.dist)
         for b in blocks:
@@ -116,18 +119,7 @@ class ClearingProblem:
 
     def soc_gap(self, x: np.ndarray) -> np.ndarray:
         """Relaxation gap u·ℓ − P² − Q² per (D line, period); zero for LinDistFlow (no ℓ)."""
-        d = self.dist
-        if not d.conic or len(d.line) == 0:
-            return np.zeros((len(d.line), self.inst.n_periods))
-        T = self.inst.n_periods
-        br = self.inst.branches
-        per = np.arange(T)
-        u = x[d.w_grid[br.f[d.line][:, None], per]] / d.tau2[:, None]
-        gap = u * x[d.l_grid] - x[d.P_grid] ** 2 - x[d.Q_grid] ** 2
-        # on zero-impedance lines ℓ affects nothing (no drop, no loss): the cone's slack is not a relaxation gap
-        zero_z = (d.r == 0) & (d.x == 0)
-        gap[zero_z] = 0.0
-        return gap
+        return self.dist.soc_gap(x)
 
     def extract(self, x: np.ndarray, row_dual: np.ndarray | None) -> dict[str, pd.DataFrame]:
         """Tables of the solution: segments, bids, buses (prices, slack), interfaces, lines."""
@@ -188,9 +180,7 @@ class ClearingProblem:
             if row_dual is not None:
                 lamq[bal.q_bus] = row_dual[rows_q].reshape(nQ, T) * scale
             slack_q[bal.q_bus] = (x[p.var("slack_q_plus").slice] - x[p.var("slack_q_minus").slice]).reshape(nQ, T)
-        wv = np.full((len(b), T), np.nan)
-        if len(self.dist.bus):
-            wv[self.dist.bus] = x[self.dist.w_grid[self.dist.bus]]
+        wv = self.dist.squared_voltages(x)
         bus_idx = np.repeat(bal.p_bus, T)
         out["buses"] = pd.DataFrame(
             {
@@ -259,34 +249,9 @@ class ClearingProblem:
                     }
                 )
             )
-        d = self.dist
-        if len(d.line):
-            per = np.arange(T)
-            P_, Q_ = x[d.P_grid], x[d.Q_grid]
-            l_ = x[d.l_grid] if d.conic else np.zeros_like(P_)
-            wf = x[d.w_grid[br.f[d.line][:, None], per]]
-            wt = x[d.w_grid[br.t[d.line][:, None], per]]
-            R, X, bc, tau2 = (v[:, None] for v in (d.r, d.x, d.bc, d.tau2))
-            pf, qf = P_, Q_ - bc * wf / tau2
-            pt, qt = -P_ + R * l_, -Q_ + X * l_ - bc * wt
-            S = br.rating[d.line][:, None]
-            frames.append(
-                pd.DataFrame(
-                    {
-                        "edge": np.repeat(br.id[d.line], T),
-                        "period": np.tile(period_ids, len(d.line)),
-                        "kind": "D",
-                        "p_from_mw": pf.ravel(),
-                        "q_from_mvar": qf.ravel(),
-                        "p_to_mw": pt.ravel(),
-                        "q_to_mvar": qt.ravel(),
-                        "loss_mw": (pf + pt).ravel(),
-                        "rating_mva": np.repeat(br.rating[d.line], T),
-                        "loading": (np.maximum(np.hypot(pf, qf), np.hypot(pt, qt)) / S).ravel(),
-                        "soc_gap": self.soc_gap(x).ravel(),
-                    }
-                )
-            )
+        d_lines = self.dist.lines_table(x)
+        if d_lines is not None:
+            frames.append(d_lines)
         out["lines"] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         return out
 

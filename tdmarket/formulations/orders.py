@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 
 from ..model.instance import Instance
-from .circles import Affine, add_circles
+from .circles import Affine
+from .distribution import DistributionFormulation, distribution_formulation
 from .options import ModelOptions
 from .program import Program
 from .terms import Terms
@@ -45,8 +46,12 @@ def _prev_bid(bids) -> np.ndarray:
 
 
 class OrderBlock:
-    def __init__(self, inst: Instance, opts: ModelOptions):
+    """The order book as variables and rows; `form` (default: the class of `opts.dist_model`) models its PQ and
+    capability discs, so that they are cones exactly when the network's circles are."""
+
+    def __init__(self, inst: Instance, opts: ModelOptions, form: type[DistributionFormulation] | None = None):
         self.inst, self.opts = inst, opts
+        self.form = form or distribution_formulation(opts)
         ob = inst.orders
         seg, bids = ob.segments, ob.bids
         self.S, self.B = len(seg), len(bids)
@@ -267,10 +272,9 @@ class OrderBlock:
         geq = hp.geq.to_numpy()
         off = hp.o.to_numpy()
         prog.add_rows("O10_half_plane", t.matrix(prog.n), np.where(geq, off, -np.inf), np.where(geq, np.inf, off))
-        conic = self.opts.dist_model == "socp"
         # O11 discs
         on_d = self.is_d_bid[ob.disc_bid] if len(ob.disc_bid) else np.zeros(0, bool)  # T has no reactive model
-        self._circle_on_bids(prog, "O11_disc", ob.disc_bid[on_d], ob.disc_radius[on_d], qcol, conic)
+        self._circle_on_bids(prog, "O11_disc", ob.disc_bid[on_d], ob.disc_radius[on_d], qcol)
         # O12 capability disc for one-sided bids under the bounded policy
         if self.opts.reactive_policy == "bounded":
             cap = np.flatnonzero(self.one_sided)
@@ -280,12 +284,12 @@ class OrderBlock:
             pbar = np.maximum(up, dn)
             mmax = np.zeros(self.B)
             np.maximum.at(mmax, bid, np.abs(hp.m.to_numpy()))
-            self._circle_on_bids(prog, "O12_capability", cap, pbar[cap] * np.sqrt(1 + mmax[cap] ** 2), qcol, conic)
+            self._circle_on_bids(prog, "O12_capability", cap, pbar[cap] * np.sqrt(1 + mmax[cap] ** 2), qcol)
 
-    def _circle_on_bids(self, prog, name, bids, radius, qcol, conic):
+    def _circle_on_bids(self, prog, name, bids, radius, qcol):
         a = self.p_bid_affine(prog, bids)
         b = Affine(len(bids)).add(np.arange(len(bids)), qcol[bids], 1.0)
-        add_circles(prog, name, a, b, radius, conic=conic, sides=self.opts.polygon_sides)
+        self.form.add_circles(prog, name, a, b, radius, self.opts.polygon_sides)
 
     # ------------------------------------------------------------------ balances and results
     def injection_terms(self, prog: Program):
