@@ -3,6 +3,7 @@ part of the clearing problem:
 
     block.add_variables(prog)
     block.add_constraints(prog, balance)   # adds its flows to the nodal balances (`balance.Balance`)
+    block.<table>(x, ...)                  # its own rows of the result tables
 
 * `DCTransmission` — lossless DC angle form; X = 0 lines are couplings (θ_f = θ_t, flow free within rating).
 * `Interfaces` — T–D exchange x (MW) and y (Mvar) of every DSO area, jointly limited by the interface rating.
@@ -13,6 +14,7 @@ The distribution network is a `distribution.DistributionFormulation` (SOC branch
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from ..model.instance import BranchKind, Instance
 from .balance import Balance
@@ -63,6 +65,28 @@ class DCTransmission:
         balance.add_p(np.broadcast_to(fb, (L, T)), per, f, -1.0)
         balance.add_p(np.broadcast_to(tb, (L, T)), per, f, 1.0)
         self.theta_grid, self.f_grid = th, f
+
+    def lines_table(self, x: np.ndarray) -> pd.DataFrame | None:
+        """Rows of the `lines` table for the T lines (None when there are none)."""
+        if not len(self.line):
+            return None
+        T, br = self.inst.n_periods, self.inst.branches
+        fl = x[self.f_grid]
+        return pd.DataFrame(
+            {
+                "edge": np.repeat(br.id[self.line], T),
+                "period": np.tile(self.inst.periods, len(self.line)),
+                "kind": "T",
+                "p_from_mw": fl.ravel(),
+                "q_from_mvar": np.nan,
+                "p_to_mw": -fl.ravel(),
+                "q_to_mvar": np.nan,
+                "loss_mw": 0.0,
+                "rating_mva": np.repeat(br.rating[self.line], T),
+                "loading": (np.abs(fl) / br.rating[self.line][:, None]).ravel(),
+                "soc_gap": 0.0,
+            }
+        )
 
 
 class Interfaces:
@@ -132,3 +156,37 @@ class Interfaces:
             prog, "interface_rating", a, b_, np.repeat(self.rating[rated], T), self.opts.polygon_sides
         )
         self.x_grid, self.y_grid = x, y
+
+    def add_exchange_fix(self, prog: Program) -> np.ndarray:
+        """Rows x_t = x̂_t for this area's own exchange (DSO view), free until a scheme fixes them: their duals are
+        ρ = ∂C/∂x̂ (€/MWh per period), the DSO's marginal cost of exporting one more MW.  Returns their columns."""
+        own = np.flatnonzero(self.own)
+        own_x = self.x_grid[own].ravel() if len(own) else np.zeros(0, np.int64)
+        k = len(own_x)
+        t = Terms(k).add(np.arange(k), own_x, 1.0)
+        prog.add_rows("exchange_fix", t.matrix(prog.n), -np.inf, np.inf)
+        return own_x
+
+    def table(self, x: np.ndarray, lam_p: np.ndarray) -> pd.DataFrame:
+        """The `interfaces` table: exchange and the P prices (`lam_p`, (n_buses, T)) at the host and root buses."""
+        inst, T = self.inst, self.inst.n_periods
+        A = len(self.area)
+        if not A:
+            return pd.DataFrame(columns=["area", "period", "export_mw", "export_mvar"])
+        b = inst.buses
+        xg, yg = x[self.x_grid], x[self.y_grid]
+        return pd.DataFrame(
+            {
+                "area": np.repeat(np.array(inst.areas.name)[self.area], T),
+                "period": np.tile(inst.periods, A),
+                "edge": np.repeat(inst.branches.id[self.branch], T),
+                "t_node": np.repeat(b.id[self.host], T),
+                "root_node": np.repeat(b.id[self.root], T),
+                "export_mw": xg.ravel(),
+                "export_mvar": yg.ravel(),
+                "file_flow_mw": (xg * np.where(inst.areas.root_is_from[self.area], 1, -1)[:, None]).ravel(),
+                "rating_mva": np.repeat(self.rating, T),
+                "interface_price_eur_mwh": lam_p[self.host].ravel(),
+                "root_price_eur_mwh": lam_p[self.root].ravel(),
+            }
+        )
