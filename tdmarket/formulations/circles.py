@@ -1,7 +1,8 @@
 """Circle constraints ||(a, b)|| <= r on affine expressions: exact cones (SOCP) or inscribed K-gons (LP).
 
-Used for thermal limits, interface ratings, PQ discs and capability discs, so that a problem never needs to
-know whether it runs on the conic or the linear distribution formulation.
+Used for thermal limits, interface ratings, PQ discs and capability discs.  Which of the two a problem uses is
+the distribution formulation's choice (`DistributionFormulation.add_circles`), so no block needs to know whether
+it runs on the conic or the linear formulation.
 """
 
 from __future__ import annotations
@@ -29,25 +30,30 @@ class Affine:
         return self.terms.matrix(n).tocsr()
 
 
-def add_circles(
-    prog: Program, name: str, a: Affine, b: Affine, radius: np.ndarray, *, conic: bool, sides: int = 8
-) -> None:
-    """Add ||(a_k, b_k)|| <= radius_k for every k (cones, or K-gon rows when not `conic`)."""
+def add_circle_cones(prog: Program, name: str, a: Affine, b: Affine, radius: np.ndarray) -> None:
+    """Add ||(a_k, b_k)|| <= radius_k for every k as exact second-order cones."""
     k = a.k
     if k == 0:
         return
     radius = np.broadcast_to(np.asarray(radius, float), (k,))
-    if conic:
-        r = Affine(k)
-        r.const = radius.copy()
-        add_cone(prog, name, [r, a, b])
-    else:
-        A, B = a.matrix(prog.n), b.matrix(prog.n)
-        ang = 2 * np.pi * np.arange(sides) / sides
-        rows = sp.vstack([np.cos(t) * A + np.sin(t) * B for t in ang])
-        const = np.concatenate([np.cos(t) * a.const + np.sin(t) * b.const for t in ang])
-        hi = np.tile(radius * np.cos(np.pi / sides), sides) - const
-        prog.add_rows(name, rows, -np.inf, hi)
+    r = Affine(k)
+    r.const = radius.copy()
+    add_cone(prog, name, [r, a, b])
+
+
+def add_circle_polygons(prog: Program, name: str, a: Affine, b: Affine, radius: np.ndarray, sides: int = 8) -> None:
+    """Add ||(a_k, b_k)|| <= radius_k for every k as the rows of the inscribed `sides`-gon (an LP inner
+    approximation)."""
+    k = a.k
+    if k == 0:
+        return
+    radius = np.broadcast_to(np.asarray(radius, float), (k,))
+    A, B = a.matrix(prog.n), b.matrix(prog.n)
+    ang = 2 * np.pi * np.arange(sides) / sides
+    rows = sp.vstack([np.cos(t) * A + np.sin(t) * B for t in ang])
+    const = np.concatenate([np.cos(t) * a.const + np.sin(t) * b.const for t in ang])
+    hi = np.tile(radius * np.cos(np.pi / sides), sides) - const
+    prog.add_rows(name, rows, -np.inf, hi)
 
 
 def add_cone(prog: Program, name: str, comps: list[Affine]) -> None:

@@ -1,74 +1,28 @@
-"""Network formulations (MODEL.md §3), one class per formulation, all with the same interface:
+"""Transmission network and operator interfaces (MODEL.md §3), with the same block interface as every other
+part of the clearing problem:
 
-    block = Formulation(inst, opts)
     block.add_variables(prog)
-    block.add_constraints(prog, balance)   # adds its flows to the nodal balances
+    block.add_constraints(prog, balance)   # adds its flows to the nodal balances (`balance.Balance`)
+    block.<table>(x, ...)                  # its own rows of the result tables
 
 * `DCTransmission` — lossless DC angle form; X = 0 lines are couplings (θ_f = θ_t, flow free within rating).
-* `BranchFlowSOC` — SOC relaxation of the AC branch-flow (DistFlow) model with line charging, taps and shunts.
-* `LinDistFlow` — the same with ℓ = 0 and circles replaced by inscribed K-gons (an LP approximation).
 * `Interfaces` — T–D exchange x (MW) and y (Mvar) of every DSO area, jointly limited by the interface rating.
 
-`balance` is a `Balance` object: triplet accumulators for the P rows of every own bus and Q rows of every own
-distribution bus, rows written as injections − outflows = −(fixed injection).
+The distribution network is a `distribution.DistributionFormulation` (SOC branch flow or LinDistFlow).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from ..model.instance import BranchKind, Instance
-from .circles import Affine, add_circles, add_cone
+from .balance import Balance
+from .circles import Affine
+from .distribution import DistributionFormulation, distribution_formulation
 from .options import ModelOptions
 from .program import Program
 from .terms import Terms, grid
-
-
-def modelled_buses(inst: Instance) -> np.ndarray:
-    """Buses with balance rows: every own bus, plus the root of a child DSO hanging from a D-D edge (the
-    parent models that edge and receives the child's export at the child root, MODEL.md §6.4)."""
-    b, ar, br = inst.buses, inst.areas, inst.branches
-    mask = ~b.is_boundary.copy()
-    has = ar.interface >= 0
-    iface = ar.interface[has]  # (index only real interfaces: an instance may have no branch at all)
-    dd = has.copy()
-    dd[has] = b.is_dist[br.f[iface]] & b.is_dist[br.t[iface]]
-    root = np.where(has, ar.root_bus, 0)
-    host = np.where(has, ar.host_bus, 0)
-    coupling = dd & b.is_boundary[root] & ~b.is_boundary[host]
-    mask[root[coupling]] = True
-    return mask
-
-
-class Balance:
-    """Nodal balance rows: P for every modelled bus, Q for every modelled distribution bus, per period."""
-
-    def __init__(self, inst: Instance):
-        T = inst.n_periods
-        own = modelled_buses(inst)
-        self.T = T
-        self.p_bus = np.flatnonzero(own)
-        self.q_bus = np.flatnonzero(own & inst.buses.is_dist)
-        n = len(inst.buses)
-        self.p_row = np.full((n, T), -1, dtype=np.int64)
-        self.p_row[self.p_bus] = np.arange(len(self.p_bus) * T).reshape(-1, T)
-        self.q_row = np.full((n, T), -1, dtype=np.int64)
-        self.q_row[self.q_bus] = np.arange(len(self.q_bus) * T).reshape(-1, T)
-        self.P = Terms(len(self.p_bus) * T)
-        self.Q = Terms(len(self.q_bus) * T)
-
-    def add_p(self, bus, period, cols, coef) -> None:
-        """Add coef·x[cols] to the P balance of (bus, period); entries at buses without a row are dropped."""
-        rows = self.p_row[bus, period]
-        keep = rows >= 0
-        coef = np.broadcast_to(np.asarray(coef, float), np.shape(rows))
-        self.P.add(rows[keep], np.asarray(cols)[keep], coef[keep])
-
-    def add_q(self, bus, period, cols, coef) -> None:
-        rows = self.q_row[bus, period]
-        keep = rows >= 0
-        coef = np.broadcast_to(np.asarray(coef, float), np.shape(rows))
-        self.Q.add(rows[keep], np.asarray(cols)[keep], coef[keep])
 
 
 def _periods(n: int, T: int) -> np.ndarray:
@@ -112,6 +66,28 @@ class DCTransmission:
         balance.add_p(np.broadcast_to(tb, (L, T)), per, f, 1.0)
         self.theta_grid, self.f_grid = th, f
 
+    def lines_table(self, x: np.ndarray) -> pd.DataFrame | None:
+        """Rows of the `lines` table for the T lines (None when there are none)."""
+        if not len(self.line):
+            return None
+        T, br = self.inst.n_periods, self.inst.branches
+        fl = x[self.f_grid]
+        return pd.DataFrame(
+            {
+                "edge": np.repeat(br.id[self.line], T),
+                "period": np.tile(self.inst.periods, len(self.line)),
+                "kind": "T",
+                "p_from_mw": fl.ravel(),
+                "q_from_mvar": np.nan,
+                "p_to_mw": -fl.ravel(),
+                "q_to_mvar": np.nan,
+                "loss_mw": 0.0,
+                "rating_mva": np.repeat(br.rating[self.line], T),
+                "loading": (np.abs(fl) / br.rating[self.line][:, None]).ravel(),
+                "soc_gap": 0.0,
+            }
+        )
+
 
 class Interfaces:
     """Exchange points between operator areas: x (MW exported by the child area) and y (Mvar).
@@ -123,8 +99,9 @@ class Interfaces:
       in the child's own view (parent bus is a boundary) x and y are withdrawn at its root.
     """
 
-    def __init__(self, inst: Instance, opts: ModelOptions):
+    def __init__(self, inst: Instance, opts: ModelOptions, form: type[DistributionFormulation] | None = None):
         self.inst, self.opts = inst, opts
+        self.form = form or distribution_formulation(opts)  # models the rating circle (cone or K-gon)
         ar, br, b = inst.areas, inst.branches, inst.buses
         has = ar.interface >= 0
         iface = ar.interface[has]  # (index only real interfaces: an instance may have no branch at all)
@@ -175,124 +152,41 @@ class Interfaces:
         k = len(rated) * T
         a = Affine(k).add(np.arange(k), x[rated].ravel(), 1.0)
         b_ = Affine(k).add(np.arange(k), y[rated].ravel(), 1.0)
-        add_circles(
-            prog,
-            "interface_rating",
-            a,
-            b_,
-            np.repeat(self.rating[rated], T),
-            conic=self.opts.dist_model == "socp",
-            sides=self.opts.polygon_sides,
+        self.form.add_circles(
+            prog, "interface_rating", a, b_, np.repeat(self.rating[rated], T), self.opts.polygon_sides
         )
         self.x_grid, self.y_grid = x, y
 
+    def add_exchange_fix(self, prog: Program) -> np.ndarray:
+        """Rows x_t = x̂_t for this area's own exchange (DSO view), free until a scheme fixes them: their duals are
+        ρ = ∂C/∂x̂ (€/MWh per period), the DSO's marginal cost of exporting one more MW.  Returns their columns."""
+        own = np.flatnonzero(self.own)
+        own_x = self.x_grid[own].ravel() if len(own) else np.zeros(0, np.int64)
+        k = len(own_x)
+        t = Terms(k).add(np.arange(k), own_x, 1.0)
+        prog.add_rows("exchange_fix", t.matrix(prog.n), -np.inf, np.inf)
+        return own_x
 
-class BranchFlowSOC:
-    """Branch-flow (DistFlow) SOC relaxation on distribution lines (MODEL.md §3.3).
-
-    Per line e = (i -> j) and period: series flows P, Q (behind the from-end shunt) and squared current ℓ;
-      w_j = w_i/τ² − 2(RP + XQ) + |z|²ℓ,   P² + Q² <= (w_i/τ²)·ℓ,
-      p_fr = P, q_fr = Q − b^c w_i/τ², p_to = −P + Rℓ, q_to = −Q + Xℓ − b^c w_j,
-    thermal limits at both ends, voltage bounds on w.  `LinDistFlow` reuses everything with ℓ = 0.
-    """
-
-    conic = True
-
-    def __init__(self, inst: Instance, opts: ModelOptions):
-        self.inst, self.opts = inst, opts
-        b, br = inst.buses, inst.branches
-        modelled = modelled_buses(inst)
-        both_d = b.is_dist[br.f] & b.is_dist[br.t]
-        self.line = np.flatnonzero(both_d & modelled[br.f] & modelled[br.t])
-        self.bus = np.flatnonzero(b.is_dist & modelled)
-        pi = opts.pi_model
-        self.r = br.r[self.line]
-        self.x = br.x[self.line]
-        self.bc = br.b[self.line] / 2 if pi else np.zeros(len(self.line))
-        self.tau2 = br.tap[self.line] ** 2 if pi else np.ones(len(self.line))
-        self.g_sh = b.g_shunt if pi else np.zeros(len(b))
-        self.b_sh = b.b_shunt if pi else np.zeros(len(b))
-
-    def add_variables(self, prog: Program) -> None:
-        T = self.inst.n_periods
-        b = self.inst.buses
-        prog.add_variables("w", len(self.bus) * T, np.repeat(b.vsq_min[self.bus], T), np.repeat(b.vsq_max[self.bus], T))
-        L = len(self.line) * T
-        prog.add_variables("Pe", L, -np.inf, np.inf)
-        prog.add_variables("Qe", L, -np.inf, np.inf)
-        prog.add_variables("l", L if self.conic else 0, 0.0, np.inf)
-
-    def add_constraints(self, prog: Program, balance: Balance) -> None:
-        T, inst = self.inst.n_periods, self.inst
-        br = inst.branches
-        n_l = len(self.line)
-        w = np.full((len(inst.buses), T), -1, dtype=np.int64)
-        w[self.bus] = grid(prog.var("w").start, len(self.bus), T)
-        P = grid(prog.var("Pe").start, n_l, T)
-        Q = grid(prog.var("Qe").start, n_l, T)
-        l = grid(prog.var("l").start, n_l, T) if self.conic else None
-        fb = np.broadcast_to(br.f[self.line][:, None], (n_l, T))
-        tb = np.broadcast_to(br.t[self.line][:, None], (n_l, T))
-        per = _periods(n_l, T)
-        wf, wt = w[fb, per], w[tb, per]
-        col = lambda v: np.broadcast_to(v[:, None], (n_l, T))
-        R, X, bc, tau2 = col(self.r), col(self.x), col(self.bc), col(self.tau2)
-        z2 = R**2 + X**2
-        rows = np.arange(n_l * T).reshape(n_l, T)
-        # voltage drop
-        t = Terms(n_l * T)
-        t.add(rows, wt, 1.0).add(rows, wf, -1.0 / tau2).add(rows, P, 2 * R).add(rows, Q, 2 * X)
-        if self.conic:
-            t.add(rows, l, -z2)
-        prog.add_rows("voltage_drop", t.matrix(prog.n), 0.0, 0.0)
-        k = n_l * T
-        r_ = rows.ravel()
-        if self.conic:
-            # P² + Q² <= u ℓ  <=>  ||(2P, 2Q, u − ℓ)|| <= u + ℓ,  u = w_f/τ²
-            lhs = Affine(k).add(r_, wf.ravel(), 1.0 / tau2.ravel()).add(r_, l.ravel(), 1.0)
-            c1 = Affine(k).add(r_, P.ravel(), 2.0)
-            c2 = Affine(k).add(r_, Q.ravel(), 2.0)
-            c3 = Affine(k).add(r_, wf.ravel(), 1.0 / tau2.ravel()).add(r_, l.ravel(), -1.0)
-            add_cone(prog, "branch_flow_soc", [lhs, c1, c2, c3])
-        # thermal limits at both ends
-        rated = np.isfinite(inst.branches.rating[self.line])
-        rr = np.flatnonzero(np.repeat(rated, T))
-        kk = len(rr)
-        ri = np.arange(kk)
-        S = np.repeat(inst.branches.rating[self.line], T)[rr]
-        pf = Affine(kk).add(ri, P.ravel()[rr], 1.0)
-        qf = Affine(kk).add(ri, Q.ravel()[rr], 1.0).add(ri, wf.ravel()[rr], -(bc / tau2).ravel()[rr])
-        pt = Affine(kk).add(ri, P.ravel()[rr], -1.0)
-        qt = Affine(kk).add(ri, Q.ravel()[rr], -1.0).add(ri, wt.ravel()[rr], -bc.ravel()[rr])
-        if self.conic:
-            pt.add(ri, l.ravel()[rr], R.ravel()[rr])
-            qt.add(ri, l.ravel()[rr], X.ravel()[rr])
-        sides = self.opts.polygon_sides
-        add_circles(prog, "thermal_from", pf, qf, S, conic=self.conic, sides=sides)
-        add_circles(prog, "thermal_to", pt, qt, S, conic=self.conic, sides=sides)
-        # balances: injections − outflows;  outflow_from = (P, Q − bc u),  outflow_to = (−P + Rℓ, −Q + Xℓ − bc w_t)
-        balance.add_p(fb, per, P, -1.0)
-        balance.add_q(fb, per, Q, -1.0)
-        balance.add_q(fb, per, wf, bc / tau2)
-        balance.add_p(tb, per, P, 1.0)
-        balance.add_q(tb, per, Q, 1.0)
-        balance.add_q(tb, per, wt, bc)
-        if self.conic:
-            balance.add_p(tb, per, l, -R)
-            balance.add_q(tb, per, l, -X)
-        # nodal shunts: consume G w, inject B w
-        nb = len(self.bus)
-        bus = np.broadcast_to(self.bus[:, None], (nb, T))
-        wb = w[self.bus]
-        balance.add_p(bus, _periods(nb, T), wb, -self.g_sh[bus])
-        balance.add_q(bus, _periods(nb, T), wb, self.b_sh[bus])
-        self.w_grid, self.P_grid, self.Q_grid, self.l_grid = w, P, Q, l
-
-
-class LinDistFlow(BranchFlowSOC):
-    """LinDistFlow: branch flow with ℓ = 0 (lossless, linear voltage drop), circles as inscribed K-gons."""
-
-    conic = False
-
-
-DISTRIBUTION_FORMULATIONS = {"socp": BranchFlowSOC, "lindistflow": LinDistFlow}
+    def table(self, x: np.ndarray, lam_p: np.ndarray) -> pd.DataFrame:
+        """The `interfaces` table: exchange and the P prices (`lam_p`, (n_buses, T)) at the host and root buses."""
+        inst, T = self.inst, self.inst.n_periods
+        A = len(self.area)
+        if not A:
+            return pd.DataFrame(columns=["area", "period", "export_mw", "export_mvar"])
+        b = inst.buses
+        xg, yg = x[self.x_grid], x[self.y_grid]
+        return pd.DataFrame(
+            {
+                "area": np.repeat(np.array(inst.areas.name)[self.area], T),
+                "period": np.tile(inst.periods, A),
+                "edge": np.repeat(inst.branches.id[self.branch], T),
+                "t_node": np.repeat(b.id[self.host], T),
+                "root_node": np.repeat(b.id[self.root], T),
+                "export_mw": xg.ravel(),
+                "export_mvar": yg.ravel(),
+                "file_flow_mw": (xg * np.where(inst.areas.root_is_from[self.area], 1, -1)[:, None]).ravel(),
+                "rating_mva": np.repeat(self.rating, T),
+                "interface_price_eur_mwh": lam_p[self.host].ravel(),
+                "root_price_eur_mwh": lam_p[self.root].ravel(),
+            }
+        )

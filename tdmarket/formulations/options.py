@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..errors import InputError
 
-DIST_MODELS = ("socp", "lindistflow")
+DIST_MODELS = ("socp", "lindistflow")  # the keys of the formulation registry (`distribution.py`), for the CLI
 REACTIVE_POLICIES = ("bounded", "zero", "free")
 
 
@@ -29,8 +29,9 @@ class ModelOptions:
         return replace(self, integer=False)
 
     def validate(self, max_abs_price: float = 0.0) -> ModelOptions:
-        if self.dist_model not in DIST_MODELS:
-            raise InputError(f"unknown distribution model {self.dist_model!r} (choose from {', '.join(DIST_MODELS)})")
+        from .distribution import distribution_formulation  # (imports this module)
+
+        distribution_formulation(self)  # raises InputError for an unknown distribution model
         if self.reactive_policy not in REACTIVE_POLICIES:
             raise InputError(
                 f"unknown reactive policy {self.reactive_policy!r} (choose from {', '.join(REACTIVE_POLICIES)})"

@@ -14,15 +14,20 @@ With `integer=False` every binary is relaxed to [0, 1] and all logic rows are ke
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from ..model.instance import Instance
-from .circles import Affine, add_circles
+from .circles import Affine
+from .distribution import DistributionFormulation, distribution_formulation
 from .options import ModelOptions
 from .program import Program
 from .terms import Terms
+
+if TYPE_CHECKING:
+    from .balance import Balance
 
 
 @dataclass
@@ -45,8 +50,12 @@ def _prev_bid(bids) -> np.ndarray:
 
 
 class OrderBlock:
-    def __init__(self, inst: Instance, opts: ModelOptions):
+    """The order book as variables and rows; `form` (default: the class of `opts.dist_model`) models its PQ and
+    capability discs, so that they are cones exactly when the network's circles are."""
+
+    def __init__(self, inst: Instance, opts: ModelOptions, form: type[DistributionFormulation] | None = None):
         self.inst, self.opts = inst, opts
+        self.form = form or distribution_formulation(opts)
         ob = inst.orders
         seg, bids = ob.segments, ob.bids
         self.S, self.B = len(seg), len(bids)
@@ -157,7 +166,18 @@ class OrderBlock:
         return q
 
     # ------------------------------------------------------------------ constraints
-    def add_constraints(self, prog: Program) -> None:
+    def add_constraints(self, prog: Program, balance: Balance | None = None) -> None:
+        """Rows O2–O13; with a `balance`, also the order injections (P of every bid, Q of distribution bids)."""
+        self._add_logic(prog)
+        self._add_ramps(prog)
+        self._add_reactive(prog)
+        if balance is not None:
+            (pb, pt, pc, pv), (qb, qt, qc, qv) = self.injection_terms(prog)
+            balance.add_p(pb, pt, pc, pv)
+            balance.add_q(qb, qt, qc, qv)
+
+    def _add_logic(self, prog: Program) -> None:
+        """O2–O8 and O13 (written as one block, ~70 lines, to keep the row formulas side by side)."""
         ob = self.inst.orders
         seg, bids = ob.segments, ob.bids
         xi = self.col(prog, "xi")
@@ -231,8 +251,6 @@ class OrderBlock:
         r = np.arange(len(s_d))
         t.add(r, xi[s_d], 1.0).add(r, d_of_bid[seg.bid[s_d]], np.where(up, -1.0, 1.0))
         prog.add_rows("O13_direction", t.matrix(prog.n), -np.inf, np.where(up, 0.0, 1.0))
-        self._add_ramps(prog)
-        self._add_reactive(prog)
 
     def _add_ramps(self, prog: Program) -> None:
         ob, T = self.inst.orders, self.inst.n_periods
@@ -267,10 +285,9 @@ class OrderBlock:
         geq = hp.geq.to_numpy()
         off = hp.o.to_numpy()
         prog.add_rows("O10_half_plane", t.matrix(prog.n), np.where(geq, off, -np.inf), np.where(geq, np.inf, off))
-        conic = self.opts.dist_model == "socp"
         # O11 discs
         on_d = self.is_d_bid[ob.disc_bid] if len(ob.disc_bid) else np.zeros(0, bool)  # T has no reactive model
-        self._circle_on_bids(prog, "O11_disc", ob.disc_bid[on_d], ob.disc_radius[on_d], qcol, conic)
+        self._circle_on_bids(prog, "O11_disc", ob.disc_bid[on_d], ob.disc_radius[on_d], qcol)
         # O12 capability disc for one-sided bids under the bounded policy
         if self.opts.reactive_policy == "bounded":
             cap = np.flatnonzero(self.one_sided)
@@ -280,12 +297,12 @@ class OrderBlock:
             pbar = np.maximum(up, dn)
             mmax = np.zeros(self.B)
             np.maximum.at(mmax, bid, np.abs(hp.m.to_numpy()))
-            self._circle_on_bids(prog, "O12_capability", cap, pbar[cap] * np.sqrt(1 + mmax[cap] ** 2), qcol, conic)
+            self._circle_on_bids(prog, "O12_capability", cap, pbar[cap] * np.sqrt(1 + mmax[cap] ** 2), qcol)
 
-    def _circle_on_bids(self, prog, name, bids, radius, qcol, conic):
+    def _circle_on_bids(self, prog, name, bids, radius, qcol):
         a = self.p_bid_affine(prog, bids)
         b = Affine(len(bids)).add(np.arange(len(bids)), qcol[bids], 1.0)
-        add_circles(prog, name, a, b, radius, conic=conic, sides=self.opts.polygon_sides)
+        self.form.add_circles(prog, name, a, b, radius, self.opts.polygon_sides)
 
     # ------------------------------------------------------------------ balances and results
     def injection_terms(self, prog: Program):
@@ -306,6 +323,54 @@ class OrderBlock:
             integer_cols=ints,
             netted_bids=np.flatnonzero(self.netted),
         )
+
+    def tables(self, prog: Program, x: np.ndarray) -> dict[str, pd.DataFrame]:
+        """The `segments` and `bids` tables of a primal point (two-way bids netted, §4.4)."""
+        inst, opts = self.inst, self.opts
+        period_ids = inst.periods
+        seg, bids = inst.orders.segments, inst.orders.bids
+        oi = self.index(prog)
+        xi = np.clip(x[oi.xi], 0.0, 1.0) + 0.0  # + 0.0 turns -0.0 into 0.0
+        xi = net_two_way(inst, xi, oi.netted_bids)
+        w = seg.width
+        p_seg = w * xi
+        segments = pd.DataFrame(
+            {
+                "segment": seg.id,
+                "bid": bids.id[seg.bid],
+                "qtbid": bids.qtbid[seg.bid],
+                "node": inst.buses.id[bids.bus[seg.bid]],
+                "period": period_ids[bids.period[seg.bid]],
+                "width_mw": w,
+                "price_eur_mwh": seg.price,
+                "accepted_fraction": xi,
+                "accepted_mw": p_seg,
+                "cost_eur": seg.price * np.abs(p_seg) * opts.period_hours,
+            }
+        )
+        P_b = np.bincount(seg.bid, p_seg, minlength=len(bids))
+        bid_size = np.bincount(seg.bid, np.abs(w), minlength=len(bids))
+        Q_b = np.where(oi.q >= 0, x[np.maximum(oi.q, 0)], np.nan)
+        # interior-point noise (~1e-8) is not acceptance: threshold relative to the bid's size
+        z = np.maximum(oi.z, 0)
+        accepted = np.where(oi.z >= 0, np.round(x[z], 6) > 0.5, np.abs(P_b) > 1e-6 * np.maximum(1.0, bid_size))
+        bids_table = pd.DataFrame(
+            {
+                "bid": bids.id,
+                "qtbid": bids.qtbid,
+                "node": inst.buses.id[bids.bus],
+                "period": period_ids[bids.period],
+                "p_mw": P_b,
+                "q_mvar": Q_b,
+                "accepted": accepted,
+            }
+        )
+        return {"segments": segments, "bids": bids_table}
+
+    def cost(self, prog: Program, x: np.ndarray) -> float:
+        """Market cost (€) of a primal point: activation costs at xi clipped to [0, 1]."""
+        xi = prog.var("xi").slice
+        return float(prog.c[xi] @ np.clip(x[xi], 0.0, 1.0))
 
 
 def net_two_way(inst: Instance, xi: np.ndarray, netted_bids: np.ndarray) -> np.ndarray:
