@@ -119,7 +119,7 @@ def _m(rows, cols, vals, shape) -> sp.csr_matrix:
 
 
 def _order_sets(inst: Instance, policy: str) -> dict:
-    """Index sets of the order language (MODEL.md §4), derived from the Instance arrays."""
+    """Index sets of the order language (docs/model.md §4), derived from the Instance arrays."""
     ob = inst.orders
     seg, bids = ob.segments, ob.bids
     S, B = len(seg), len(bids)

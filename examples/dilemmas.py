@@ -4,7 +4,7 @@
 
 1. Conflict resolution between operators: the TSO wants an activation that would overload a D line.
 2. Self-healing: a DSO relieves its own congestion with its own resources (and needs slack without them).
-3. Sharing charges for mutually beneficial actions: K = K^T + K^D (MODEL.md §8).
+3. Sharing charges for mutually beneficial actions: K = K^T + K^D (docs/model.md §8).
 4. Recursive integration across three levels: TSO → DSO-201 → sub-DSO DSO-203.
 
 Every scenario is built on the built-in example (`tdmarket/examples/builtin/`, see its README): the congested D line
@@ -89,7 +89,7 @@ def three_level_instance():
 
 # ------------------------------------------------------------------------------------------------ measures
 def base_exchanges(inst) -> dict[str, np.ndarray]:
-    """x^0 of every top-level DSO (MODEL.md §7), as each DSO computes it from its own area."""
+    """x^0 of every top-level DSO (docs/model.md §7), as each DSO computes it from its own area."""
     opts = ModelOptions()
     return {
         inst.areas.name[a]: np.asarray(DSO(inst.area_instance(a), opts, "TSO").base_exchange().export_mw)
@@ -307,7 +307,7 @@ def scenario3(factor: float = LOAD_FACTOR) -> dict:
         "activation",
         "  serves both: the first MW replace what the grid cannot import (DSO's need, already in x^0), the rest is "
         "export (TSO's).",
-        "Sharing (MODEL.md §8): the TSO pays the change of exchange at π, K^T = π(x − x^0)Δ; the DSO the rest, "
+        "Sharing (docs/model.md §8): the TSO pays the change of exchange at π, K^T = π(x − x^0)Δ; the DSO the rest, "
         "K^D = K − K^T.",
         f"  DSO-201, t={int(t1.period)}: K = {t1.K_eur:.2f} €, K^T = {t1.interface_price_eur_mwh:.2f} × "
         f"({t1.export_mw:.3f} − ({t1.base_export_mw:.3f})) = {t1.K_T_eur:.2f} €, K^D = {t1.K_D_eur:.2f} €.",

@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
                 help="stressed variant: multiply every distribution line rating by F (e.g. 0.4)",
             )
 
-    info = sub.add_parser("info", help="print instance statistics (MODEL.md §10)")
+    info = sub.add_parser("info", help="print instance statistics (docs/model.md §10)")
     add_instance_args(info)
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=cmd_info)
@@ -314,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--reactive-policy",
         default="bounded",
         choices=REACTIVE_POLICIES,
-        help="reactive power of D orders without PQ limits (MODEL.md §4.3)",
+        help="reactive power of D orders without PQ limits (docs/model.md §4.3)",
     )
     clear.add_argument("--slack-penalty", type=float, default=1e4, help="balance slack penalty, EUR/MWh")
     h = clear.add_argument_group("hierarchical scheme")
@@ -334,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=12,
         help="cap on evaluations per area and period when building a curve (default 12; the cut "
-        "exchange then certifies the result, MODEL.md §6.3)",
+        "exchange then certifies the result, docs/model.md §6.3)",
     )
     h.add_argument(
         "--gap",

@@ -1,4 +1,4 @@
-"""Write tiny SmartNet instances (MODEL.md §2.1) from Python lists, for hand-worked tests.
+"""Write tiny SmartNet instances (docs/model.md §2.1) from Python lists, for hand-worked tests.
 
 `write_case` writes the required files (GeneralParam, TransmissionNodes, DistributionNodes, Edges,
 NetInjections, Bids with AlphaOmegaSet/NoNewAct columns) and the optional condition files only when their

@@ -1,4 +1,4 @@
-"""AC verification of the distribution dispatch (MODEL.md §5(f) step 4): pandapower Newton–Raphson on the
+"""AC verification of the distribution dispatch (docs/model.md §5(f) step 4): pandapower Newton–Raphson on the
 dispatched injections, checked against a hand-written two-bus Newton and against exact SOC clearings."""
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def _two_bus_case(folder, *, load=(-1.0, -0.5), r=0.01, x=0.02, rating=5.0, b=0.
         injections={(3, 1): load},
         bids=[dict(node=1, qtbid=1, qbid=11, seg=111, t=1, lo=0.0, hi=10.0, price=10.0)],
     )
-    # write_case has no B / Tap columns: add them (columns are read by name, MODEL.md §2.1)
+    # write_case has no B / Tap columns: add them (columns are read by name, docs/model.md §2.1)
     edges = pd.read_csv(folder / "Edges.csv")
     edges["B"] = np.where(edges["ID"] == 20, b, 0.0)
     edges["Tap"] = np.where(edges["ID"] == 20, tap, 1.0)
@@ -206,7 +206,7 @@ def test_hand_made_tables_report_voltage_violation(tmp_path):
 
 # ------------------------------------------------------------------------------------------- zero impedance
 def test_zero_impedance_branch_is_fused_and_its_flow_recovered(tmp_path):
-    """R = X = 0 (MODEL.md §3.3, italy-652 has 33): a closed bus–bus switch in pandapower, its charging as
+    """R = X = 0 (docs/model.md §3.3, italy-652 has 33): a closed bus–bus switch in pandapower, its charging as
     nodal shunts, its flows from the nodal balances; the exact SOC state is reproduced."""
     folder = write_case(
         tmp_path / "case",
@@ -307,7 +307,7 @@ def test_hierarchical_dispatch_is_checked(three_level):
     assert df.y_star_mvar.notna().all()  # the hierarchical interface table carries each DSO's reactive export
     assert summary["total_violations"] == 0
     # DSO-301/401 are dispatched exactly; in DSO-201 the sub-DSO optimised its root voltage and reactive
-    # exchange as free (MODEL.md §6.4), which the parent's view does not reproduce: the single AC network of
+    # exchange as free (docs/model.md §6.4), which the parent's view does not reproduce: the single AC network of
     # the tree loses 1.0–1.3 kW more than the two SOC views (q on line 21: 0.89 Mvar in AC vs 0.32 cleared)
     assert df.loc[df.area != "DSO-201", "dx_mw"].abs().max() < 1e-6
     dx = df.loc[df.area == "DSO-201", "dx_mw"].to_numpy()

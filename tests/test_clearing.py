@@ -1,4 +1,4 @@
-"""Centralized clearing (MODEL.md §3, §5(a)(b), §8, §11): reference numbers, feasibility, prices, CLI.
+"""Centralized clearing (docs/model.md §3, §5(a)(b), §8, §11): reference numbers, feasibility, prices, CLI.
 
 * three-node references A (``reactive_policy="free"``) and B (default ``bounded``), relaxed and with binaries;
 * italy-693 and italy-652, relaxed SOCP: every balance and limit holds, checked twice — on the program rows,
@@ -325,7 +325,7 @@ def test_italian_relaxed_solution_is_feasible(name, request):
 
 
 def test_italian_relaxed_sizes(italy_693, italy_652):
-    """The relaxed models contain every order segment, D line and interface of MODEL.md §10."""
+    """The relaxed models contain every order segment, D line and interface of docs/model.md §10."""
     for s, segs, dlines, ifaces, T in [(italy_693, 1667, 171, 4, 4), (italy_652, 12318, 1772, 50, 3)]:
         t = s.tables
         assert len(t["segments"]) == segs

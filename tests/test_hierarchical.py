@@ -1,4 +1,4 @@
-"""Hierarchical TSO–DSO scheme (MODEL.md §6): agreement with the centralized clearing, privacy of the messages,
+"""Hierarchical TSO–DSO scheme (docs/model.md §6): agreement with the centralized clearing, privacy of the messages,
 recursion (sub-DSOs), executors and failure handling."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def _shared(name: str) -> Path:
 
 
 def test_three_node_matches_centralized_and_reference():
-    """MODEL.md §11: every correct hierarchical variant clears x* = 1 at π = 15 with the centralized cost."""
+    """docs/model.md §11: every correct hierarchical variant clears x* = 1 at π = 15 with the centralized cost."""
     inst = tdmarket.load(_shared("three-node"))
     for policy, cost in (("free", 14.537218), ("bounded", 14.604385)):
         res = run_hierarchical(inst, relax=True, executor="inline", reactive_policy=policy, curve_tol=1e-4)
@@ -102,7 +102,7 @@ def test_three_level_recursion_matches_centralized(three_level):
     assert list(ar.parent) == [-1, 0, 0, 0, 1] and int(ar.depth().max()) == 2
     central = clear_centralized(three_level, relax=True).total_cost
     res = run_hierarchical(three_level, relax=True, executor="inline")
-    # the child's curve treats the root voltage and reactive power as free (MODEL.md §6.4), a relaxation:
+    # the child's curve treats the root voltage and reactive power as free (docs/model.md §6.4), a relaxation:
     # the result may be slightly cheaper, never by more than a few cents here
     assert res.total_cost == pytest.approx(central, rel=1e-4)
     kinds = {(m["kind"], m["from"], m["to"]) for m in res.messages}

@@ -1,6 +1,6 @@
-"""Incentives and settlement (MODEL.md §8): participants, lost opportunity cost (LOC), uplift, zero sum, surplus.
+"""Incentives and settlement (docs/model.md §8): participants, lost opportunity cost (LOC), uplift, zero sum, surplus.
 
-Conventions (MODEL.md §1, §4.1, §8): injection > 0 is generation, a node with P = −12 is short 12 MW; a segment
+Conventions (docs/model.md §1, §4.1, §8): injection > 0 is generation, a node with P = −12 is short 12 MW; a segment
 costs π·|p|·Δ (Δ = 1 h); λ is the marginal cost of one more MW withdrawn; `payment_eur` > 0 means the actor
 receives money.  The profit of a participant is Π = Σ (λ P_b + λ^Q Q_b)Δ − Σ π|p|Δ and its LOC is
 max over its own feasible set of Π minus Π at the cleared point.
@@ -152,7 +152,7 @@ def test_divisible_only_has_zero_loc(tmp_path):
 
 
 def test_divisible_three_node_has_zero_loc():
-    """three-node (MODEL.md §11, reference B): three divisible orders, conic distribution model.  The prices
+    """three-node (docs/model.md §11, reference B): three divisible orders, conic distribution model.  The prices
     λ = 15, 15, 10 support the dispatch p = (0, 0.515877, 0.686623): order 1 (@20) is out of the money at 15,
     orders 2 (@15) and 3 (@10) are marginal — every profit and LOC is 0."""
     res = clear_centralized(read_instance(_instance_dir("three-node")))
@@ -308,7 +308,7 @@ def test_congested_line_surplus_goes_to_tso(tmp_path):
 
 
 def test_three_node_settlement():
-    """three-node, reference B (MODEL.md §11): λ = 15, 15, 10, λ^Q_3 ≈ 1.290994, x = 1 MW at π = 15,
+    """three-node, reference B (docs/model.md §11): λ = 15, 15, 10, λ^Q_3 ≈ 1.290994, x = 1 MW at π = 15,
     y = −0.125.
 
     * TSO: −λ1·inj1 − π x = −15·(−1) − 15·1 = 0; it pays the DSO 15 € for the export.
@@ -349,7 +349,7 @@ def italy_relaxed():
 
 def _tso_surplus_from_flows(inst, tables) -> pd.Series:
     """MS^T per period recomputed independently: Σ_{T lines} f (λ_to − λ_fr) + Σ_d (λ_host − π_d) x_d
-    (the second term is 0 when π_d is the host LMP), i.e. the network form of MODEL.md §8."""
+    (the second term is 0 when π_d is the host LMP), i.e. the network form of docs/model.md §8."""
     br, b = inst.branches, inst.buses
     buses = tables["buses"].set_index(["node", "period"])["price_p_eur_mwh"]
     lines = tables["lines"]

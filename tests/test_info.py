@@ -1,4 +1,4 @@
-"""`instance_stats` against the instance facts table of MODEL.md §10, and `tdmarket info`.
+"""`instance_stats` against the instance facts table of docs/model.md §10, and `tdmarket info`.
 
 Every §10 figure an `Instance` can give is asserted.  Figures that depend on the raw files rather than on the
 instance (`baseMVA`, which the reader folds into the impedances) are not.  The T half-plane and disc rows that
@@ -42,7 +42,7 @@ def italy_652():
     return _load("italy-652")
 
 
-# (section, key) -> expected value, transcribed from the MODEL.md §10 table.
+# (section, key) -> expected value, transcribed from the docs/model.md §10 table.
 EXPECTED = {
     "three-node": {
         ("periods", "count"): 1,

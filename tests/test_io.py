@@ -397,7 +397,7 @@ def test_flags_as_files_equal_flags_as_columns(tmp_path):
 
 
 def test_bids_columns_win_over_flag_files(tmp_path):
-    # three-node ships both; MODEL.md §2.1: the files are used only if Bids lacks the column
+    # three-node ships both; docs/model.md §2.1: the files are used only if Bids lacks the column
     folder = make_case(tmp_path, AlphaOmegaSet="QtBids,QBid,forT\n1,1,1", NoNewAct="QtBids,QBid,forT\n1,1,1")
     assert list(read_instance(folder).orders.bids.alpha_omega) == [False, False, True, True, False, False]
 

@@ -1,8 +1,8 @@
-"""The order language (MODEL.md §4, O1–O13), one hand-worked instance per feature.
+"""The order language (docs/model.md §4, O1–O13), one hand-worked instance per feature.
 
 Every instance is tiny and written with `tests/casebuilder.py`; the expected clearing is worked out by hand in
 each test's docstring and compared with `clear_centralized(read_instance(folder))` (binaries on, default MIP
-gap).  Conventions (MODEL.md §1, §4.1): injection > 0 is generation, a node with P = −10 is short by 10 MW and
+gap).  Conventions (docs/model.md §1, §4.1): injection > 0 is generation, a node with P = −10 is short by 10 MW and
 needs upward activation; every segment costs π·|p| (€/MWh × MW × 1 h), AON included; the LMP is the marginal
 cost of one more MW withdrawn.  Segment ids below read as <QtBid><period><k>; QBid ids as <QtBid><period>.
 """
@@ -392,7 +392,7 @@ def test_o9_ramp_limits_increase_and_decrease(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ O10–O12
 def feeder_case(folder, *, q_root=0.0, halfplanes=None, discs=None):
-    """The three-node topology of MODEL.md §11 with orders that make Q matter.
+    """The three-node topology of docs/model.md §11 with orders that make Q matter.
 
     Node 1 (T, reference): P = −1 (short 1 MW); order 1 (QBid 11): up 0–3 MW @20.
     Node 2 (D root, w ∈ [1, 1]): Q = `q_root`; order 2 (QBid 21, segment 211): up 0–1 MW @10.
@@ -476,7 +476,7 @@ def test_o12_reactive_policy(tmp_path):
     consumes Q), so 0.6 Mvar must come from order 2 or from Q slack at κ = 10⁴ €/Mvarh.
     (a) Unrestricted order 2 (no half-plane, no disc):
         bounded, zero: Q_2 = 0 ⇒ 0.6 Mvar of Q slack: 10 + 0.6 × 10⁴ = 6 010 €  (compared to 1e-4 €: with slack
-        priced at 10⁴ the interior-point solution is only good to ~1e-8 relative, MODEL.md §3.3);
+        priced at 10⁴ the interior-point solution is only good to ~1e-8 relative, docs/model.md §3.3);
         free: Q_2 ≥ 0.6 at no cost, P_2 = 1: 10 €.
     (b) One-sided order 2 (only Q ≥ 0.05P):
         bounded: capability disc P² + Q² ≤ P̄²(1 + m²) = 1.0025 ⇒ P_2 = √(1.0025 − 0.36) = √0.6425 = 0.801561,

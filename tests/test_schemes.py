@@ -1,4 +1,4 @@
-"""All coordination schemes on the built-in example (MODEL.md §7–§9) and `tdmarket compare`."""
+"""All coordination schemes on the built-in example (docs/model.md §7–§9) and `tdmarket compare`."""
 
 from __future__ import annotations
 

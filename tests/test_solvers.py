@@ -1,6 +1,6 @@
 """Solver adapters: statuses, optima and the dual convention row_dual = d(objective)/d(active row bound).
 
-Every dual is checked against a central finite difference of the re-solved optimal objective (MODEL.md §1).
+Every dual is checked against a central finite difference of the re-solved optimal objective (docs/model.md §1).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ SOC_EXACT_TOL = 1e-5  # max u·ℓ − P² − Q² accepted as an exact (AC-feas
 
 
 def _piece_error(a, b) -> tuple[float, float]:
-    """Max gap between secant and tangents on [a, b] (MODEL.md §6.2 step 3) and where it occurs."""
+    """Max gap between secant and tangents on [a, b] (docs/model.md §6.2 step 3) and where it occurs."""
     (xa, fa, ga), (xb, fb, gb) = a, b
     if xb - xa <= 1e-12:
         return 0.0, xa
@@ -29,7 +29,7 @@ def _piece_error(a, b) -> tuple[float, float]:
 def build_curves(
     model: AreaModel, *, curve_tol: float = 0.1, max_evals: int = 64
 ) -> tuple[list[SliceCurve], list[Cut], np.ndarray]:
-    """One-shot curves around the preferred point x̄ (MODEL.md §6.2); also returns every evaluation as a cut
+    """One-shot curves around the preferred point x̄ (docs/model.md §6.2); also returns every evaluation as a cut
     (for the iterative variant) and x̄."""
     T = model.T
     pref = model.preferred()

@@ -2,7 +2,7 @@
 
 `builtin_path()` locates the small built-in SmartNet-format instance (`builtin/`, described in its README.md):
 6 transmission nodes, three radial distribution areas, 3 periods and 40 order segments that use every order
-feature of MODEL.md §4.  It is what `tdmarket info --example` and `tdmarket clear --example` read.
+feature of docs/model.md §4.  It is what `tdmarket info --example` and `tdmarket clear --example` read.
 """
 
 from __future__ import annotations

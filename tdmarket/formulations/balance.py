@@ -1,4 +1,4 @@
-"""Nodal balances (MODEL.md §3, §5): the triplet accumulator every block writes its injections into, and the slack
+"""Nodal balances (docs/model.md §3, §5): the triplet accumulator every block writes its injections into, and the slack
 block that turns it into penalised balance rows and reports prices and slack.
 
 `Balance`: P rows for every modelled bus, Q rows for every modelled distribution bus, written as
@@ -19,7 +19,7 @@ from .terms import Terms
 
 def modelled_buses(inst: Instance) -> np.ndarray:
     """Buses with balance rows: every own bus, plus the root of a child DSO hanging from a D-D edge (the
-    parent models that edge and receives the child's export at the child root, MODEL.md §6.4)."""
+    parent models that edge and receives the child's export at the child root, docs/model.md §6.4)."""
     b, ar, br = inst.buses, inst.areas, inst.branches
     mask = ~b.is_boundary.copy()
     has = ar.interface >= 0

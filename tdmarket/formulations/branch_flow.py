@@ -1,4 +1,4 @@
-"""Branch-flow (DistFlow) formulations of the distribution network (MODEL.md §3.3).
+"""Branch-flow (DistFlow) formulations of the distribution network (docs/model.md §3.3).
 
 Per line e = (i -> j) and period: series flows P, Q (behind the from-end shunt) and squared current ℓ;
   w_j = w_i/τ² − 2(RP + XQ) + |z|²ℓ,   P² + Q² <= (w_i/τ²)·ℓ,

@@ -1,10 +1,10 @@
-"""The clearing problem, written once against any network formulation (MODEL.md §5(a)(b)).
+"""The clearing problem, written once against any network formulation (docs/model.md §5(a)(b)).
 
 `ClearingProblem(inst, opts)` assembles orders, DC transmission, T–D interfaces, a distribution formulation
 (SOC branch flow or LinDistFlow) and penalised nodal balances into one `Program`.  It works on a whole instance
 or on an operator's sub-instance (boundary buses have no balance rows).  `extract` turns a solver solution into
 tables with physical units and prices (each block builds its own part, `extract` assembles them); `check`
-recomputes residuals from the primal values, because a solver status alone is not trusted (MODEL.md §3.3).
+recomputes residuals from the primal values, because a solver status alone is not trusted (docs/model.md §3.3).
 """
 
 from __future__ import annotations

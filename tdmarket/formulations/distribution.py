@@ -1,4 +1,4 @@
-"""The distribution-formulation contract (MODEL.md §3.3), in the spirit of PowerModels' `src/form/bf.jl`: a
+"""The distribution-formulation contract (docs/model.md §3.3), in the spirit of PowerModels' `src/form/bf.jl`: a
 formulation is a class, and a method a formulation does not need is empty (LinDistFlow has no current variable,
 so its current, relaxation gap and loss cost are zeros and it adds no relaxation cone).
 

@@ -1,4 +1,4 @@
-"""Transmission network and operator interfaces (MODEL.md §3), with the same block interface as every other
+"""Transmission network and operator interfaces (docs/model.md §3), with the same block interface as every other
 part of the clearing problem:
 
     block.add_variables(prog)

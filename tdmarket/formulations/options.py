@@ -1,4 +1,4 @@
-"""Model options shared by every problem (MODEL.md §3–§5)."""
+"""Model options shared by every problem (docs/model.md §3–§5)."""
 
 from __future__ import annotations
 

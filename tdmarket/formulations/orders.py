@@ -1,4 +1,4 @@
-"""Order block: the SmartNet order language as variables and rows (MODEL.md §4, O1–O13).
+"""Order block: the SmartNet order language as variables and rows (docs/model.md §4, O1–O13).
 
 Variables (all element-wise vectors):
   xi     activation fraction per segment, p_s = w_s·xi_s, cost π_s|w_s|Δ (AON: xi binary, cost counted)

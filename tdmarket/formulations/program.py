@@ -13,7 +13,7 @@ scipy.sparse matrices; blocks are added as whole vectors/matrices, never element
 
 Dual convention (enforced by the adapters): `row_dual[r]` = d(optimal objective) / d(bound of row r) for
 the active bound, i.e. the marginal cost of increasing the right-hand side.  With balance rows written as
-injections - outflows = -P (withdrawal) that is exactly the LMP of MODEL.md §1.
+injections - outflows = -P (withdrawal) that is exactly the LMP of docs/model.md §1.
 """
 
 from __future__ import annotations

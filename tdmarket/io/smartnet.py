@@ -1,4 +1,4 @@
-"""Reader and writer for the SmartNet CSV instance format (MODEL.md §2).
+"""Reader and writer for the SmartNet CSV instance format (docs/model.md §2).
 
 `read_instance(folder)` parses, validates and builds an `Instance`; any problem raises one `InputError`
 naming the file, the editor row, the column and the reason.  `write_instance(instance, folder)` writes the
@@ -339,7 +339,7 @@ class _Reader:
         return int(edges[0])
 
     def split_sub_areas(self, sub: Table, buses: Buses, br: Branches, areas: Areas) -> Areas:
-        """tdmarket extension (MODEL.md §6.4): `SubAreas.csv` (Edge, Area) turns the subtree beyond each marked
+        """tdmarket extension (docs/model.md §6.4): `SubAreas.csv` (Edge, Area) turns the subtree beyond each marked
         D-D edge, seen from its area's root, into a child area named by `Area` (nesting allowed)."""
         sub.require("Edge", "Area")
         edge_ids = sub.int("Edge")
@@ -665,7 +665,7 @@ class _Conditions:
 
 
 def read_instance(folder: str | os.PathLike, options: ReadOptions | None = None, **kw) -> Instance:
-    """Read and validate a SmartNet instance folder (MODEL.md §2)."""
+    """Read and validate a SmartNet instance folder (docs/model.md §2)."""
     options = options or ReadOptions(**kw)
     reader = _Reader(Path(folder), options)
     return reader.read()
@@ -810,7 +810,7 @@ def _instance_files(inst: Instance) -> dict[str, dict[str, np.ndarray]]:
         "QPDMax": o.disc_radius,
     }
 
-    # nested DSO areas: interface edges between two distribution buses (tdmarket extension, MODEL.md §6.4)
+    # nested DSO areas: interface edges between two distribution buses (tdmarket extension, docs/model.md §6.4)
     ar = inst.areas
     sub = [
         a

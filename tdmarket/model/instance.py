@@ -1,4 +1,4 @@
-"""The instance: a columnar description of one balancing clearing (MODEL.md §1–§4).
+"""The instance: a columnar description of one balancing clearing (docs/model.md §1–§4).
 
 Everything is stored as numpy arrays indexed by position (bus 0..n-1, branch 0..m-1, segment 0..s-1, ...);
 file ids are kept alongside for reporting and writing.  Periods are positions 0..T-1 of the horizon
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
-UNRATED_MIN = 90_000.0  # ratings S >= this (or S == 0) mean "unrated" (MODEL.md §3.1)
+UNRATED_MIN = 90_000.0  # ratings S >= this (or S == 0) mean "unrated" (docs/model.md §3.1)
 
 
 class BranchKind(enum.IntEnum):

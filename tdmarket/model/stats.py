@@ -1,4 +1,4 @@
-"""Instance statistics (MODEL.md §10) for `tdmarket info`.
+"""Instance statistics (docs/model.md §10) for `tdmarket info`.
 
 `instance_stats(inst)` returns a JSON-serialisable dict of plain Python values, grouped in sections:
 
@@ -317,7 +317,7 @@ def _areas(inst: Instance, bids: pd.DataFrame, segs: pd.DataFrame) -> dict:
 
 
 def instance_stats(inst: Instance) -> dict:
-    """The MODEL.md §10 statistics of an instance, as plain JSON-serialisable Python values."""
+    """The docs/model.md §10 statistics of an instance, as plain JSON-serialisable Python values."""
     bids, segs = _order_frames(inst)
     return {
         "name": inst.name,

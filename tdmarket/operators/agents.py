@@ -113,7 +113,7 @@ class DSO:
         )
 
     def base_exchange(self) -> Schedule:
-        """x^0: the export with every order at zero and x, y free, minimising κ·slack + losses (MODEL.md §7)."""
+        """x^0: the export with every order at zero and x, y free, minimising κ·slack + losses (docs/model.md §7)."""
         model = self.model()
         cp = model.cp
         prog = cp.prog.copy()
@@ -121,8 +121,7 @@ class DSO:
         prog.set_bounds(xi, 0.0, 0.0)
         c = prog.c.copy()
         c[xi] = 0.0
-        if cp.dist.conic and len(cp.dist.line):
-            c[cp.dist.l_grid.ravel()] = np.repeat(cp.dist.r, self.sub.n_periods)  # € per MW of loss
+        c += cp.dist.loss_cost(prog.n)  # € per MW of loss (zero where the formulation has no losses)
         prog.set_cost(c)
         sol = model._solve(prog)
         if sol.status not in (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL):  # a schedule, not a price
@@ -138,7 +137,7 @@ class DSO:
         )
 
     def _price_at_interface(self, model: AreaModel, sol, x_star: np.ndarray, pi: np.ndarray):
-        """Price the own dispatch consistently with the interface price π (MODEL.md §6.2 step 4, §8).
+        """Price the own dispatch consistently with the interface price π (docs/model.md §6.2 step 4, §8).
 
         With the exchange fixed, the duals are not unique where the cleared exchange sits at a kink of C_d (for
         instance at the edge of the slack-free range): an interior-point solver then returns an arbitrary point

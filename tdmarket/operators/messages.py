@@ -1,4 +1,4 @@
-"""Messages between operators (MODEL.md §6.2 table).  Only these objects cross operator boundaries.
+"""Messages between operators (docs/model.md §6.2 table).  Only these objects cross operator boundaries.
 
 Every message serialises to JSON (`to_json`), and the run logs each one with its size to `messages.jsonl`.
 Contents are interface-level only: area names, periods, exchanges (MW), costs (€) and prices (€/MWh); never a
@@ -50,7 +50,9 @@ class CurveOffer(Message):
     cost_eur: list[list[float]] = field(default_factory=list)
     eps_eur: list[float] = field(default_factory=list)
     flags: list[list[str]] = field(default_factory=list)
-    cuts: list[dict] = field(default_factory=list)  # every evaluation as {point, value, slope} (for --iterate)
+    cuts: list[dict] = field(
+        default_factory=list
+    )  # every evaluation as {point, value, slope} (seed cuts of the cut exchange)
 
 
 @dataclass

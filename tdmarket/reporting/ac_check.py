@@ -1,4 +1,4 @@
-"""AC verification of a distribution dispatch (MODEL.md §5(f) step 4).
+"""AC verification of a distribution dispatch (docs/model.md §5(f) step 4).
 
 `ac_check(inst, tables)` runs a Newton–Raphson AC power flow (pandapower) on every distribution tree and
 period, with exactly the injections the clearing dispatched, and reports how far the AC state is from the
@@ -11,9 +11,9 @@ A tree is everything below one T–D interface: the DSO area and all its sub-DSO
 for every period; only load values and the slack voltage change.
 
 * Base: ``sn_mva = 1`` and every bus at ``vn_kv = 1``, so Z_base = 1 Ω and the per-unit values of the data
-  (p.u. on 1 MVA, MODEL.md §1) go in unchanged; MW and Mvar are p.u. numerically.
+  (p.u. on 1 MVA, docs/model.md §1) go in unchanged; MW and Mvar are p.u. numerically.
 * Branch e = (i → j) with series admittance y = 1/(R + jX), charging b^c = B/2 per end and an off-nominal
-  tap τ on the from end has the admittance matrix (MATPOWER's π-model, the one of MODEL.md §3.3)
+  tap τ on the from end has the admittance matrix (MATPOWER's π-model, the one of docs/model.md §3.3)
 
       Y_ff = (y + j b^c)/τ²,   Y_ft = Y_tf = −y/τ,   Y_tt = y + j b^c.
 
@@ -27,7 +27,7 @@ for every period; only load values and the slack voltage change.
   A pandapower line cannot carry a tap, and its transformer model rescales impedances with tap positions;
   the impedance element needs no unit conversion at all.  Phase shifts are ignored: in a radial tree they
   rotate angles only.
-* Zero-impedance branches (R = X = 0, MODEL.md §3.3: u = w_j) are closed bus–bus switches (pandapower fuses
+* Zero-impedance branches (R = X = 0, docs/model.md §3.3: u = w_j) are closed bus–bus switches (pandapower fuses
   the buses) with their charging as nodal shunts; their flows follow from the nodal balances of the tree.
   (With a tap ≠ 1 an ideal transformer cannot be fused; such a branch gets X = 1e-7 p.u. instead.)
 * Nodal shunts: a pandapower shunt consumes ``p_mw`` and ``q_mvar`` at V = 1, so G ↦ p_mw = G and
@@ -362,7 +362,7 @@ def ac_power_flow(
     pi_model: bool = True,
     zero_root_q: bool = False,
 ) -> dict[str, pd.DataFrame]:
-    """AC power flow of every distribution tree and period on the dispatched injections (MODEL.md §5(f)).
+    """AC power flow of every distribution tree and period on the dispatched injections (docs/model.md §5(f)).
 
     Returns the tables ``areas`` (one row per (area, period), columns `COLUMNS`), ``buses`` (AC voltage of every
     tree bus: area, node, period, vm_pu, va_degree, vsq_pu, vsq_min, vsq_max, excess_pu2) and ``lines``
@@ -536,7 +536,7 @@ def ac_check(
     pi_model: bool = True,
     zero_root_q: bool = False,
 ) -> tuple[pd.DataFrame, dict]:
-    """AC verification of a clearing's distribution dispatch (MODEL.md §5(f) step 4).
+    """AC verification of a clearing's distribution dispatch (docs/model.md §5(f) step 4).
 
     `tables` are the clearing's result tables (`bids`, `buses`, `interfaces`, `lines`).  `area_names` limits the
     check to some areas (a sub-DSO name selects the tree that contains it).  `pi_model=False` drops charging,

@@ -1,4 +1,4 @@
-"""`tdmarket compare`: every coordination scheme on one instance, side by side (MODEL.md §7, §9).
+"""`tdmarket compare`: every coordination scheme on one instance, side by side (docs/model.md §7, §9).
 
 One row per scheme: total cost, gap to `common`, slack, AC violations after dispatch (count and worst), LOC
 (uplift), interface deviation, wall time, messages and bytes exchanged.  `write_report` writes a self-contained

@@ -106,7 +106,7 @@ def clear_centralized(
     incentives: bool = True,
     **model_options,
 ) -> ClearingResult:
-    """Clear, price and (with `incentives`) settle the instance and compute every participant's LOC (MODEL.md §8)."""
+    """Clear, price and (with `incentives`) settle the instance and compute every participant's LOC (docs/model.md §8)."""
     t0 = time.perf_counter()
     opts = ModelOptions(integer=not relax, **model_options)
     cp = ClearingProblem(inst, opts)

@@ -1,4 +1,4 @@
-"""`centralized-as-market` (MODEL.md §7): the TSO clears all orders with the distribution grids ignored.
+"""`centralized-as-market` (docs/model.md §7): the TSO clears all orders with the distribution grids ignored.
 
 1. Every distribution order and every fixed distribution injection is moved to the T node its area hangs from
    (`collapse_distribution`); D lines, voltages and (by default) interface ratings are ignored.
@@ -171,7 +171,7 @@ def clear_centralized_as_market(
             "price_q_eur_mvarh": np.nan,
             "slack_p_mw": 0.0,
             "slack_q_mvar": 0.0,
-            # the AC check runs with every root at 1 p.u. (MODEL.md §7)
+            # the AC check runs with every root at 1 p.u. (docs/model.md §7)
             "vsq_pu": np.where(np.isin(np.repeat(d, T), ar.root_bus), 1.0, np.nan),
         }
     )

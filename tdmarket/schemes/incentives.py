@@ -1,4 +1,4 @@
-"""Incentive compatibility of a cleared dispatch: participants, lost opportunity cost (LOC) and uplift (MODEL.md §8).
+"""Incentive compatibility of a cleared dispatch: participants, lost opportunity cost (LOC) and uplift (docs/model.md §8).
 
 * A **participant** is a set of QtBids closed under exclusive-group membership (connected components of the
   bipartite QtBid–group graph).  Minimum-duration pairs that name two different QtBids would couple them as well,

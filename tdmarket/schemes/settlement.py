@@ -1,6 +1,6 @@
-"""Pay-as-clear settlement of a cleared dispatch (MODEL.md §8), per period, from the result tables.
+"""Pay-as-clear settlement of a cleared dispatch (docs/model.md §8), per period, from the result tables.
 
-Signs (MODEL.md §1): injections are positive, `payment_eur` > 0 means the actor **receives** money.  Δ is
+Signs (docs/model.md §1): injections are positive, `payment_eur` > 0 means the actor **receives** money.  Δ is
 `opts.period_hours`.  Prices are the published λ^P, λ^Q of the `buses` table and the interface price π_d of the
 `interfaces` table (the T LMP at the host bus for a T–D interface).
 
@@ -22,7 +22,7 @@ with inj = Σ order P + fixed P + slack.  For the TSO this is MS^T = −Σ_{i∈
 DSO d under the TSO MS^d = π_d x_d Δ − Σ_{i∈d}(λ^P inj^P + λ^Q inj^Q)Δ.  I_op is the operator's net
 **interface payment** (`interface_payment_eur`: + = received).  T–D interfaces carry no reactive payment
 (π^Q = 0; T has no reactive model), so the reactive import y_d at the root is a cost of the DSO.  A sub-DSO
-hanging from a D–D line (MODEL.md §6.4) exports X_c = the active power leaving its root into that line (the
+hanging from a D–D line (docs/model.md §6.4) exports X_c = the active power leaving its root into that line (the
 line belongs to the parent) and is paid the root prices (λ^P, λ^Q) of the parent's model.
 
 **Zero sum.**  Written with the injections, Σ actors + Σ_op MS_op is 0 by construction.  The check therefore
@@ -37,11 +37,11 @@ MS^T + Σ MS^d, then equals Σ_i λ_i (inj_i − out_i)Δ: it is non-zero exactl
 (a violated balance, a sign error, prices and quantities that do not belong together).  The operators table shows
 both surpluses.
 
-**Schemes.**  `shared-balancing` and `no-coordination` have no interface settlement (MODEL.md §7): every π is
+**Schemes.**  `shared-balancing` and `no-coordination` have no interface settlement (docs/model.md §7): every π is
 taken as 0, the scheduled exchange is delivered free of charge, and each operator's surplus is settled on its
 own prices only.  Every other scheme settles the interface at π_d.
 
-**Revenue adequacy.**  An operator is revenue adequate if MS_op ≥ −tol in every period (MODEL.md §8; the TSO
+**Revenue adequacy.**  An operator is revenue adequate if MS_op ≥ −tol in every period (docs/model.md §8; the TSO
 always is with exact duals, a DSO may be slightly negative through line charging).
 """
 
@@ -338,10 +338,10 @@ def settle(
 def cost_sharing(
     inst: Instance, tables: dict[str, pd.DataFrame], x0: dict[str, np.ndarray], period_hours: float = 1.0
 ) -> pd.DataFrame:
-    """TSO–DSO cost sharing of the activation cost in each DSO area (MODEL.md §8).
+    """TSO–DSO cost sharing of the activation cost in each DSO area (docs/model.md §8).
 
     For every (area d, period t) of the `interfaces` table, with π = `interface_price_eur_mwh`, x = `export_mw`
-    and x^0 = `x0[d][t]` (the area's base-case exchange, MODEL.md §7, one value per period of `inst.periods`):
+    and x^0 = `x0[d][t]` (the area's base-case exchange, docs/model.md §7, one value per period of `inst.periods`):
 
         K_{d,t}   = Σ_{s∈d,t} π_s |p_s| Δ        activation cost of the area's own orders (`segments` table)
         K^T_{d,t} = π_{d,t} (x_{d,t} − x^0_{d,t}) Δ   the parent's (TSO's) share: it pays for the change of exchange

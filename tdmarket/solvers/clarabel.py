@@ -7,7 +7,7 @@ Clarabel solves  min q'x  s.t.  M x + s = b,  s in K  (P = 0 here).  Rows are st
                    finite var ub:   x + s = ub     |  finite var lb:  -x + s = -lb
     SOC(d)...      program cones:   cone_A x + s = cone_b
 
-Clarabel's dual z satisfies d(obj)/d(b) = -z (MODEL.md §1).  Hence, per program row r,
+Clarabel's dual z satisfies d(obj)/d(b) = -z (docs/model.md §1).  Hence, per program row r,
     row_dual[r] = -z_eq                    (equality),
     row_dual[r] = -z_hi + z_lo             (inequality: b = hi gives -z_hi <= 0, b = -lo gives +z_lo >= 0),
 i.e. d(objective)/d(active bound), the same convention as HiGHS.  `cone_dual` is z on the cone rows.
@@ -45,7 +45,7 @@ def _check_bounds(lo: np.ndarray, hi: np.ndarray, what: str) -> None:
 
 def _settings(tol: float, max_iter: int, verbose: bool, time_limit: float | None) -> clarabel.DefaultSettings:
     s = clarabel.DefaultSettings()
-    # Tight tolerances: MODEL.md §3.3 shows default ones leave cost errors in the 6th-8th significant digit.
+    # Tight tolerances: docs/model.md §3.3 shows default ones leave cost errors in the 6th-8th significant digit.
     s.tol_gap_abs = tol
     s.tol_gap_rel = tol
     s.tol_feas = tol

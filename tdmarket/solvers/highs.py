@@ -1,8 +1,8 @@
 """HiGHS adapter for LP and MILP `Program`s.
 
 The whole model is passed at once as a column-wise `HighsLp`.  HiGHS minimises, and its `row_dual` is already
-d(objective)/d(active row bound) (MODEL.md §1), so row duals are returned unchanged; tests check this by
-finite differences.  MIPs return no duals (prices come from the LP with binaries fixed, MODEL.md §1).
+d(objective)/d(active row bound) (docs/model.md §1), so row duals are returned unchanged; tests check this by
+finite differences.  MIPs return no duals (prices come from the LP with binaries fixed, docs/model.md §1).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Mixed-integer SOCP by outer approximation (MODEL.md §5(a)): HiGHS MILP on tangent cuts + Clarabel SOCP.
+"""Mixed-integer SOCP by outer approximation (docs/model.md §5(a)): HiGHS MILP on tangent cuts + Clarabel SOCP.
 
     LB  = max(SOCP relaxation, best MILP bound over the cut approximation)   (a valid lower bound)
     UB  = best SOCP value with the integers fixed at a MILP solution          (a feasible point)

@@ -1,6 +1,6 @@
 """Solver-neutral result of one solve.
 
-Dual convention shared by every adapter (see `tdmarket.formulations.program` and MODEL.md §1):
+Dual convention shared by every adapter (see `tdmarket.formulations.program` and docs/model.md §1):
 `row_dual[r]` = d(optimal objective) / d(active bound of row r), in objective units per row unit
 (e.g. €/MWh for a balance row in MW).  For an equality row that is the derivative w.r.t. its right-hand
 side; for an inequality it is <= 0 on an active upper bound and >= 0 on an active lower bound, 0 if slack.
@@ -46,7 +46,7 @@ class Solution:
     mip_bound: float | None = None
     mip_gap: float | None = None
     message: str = ""
-    # ALMOST_OPTIMAL counts as usable only when the caller opts in: MODEL.md §3.3 shows conic solutions that
+    # ALMOST_OPTIMAL counts as usable only when the caller opts in: docs/model.md §3.3 shows conic solutions that
     # look fine but violate balance rows, so loosened-tolerance results are rejected by default.
     accept_almost_optimal: bool = False
 
