@@ -1,15 +1,17 @@
-"""Benchmark: hierarchical TSO–DSO clearing on italy-652 (binaries on), end to end.
+"""Benchmark: hierarchical vs centralized clearing (binaries on), measured in ONE run on this machine.
 
-Prints wall time (target <= 15 s on 2 cores), time per stage, critical path (slowest DSO per stage) vs wall
-time, the cost gap to the centralized clearing, parallel efficiency of 1 vs 2 workers, and the Ray vs process
-overhead when Ray is installed.
+For italy-652 and, unless --skip-generated, a generated system of >= 70 DSO areas and >= 25 k segments (>= 60 %
+all-or-nothing; `tdmarket.generate.variants.make_benchmark_system`), prints: centralized wall time, hierarchical
+wall time and their ratio (target <= 0.5), critical path, cut rounds, the stopping rule, the certified gap of the
+dispatched point (target <= 1e-4), the gap to centralized (target <= 1e-4) and the time per stage.
 
-    python benchmarks/hierarchical.py [--instance PATH] [--relax] [--skip-scaling] [--skip-ray]
+    python benchmarks/hierarchical.py [--instance PATH] [--workers 2] [--skip-generated] [--generated PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,60 +21,63 @@ from tdmarket.io.smartnet import read_instance
 DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "smartnet" / "italy-652"
 
 
-def run(inst, relax, **kw):
+def measure(path: Path, workers: int) -> None:
     t0 = time.perf_counter()
-    res = clear(inst, scheme="hierarchical", relax=relax, **kw)
-    return res, time.perf_counter() - t0
-
-
-def stages(res) -> str:
-    tm = res.summary["timings_s"]
-    parts = [
-        f"{k} {v['wall_s']:.2f} s (slowest operator {v['slowest_operator_s']:.2f} s)" for k, v in tm["stages"].items()
-    ]
-    return "\n    ".join(parts)
+    inst = read_instance(path)
+    print(
+        f"\n== {inst.name}: {inst.n_areas - 1} DSO areas, {len(inst.orders.segments.id)} segments "
+        f"(load {time.perf_counter() - t0:.2f} s)"
+    )
+    t1 = time.perf_counter()
+    ref = clear(inst, scheme="centralized", incentives=False)
+    wall_c = time.perf_counter() - t1
+    print(f"centralized   {ref.total_cost:.6f} EUR in {wall_c:.2f} s (MIP gap {ref.summary['mip'].get('gap')})")
+    t1 = time.perf_counter()
+    res = clear(inst, scheme="hierarchical", executor="process", workers=workers, incentives=False)
+    wall_h = time.perf_counter() - t1
+    s = res.summary
+    ce = s["certificate"]
+    print(
+        f"hierarchical  {res.total_cost:.6f} EUR in {wall_h:.2f} s; ratio hierarchical/centralized "
+        f"{wall_h / wall_c:.2f} (target <= 0.5; italy-652 target <= 15 s)"
+    )
+    print(
+        f"  critical path {s['timings_s']['critical_path']:.2f} s; cut rounds {ce['rounds']}; stopped by "
+        f"{ce['stopped_by']} ({ce['reason']})"
+    )
+    print(
+        f"  certified gap of the dispatched point {ce['dispatched_gap']:.3g} (target <= 1e-4); gap to "
+        f"centralized {gap_to(res, ref):+.3g} (target |gap| <= 1e-4)"
+    )
+    for k, v in s["timings_s"]["stages"].items():
+        print(
+            f"  stage {k:<9} wall {v['wall_s']:7.2f} s, slowest operator {v['slowest_operator_s']:.2f} s, "
+            f"operator sum {v['sum_operator_s']:.2f} s"
+        )
+    print(
+        f"  curve evaluations {s['curves']['evaluations']}, messages {s['communication']['messages']} "
+        f"({s['communication']['bytes']} bytes), warnings {s.get('warnings', [])}"
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--instance", default=str(DEFAULT))
-    ap.add_argument("--relax", action="store_true")
-    ap.add_argument("--skip-scaling", action="store_true")
-    ap.add_argument("--skip-ray", action="store_true")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--skip-generated", action="store_true")
+    ap.add_argument("--generated", default=None, help="an already generated benchmark system")
     args = ap.parse_args()
-    t0 = time.perf_counter()
-    inst = read_instance(args.instance)
-    print(f"instance {inst.name}: {inst.n_areas - 1} DSO areas, load {time.perf_counter() - t0:.2f} s")
-    res, wall2 = run(inst, args.relax, executor="process", workers=2)
-    s = res.summary
-    print(
-        f"process, 2 workers: wall {wall2:.2f} s (target <= 15 s), critical path {s['timings_s']['critical_path']:.2f} s"
-    )
-    print(f"    {stages(res)}")
-    print(
-        f"  curve evaluations {s['curves']['evaluations']}, cut rounds {max(len(s['iterations']) - 1, 0)}, "
-        f"messages {s['communication']['messages']} ({s['communication']['bytes']} bytes)"
-    )
-    t1 = time.perf_counter()
-    ref = clear(inst, scheme="centralized", relax=args.relax)
-    print(
-        f"centralized: {ref.total_cost:.6f} EUR in {time.perf_counter() - t1:.2f} s; hierarchical "
-        f"{res.total_cost:.6f} EUR; gap {100 * gap_to(res, ref):.5f} % (target <= 0.1 %)"
-    )
-    if not args.skip_scaling:
-        _, wall1 = run(inst, args.relax, executor="process", workers=1)
-        print(
-            f"process, 1 worker: wall {wall1:.2f} s; parallel efficiency 1 -> 2 workers "
-            f"{wall1 / (2 * wall2):.2f} (speed-up {wall1 / wall2:.2f}x)"
-        )
-    if not args.skip_ray:
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            print("ray: not installed (pip install 'tdmarket[ray]'): overhead not measured")
-        else:
-            _, wall_ray = run(inst, args.relax, executor="ray", workers=2)
-            print(f"ray, 2 workers: wall {wall_ray:.2f} s; overhead vs process {wall_ray - wall2:+.2f} s")
+    measure(Path(args.instance), args.workers)
+    if args.skip_generated:
+        return
+    if args.generated:
+        measure(Path(args.generated), args.workers)
+        return
+    from tdmarket.generate.variants import make_benchmark_system
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = make_benchmark_system(Path(tmp) / "generated", seed=0)
+        measure(folder, args.workers)
 
 
 if __name__ == "__main__":

@@ -129,11 +129,13 @@ class CutExchange:
         fallback: Callable[[CutPool], ParentPoint] | None,
         settings: ExchangeSettings,
         progress: Callable[[dict], None] | None = None,
+        first_point: Callable[[], ParentPoint] | None = None,
     ):
         self.master, self.pool, self.evaluate = master, pool, evaluate
         self.master_point, self.clear_integer, self.fallback = master_point, clear_integer, fallback
         self.s = settings
         self.progress = progress
+        self.first_point = first_point  # e.g. the parent's clearing with the children's curves
         self.history: list[dict] = []
         self.warnings: list[str] = []
         self.clock = TimeLimit(settings.time_limit_s) if settings.time_limit_s else None
@@ -176,18 +178,28 @@ class CutExchange:
         while True:
             prog.rounds += 1
             t0 = time.perf_counter()
-            ms = self.master.solve(center, radius)
+            # round 1 is a plain cutting-plane step: a box around the children's preferred exchanges can force the
+            # parent into slack (measured on italy-693); afterwards a box trust region around the best point
+            if prog.rounds == 1 and self.first_point is not None:
+                point = self.first_point()
+                ms = self.master.solve()
+                predicted = point.own_cost + float(self.pool.model_value(point.x).sum())
+            else:
+                ms = self.master.solve() if prog.rounds == 1 else self.master.solve(center, radius)
+                point = self.master_point(ms)
+                predicted = ms.objective
             lb = ms.lower_bound
             near = best_ub - max(lb, prog.lower_bound) <= self.s.gap * max(1.0, abs(best_ub))
             if not np.isfinite(lb) or near or prog.rounds % 5 == 0:  # confirm, and never let a weak bound stall
                 lb = self.master.solve().lower_bound
             prog.lower_bound = max(prog.lower_bound, lb)
-            point = self.master_point(ms)
             ub = self._round(point, "lp", prog.rounds, prog.lower_bound, best_ub, time.perf_counter() - t0)
             on_box = np.max(np.abs(point.x - center), initial=0.0) >= radius * (1 - 1e-6)
-            if ub < best_ub - 0.1 * max(best_ub - ms.objective, 0.0):
+            if prog.rounds == 1 or ub < best_ub - 0.1 * max(best_ub - predicted, 0.0):
                 center = point.x.copy()  # serious step
                 radius = radius * 2 if on_box else radius
+            elif predicted >= best_ub - self.s.gap * max(1.0, abs(best_ub)):
+                radius = radius * 2  # the model sees nothing better inside the box: widen it
             else:
                 radius = max(radius * 0.5, 1e-4)  # null step: the new cut refines the model
             if ub < best_ub:

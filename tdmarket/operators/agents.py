@@ -381,6 +381,12 @@ class TSO:
         res = self._result(cp, cols, maps, names, ms.sol, {"binaries": 0, "lower_bound": ms.lower_bound})
         return ParentPoint(x=res.x, own_cost=res.own_cost, lower_bound=ms.lower_bound, handle=res, integer=False)
 
+    def curve_point(self, offers: list[Offer], threads: int = 1) -> ParentPoint:
+        """The relaxed clearing with the children's residual supply curves (secant models within their domains):
+        the one-shot scheme's exchange, a good first proposal of the cut exchange."""
+        res = self.clear(offers, use_curves=True, use_cuts=False, integer=False, threads=threads)
+        return ParentPoint(x=res.x, own_cost=res.own_cost, lower_bound=-np.inf, handle=res, integer=False)
+
     def clear_with_cuts(
         self, names: list[str], pool: CutPool, *, mip_gap: float, time_limit: float | None, threads: int = 1
     ) -> ParentPoint:

@@ -25,6 +25,7 @@ from .assemble import assemble_decentralised
 from .registry import SchemeContext, SchemeSpec, register
 from .result import ClearingResult
 
+FIRST_POINT_FROM_CURVES = True
 DEFAULTS = {
     "curve_tol": 0.1,
     "max_evals": 12,
@@ -63,7 +64,7 @@ def _by_size(inst: Instance, areas: list[int]) -> list[int]:
 
 
 def run_hierarchical(inst: Instance, ctx: SchemeContext, locked: dict[str, dict] | None = None) -> ClearingResult:
-    from ..operators.agents import TSO  # the TSO agent runs in this process
+    from ..operators.agents import TSO, offer_from_message  # the TSO agent runs in this process
     from ..operators.host import AgentInit
     from ..operators.messages import CurveOffer, Schedule
 
@@ -161,6 +162,9 @@ def run_hierarchical(inst: Instance, ctx: SchemeContext, locked: dict[str, dict]
             fallback=lambda p: tso.clear_without_commitments(top_names, p, threads=ctx.threads),
             settings=settings,
             progress=ctx.progress,
+            first_point=(lambda: tso.curve_point([offer_from_message(curves[a]) for a in top], threads=ctx.threads))
+            if FIRST_POINT_FROM_CURVES
+            else None,
         )
         outcome = exchange.run(center, integer=not ctx.relax)
         if outcome.best is None:
