@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..errors import SolverError
 from ..formulations.program import Program
@@ -43,6 +44,8 @@ class CutMaster:
         flat = x_cols.ravel()
         self.x_lb, self.x_ub = prog.lb[flat].copy(), prog.ub[flat].copy()
         self.m0 = prog.m
+        self._level: PersistentLP | None = None
+        self._added: list[tuple[sp.csr_matrix, np.ndarray]] = []
         self.context: object = None  # what the owner needs to read a solution back (its columns, names)
 
     def add_cuts(self, area: np.ndarray, points: np.ndarray, values: np.ndarray, slopes: np.ndarray) -> None:
@@ -50,6 +53,113 @@ class CutMaster:
             return
         A, lo = cut_matrix(area, points, values, slopes, self.theta_cols, self.x_cols, self.prog.n)
         self.lp.add_rows(A, lo, np.inf)
+        self._added.append((A, lo))
+        if self._level is not None:
+            self._level.add_rows(self._widen(A), lo, np.inf)
+
+    def _widen(self, A: sp.csr_matrix) -> sp.csr_matrix:
+        """Cut rows with the level LP's extra column t (zero)."""
+        return sp.csr_matrix((A.data, A.indices, A.indptr), shape=(A.shape[0], self.prog.n + 1))
+
+    def _level_lp(self) -> PersistentLP:
+        """The projection LP of the level method: min t s.t. the master's rows and cuts, |x − center| <= t
+        (rows whose bounds carry the center), and cᵀv + c0 <= level (one row carrying the level)."""
+        if self._level is None:
+            prog = self.prog.copy()
+            cost = prog.c.copy()
+            prog.set_cost(np.zeros(prog.n))
+            c0, prog.c0 = prog.c0, 0.0
+            t = prog.add_variables("level_t", 1, 0.0, np.inf, 1.0).index[0]
+            flat = self.x_cols.ravel()
+            k = len(flat)
+            box = sp.csr_matrix(
+                (
+                    np.concatenate([np.ones(k), -np.ones(k), np.ones(k), np.ones(k)]),
+                    (
+                        np.concatenate([np.arange(k), np.arange(k), k + np.arange(k), k + np.arange(k)]),
+                        np.concatenate([flat, np.full(k, t), flat, np.full(k, t)]),
+                    ),
+                ),
+                shape=(2 * k, prog.n),
+            )
+            self._box_rows = prog.add_rows(
+                "level_box",
+                box,
+                np.concatenate([np.full(k, -np.inf), np.zeros(k)]),
+                np.concatenate([np.zeros(k), np.full(k, np.inf)]),
+            ).start
+            self._level_row = prog.add_rows("level", sp.csr_matrix(cost).reshape(1, -1), -np.inf, 0.0).start
+            self._level_c, self._level_c0, self._k = cost, c0, k
+            self._level = PersistentLP(prog, threads=self.lp.threads)
+            self._level.h.setOptionValue("simplex_dual_edge_weight_strategy", 1)
+            for A, lo in self._added:  # cuts received before the level LP existed
+                self._level.add_rows(self._widen(A), lo, np.inf)
+        return self._level
+
+    def set_proposal_domain(self, lo: np.ndarray, hi: np.ndarray) -> None:
+        """Exchanges (A, T) MW the level steps prefer: the children's slack-free ranges from their curves.  Only
+        proposals are restricted (the bound LP keeps the full box, so the lower bound stays valid); a level set
+        that misses this domain is searched in the full box."""
+        self._domain = (
+            np.maximum(self.x_lb, np.asarray(lo, float).ravel()),
+            np.minimum(self.x_ub, np.asarray(hi, float).ravel()),
+        )
+
+    def solve_level(self, center: np.ndarray, level: float) -> MasterSolution | None:
+        """Level step: the point of {cᵀv <= level} nearest to `center` in the max norm over the exchanges.
+        None if the level set is empty (the level is below the model's minimum)."""
+        domain = getattr(self, "_domain", None)
+        if domain is not None and np.all(domain[0] <= domain[1]):
+            out = self._solve_level(center, level, domain)
+            if out is not None:
+                return out
+        return self._solve_level(center, level, (self.x_lb, self.x_ub))
+
+    def _solve_level(self, center: np.ndarray, level: float, box) -> MasterSolution | None:
+        lp = self._level_lp()
+        lp.set_col_bounds(self.x_cols.ravel(), box[0], box[1])
+        c = np.asarray(center, float).ravel()
+        k = self._k
+        lp.set_row_bounds(np.arange(self._box_rows, self._box_rows + k), np.full(k, -np.inf), c)
+        lp.set_row_bounds(np.arange(self._box_rows + k, self._box_rows + 2 * k), c, np.full(k, np.inf))
+        lp.set_row_bounds(np.array([self._level_row]), np.array([-np.inf]), np.array([level - self._level_c0]))
+        sol = lp.solve()
+        if sol.status is not SolveStatus.OPTIMAL:
+            lp.h.clearSolver()
+            sol = lp.solve()
+        if sol.status is not SolveStatus.OPTIMAL:
+            return None
+        x = sol.x[: self.prog.n]
+        sol.x = x
+        sol.objective = float(self._level_c @ x + self._level_c0)
+        sol.row_dual = None
+        return MasterSolution(
+            sol=sol,
+            x=x[self.x_cols],
+            objective=sol.objective,
+            offer_value=float(x[self.theta_cols].sum()),
+            lower_bound=-np.inf,
+        )
+
+    def solve_fixed(self, x: np.ndarray) -> MasterSolution:
+        """The master with the exchanges fixed at `x` (prices consistent with a published relaxed point)."""
+        flat = self.x_cols.ravel()
+        xv = np.asarray(x, float).ravel()
+        self.lp.set_col_bounds(flat, xv, xv)
+        try:
+            sol = self.lp.solve()
+        finally:
+            self.lp.set_col_bounds(flat, self.x_lb, self.x_ub)
+        if sol.status is not SolveStatus.OPTIMAL:
+            raise SolverError(f"master LP at fixed exchanges failed: {sol.status.value} {sol.message}")
+        sol.row_dual = sol.row_dual[: self.m0] if sol.row_dual is not None else None
+        return MasterSolution(
+            sol=sol,
+            x=sol.x[self.x_cols],
+            objective=float(sol.objective),
+            offer_value=float(sol.x[self.theta_cols].sum()),
+            lower_bound=-np.inf,
+        )
 
     def solve(self, center: np.ndarray | None = None, radius: float | None = None) -> MasterSolution:
         """Solve the master; with `center`/`radius`, inside the box |x − center| <= radius (a trust region)."""

@@ -302,11 +302,12 @@ class TSO:
         bal = cp.balance
         area_names = list(np.array(cp.inst.areas.name)[cp.iface.area])
         host = cp.iface.inject_bus[[area_names.index(n) for n in names]] if names else np.zeros(0, int)
-        pi = (
-            sol.row_dual[cp.prog.rows["balance_p"].start + bal.p_row[host]] / dt
-            if names
-            else np.zeros((0, self.sub.n_periods))
-        )
+        if not names:
+            pi = np.zeros((0, self.sub.n_periods))
+        elif sol.row_dual is None:  # a proposal without prices (level step of the cut exchange)
+            pi = np.full((len(names), self.sub.n_periods), np.nan)
+        else:
+            pi = sol.row_dual[cp.prog.rows["balance_p"].start + bal.p_row[host]] / dt
         offer_value = sum(float(sol.x[maps[k]].sum()) for k in ("eta", "theta") if k in maps)
         lb = mip.get("lower_bound")
         return TSOClearing(

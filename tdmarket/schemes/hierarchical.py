@@ -126,6 +126,9 @@ def run_hierarchical(inst: Instance, ctx: SchemeContext, locked: dict[str, dict]
             )
         center = np.array([curves[a].cuts[0]["point"] for a in top]).reshape(-1, T)
         master = tso.cut_master(top_names, pool, threads=ctx.threads)
+        lo = np.array([[xi[0] for xi in curves[a].xi_mw] for a in top]).reshape(-1, T)
+        hi = np.array([[xi[-1] for xi in curves[a].xi_mw] for a in top]).reshape(-1, T)
+        master.set_proposal_domain(lo, hi)
         eval_times: list[float] = []
 
         def evaluate(x: np.ndarray, phase: str, k: int) -> ChildValues:

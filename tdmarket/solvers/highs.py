@@ -246,6 +246,14 @@ class PersistentLP:
         self.row_lo = np.concatenate([self.row_lo, np.broadcast_to(lo, (k,)).astype(float)])
         self.row_hi = np.concatenate([self.row_hi, np.broadcast_to(hi, (k,)).astype(float)])
 
+    def set_row_bounds(self, rows: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+        inf = highspy.kHighsInf
+        rows = np.asarray(rows, dtype=np.int32)
+        lo = np.broadcast_to(np.asarray(lo, float), rows.shape)
+        hi = np.broadcast_to(np.asarray(hi, float), rows.shape)
+        self.h.changeRowsBounds(len(rows), rows, np.clip(lo, -inf, inf), np.clip(hi, -inf, inf))
+        self.row_lo[rows], self.row_hi[rows] = lo, hi
+
     def set_col_bounds(self, cols: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
         inf = highspy.kHighsInf
         cols = np.asarray(cols, dtype=np.int32)
