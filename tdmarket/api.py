@@ -78,10 +78,17 @@ def clear(instance, scheme: str = "centralized", *, incentives: bool = True, **o
         )
     if incentives:
         from .formulations.options import ModelOptions
-        from .schemes.incentives import attach_incentives
+        from .market.incentives import attach_incentives
 
         opts = ModelOptions(integer=not options.get("relax", False), **take(MODEL_KEYS))
-        attach_incentives(instance, result.tables, result.summary, opts, scheme)
+        attach_incentives(
+            instance,
+            result.tables,
+            result.summary,
+            opts,
+            scheme,
+            settles_at_interface=scheme not in ("shared-balancing", "no-coordination"),
+        )
     return result
 
 

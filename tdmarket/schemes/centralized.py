@@ -14,10 +14,10 @@ from collections.abc import Callable
 from ..errors import SolverError
 from ..formulations.clearing import ClearingProblem
 from ..formulations.options import ModelOptions
+from ..market.incentives import attach_incentives
 from ..model.instance import Instance
 from ..solvers import SolveStatus, solve
 from ..solvers.misocp import fix_integers, solve_misocp
-from .incentives import attach_incentives
 from .result import ClearingResult
 
 ACCEPTABLE = (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL)
@@ -124,6 +124,6 @@ def clear_centralized(
     summary = summarise(cp, sol, tables, mip, timings, scheme_name)
     if incentives:
         t1 = time.perf_counter()
-        attach_incentives(inst, tables, summary, opts, scheme_name)
+        attach_incentives(inst, tables, summary, opts, scheme_name, settles_at_interface=True)
         timings["incentives"] = time.perf_counter() - t1
     return ClearingResult(scheme=scheme_name, instance=inst.name, tables=tables, summary=summary)
