@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+import tdmarket.schemes.centralized as centralized
 from tdmarket.errors import SolverError
 from tdmarket.formulations.program import Program
 from tdmarket.solvers import Solution, SolveStatus, solve_highs
@@ -129,10 +130,24 @@ def test_violated_integrality_is_rejected():
     assert accept(s, relaxed)
 
 
-# --------------------------------------------------------------------------- with a solver
+# --------------------------------------------------------------------------- with the solvers and a scheme
 def test_real_solve_accepted_and_corrupted_copy_rejected():
     p = lp()
     s = solve_highs(p)
     assert s.status is SolveStatus.OPTIMAL and require(s, p, "lp") is s
     bad = sol(s.x + np.array([0.0, 0.01]))
     assert not accept(bad, p)
+
+
+def test_clearing_rejects_an_optimal_status_with_a_corrupted_point(builtin, monkeypatch):
+    """A solver that reports OPTIMAL for a point off the balance rows makes the clearing fail (MODEL.md §3.3)."""
+    real = centralized.solve
+
+    def corrupt(prog, **kw):
+        out = real(prog, **kw)
+        out.x = out.x + 0.1  # every variable off by 0.1: balance rows miss by about 0.1 MW or more
+        return out
+
+    monkeypatch.setattr(centralized, "solve", corrupt)
+    with pytest.raises(SolverError, match="clearing failed: solver status optimal but"):
+        centralized.clear_centralized(builtin, relax=True, incentives=False)

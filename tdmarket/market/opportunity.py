@@ -27,19 +27,18 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
-from ..errors import SolverError
 from ..formulations.options import ModelOptions
 from ..formulations.orders import OrderBlock, net_two_way
 from ..formulations.program import Program
 from ..model.instance import Instance
-from ..solvers import SolveStatus, solve
+from ..solvers import solve
+from ..solvers.acceptance import require
 from ..solvers.highs import solve_highs
 from ..solvers.misocp import solve_misocp
 from .participants import participant_frame, qtbid_participant
 
 LOC_TOL_EUR = 1e-4  # € : LOC above this counts as positive (interior-point noise on italy-693 is ~3e-6 €)
 QPRICE_NOISE = 1e-9  # |λ^Q| below this (€/Mvarh) is interior-point noise; treated as 0 (see `_bid_prices`)
-_OK = (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL)
 
 
 # ================================================================================================ prices
@@ -122,20 +121,20 @@ def best_response_program(inst: Instance, opts: ModelOptions, lam_p_bid: np.ndar
 
 
 def _solve_best_response(prog: Program, *, mip_gap: float, time_limit: float | None, threads: int):
-    """(solution, usable, absolute gap €, relative gap); a continuous problem has gap 0."""
+    """(accepted solution, absolute gap €, relative gap); a continuous problem has gap 0.  A MIP may stop at the
+    time limit with its incumbent.  Raises SolverError (see `tdmarket.solvers.acceptance`)."""
+    what = "best-response problem"
     if not prog.has_integers:
-        sol = solve(prog)
-        ok = sol.status in _OK and sol.x is not None and np.isfinite(sol.x).all()
-        return sol, ok, 0.0, 0.0
+        return require(solve(prog), prog, what), 0.0, 0.0
     if not prog.has_cones:
         sol = solve_highs(prog, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
     else:
         sol, _ = solve_misocp(prog, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
-    ok = sol.status in (*_OK, SolveStatus.TIME_LIMIT) and sol.x is not None and np.isfinite(sol.x).all()
+    require(sol, prog, what, allow_time_limit=True)
     bound = sol.mip_bound if sol.mip_bound is not None and np.isfinite(sol.mip_bound) else -np.inf
-    abs_gap = max(0.0, sol.objective - bound) if ok else np.inf
+    abs_gap = max(0.0, sol.objective - bound)
     rel_gap = float(sol.mip_gap) if sol.mip_gap is not None else np.inf
-    return sol, ok, abs_gap, rel_gap
+    return sol, abs_gap, rel_gap
 
 
 def lost_opportunity_costs(
@@ -175,9 +174,7 @@ def lost_opportunity_costs(
     if len(seg):
         lp, lq = _bid_prices(inst, tables["buses"])
         prog, block = best_response_program(inst, br_opts, lp, lq)
-        sol, ok, abs_gap, rel_gap = _solve_best_response(prog, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
-        if not ok:
-            raise SolverError(f"best-response problem failed: {sol.status.value} {sol.message}".strip())
+        sol, abs_gap, rel_gap = _solve_best_response(prog, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
         x = sol.x
         xi = np.clip(x[prog.var("xi").index], 0.0, 1.0)
         xi = net_two_way(inst, xi, np.flatnonzero(block.netted))
