@@ -34,10 +34,10 @@ from tdmarket.api import gap_to
 from tdmarket.examples import builtin_path
 from tdmarket.formulations.options import ModelOptions
 from tdmarket.io.smartnet import read_instance, write_instance
+from tdmarket.market.cost_sharing import cost_sharing
 from tdmarket.model.instance import Instance
 from tdmarket.operators.agents import DSO
 from tdmarket.reporting.ac_check import ac_check, ac_power_flow
-from tdmarket.schemes.settlement import cost_sharing
 
 AREA = "DSO-201"  # the area with the congested line
 LINE = 22  # D line 202–203, 3 MVA

@@ -55,10 +55,17 @@ def clear(instance, scheme: str = "centralized", *, incentives: bool = True, **o
     )
     result = spec.runner(instance, ctx)
     if incentives:
-        from .schemes.incentives import attach_incentives
+        from .market.incentives import attach_incentives
 
         opts = ModelOptions(integer=not options.get("relax", False), **model_options)
-        attach_incentives(instance, result.tables, result.summary, opts, scheme)
+        attach_incentives(
+            instance,
+            result.tables,
+            result.summary,
+            opts,
+            scheme,
+            settles_at_interface=spec.settles_at_interface,
+        )
     return result
 
 

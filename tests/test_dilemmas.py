@@ -15,7 +15,7 @@ sys.path.insert(0, str(EXAMPLES))
 import dilemmas  # noqa: E402
 
 import tdmarket  # noqa: E402
-from tdmarket.schemes.settlement import cost_sharing  # noqa: E402
+from tdmarket.market.cost_sharing import cost_sharing  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -27,9 +27,10 @@ from tdmarket.examples import builtin_path  # noqa: E402
 from tdmarket.formulations.options import ModelOptions  # noqa: E402
 from tdmarket.formulations.orders import OrderBlock  # noqa: E402
 from tdmarket.io.smartnet import read_instance  # noqa: E402
+from tdmarket.market.opportunity import lost_opportunity_costs, uplift  # noqa: E402
+from tdmarket.market.participants import participant_frame, participants  # noqa: E402
+from tdmarket.market.settlement import settle  # noqa: E402
 from tdmarket.schemes.centralized import clear_centralized  # noqa: E402
-from tdmarket.schemes.incentives import lost_opportunity_costs, participant_frame, participants, uplift  # noqa: E402
-from tdmarket.schemes.settlement import settle  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "smartnet"
 TOL = 1e-6
@@ -331,7 +332,7 @@ def test_three_node_settlement():
     ms = res.tables["settlement_operators"]
     np.testing.assert_allclose(ms.merchandising_surplus_eur, ms.merchandising_surplus_network_eur, atol=1e-5)
 
-    st = settle(inst, res.tables, ModelOptions(), "shared-balancing")
+    st = settle(inst, res.tables, ModelOptions(), "shared-balancing", settles_at_interface=False)
     op = st["operators"].set_index("operator")
     assert op.loc["TSO", "interface_payment_eur"] == 0.0 and op.loc["DSO-2", "interface_payment_eur"] == 0.0
     assert op.loc["TSO", "merchandising_surplus_eur"] == pytest.approx(15.0, abs=1e-6)
@@ -400,7 +401,7 @@ def test_builtin_zero_sum_both_schemes():
     inst = read_instance(builtin_path())
     res = clear_centralized(inst)
     assert_zero_sum(res, tol=ZERO_SUM_TOL)
-    st = settle(inst, res.tables, ModelOptions(), "no-coordination")
+    st = settle(inst, res.tables, ModelOptions(), "no-coordination", settles_at_interface=False)
     per = st["actors"].groupby("period")["payment_eur"].sum()
     assert per.abs().max() <= ZERO_SUM_TOL
     assert (st["operators"].interface_payment_eur == 0).all()

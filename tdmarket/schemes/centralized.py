@@ -11,17 +11,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from ..errors import SolverError
 from ..formulations.clearing import ClearingProblem
 from ..formulations.options import ModelOptions
+from ..market.incentives import attach_incentives
 from ..model.instance import Instance
-from ..solvers import SolveStatus, solve
+from ..solvers import solve
+from ..solvers.acceptance import require
 from ..solvers.misocp import fix_integers, solve_misocp
-from .incentives import attach_incentives
 from .registry import SchemeContext, SchemeSpec, register
 from .result import ClearingResult
-
-ACCEPTABLE = (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL)
 
 
 def solve_clearing(
@@ -32,23 +30,23 @@ def solve_clearing(
     threads: int = 1,
     progress: Callable[[dict], None] | None = None,
 ):
-    """Solve a clearing problem; returns (priced solution, mip info dict).  Raises SolverError if unusable."""
+    """Solve a clearing problem; returns (priced solution, mip info dict).
+
+    Raises SolverError unless the solution passes `tdmarket.solvers.acceptance` against the clearing program
+    (status, and rows, bounds, cones and integrality of the point)."""
     prog = cp.prog
     mip = {"binaries": int(prog.integrality.sum()), "lower_bound": None, "gap": None, "rounds": []}
     if not prog.has_integers:
         sol = solve(prog)
     elif not prog.has_cones:
         milp = solve(prog, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
-        if milp.status not in (SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT) or len(milp.x) == 0:
-            raise SolverError(f"MILP clearing failed: {milp.status.value} {milp.message}")
+        require(milp, prog, "MILP clearing", allow_almost=False, allow_time_limit=True)
         mip.update(lower_bound=milp.mip_bound, gap=milp.mip_gap)
         sol = solve(fix_integers(prog, milp.x))
     else:
         sol, hist = solve_misocp(prog, mip_gap=mip_gap, time_limit=time_limit, threads=threads, progress=progress)
         mip.update(lower_bound=sol.mip_bound, gap=sol.mip_gap, rounds=hist.rounds)
-    if sol.status not in ACCEPTABLE:
-        raise SolverError(f"clearing failed: solver status {sol.status.value} {sol.message}".strip())
-    return sol, mip
+    return require(sol, prog, "clearing"), mip
 
 
 def summarise(cp: ClearingProblem, sol, tables, mip: dict, timings: dict, scheme: str) -> dict:
@@ -114,18 +112,11 @@ def clear_centralized(
     sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads, progress=progress)
     t_solve = time.perf_counter() - t0 - t_build
     tables = cp.extract(sol.x, sol.row_dual)
-    chk = cp.check(sol.x)
-    if not chk.ok(1e-5):
-        raise SolverError(
-            f"solution violates constraints beyond tolerance (rows {chk.max_row_violation:.2e}, "
-            f"bounds {chk.max_bound_violation:.2e}, cones {chk.max_cone_violation:.2e}) although the "
-            f"solver reported {sol.status.value}"
-        )
     timings = {"build": t_build, "solve": t_solve}
     summary = summarise(cp, sol, tables, mip, timings, scheme_name)
     if incentives:
         t1 = time.perf_counter()
-        attach_incentives(inst, tables, summary, opts, scheme_name)
+        attach_incentives(inst, tables, summary, opts, scheme_name, settles_at_interface=True)
         timings["incentives"] = time.perf_counter() - t1
     return ClearingResult(scheme=scheme_name, instance=inst.name, tables=tables, summary=summary)
 

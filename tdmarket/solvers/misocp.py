@@ -20,9 +20,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..formulations.program import Program
+from .acceptance import accept, rejection
 from .clarabel import solve_clarabel
 from .highs import solve_highs
-from .result import Solution, SolveStatus
+from .result import Solution, SolveStatus, usable_statuses
 
 
 @dataclass
@@ -108,6 +109,80 @@ def fix_integers(prog: Program, x: np.ndarray) -> Program:
     return fixed
 
 
+@dataclass
+class _Incumbent:
+    """Bounds of the outer approximation and the best fixed-integer SOCP solution found so far."""
+
+    lb: float
+    ub: float = np.inf
+    best: Solution | None = None
+    seen: set[bytes] = field(default_factory=set)
+
+    def try_integers(self, prog: Program, x: np.ndarray) -> None:
+        """Solve the SOCP with the integers fixed at round(x), once per assignment; keep it if accepted and better."""
+        key = np.round(x[np.flatnonzero(prog.integrality)]).tobytes()
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        fixed = fix_integers(prog, x)
+        fx = solve_clarabel(fixed)
+        if accept(fx, fixed) and fx.objective < self.ub:
+            self.ub, self.best = fx.objective, fx
+
+
+def _record(hist: OAHistory, rec: dict, progress: Callable[[dict], None] | None) -> None:
+    hist.rounds.append(rec)
+    if progress:
+        progress(rec)
+
+
+def _initial_cuts(prog: Program, x: np.ndarray) -> tuple[list, list]:
+    """Tangent cuts at the relaxation's point and the circumscribed polygons of the 3-dimensional cones."""
+    cuts, rhs = [], []
+    C, d, _ = tangent_cuts(prog, x)
+    if C is not None:
+        cuts.append(C), rhs.append(d)
+    C, d = circle_cuts(prog)
+    if C is not None:
+        cuts.append(C), rhs.append(d)
+    return cuts, rhs
+
+
+def _oa_rounds(prog, inc, cuts, rhs, hist, t0, mip_gap, time_limit, threads, max_rounds, cone_tol, progress) -> None:
+    """MILP rounds on the cut approximation (see module docstring); updates `inc`, `cuts`/`rhs` and `hist`."""
+    for k in range(max_rounds):
+        remaining = None if time_limit is None else max(1.0, time_limit - (time.perf_counter() - t0))
+        lin = _linear_program(prog, cuts, rhs)
+        milp = solve_highs(lin, mip_gap=mip_gap / 2, time_limit=remaining, threads=threads)
+        if not accept(milp, lin, allow_almost=False, allow_time_limit=True):
+            break
+        if milp.mip_bound is not None and np.isfinite(milp.mip_bound):
+            inc.lb = max(inc.lb, milp.mip_bound)
+        inc.try_integers(prog, milp.x)
+        gap = _gap(inc.ub, inc.lb)
+        C, d, viol = tangent_cuts(prog, milp.x, only_violated_tol=cone_tol)
+        n_viol = 0 if C is None else C.shape[0]
+        rec = {
+            "round": k + 1,
+            "lower_bound": inc.lb,
+            "upper_bound": inc.ub,
+            "gap": gap,
+            "violated_cones": n_viol,
+            "milp_time_s": milp.solve_time_s,
+            "elapsed_s": time.perf_counter() - t0,
+        }
+        _record(hist, rec, progress)
+        if gap <= mip_gap or n_viol == 0:
+            break
+        if time_limit is not None and time.perf_counter() - t0 >= time_limit:
+            break
+        cuts.append(C), rhs.append(d)
+        if inc.best is not None:  # also cut at the SOCP point, which sharpens the approximation near the incumbent
+            C2, d2, _ = tangent_cuts(prog, inc.best.x, only_violated_tol=None)
+            if C2 is not None:
+                cuts.append(C2), rhs.append(d2)
+
+
 def solve_misocp(
     prog: Program,
     *,
@@ -120,93 +195,46 @@ def solve_misocp(
 ) -> tuple[Solution, OAHistory]:
     """Outer-approximation MISOCP solve; returns the best fixed-integer SOCP solution (with duals) and history.
 
-    The returned `Solution` has `mip_bound` = LB and `mip_gap` = certified relative gap.
+    The returned `Solution` has `mip_bound` = LB and `mip_gap` = certified relative gap.  Every solve is judged by
+    `tdmarket.solvers.acceptance.accept`; a relaxation that fails it is returned with status NUMERICAL_ERROR
+    (unless its own status already says why).
     """
     t0 = time.perf_counter()
     hist = OAHistory()
     relaxed = prog.copy()
     relaxed.relax_integrality()
     rel = solve_clarabel(relaxed)
-    if rel.status not in (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL):
+    why = rejection(rel, relaxed)
+    if why is not None:
+        if rel.status in usable_statuses(allow_almost=True):
+            rel.status, rel.message = SolveStatus.NUMERICAL_ERROR, f"relaxation: {why}"
         rel.mip_bound, rel.mip_gap = None, None
         return rel, hist
-    lb = rel.objective
-    cuts, rhs = [], []
-    C, d, _ = tangent_cuts(prog, rel.x)
-    if C is not None:
-        cuts.append(C), rhs.append(d)
-    C, d = circle_cuts(prog)
-    if C is not None:
-        cuts.append(C), rhs.append(d)
-    best: Solution | None = None
-    ub = np.inf
-    seen: set[bytes] = set()
+    inc = _Incumbent(lb=rel.objective)
+    cuts, rhs = _initial_cuts(prog, rel.x)
     # round 0 (relaxation-guided): the relaxation keeps all order logic and is often integral already; fixing
     # its rounded integers gives an upper bound that may close the gap without any MILP.
     int_cols = np.flatnonzero(prog.integrality)
-    seen.add(np.round(rel.x[int_cols]).tobytes())
-    fx = solve_clarabel(fix_integers(prog, rel.x))
-    if fx.status in (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL):
-        ub, best = fx.objective, fx
+    inc.try_integers(prog, rel.x)
     frac = int((np.abs(rel.x[int_cols] - np.round(rel.x[int_cols])) > 1e-6).sum())
     rec = {
         "round": 0,
-        "lower_bound": lb,
-        "upper_bound": ub,
-        "gap": _gap(ub, lb),
+        "lower_bound": inc.lb,
+        "upper_bound": inc.ub,
+        "gap": _gap(inc.ub, inc.lb),
         "fractional": frac,
         "elapsed_s": time.perf_counter() - t0,
     }
-    hist.rounds.append(rec)
-    if progress:
-        progress(rec)
+    _record(hist, rec, progress)
     if rec["gap"] <= mip_gap:
-        return _finish(best, lb, ub, t0), hist
-    for k in range(max_rounds):
-        remaining = None if time_limit is None else max(1.0, time_limit - (time.perf_counter() - t0))
-        lin = _linear_program(prog, cuts, rhs)
-        milp = solve_highs(lin, mip_gap=mip_gap / 2, time_limit=remaining, threads=threads)
-        if milp.status not in (SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT) or milp.x is None or len(milp.x) == 0:
-            break
-        if milp.mip_bound is not None and np.isfinite(milp.mip_bound):
-            lb = max(lb, milp.mip_bound)
-        ints = np.round(milp.x[np.flatnonzero(prog.integrality)])
-        key = ints.tobytes()
-        if key not in seen:
-            seen.add(key)
-            fx = solve_clarabel(fix_integers(prog, milp.x))
-            if fx.status in (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL) and fx.objective < ub:
-                ub, best = fx.objective, fx
-        gap = _gap(ub, lb)
-        C, d, viol = tangent_cuts(prog, milp.x, only_violated_tol=cone_tol)
-        n_viol = 0 if C is None else C.shape[0]
-        rec = {
-            "round": k + 1,
-            "lower_bound": lb,
-            "upper_bound": ub,
-            "gap": gap,
-            "violated_cones": n_viol,
-            "milp_time_s": milp.solve_time_s,
-            "elapsed_s": time.perf_counter() - t0,
-        }
-        hist.rounds.append(rec)
-        if progress:
-            progress(rec)
-        if gap <= mip_gap or n_viol == 0:
-            break
-        if time_limit is not None and time.perf_counter() - t0 >= time_limit:
-            break
-        cuts.append(C), rhs.append(d)
-        if best is not None:  # also cut at the SOCP point, which sharpens the approximation near the incumbent
-            C2, d2, _ = tangent_cuts(prog, best.x, only_violated_tol=None)
-            if C2 is not None:
-                cuts.append(C2), rhs.append(d2)
-    if best is None:
+        return _finish(inc.best, inc.lb, inc.ub, t0), hist
+    _oa_rounds(prog, inc, cuts, rhs, hist, t0, mip_gap, time_limit, threads, max_rounds, cone_tol, progress)
+    if inc.best is None:
         rel.status = SolveStatus.OTHER
         rel.message = "no integer-feasible point found"
-        rel.mip_bound, rel.mip_gap = lb, np.inf
+        rel.mip_bound, rel.mip_gap = inc.lb, np.inf
         return rel, hist
-    return _finish(best, lb, ub, t0), hist
+    return _finish(inc.best, inc.lb, inc.ub, t0), hist
 
 
 def _gap(ub: float, lb: float) -> float:

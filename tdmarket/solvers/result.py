@@ -26,6 +26,18 @@ class SolveStatus(enum.Enum):
     OTHER = "other"
 
 
+def usable_statuses(*, allow_almost: bool, allow_time_limit: bool = False) -> frozenset[SolveStatus]:
+    """Statuses whose point may be used: OPTIMAL, plus ALMOST_OPTIMAL and TIME_LIMIT (an incumbent) on request.
+
+    The status half of the acceptance rule; `tdmarket.solvers.acceptance.accept` adds the residual check."""
+    allowed = {SolveStatus.OPTIMAL}
+    if allow_almost:
+        allowed.add(SolveStatus.ALMOST_OPTIMAL)
+    if allow_time_limit:
+        allowed.add(SolveStatus.TIME_LIMIT)
+    return frozenset(allowed)
+
+
 @dataclass
 class Solution:
     """Primal/dual result in the `Program`'s own variable and row order.
@@ -52,7 +64,6 @@ class Solution:
 
     @property
     def ok(self) -> bool:
-        """True for a proven optimum (and ALMOST_OPTIMAL if `accept_almost_optimal`)."""
-        if self.status is SolveStatus.OPTIMAL:
-            return True
-        return self.status is SolveStatus.ALMOST_OPTIMAL and self.accept_almost_optimal
+        """True for a proven optimum (and ALMOST_OPTIMAL if `accept_almost_optimal`); status only, without the
+        residual check of `tdmarket.solvers.acceptance.accept`."""
+        return self.status in usable_statuses(allow_almost=self.accept_almost_optimal)

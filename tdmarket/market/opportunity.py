@@ -1,11 +1,6 @@
-"""Incentive compatibility of a cleared dispatch: participants, lost opportunity cost (LOC) and uplift (docs/model.md §8).
+"""Lost opportunity cost (LOC) and best response of every participant at the published prices (docs/model.md §8).
 
-* A **participant** is a set of QtBids closed under exclusive-group membership (connected components of the
-  bipartite QtBid–group graph).  Minimum-duration pairs that name two different QtBids would couple them as well,
-  so they are added as edges too (in the data every pair stays inside one QtBid, so this changes nothing there).
-  Every other order constraint (O1–O13) lives inside one QBid or QtBid, hence participants have independent
-  feasible sets F_j.
-* The **profit** of participant j at the published prices is
+* The **profit** of participant j (`tdmarket.market.participants`) at the published prices is
       Π_j = Σ_{b∈j} (λ^P_{i_b,t_b} P_b + λ^Q_{i_b,t_b} Q_b) Δ − Σ_{s∈j} π_s |w_s| ξ_s Δ,
   with λ^Q = 0 at transmission nodes (T orders have no reactive output).
 * The **best response** max_{F_j} Π_j is computed for all participants at once: one `Program` holding the
@@ -31,83 +26,19 @@ from dataclasses import replace
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
 
-from ..errors import SolverError
 from ..formulations.options import ModelOptions
 from ..formulations.orders import OrderBlock, net_two_way
 from ..formulations.program import Program
 from ..model.instance import Instance
-from ..solvers import SolveStatus, solve
+from ..solvers import solve
+from ..solvers.acceptance import require
 from ..solvers.highs import solve_highs
 from ..solvers.misocp import solve_misocp
+from .participants import participant_frame, qtbid_participant
 
 LOC_TOL_EUR = 1e-4  # € : LOC above this counts as positive (interior-point noise on italy-693 is ~3e-6 €)
 QPRICE_NOISE = 1e-9  # |λ^Q| below this (€/Mvarh) is interior-point noise; treated as 0 (see `_bid_prices`)
-_OK = (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL)
-
-
-# ================================================================================================ participants
-def participants(inst: Instance) -> np.ndarray:
-    """Participant id of every QtBid, aligned with `np.unique(inst.orders.bids.qtbid)`.
-
-    Ids are 0..J-1, numbered in order of each participant's smallest QtBid id.
-    """
-    ob = inst.orders
-    qt = np.unique(ob.bids.qtbid)
-    Q = len(qt)
-    if Q == 0:
-        return np.zeros(0, np.int64)
-    known = np.isin(ob.exclusive_qtbid, qt)
-    q_of_row = np.searchsorted(qt, ob.exclusive_qtbid[known])
-    _, g_of_row = np.unique(ob.exclusive_group[known], return_inverse=True)
-    G = int(g_of_row.max()) + 1 if len(g_of_row) else 0
-    b1, b2 = ob.mindur_bid1, ob.mindur_bid2
-    q1 = np.searchsorted(qt, ob.bids.qtbid[b1])
-    q2 = np.searchsorted(qt, ob.bids.qtbid[b2])
-    rows = np.concatenate([q_of_row, q1])
-    cols = np.concatenate([Q + g_of_row, q2])
-    graph = sp.coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(Q + G, Q + G))
-    _, labels = connected_components(graph, directed=False)
-    labels = labels[:Q]
-    # renumber by first appearance along sorted QtBid ids
-    uniq, first, inv = np.unique(labels, return_index=True, return_inverse=True)
-    rank = np.empty(len(uniq), np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(len(uniq))
-    return rank[inv.ravel()]
-
-
-def participant_frame(inst: Instance) -> pd.DataFrame:
-    """One row per participant: participant, qtbids ("12;13"), node ("5" or "5;7"), area, kind (T/D)."""
-    ob, b = inst.orders, inst.buses
-    qt = np.unique(ob.bids.qtbid)
-    part = participants(inst)
-    bid_part = part[np.searchsorted(qt, ob.bids.qtbid)]
-    frame = pd.DataFrame(
-        {
-            "participant": bid_part,
-            "qtbid": ob.bids.qtbid,
-            "node": b.id[ob.bids.bus],
-            "area": np.asarray(inst.areas.name, dtype=object)[b.area[ob.bids.bus]],
-            "kind": np.where(b.is_dist[ob.bids.bus], "D", "T"),
-        }
-    )
-    join = lambda s: ";".join(str(v) for v in sorted(pd.unique(s)))  # noqa: E731
-    out = frame.groupby("participant", sort=True).agg(
-        qtbids=("qtbid", join), node=("node", join), area=("area", "first"), kind=("kind", "first")
-    )
-    return out.reset_index()
-
-
-def qtbid_participant(inst: Instance, qtbid_ids) -> np.ndarray:
-    """Participant id of each given QtBid id (every id must belong to the order book)."""
-    qt = np.unique(inst.orders.bids.qtbid)
-    ids = np.asarray(qtbid_ids)
-    pos = np.clip(np.searchsorted(qt, ids), 0, max(len(qt) - 1, 0))
-    if len(ids) and (len(qt) == 0 or (qt[pos] != ids).any()):
-        raise KeyError(f"QtBid(s) not in the order book: {np.unique(ids[(qt[pos] != ids)])[:5].tolist()}")
-    return participants(inst)[pos]
 
 
 # ================================================================================================ prices
@@ -190,20 +121,20 @@ def best_response_program(inst: Instance, opts: ModelOptions, lam_p_bid: np.ndar
 
 
 def _solve_best_response(prog: Program, *, mip_gap: float, time_limit: float | None, threads: int):
-    """(solution, usable, absolute gap €, relative gap); a continuous problem has gap 0."""
+    """(accepted solution, absolute gap €, relative gap); a continuous problem has gap 0.  A MIP may stop at the
+    time limit with its incumbent.  Raises SolverError (see `tdmarket.solvers.acceptance`)."""
+    what = "best-response problem"
     if not prog.has_integers:
-        sol = solve(prog)
-        ok = sol.status in _OK and sol.x is not None and np.isfinite(sol.x).all()
-        return sol, ok, 0.0, 0.0
+        return require(solve(prog), prog, what), 0.0, 0.0
     if not prog.has_cones:
         sol = solve_highs(prog, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
     else:
         sol, _ = solve_misocp(prog, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
-    ok = sol.status in (*_OK, SolveStatus.TIME_LIMIT) and sol.x is not None and np.isfinite(sol.x).all()
+    require(sol, prog, what, allow_time_limit=True)
     bound = sol.mip_bound if sol.mip_bound is not None and np.isfinite(sol.mip_bound) else -np.inf
-    abs_gap = max(0.0, sol.objective - bound) if ok else np.inf
+    abs_gap = max(0.0, sol.objective - bound)
     rel_gap = float(sol.mip_gap) if sol.mip_gap is not None else np.inf
-    return sol, ok, abs_gap, rel_gap
+    return sol, abs_gap, rel_gap
 
 
 def lost_opportunity_costs(
@@ -243,9 +174,7 @@ def lost_opportunity_costs(
     if len(seg):
         lp, lq = _bid_prices(inst, tables["buses"])
         prog, block = best_response_program(inst, br_opts, lp, lq)
-        sol, ok, abs_gap, rel_gap = _solve_best_response(prog, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
-        if not ok:
-            raise SolverError(f"best-response problem failed: {sol.status.value} {sol.message}".strip())
+        sol, abs_gap, rel_gap = _solve_best_response(prog, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
         x = sol.x
         xi = np.clip(x[prog.var("xi").index], 0.0, 1.0)
         xi = net_two_way(inst, xi, np.flatnonzero(block.netted))
@@ -279,36 +208,3 @@ def lost_opportunity_costs(
 def uplift(loc_df: pd.DataFrame) -> float:
     """Total uplift Σ_j LOC_j (€)."""
     return float(loc_df["loc_eur"].sum()) if len(loc_df) else 0.0
-
-
-def incentive_summary(loc_df: pd.DataFrame, tol: float = LOC_TOL_EUR) -> dict:
-    """Headline numbers: uplift, participants with LOC > tol, the largest LOC and the solver gap."""
-    loc = loc_df["loc_eur"].to_numpy() if len(loc_df) else np.zeros(0)
-    by_kind = loc_df.groupby("kind")["loc_eur"].sum() if len(loc_df) else pd.Series(dtype=float)
-    return {
-        "uplift_eur": uplift(loc_df),
-        "participants": int(len(loc)),
-        "participants_with_loc": int((loc > tol).sum()),
-        "max_loc_eur": float(loc.max(initial=0.0)),
-        "uplift_t_eur": float(by_kind.get("T", 0.0)),
-        "uplift_d_eur": float(by_kind.get("D", 0.0)),
-        "min_raw_loc_eur": float(loc_df.attrs.get("min_raw_loc_eur", 0.0)),
-        "best_response_abs_gap_eur": loc_df.attrs.get("abs_gap_eur"),
-        "best_response_solver": loc_df.attrs.get("solver"),
-    }
-
-
-def attach_incentives(
-    inst: Instance, tables: dict[str, pd.DataFrame], summary: dict, opts: ModelOptions, scheme: str
-) -> None:
-    """Add LOC and settlement tables (`participants`, `settlement_actors`, `settlement_operators`) and the
-    summary keys `incentives` and `settlement` in place; used by the schemes after extracting their tables."""
-    from .settlement import settle
-
-    loc = lost_opportunity_costs(inst, tables, opts)
-    st = settle(inst, tables, opts, scheme, loc=loc)
-    tables["participants"] = loc
-    tables["settlement_actors"] = st["actors"]
-    tables["settlement_operators"] = st["operators"]
-    summary["incentives"] = incentive_summary(loc)
-    summary["settlement"] = st["summary"]

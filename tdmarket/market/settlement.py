@@ -37,9 +37,10 @@ MS^T + Σ MS^d, then equals Σ_i λ_i (inj_i − out_i)Δ: it is non-zero exactl
 (a violated balance, a sign error, prices and quantities that do not belong together).  The operators table shows
 both surpluses.
 
-**Schemes.**  `shared-balancing` and `no-coordination` have no interface settlement (docs/model.md §7): every π is
-taken as 0, the scheduled exchange is delivered free of charge, and each operator's surplus is settled on its
-own prices only.  Every other scheme settles the interface at π_d.
+**Interface settlement.**  The caller says whether the scheme settles at the interface (`settles_at_interface`).
+Without interface settlement (docs/model.md §7: the exchange is scheduled, not priced) every π is taken as 0, the
+scheduled exchange is delivered free of charge, and each operator's surplus is settled on its own prices only.
+With it, the interface is settled at π_d.
 
 **Revenue adequacy.**  An operator is revenue adequate if MS_op ≥ −tol in every period (docs/model.md §8; the TSO
 always is with exact duals, a DSO may be slightly negative through line charging).
@@ -47,13 +48,15 @@ always is with exact duals, a DSO may be slightly negative through line charging
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from ..formulations.options import ModelOptions
 from ..model.instance import Instance
+from .participants import participant_frame, qtbid_participant
 
-NO_INTERFACE_SETTLEMENT = ("shared-balancing", "no-coordination")
 ZERO_SUM_RTOL = 1e-6  # residual tolerance relative to the scale Σ|payments| of the period
 ACTOR_KINDS = ("bsp_t", "bsp_d", "brp", "slack", "tso", "dso")
 
@@ -100,7 +103,7 @@ def _interfaces(inst: Instance, tables: dict, lam_p: np.ndarray, lam_q: np.ndarr
         host = ar.host_bus[a]
         is_td = b.is_dist[root] != b.is_dist[host]
         X[a, t] = ifc.export_mw.to_numpy(float)
-        # schemes without a reactive interface model (centralized-as-market) report no y: settled as 0
+        # tables without a reactive interface model report no y: settled as 0
         Y[a, t] = np.nan_to_num(ifc.export_mvar.to_numpy(float)) if "export_mvar" in ifc else 0.0
         price = ifc.interface_price_eur_mwh.to_numpy(float)
         root_price = ifc.root_price_eur_mwh.to_numpy(float) if "root_price_eur_mwh" in ifc else np.full(len(a), np.nan)
@@ -133,41 +136,51 @@ def _interfaces(inst: Instance, tables: dict, lam_p: np.ndarray, lam_q: np.ndarr
     return X, Y, piP, piQ, td, has_iface
 
 
-def settle(
-    inst: Instance, tables: dict[str, pd.DataFrame], opts: ModelOptions, scheme: str, *, loc: pd.DataFrame | None = None
-) -> dict:
-    """Settlement tables and summary (see module docstring).
+@dataclass
+class _BusValues:
+    """Dense (n_bus, T) arrays of the `buses` table (NaN → 0) and the mask of buses it balanced."""
 
-    Returns {"actors": DataFrame(actor, kind, area, period, payment_eur, cost_eur, profit_eur),
-             "operators": DataFrame(operator, period, merchandising_surplus_eur, interface_payment_eur,
-                                    merchandising_surplus_network_eur, slack_settlement_eur, slack_penalty_eur),
-             "summary": dict}.
-    `loc` (from `lost_opportunity_costs`) adds the uplift to the summary.
-    """
-    from ..schemes.incentives import participant_frame, qtbid_participant
+    lam_p: np.ndarray
+    lam_q: np.ndarray
+    sig_p: np.ndarray
+    sig_q: np.ndarray
+    wv: np.ndarray
+    priced: np.ndarray  # buses with a balance row in these tables
 
-    dt = opts.period_hours
-    b, ar = inst.buses, inst.areas
-    n, T, A = len(b), inst.n_periods, inst.n_areas
-    periods = inst.periods
-    area_names = np.asarray(ar.name, dtype=object)
-    buses = tables["buses"]
+
+def _bus_values(inst: Instance, buses: pd.DataFrame) -> _BusValues:
     lam_p = _dense(inst, buses, "price_p_eur_mwh")
     lam_q = np.nan_to_num(_dense(inst, buses, "price_q_eur_mvarh"))
     sig_p = np.nan_to_num(_dense(inst, buses, "slack_p_mw"))
     sig_q = np.nan_to_num(_dense(inst, buses, "slack_q_mvar"))
     wv = np.nan_to_num(_dense(inst, buses, "vsq_pu"))
-    priced = ~np.isnan(lam_p)  # buses with a balance row in these tables
-    lam_p = np.nan_to_num(lam_p)
-    is_d = b.is_dist[:, None]
+    priced = ~np.isnan(lam_p)
+    return _BusValues(np.nan_to_num(lam_p), lam_q, sig_p, sig_q, wv, priced)
 
-    # ---------------------------------------------------------------- BSPs (participants)
+
+def _by_operator(inst: Instance, v) -> np.ndarray:
+    """Sum of an (n_bus, T) array per (operator area, period): an (A, T) array."""
+    n, T, A = len(inst.buses), inst.n_periods, inst.n_areas
+    bus_area = np.broadcast_to(inst.buses.area[:, None], (n, T))
+    per = np.broadcast_to(np.arange(T), (n, T))
+    flat = (bus_area * T + per).ravel()
+    return np.bincount(flat, np.asarray(v).ravel(), minlength=A * T).reshape(A, T)
+
+
+def _operator_grid(inst: Instance) -> tuple[np.ndarray, np.ndarray]:
+    """(area, period position) index grids of shape (A, T)."""
+    return np.meshgrid(np.arange(inst.n_areas), np.arange(inst.n_periods), indexing="ij")
+
+
+def _bsp_rows(inst: Instance, tables: dict, bv: _BusValues, dt: float):
+    """BSP actor rows (one per participant and period) and the order injections per bus and period."""
+    n, T = len(inst.buses), inst.n_periods
     bids, seg = tables["bids"], tables["segments"]
     bi = inst.bus_index(bids.node.to_numpy())
     bt = _period_pos(inst, bids.period)
     p_b = bids.p_mw.to_numpy(float)
     q_b = np.nan_to_num(bids.q_mvar.to_numpy(float))
-    receipts = (lam_p[bi, bt] * p_b + lam_q[bi, bt] * q_b) * dt
+    receipts = (bv.lam_p[bi, bt] * p_b + bv.lam_q[bi, bt] * q_b) * dt
     cost = seg.groupby("bid")["cost_eur"].sum().reindex(bids.bid.to_numpy()).fillna(0.0).to_numpy()
     part = qtbid_participant(inst, bids.qtbid.to_numpy())
     pf = participant_frame(inst)
@@ -177,7 +190,7 @@ def settle(
         .sum()
     )
     info = pf.set_index("participant").loc[bsp.participant]
-    bsp_rows = pd.DataFrame(
+    rows = pd.DataFrame(
         {
             "actor": "bsp:" + info.qtbids.to_numpy().astype(object),
             "kind": np.where(info.kind.to_numpy() == "D", "bsp_d", "bsp_t"),
@@ -187,70 +200,77 @@ def settle(
             "cost_eur": bsp.cost_eur.to_numpy(),
         }
     )
-    bsp_rows["profit_eur"] = bsp_rows.payment_eur - bsp_rows.cost_eur
-    # order injections per bus and period (for the operators)
+    rows["profit_eur"] = rows.payment_eur - rows.cost_eur
     ord_p = np.zeros((n, T))
     ord_q = np.zeros((n, T))
     np.add.at(ord_p, (bi, bt), p_b)
     np.add.at(ord_q, (bi, bt), q_b)
+    return rows, ord_p, ord_q
 
-    # ---------------------------------------------------------------- BRPs
-    own = priced  # BRPs at buses that the clearing balanced (boundary buses carry no injections)
-    P = np.where(own, inst.p_inj, 0.0)
+
+def _brp_rows(inst: Instance, bv: _BusValues, opts: ModelOptions):
+    """BRP actor rows and their fixed injections P, Q (n_bus, T) at the buses the clearing balanced (boundary
+    buses carry no injections)."""
+    b, ar = inst.buses, inst.areas
+    P = np.where(bv.priced, inst.p_inj, 0.0)
     q_inj = inst.q_inj.copy()
     if opts.zero_root_q:
         q_inj[ar.root_bus[ar.root_bus >= 0]] = 0.0
-    Q = np.where(own & is_d, q_inj, 0.0)
-    brp_pay = (lam_p * P + lam_q * Q) * dt
+    Q = np.where(bv.priced & b.is_dist[:, None], q_inj, 0.0)
+    brp_pay = (bv.lam_p * P + bv.lam_q * Q) * opts.period_hours
     ii, tt = np.nonzero((P != 0) | (Q != 0))
-    brp_rows = pd.DataFrame(
+    rows = pd.DataFrame(
         {
             "actor": "brp:" + b.id[ii].astype(str).astype(object),
             "kind": "brp",
-            "area": area_names[b.area[ii]],
-            "period": periods[tt],
+            "area": np.asarray(ar.name, dtype=object)[b.area[ii]],
+            "period": inst.periods[tt],
             "payment_eur": brp_pay[ii, tt],
             "cost_eur": 0.0,
             "profit_eur": brp_pay[ii, tt],
         }
     )
+    return rows, P, Q
 
-    # ---------------------------------------------------------------- slack, booked per operator
-    bus_area = np.broadcast_to(b.area[:, None], (n, T))
-    per = np.broadcast_to(np.arange(T), (n, T))
-    flat = (bus_area * T + per).ravel()
-    by_op = lambda v: np.bincount(flat, np.asarray(v).ravel(), minlength=A * T).reshape(A, T)  # noqa: E731
-    slack_pay = by_op((lam_p * sig_p + lam_q * sig_q) * dt)
+
+def _slack_rows(inst: Instance, bv: _BusValues, opts: ModelOptions):
+    """Slack actor rows (one per operator and period), the slack settlement and the penalty, both (A, T)."""
+    dt = opts.period_hours
+    area_names = np.asarray(inst.areas.name, dtype=object)
+    slack_pay = _by_operator(inst, (bv.lam_p * bv.sig_p + bv.lam_q * bv.sig_q) * dt)
     kappa = opts.slack_penalty * dt
-    slack_pen = by_op(kappa * (np.abs(sig_p) + np.abs(sig_q)))
-    a_grid, t_grid = np.meshgrid(np.arange(A), np.arange(T), indexing="ij")
-    slack_rows = pd.DataFrame(
+    slack_pen = _by_operator(inst, kappa * (np.abs(bv.sig_p) + np.abs(bv.sig_q)))
+    a_grid, t_grid = _operator_grid(inst)
+    rows = pd.DataFrame(
         {
             "actor": "slack:" + area_names[a_grid.ravel()],
             "kind": "slack",
             "area": area_names[a_grid.ravel()],
-            "period": periods[t_grid.ravel()],
+            "period": inst.periods[t_grid.ravel()],
             "payment_eur": slack_pay.ravel(),
             "cost_eur": 0.0,
             "profit_eur": slack_pay.ravel(),
         }
     )
+    return rows, slack_pay, slack_pen
 
-    # ---------------------------------------------------------------- interfaces
-    X, Y, piP, piQ, td, has_iface = _interfaces(inst, tables, lam_p, lam_q)
-    settled = scheme not in NO_INTERFACE_SETTLEMENT
-    pay_c = (piP * X + piQ * Y) * dt if settled else np.zeros((A, T))  # paid by parent(c) to c
-    iface_pay = pay_c.copy()
+
+def _interface_payments(inst: Instance, X, Y, piP, piQ, settles_at_interface: bool, dt: float) -> np.ndarray:
+    """Net interface payment I_op (A, T) received by every operator: (π X + π^Q Y)Δ from its parent minus what it
+    pays its children; all 0 without interface settlement."""
+    ar = inst.areas
+    pay_c = (piP * X + piQ * Y) * dt if settles_at_interface else np.zeros((inst.n_areas, inst.n_periods))
+    iface_pay = pay_c.copy()  # paid by parent(c) to c
     child = np.flatnonzero(ar.parent >= 0)
     np.add.at(iface_pay, ar.parent[child], -pay_c[child])
+    return iface_pay
 
-    # ---------------------------------------------------------------- merchandising surplus, injection side
-    inj_p = ord_p + P + sig_p
-    inj_q = np.where(is_d, ord_q + Q + sig_q, 0.0)
-    value_inj = by_op((lam_p * inj_p + lam_q * inj_q) * dt)
-    ms = iface_pay - value_inj
 
-    # ---------------------------------------------------------------- network side (outflows)
+def _network_outflows(inst: Instance, tables: dict, bv: _BusValues, opts: ModelOptions, X, Y, td):
+    """Nodal outflows (n_bus, T) implied by the `lines` table, the shunts and the T–D interface exchanges."""
+    b, ar = inst.buses, inst.areas
+    n, T = len(b), inst.n_periods
+    is_d = b.is_dist[:, None]
     out_p = np.zeros((n, T))
     out_q = np.zeros((n, T))
     lines = tables.get("lines")
@@ -263,34 +283,39 @@ def settle(
         np.add.at(out_q, (br.f[e], lt), np.nan_to_num(lines.q_from_mvar.to_numpy(float)))
         np.add.at(out_q, (br.t[e], lt), np.nan_to_num(lines.q_to_mvar.to_numpy(float)))
     if opts.pi_model:
-        out_p += np.where(is_d, b.g_shunt[:, None] * wv, 0.0)
-        out_q -= np.where(is_d, b.b_shunt[:, None] * wv, 0.0)
+        out_p += np.where(is_d, b.g_shunt[:, None] * bv.wv, 0.0)
+        out_q -= np.where(is_d, b.b_shunt[:, None] * bv.wv, 0.0)
     tda = np.flatnonzero(td)
     if len(tda):
         np.add.at(out_p, ar.root_bus[tda], X[tda])
         np.add.at(out_q, ar.root_bus[tda], Y[tda])
         np.add.at(out_p, ar.host_bus[tda], -X[tda])
-    out_p = np.where(priced, out_p, 0.0)
-    out_q = np.where(priced & is_d, out_q, 0.0)
-    value_out = by_op((lam_p * out_p + lam_q * out_q) * dt)
-    ms_net = iface_pay - value_out
+    out_p = np.where(bv.priced, out_p, 0.0)
+    out_q = np.where(bv.priced & is_d, out_q, 0.0)
+    return out_p, out_q
 
-    op_rows = pd.DataFrame(
+
+def _operator_tables(inst: Instance, ms, ms_net, iface_pay, slack_pay, slack_pen, X, Y, piP, priced_iface):
+    """Operator actor rows (carrying MS^net) and the `operators` table; `priced_iface` (A,) marks the areas whose
+    interface is settled at a price."""
+    ar = inst.areas
+    area_names = np.asarray(ar.name, dtype=object)
+    a_grid, t_grid = _operator_grid(inst)
+    rows = pd.DataFrame(
         {
             "actor": np.where(a_grid.ravel() == 0, "tso", "dso:" + area_names[a_grid.ravel()]),
             "kind": np.where(ar.parent[a_grid.ravel()] < 0, "tso", "dso"),
             "area": area_names[a_grid.ravel()],
-            "period": periods[t_grid.ravel()],
+            "period": inst.periods[t_grid.ravel()],
             "payment_eur": ms_net.ravel(),
             "cost_eur": 0.0,
             "profit_eur": ms_net.ravel(),
         }
     )
-    actors = pd.concat([bsp_rows, brp_rows, slack_rows, op_rows], ignore_index=True)
     operators = pd.DataFrame(
         {
             "operator": area_names[a_grid.ravel()],
-            "period": periods[t_grid.ravel()],
+            "period": inst.periods[t_grid.ravel()],
             "merchandising_surplus_eur": ms.ravel(),
             "interface_payment_eur": iface_pay.ravel(),
             "merchandising_surplus_network_eur": ms_net.ravel(),
@@ -298,24 +323,28 @@ def settle(
             "slack_penalty_eur": slack_pen.ravel(),
             "export_mw": X.ravel(),
             "export_mvar": Y.ravel(),
-            "interface_price_eur_mwh": np.where(has_iface[:, None] & settled, piP, np.nan).ravel(),
+            "interface_price_eur_mwh": np.where(priced_iface[:, None], piP, np.nan).ravel(),
         }
     )
+    return rows, operators
 
-    # ---------------------------------------------------------------- summary
+
+def _summary(inst: Instance, actors: pd.DataFrame, ms, bsp_rows, slack_pen, scheme: str, settled: bool) -> dict:
+    """Zero-sum check, revenue adequacy and totals (see module docstring)."""
+    ar, T, periods = inst.areas, inst.n_periods, inst.periods
     tper = _period_pos(inst, actors.period)
     residual = np.bincount(tper, actors.payment_eur.to_numpy(), minlength=T)
     scale = np.bincount(tper, actors.payment_eur.abs().to_numpy(), minlength=T)
     tol = ZERO_SUM_RTOL * np.maximum(scale, 1.0)
     adequacy = {}
-    for a in range(A):
+    for a in range(inst.n_areas):
         adequacy[ar.name[a]] = {
             "merchandising_surplus_eur": float(ms[a].sum()),
             "min_period_eur": float(ms[a].min()) if T else 0.0,
             "revenue_adequate": bool((ms[a] >= -tol).all()),
         }
     totals = actors.groupby("kind")["payment_eur"].sum()
-    summary = {
+    return {
         "scheme": scheme,
         "interface_settlement": settled,
         "totals_eur": {k: float(totals.get(k, 0.0)) for k in ACTOR_KINDS},
@@ -326,117 +355,52 @@ def settle(
         "zero_sum_residual_by_period_eur": {int(p): float(r) for p, r in zip(periods, residual)},
         "zero_sum_scale_eur": float(scale.max(initial=0.0)),
         "zero_sum_ok": bool((np.abs(residual) <= tol).all()),
-        "merchandising_surplus_eur": {ar.name[a]: float(ms[a].sum()) for a in range(A)},
+        "merchandising_surplus_eur": {ar.name[a]: float(ms[a].sum()) for a in range(inst.n_areas)},
         "revenue_adequacy": adequacy,
     }
+
+
+def settle(
+    inst: Instance,
+    tables: dict[str, pd.DataFrame],
+    opts: ModelOptions,
+    scheme: str,
+    *,
+    settles_at_interface: bool,
+    loc: pd.DataFrame | None = None,
+) -> dict:
+    """Settlement tables and summary (see module docstring).
+
+    Returns {"actors": DataFrame(actor, kind, area, period, payment_eur, cost_eur, profit_eur),
+             "operators": DataFrame(operator, period, merchandising_surplus_eur, interface_payment_eur,
+                                    merchandising_surplus_network_eur, slack_settlement_eur, slack_penalty_eur),
+             "summary": dict}.
+    `scheme` only labels the summary.  `settles_at_interface` says whether the interface exchange is paid at the
+    interface price (False: it is delivered free of charge).  `loc` (from `lost_opportunity_costs`) adds the
+    uplift to the summary.
+    """
+    settled = bool(settles_at_interface)
+    dt = opts.period_hours
+    is_d = inst.buses.is_dist[:, None]
+    bv = _bus_values(inst, tables["buses"])
+    bsp_rows, ord_p, ord_q = _bsp_rows(inst, tables, bv, dt)
+    brp_rows, P, Q = _brp_rows(inst, bv, opts)
+    slack_rows, slack_pay, slack_pen = _slack_rows(inst, bv, opts)
+    X, Y, piP, piQ, td, has_iface = _interfaces(inst, tables, bv.lam_p, bv.lam_q)
+    iface_pay = _interface_payments(inst, X, Y, piP, piQ, settled, dt)
+    # merchandising surplus, injection side
+    inj_p = ord_p + P + bv.sig_p
+    inj_q = np.where(is_d, ord_q + Q + bv.sig_q, 0.0)
+    ms = iface_pay - _by_operator(inst, (bv.lam_p * inj_p + bv.lam_q * inj_q) * dt)
+    # merchandising surplus, network side (outflows)
+    out_p, out_q = _network_outflows(inst, tables, bv, opts, X, Y, td)
+    ms_net = iface_pay - _by_operator(inst, (bv.lam_p * out_p + bv.lam_q * out_q) * dt)
+    op_rows, operators = _operator_tables(
+        inst, ms, ms_net, iface_pay, slack_pay, slack_pen, X, Y, piP, has_iface & settled
+    )
+    actors = pd.concat([bsp_rows, brp_rows, slack_rows, op_rows], ignore_index=True)
+    summary = _summary(inst, actors, ms, bsp_rows, slack_pen, scheme, settled)
     if loc is not None:
         summary["uplift_eur"] = float(loc["loc_eur"].sum()) if len(loc) else 0.0
         summary["uplift_by_area_eur"] = {str(k): float(v) for k, v in loc.groupby("area")["loc_eur"].sum().items()}
     return {"actors": actors, "operators": operators, "summary": summary}
-
-
-def cost_sharing(
-    inst: Instance, tables: dict[str, pd.DataFrame], x0: dict[str, np.ndarray], period_hours: float = 1.0
-) -> pd.DataFrame:
-    """TSO–DSO cost sharing of the activation cost in each DSO area (docs/model.md §8).
-
-    For every (area d, period t) of the `interfaces` table, with π = `interface_price_eur_mwh`, x = `export_mw`
-    and x^0 = `x0[d][t]` (the area's base-case exchange, docs/model.md §7, one value per period of `inst.periods`):
-
-        K_{d,t}   = Σ_{s∈d,t} π_s |p_s| Δ        activation cost of the area's own orders (`segments` table)
-        K^T_{d,t} = π_{d,t} (x_{d,t} − x^0_{d,t}) Δ   the parent's (TSO's) share: it pays for the change of exchange
-        K^D_{d,t} = K_{d,t} − K^T_{d,t}          the DSO's share (negative: the interface payment exceeds the cost)
-
-    An order belongs to the area of its bus; if that area has no row in the table (sub-DSOs merged into their
-    top-level DSO by a scheme), to its nearest ancestor that has one.  T orders are not shared.
-
-    Returns one row per (area, period): area, period, export_mw, base_export_mw, interface_price_eur_mwh,
-    K_eur, K_T_eur, K_D_eur, and the area totals over the periods repeated on each of its rows: K_area_eur,
-    K_T_area_eur, K_D_area_eur.  If `tables["participants"]` carries `loc_eur`, the uplift of the area's
-    D participants, uplift_area_eur, is split as |ΣK^T| : |ΣK^D| into uplift_T_eur and uplift_D_eur (all to
-    the DSO if both sums are 0).
-    """
-    ifc = tables["interfaces"]
-    ar = inst.areas
-    T = inst.n_periods
-    if len(ifc) == 0:
-        return pd.DataFrame(
-            columns=[
-                "area",
-                "period",
-                "export_mw",
-                "base_export_mw",
-                "interface_price_eur_mwh",
-                "K_eur",
-                "K_T_eur",
-                "K_D_eur",
-                "K_area_eur",
-                "K_T_area_eur",
-                "K_D_area_eur",
-            ]
-        )
-    ifc = ifc.sort_values(["area", "period"], kind="stable")
-    names = pd.unique(ifc["area"].astype(str))
-    name_pos = {n: k for k, n in enumerate(ar.name)}
-    unknown = [n for n in names if n not in name_pos]
-    if unknown:
-        raise KeyError(f"interfaces table names unknown area(s): {', '.join(unknown)}")
-    missing = [n for n in names if n not in x0]
-    if missing:
-        raise KeyError(f"no base-case exchange x0 for area(s): {', '.join(missing)}")
-    x0_grid = np.array([np.asarray(x0[n], float).reshape(-1) for n in names])
-    if x0_grid.shape != (len(names), T):
-        raise ValueError(f"x0 needs one value per period ({T}) for every area")
-    # instance area -> row block of the table (nearest ancestor with a row; -1 for the TSO)
-    block = np.full(len(ar), -1)
-    block[[name_pos[n] for n in names]] = np.arange(len(names))
-    for a in range(1, len(ar)):  # parents precede children
-        if block[a] < 0 and ar.parent[a] >= 0:
-            block[a] = block[ar.parent[a]]
-    block_of = {n: int(block[k]) for n, k in name_pos.items()}
-    row_area = ifc["area"].astype(str).map(block_of).to_numpy(int)
-    row_t = np.searchsorted(inst.periods, ifc["period"].to_numpy())
-    x = ifc["export_mw"].to_numpy(float)
-    pi = ifc["interface_price_eur_mwh"].to_numpy(float)
-    base = x0_grid[row_area, row_t]
-    # activation cost per (block, period)
-    K = np.zeros((len(names), T))
-    seg = tables.get("segments")
-    if seg is not None and len(seg):
-        sb = block[inst.buses.area[inst.bus_index(seg["node"].to_numpy())]]
-        st = np.searchsorted(inst.periods, seg["period"].to_numpy())
-        cost = seg["price_eur_mwh"].to_numpy(float) * np.abs(seg["accepted_mw"].to_numpy(float)) * period_hours
-        own = sb >= 0
-        np.add.at(K, (sb[own], st[own]), cost[own])
-    k = K[row_area, row_t]
-    k_t = pi * (x - base) * period_hours
-    out = pd.DataFrame(
-        {
-            "area": ifc["area"].astype(str).to_numpy(),
-            "period": ifc["period"].to_numpy(),
-            "export_mw": x,
-            "base_export_mw": base,
-            "interface_price_eur_mwh": pi,
-            "K_eur": k,
-            "K_T_eur": k_t,
-            "K_D_eur": k - k_t,
-        }
-    )
-    tot = {c: np.bincount(row_area, out[c].to_numpy(), minlength=len(names)) for c in ("K_eur", "K_T_eur", "K_D_eur")}
-    out["K_area_eur"] = tot["K_eur"][row_area]
-    out["K_T_area_eur"] = tot["K_T_eur"][row_area]
-    out["K_D_area_eur"] = tot["K_D_eur"][row_area]
-    part = tables.get("participants")
-    if part is not None and "loc_eur" in part and "area" in part:
-        d = part[(part["kind"] == "D")] if "kind" in part else part
-        pb = d["area"].astype(str).map(block_of).fillna(-1).to_numpy(int)  # -1: TSO or unknown area
-        loc = np.nan_to_num(d["loc_eur"].to_numpy(float))
-        ok = pb >= 0
-        uplift = np.bincount(pb[ok], loc[ok], minlength=len(names))
-        at, ad = np.abs(tot["K_T_eur"]), np.abs(tot["K_D_eur"])
-        denom = at + ad
-        share_t = np.divide(at, denom, out=np.zeros_like(at), where=denom > 0)
-        out["uplift_area_eur"] = uplift[row_area]
-        out["uplift_T_eur"] = (uplift * share_t)[row_area]
-        out["uplift_D_eur"] = out["uplift_area_eur"] - out["uplift_T_eur"]
-    return out.reset_index(drop=True)

@@ -1,0 +1,54 @@
+"""Incentives of a cleared dispatch (docs/model.md §8): lost opportunity costs and settlement, attached to a result.
+
+`attach_incentives` is the one entry point the schemes and `tdmarket.clear` use after extracting their tables.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..formulations.options import ModelOptions
+from ..model.instance import Instance
+from .opportunity import LOC_TOL_EUR, lost_opportunity_costs, uplift
+from .settlement import settle
+
+
+def incentive_summary(loc_df: pd.DataFrame, tol: float = LOC_TOL_EUR) -> dict:
+    """Headline numbers: uplift, participants with LOC > tol, the largest LOC and the solver gap."""
+    loc = loc_df["loc_eur"].to_numpy() if len(loc_df) else np.zeros(0)
+    by_kind = loc_df.groupby("kind")["loc_eur"].sum() if len(loc_df) else pd.Series(dtype=float)
+    return {
+        "uplift_eur": uplift(loc_df),
+        "participants": int(len(loc)),
+        "participants_with_loc": int((loc > tol).sum()),
+        "max_loc_eur": float(loc.max(initial=0.0)),
+        "uplift_t_eur": float(by_kind.get("T", 0.0)),
+        "uplift_d_eur": float(by_kind.get("D", 0.0)),
+        "min_raw_loc_eur": float(loc_df.attrs.get("min_raw_loc_eur", 0.0)),
+        "best_response_abs_gap_eur": loc_df.attrs.get("abs_gap_eur"),
+        "best_response_solver": loc_df.attrs.get("solver"),
+    }
+
+
+def attach_incentives(
+    inst: Instance,
+    tables: dict[str, pd.DataFrame],
+    summary: dict,
+    opts: ModelOptions,
+    scheme: str,
+    *,
+    settles_at_interface: bool,
+) -> None:
+    """Add LOC and settlement tables (`participants`, `settlement_actors`, `settlement_operators`) and the
+    summary keys `incentives` and `settlement` in place.
+
+    `scheme` only labels the settlement summary; `settles_at_interface` says whether the scheme pays the interface
+    exchange at the interface price (see `tdmarket.market.settlement`)."""
+    loc = lost_opportunity_costs(inst, tables, opts)
+    st = settle(inst, tables, opts, scheme, settles_at_interface=settles_at_interface, loc=loc)
+    tables["participants"] = loc
+    tables["settlement_actors"] = st["actors"]
+    tables["settlement_operators"] = st["operators"]
+    summary["incentives"] = incentive_summary(loc)
+    summary["settlement"] = st["summary"]
