@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from tdmarket.api import clear, gap_to
-from tdmarket.io.smartnet import read_instance
+from tdmarket.io import read
 
 DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "smartnet" / "italy-652"
 
@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("--skip-ray", action="store_true")
     args = ap.parse_args()
     t0 = time.perf_counter()
-    inst = read_instance(args.instance)
+    inst = read(args.instance)
     print(f"instance {inst.name}: {inst.n_areas - 1} DSO areas, load {time.perf_counter() - t0:.2f} s")
     res, wall2 = run(inst, args.relax, executor="process", workers=2)
     s = res.summary

@@ -38,9 +38,9 @@ def clear(instance, scheme: str = "centralized", *, incentives: bool = True, **o
 
     `incentives=False` skips the lost-opportunity-cost and settlement computation."""
     if not hasattr(instance, "buses"):
-        from .io.smartnet import read_instance
+        from .io import read
 
-        instance = read_instance(instance)
+        instance = read(instance)
     if scheme not in SCHEMES:
         raise InputError(f"unknown scheme {scheme!r} (available: {', '.join(SCHEMES)})")
     take = lambda *groups: {k: v for k, v in options.items() if any(k in g for g in groups)}

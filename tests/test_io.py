@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from tdmarket.errors import InputError
-from tdmarket.io import smartnet
-from tdmarket.io.smartnet import read_instance, write_instance
+from tdmarket.io import read
+from tdmarket.io.smartnet import write_instance
+from tdmarket.io.smartnet import writer as smartnet_writer
 from tdmarket.model.instance import BranchKind
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "smartnet"
@@ -118,7 +119,7 @@ def drop_line(stem: str, line: int) -> str:
 
 def read_error(folder: Path, **options) -> InputError:
     with pytest.raises(InputError) as info:
-        read_instance(folder, **options)
+        read(folder, **options)
     return info.value
 
 
@@ -165,7 +166,7 @@ def ids(inst, positions) -> list[int]:
 
 # =========================================================================================== the tiny case
 def test_tiny_case_reads_as_designed(tmp_path):
-    inst = read_instance(make_case(tmp_path))
+    inst = read(make_case(tmp_path))
     assert list(inst.periods) == [1, 2]
     assert list(inst.buses.id) == [1, 2, 3]
     assert list(inst.buses.is_dist) == [False, True, True]
@@ -193,24 +194,24 @@ def _shared(name: str) -> Path:
 
 @pytest.mark.parametrize("name", ["three-node", "italy-693"])
 def test_round_trip_shared_instances(tmp_path, name):
-    original = read_instance(_shared(name))
+    original = read(_shared(name))
     out = write_instance(original, tmp_path / "out")
-    again = read_instance(out)
+    again = read(out)
     assert_same_instance(original, again)
     assert again.warnings == []  # T half-plane/disc rows were dropped on the first read
 
 
 def test_round_trip_tiny_case(tmp_path):
-    original = read_instance(make_case(tmp_path))
-    again = read_instance(write_instance(original, tmp_path / "out"))
+    original = read(make_case(tmp_path))
+    again = read(write_instance(original, tmp_path / "out"))
     assert_same_instance(original, again)
 
 
 def test_round_trip_applies_base_mva_once(tmp_path):
     folder = make_case(tmp_path, GeneralParam="StartTime,EndTime,baseMVA\n1,2,10")
-    original = read_instance(folder)
+    original = read(folder)
     assert original.branches.r[1] == pytest.approx(0.001)
-    again = read_instance(write_instance(original, tmp_path / "out"))
+    again = read(write_instance(original, tmp_path / "out"))
     assert (tmp_path / "out" / "GeneralParam.csv").read_text() == "StartTime,EndTime,baseMVA\n1,2,1\n"
     assert_same_instance(original, again)
 
@@ -218,7 +219,7 @@ def test_round_trip_applies_base_mva_once(tmp_path):
 def test_written_files_are_canonical(tmp_path):
     dist = replace_line("DistributionNodes", 3, "3,0,0,0,0.01")  # unbounded voltage
     edges = replace_line("Edges", 3, "2,2,3,0.01,0.1,0.002,0,1,0")  # unrated
-    inst = read_instance(make_case(tmp_path, DistributionNodes=dist, Edges=edges))
+    inst = read(make_case(tmp_path, DistributionNodes=dist, Edges=edges))
     assert np.isinf(inst.buses.vsq_max[2]) and np.isinf(inst.branches.rating[1])
     out = write_instance(inst, tmp_path / "out")
     names = sorted(p.name for p in out.iterdir())
@@ -270,16 +271,16 @@ def test_written_files_are_canonical(tmp_path):
 
 
 def test_writer_keeps_full_float_precision(tmp_path):
-    inst = read_instance(make_case(tmp_path))
+    inst = read(make_case(tmp_path))
     inst.p_inj[2, 0] = 1 / 3
     inst.orders.segments.price[0] = 2.16e-07
-    again = read_instance(write_instance(inst, tmp_path / "out"))
+    again = read(write_instance(inst, tmp_path / "out"))
     assert again.p_inj[2, 0] == 1 / 3
     assert again.orders.segments.price[0] == 2.16e-07
 
 
 def test_writer_refuses_non_empty_folder_and_overwrites_on_request(tmp_path):
-    inst = read_instance(make_case(tmp_path))
+    inst = read(make_case(tmp_path))
     target = tmp_path / "out"
     target.mkdir()
     (target / "keep.txt").write_text("user data")
@@ -288,19 +289,19 @@ def test_writer_refuses_non_empty_folder_and_overwrites_on_request(tmp_path):
     assert (target / "keep.txt").read_text() == "user data"
     write_instance(inst, target, overwrite=True)
     assert not (target / "keep.txt").exists()
-    assert_same_instance(inst, read_instance(target))
+    assert_same_instance(inst, read(target))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["case", "out"]  # no temporary siblings left
 
 
 def test_writer_into_existing_empty_folder(tmp_path):
-    inst = read_instance(make_case(tmp_path))
+    inst = read(make_case(tmp_path))
     (tmp_path / "out").mkdir()
-    assert_same_instance(inst, read_instance(write_instance(inst, tmp_path / "out")))
+    assert_same_instance(inst, read(write_instance(inst, tmp_path / "out")))
 
 
 def test_writer_is_atomic_on_failure(tmp_path, monkeypatch):
-    inst = read_instance(make_case(tmp_path))
-    real = smartnet._write_csv
+    inst = read(make_case(tmp_path))
+    real = smartnet_writer._write_csv
     calls = []
 
     def failing(path, columns):
@@ -309,7 +310,7 @@ def test_writer_is_atomic_on_failure(tmp_path, monkeypatch):
             raise OSError("disk full")
         real(path, columns)
 
-    monkeypatch.setattr(smartnet, "_write_csv", failing)
+    monkeypatch.setattr(smartnet_writer, "_write_csv", failing)
     with pytest.raises(OSError, match="disk full"):
         write_instance(inst, tmp_path / "out")
     assert len(calls) == 3
@@ -317,7 +318,7 @@ def test_writer_is_atomic_on_failure(tmp_path, monkeypatch):
 
 
 def test_writer_leaves_out_boundary_buses(tmp_path):
-    inst = read_instance(make_case(tmp_path))
+    inst = read(make_case(tmp_path))
     dso = inst.area_instance(1)
     assert ids(dso, dso.buses.is_boundary) == [1]
     out = write_instance(dso, tmp_path / "out")
@@ -330,11 +331,11 @@ def test_writer_leaves_out_boundary_buses(tmp_path):
 # =========================================================================================== (b) quirks
 @pytest.mark.parametrize("eol", ["\r", "\r\n"])
 def test_line_endings_give_the_same_instance(tmp_path, eol):
-    lf = read_instance(make_case(tmp_path, name="lf", eol="\n"))
+    lf = read(make_case(tmp_path, name="lf", eol="\n"))
     other_folder = make_case(tmp_path, name="other", eol=eol)
     raw = (other_folder / "Bids.csv").read_bytes()
     assert raw.count(eol.encode()) == 7 and (eol == "\r\n" or b"\n" not in raw)
-    assert_same_instance(lf, read_instance(other_folder))
+    assert_same_instance(lf, read(other_folder))
 
 
 def test_error_rows_count_lines_the_same_with_cr_only(tmp_path):
@@ -343,10 +344,10 @@ def test_error_rows_count_lines_the_same_with_cr_only(tmp_path):
 
 
 def test_utf8_bom_is_stripped(tmp_path):
-    plain = read_instance(make_case(tmp_path, name="plain"))
+    plain = read(make_case(tmp_path, name="plain"))
     with_bom = make_case(tmp_path, name="bom", bom=True, eol="\r\n")
     assert (with_bom / "TransmissionNodes.csv").read_bytes().startswith(b"\xef\xbb\xbfID,")
-    assert_same_instance(plain, read_instance(with_bom))
+    assert_same_instance(plain, read(with_bom))
 
 
 def test_header_only_files_without_terminator_are_empty_tables(tmp_path):
@@ -356,7 +357,7 @@ def test_header_only_files_without_terminator_are_empty_tables(tmp_path):
         RampConstraints=b"\xef\xbb\xbfQtBids,QBid,RampConstr",
         MinDurationPairs=b"QtBids,QBid1,QBid2,Tau,ForTime\r",
     )
-    o = read_instance(folder).orders
+    o = read(folder).orders
     assert len(o.exclusive_group) == 0 and len(o.ramp_bid) == 0 and len(o.mindur_bid1) == 0
     assert len(o.hp_qtbid) == 1  # the other files are still read
 
@@ -364,7 +365,7 @@ def test_header_only_files_without_terminator_are_empty_tables(tmp_path):
 def test_scientific_notation(tmp_path):
     bids = replace_line("Bids", 7, "2,4,6,6E0,1,0,1.5E1,2.16E-07,15,0,1,0,0")
     bids = bids.replace("2,4,6,7,1,1,18,2,18,0,1,0,0", "2,4,6,7,1,2.16E-07,18,2e0,18,0,1,0,0")
-    inst = read_instance(make_case(tmp_path, Bids=bids))
+    inst = read(make_case(tmp_path, Bids=bids))
     s = inst.orders.segments
     assert list(s.id) == [1, 2, 3, 4, 5, 6, 7]
     assert s.hi[5] == 2.16e-07 and s.price[5] == 15.0
@@ -372,7 +373,7 @@ def test_scientific_notation(tmp_path):
 
 
 def test_optional_files_absent(tmp_path):
-    inst = read_instance(make_case(tmp_path, **{stem: None for stem in OPTIONAL}))
+    inst = read(make_case(tmp_path, **{stem: None for stem in OPTIONAL}))
     o = inst.orders
     for arr in (o.exclusive_group, o.ramp_bid, o.mindur_bid1, o.hp_qtbid, o.disc_bid):
         assert len(arr) == 0
@@ -381,7 +382,7 @@ def test_optional_files_absent(tmp_path):
 
 
 def test_flags_as_files_equal_flags_as_columns(tmp_path):
-    as_columns = read_instance(make_case(tmp_path, name="columns"))
+    as_columns = read(make_case(tmp_path, name="columns"))
     header = BIDS_HEADER.replace(",AlphaOmegaSet,NoNewAct", "")
     rows = [ln.rsplit(",", 2)[0] for ln in CASE["Bids"].split("\n")[1:]]
     folder = make_case(
@@ -391,7 +392,7 @@ def test_flags_as_files_equal_flags_as_columns(tmp_path):
         AlphaOmegaSet="\ufeffQtBids,QBid,forT\n2,3,1\n2,4,2",
         NoNewAct="QtBids,QBid,forT\n2,4,2",
     )
-    as_files = read_instance(folder)
+    as_files = read(folder)
     assert list(as_files.orders.bids.alpha_omega) == [False, False, True, True, False, False]
     assert_same_instance(as_columns, as_files)
 
@@ -399,21 +400,21 @@ def test_flags_as_files_equal_flags_as_columns(tmp_path):
 def test_bids_columns_win_over_flag_files(tmp_path):
     # three-node ships both; MODEL.md §2.1: the files are used only if Bids lacks the column
     folder = make_case(tmp_path, AlphaOmegaSet="QtBids,QBid,forT\n1,1,1", NoNewAct="QtBids,QBid,forT\n1,1,1")
-    assert list(read_instance(folder).orders.bids.alpha_omega) == [False, False, True, True, False, False]
+    assert list(read(folder).orders.bids.alpha_omega) == [False, False, True, True, False, False]
 
 
 def test_empty_order_book_is_valid(tmp_path):
     folder = make_case(tmp_path, Bids=BIDS_HEADER, **{stem: None for stem in OPTIONAL})
-    inst = read_instance(folder)
+    inst = read(folder)
     assert len(inst.orders.segments) == 0 and len(inst.orders.bids) == 0
-    again = read_instance(write_instance(inst, tmp_path / "out"))
+    again = read(write_instance(inst, tmp_path / "out"))
     assert_same_instance(inst, again)
 
 
 def test_empty_order_book_stats(tmp_path):
     from tdmarket.model.stats import format_stats, instance_stats
 
-    inst = read_instance(make_case(tmp_path, Bids=BIDS_HEADER, **{stem: None for stem in OPTIONAL}))
+    inst = read(make_case(tmp_path, Bids=BIDS_HEADER, **{stem: None for stem in OPTIONAL}))
     stats = instance_stats(inst)
     assert stats["orders"]["segments"] == 0 and stats["orders"]["price_range"] is None
     assert stats["injections"]["system_imbalance"] == [-1.2, -1.75]
@@ -428,14 +429,14 @@ def test_ratings_zero_and_huge_are_unrated(tmp_path):
         DistributionNodes=add_lines("DistributionNodes", "4,0.9,1.1,0,0", "5,0.9,1.1,0,0"),
         NetInjections=add_lines("NetInjections", "4,1,0,0", "4,2,0,0", "5,1,0,0", "5,2,0,0"),
     )
-    rating = read_instance(folder).branches.rating
+    rating = read(folder).branches.rating
     assert rating[0] == 5 and rating[1] == 0.5
     assert np.isinf(rating[2]) and np.isinf(rating[3])
 
 
 def test_negative_rating_accepted_as_unrated_with_research_option(tmp_path):
     folder = make_case(tmp_path, Edges=replace_line("Edges", 3, "2,2,3,0.01,0.1,0,-1,1,0"))
-    inst = read_instance(folder, nonpositive_rating_unlimited=True)
+    inst = read(folder, nonpositive_rating_unlimited=True)
     assert np.isinf(inst.branches.rating[1])
 
 
@@ -635,7 +636,7 @@ def feeder_case(tmp_path: Path, sub_areas: str | None) -> Path:
 
 
 def test_sub_area_file_creates_child_area(tmp_path):
-    inst = read_instance(feeder_case(tmp_path, "Edge,Area\n3,feeder-tail"))
+    inst = read(feeder_case(tmp_path, "Edge,Area\n3,feeder-tail"))
     ar, bu, br = inst.areas, inst.buses, inst.branches
     assert ar.name == ["TSO", "DSO-2", "feeder-tail"]
     assert list(ar.parent) == [-1, 0, 1]
@@ -652,7 +653,7 @@ def test_sub_area_file_creates_child_area(tmp_path):
 
 
 def test_nested_sub_areas(tmp_path):
-    inst = read_instance(feeder_case(tmp_path, "Edge,Area\n4,leaf\n3,tail"))  # deeper edge listed first
+    inst = read(feeder_case(tmp_path, "Edge,Area\n4,leaf\n3,tail"))  # deeper edge listed first
     ar = inst.areas
     assert ar.name == ["TSO", "DSO-2", "tail", "leaf"]
     assert list(ar.parent) == [-1, 0, 1, 2]
@@ -662,10 +663,10 @@ def test_nested_sub_areas(tmp_path):
 
 
 def test_sub_area_round_trip(tmp_path):
-    inst = read_instance(feeder_case(tmp_path, "Edge,Area\n4,leaf\n3,tail"))
+    inst = read(feeder_case(tmp_path, "Edge,Area\n4,leaf\n3,tail"))
     out = write_instance(inst, tmp_path / "out")
     assert (out / "SubAreas.csv").read_text().splitlines() == ["Edge,Area", "3,tail", "4,leaf"]
-    assert_same_instance(inst, read_instance(out))
+    assert_same_instance(inst, read(out))
 
 
 def test_sub_area_edge_must_be_distribution(tmp_path):
@@ -674,7 +675,7 @@ def test_sub_area_edge_must_be_distribution(tmp_path):
 
 
 def test_area_instance_of_dso_is_self_contained(tmp_path):
-    inst = read_instance(make_case(tmp_path))
+    inst = read(make_case(tmp_path))
     dso = inst.area_instance(1)
     assert ids(dso, slice(None)) == [1, 2, 3]
     assert list(dso.buses.is_boundary) == [True, False, False]
@@ -693,7 +694,7 @@ def test_area_instance_of_dso_is_self_contained(tmp_path):
 
 
 def test_area_instance_with_child_area(tmp_path):
-    inst = read_instance(feeder_case(tmp_path, "Edge,Area\n3,tail"))
+    inst = read(feeder_case(tmp_path, "Edge,Area\n3,tail"))
     dso = inst.area_instance(1)
     assert ids(dso, slice(None)) == [1, 2, 3, 4]
     assert list(dso.buses.is_boundary) == [True, False, False, True]  # T host and child root
