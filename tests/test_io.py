@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tdmarket import load as tdmarket_load
 from tdmarket.errors import InputError
-from tdmarket.io import read
+from tdmarket.io import read, smartnet
+from tdmarket.io.atomic import _umask, atomic_dir, atomic_file
 from tdmarket.io.smartnet import write_instance
 from tdmarket.io.smartnet import writer as smartnet_writer
 from tdmarket.model.instance import BranchKind
@@ -708,3 +710,85 @@ def test_area_instance_with_child_area(tmp_path):
     assert list(child.buses.is_boundary) == [True, False, False]
     assert list(child.orders.bids.qtbid) == [5]
     np.testing.assert_allclose(child.p_inj, [[0, 0], [-0.1, -0.1], [-0.05, -0.05]])
+
+
+# =========================================================================================== tdmarket.io.read
+def test_read_detects_the_smartnet_format(tmp_path):
+    from tdmarket import io as tio
+
+    folder = make_case(tmp_path)
+    assert tio.detect(folder) == "smartnet"
+    assert_same_instance(read(folder), read(folder, format="smartnet"))
+    assert tdmarket_load(folder).fingerprint() == read(folder).fingerprint()
+
+
+def test_read_falls_back_to_smartnet_errors_for_unrecognised_paths(tmp_path):
+    from tdmarket import io as tio
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert tio.detect(empty) == "smartnet"
+    assert_error(read_error(empty), "empty/GeneralParam.csv", None, None, "required file is missing")
+    err = read_error(tmp_path / "missing")
+    assert err.file == str(tmp_path / "missing") and "does not exist" in err.reason
+
+
+def test_read_rejects_an_unknown_format_listing_the_known_ones(tmp_path):
+    folder = make_case(tmp_path)
+    with pytest.raises(InputError) as info:
+        read(folder, format="matpower")
+    assert info.value.reason == "unknown input format 'matpower'; known formats: smartnet"
+    assert info.value.file == str(folder)
+
+
+def test_read_passes_options_to_the_parser(tmp_path):
+    folder = make_case(tmp_path, Edges=None, EdgesHard=CASE["Edges"])
+    assert_error(read_error(folder), "Edges.csv", None, None, "missing")
+    assert list(read(folder, edges_file="EdgesHard.csv").branches.id) == [1, 2]
+    with pytest.raises(TypeError):
+        read(folder, no_such_option=1)
+
+
+def test_parser_leaves_topology_and_checks_to_read(tmp_path):
+    folder = feeder_case(tmp_path, "Edge,Area\n4,leaf\n3,tail")
+    inst, splits = smartnet.parse(folder)
+    assert inst.areas.name == ["TSO"] and not inst.buses.area.any()
+    assert list(splits.edge) == [4, 3] and splits.name == ["leaf", "tail"]
+    assert inst.provenance["branches"].row.tolist() == [2, 3, 4, 5]
+    assert inst.warnings == []  # the T half-plane row is dropped (with its warning) by the checks
+    assert len(inst.orders.hp_qtbid) == 2
+
+
+def test_read_error_location_survives_a_corrected_table(tmp_path):
+    # the T half-plane row (line 3) is dropped; the provenance of the kept rows stays aligned
+    inst = read(make_case(tmp_path))
+    assert inst.provenance["half_planes"].row.tolist() == [2]
+
+
+# =========================================================================================== atomic writes
+def test_atomic_dir_replaces_or_leaves_the_target(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "new.txt").write_text("new")
+            raise RuntimeError("boom")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and (target / "old.txt").exists()
+    with atomic_dir(target) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert target.stat().st_mode & 0o777 == 0o777 & ~_umask()
+
+
+def test_atomic_file_replaces_or_leaves_the_file(tmp_path):
+    path = tmp_path / "sub" / "report.html"
+    with atomic_file(path) as tmp:
+        tmp.write_text("one")
+    assert path.read_text() == "one" and path.stat().st_mode & 0o777 == 0o666 & ~_umask()
+    with pytest.raises(RuntimeError):
+        with atomic_file(path) as tmp:
+            tmp.write_text("two")
+            raise RuntimeError("boom")
+    assert path.read_text() == "one" and [p.name for p in path.parent.iterdir()] == ["report.html"]
