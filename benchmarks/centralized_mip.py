@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tdmarket.formulations.clearing import ClearingProblem
 from tdmarket.formulations.options import ModelOptions
-from tdmarket.io.smartnet import read_instance
+from tdmarket.io import read
 from tdmarket.solvers.misocp import solve_misocp
 
 DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "smartnet" / "italy-652"
@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--time-limit", type=float, default=600.0)
     args = ap.parse_args()
     t0 = time.perf_counter()
-    inst = read_instance(args.instance)
+    inst = read(args.instance)
     t_load = time.perf_counter() - t0
     t1 = time.perf_counter()
     cp = ClearingProblem(inst, ModelOptions(integer=True))

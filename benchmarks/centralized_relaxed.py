@@ -4,7 +4,7 @@
                                                          [--runs 3] [--no-peer]
 
 Prints, for tdmarket:
-* ``load``    `read_instance` (parse + validate + build the Instance);
+* ``load``    `tdmarket.io.read` (parse + validate + build the Instance);
 * ``build``   `ClearingProblem` (relaxation (b): binaries in [0, 1], all logic kept) including the assembly
               of the final sparse arrays (`prog.A`, `prog.cone_A`); median of ``--runs`` builds;
 * ``solve``   `solve(prog)` (Clarabel for the SOCP, HiGHS for LinDistFlow), then the same check the scheme runs;
@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from tdmarket.cli import main as cli_main  # noqa: E402
 from tdmarket.formulations.clearing import ClearingProblem  # noqa: E402
 from tdmarket.formulations.options import ModelOptions  # noqa: E402
-from tdmarket.io.smartnet import read_instance  # noqa: E402
+from tdmarket.io import read  # noqa: E402
 from tdmarket.model.instance import BranchKind, Instance  # noqa: E402
 from tdmarket.reporting.writer import write_results  # noqa: E402
 from tdmarket.schemes.centralized import summarise  # noqa: E402
@@ -60,7 +60,7 @@ TARGET_RATIO = 10.0
 def run_ours(inst_path: Path, opts: ModelOptions, runs: int) -> dict:
     out: dict = {}
     t0 = time.perf_counter()
-    inst = read_instance(inst_path)
+    inst = read(inst_path)
     out["load"] = time.perf_counter() - t0
 
     builds = []

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from tdmarket.api import clear, gap_to
-from tdmarket.io.smartnet import read_instance
+from tdmarket.io import read as read_instance
 
 DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "smartnet" / "italy-652"
 

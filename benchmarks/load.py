@@ -3,10 +3,10 @@
     PYTHONPATH=. python benchmarks/load.py [FOLDER] [--runs 5] [--profile]
 
 Prints best and median wall time over the runs of
-* ``parse``: `read_table` of the CSV files `read_instance` reads (decode, line endings, split into string cells);
-* ``load``:  `read_instance` (parse + validate + build the columnar Instance);
+* ``parse``: `read_table` of the CSV files `tdmarket.io.read` reads (decode, line endings, split into string cells);
+* ``load``:  `tdmarket.io.read` (parse + validate + build the columnar Instance);
 * ``stats``: `instance_stats` on the loaded instance (what `tdmarket info` adds).
-With ``--profile``, one extra `read_instance` run under cProfile: its top 10 functions by cumulative time, then
+With ``--profile``, one extra `tdmarket.io.read` run under cProfile: its top 10 functions by cumulative time, then
 by own time.
 """
 
@@ -24,7 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tdmarket.io.smartnet import OPTIONAL_FILES, read_instance  # noqa: E402
+from tdmarket.io import read  # noqa: E402
+from tdmarket.io.smartnet import OPTIONAL_FILES  # noqa: E402
 from tdmarket.io.table import read_table  # noqa: E402
 from tdmarket.model.stats import instance_stats  # noqa: E402
 
@@ -63,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     csvs = [folder / n for n in names if (folder / n).is_file()]
     size_mb = sum(p.stat().st_size for p in csvs) / 1e6
 
-    inst = read_instance(folder)  # warm-up (imports, page cache); also validates once
+    inst = read(folder)  # warm-up (imports, page cache); also validates once
     parse = _times(lambda: [read_table(p, p.name) for p in csvs], args.runs)
-    load = _times(lambda: read_instance(folder), args.runs)
+    load = _times(lambda: read(folder), args.runs)
     stats = _times(lambda: instance_stats(inst), args.runs)
 
     print(
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()
-        read_instance(folder)
+        read(folder)
         prof.disable()
         buf = io.StringIO()
         pstats.Stats(prof, stream=buf).sort_stats("cumulative").print_stats(10)

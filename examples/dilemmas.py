@@ -33,7 +33,8 @@ import tdmarket
 from tdmarket.api import gap_to
 from tdmarket.examples import builtin_path
 from tdmarket.formulations.options import ModelOptions
-from tdmarket.io.smartnet import read_instance, write_instance
+from tdmarket.io import read
+from tdmarket.io.smartnet import write_instance
 from tdmarket.market.cost_sharing import cost_sharing
 from tdmarket.model.instance import Instance
 from tdmarket.operators.agents import DSO
@@ -51,13 +52,13 @@ CLEAR = {"executor": "inline", "gap": 1e-7}
 
 # ------------------------------------------------------------------------------------------------ instances
 def builtin() -> Instance:
-    return read_instance(builtin_path())
+    return read(builtin_path())
 
 
 def _through_folder(inst, name: str):
     """Write `inst` into a temporary SmartNet folder and read it back (validates the variant)."""
     with tempfile.TemporaryDirectory(prefix="tdmarket-dilemma-") as tmp:
-        return read_instance(write_instance(inst, pathlib.Path(tmp) / name))
+        return read(write_instance(inst, pathlib.Path(tmp) / name))
 
 
 def congested_variant(factor: float = LOAD_FACTOR, *, own_orders: bool = True):
@@ -84,7 +85,7 @@ def three_level_instance():
         folder = pathlib.Path(tmp) / "builtin-three-levels"
         shutil.copytree(builtin_path(), folder, ignore=shutil.ignore_patterns("README.md"))
         (folder / "SubAreas.csv").write_text(f"Edge,Area\n{LINE},{SUB_AREA}\n", encoding="utf-8")
-        return read_instance(folder)
+        return read(folder)
 
 
 # ------------------------------------------------------------------------------------------------ measures

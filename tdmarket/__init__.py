@@ -6,10 +6,10 @@ __version__ = "0.1.0"
 
 
 def load(path, **options):
-    """Read and validate a SmartNet instance folder; see `tdmarket.io.smartnet.read_instance`."""
-    from .io.smartnet import read_instance
+    """Read, build and check an instance (e.g. a SmartNet folder); see `tdmarket.io.read`."""
+    from .io import read
 
-    return read_instance(path, **options)
+    return read(path, **options)
 
 
 def clear(instance, scheme: str = "centralized", **options):

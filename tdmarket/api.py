@@ -31,9 +31,9 @@ def clear(instance, scheme: str = "centralized", *, incentives: bool = True, **o
     Options a scheme does not take are ignored (so one set of options can drive a comparison); unknown option
     names are an error.  `incentives=False` skips the lost-opportunity-cost and settlement computation."""
     if not hasattr(instance, "buses"):
-        from .io.smartnet import read_instance
+        from .io import read
 
-        instance = read_instance(instance)
+        instance = read(instance)
     spec = registry.get(scheme)
     unknown = set(options) - registry.ALL_OPTIONS
     if unknown:

@@ -24,9 +24,9 @@ def _instance_path(args) -> Path:
 
 
 def _load(args):
-    from .io.smartnet import read_instance
+    from .io import read
 
-    inst = read_instance(_instance_path(args), edges_file=getattr(args, "edges_file", "Edges.csv"))
+    inst = read(_instance_path(args), edges_file=getattr(args, "edges_file", "Edges.csv"))
     scale = getattr(args, "d_rating_scale", None)
     if scale is not None:
         if not scale > 0:

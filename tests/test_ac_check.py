@@ -15,7 +15,7 @@ pytest.importorskip("pandapower")
 from casebuilder import write_case  # noqa: E402
 
 import tdmarket  # noqa: E402
-from tdmarket.io.smartnet import read_instance  # noqa: E402
+from tdmarket.io import read  # noqa: E402
 from tdmarket.reporting.ac_check import COLUMNS, ac_check, ac_power_flow  # noqa: E402
 from tdmarket.schemes.centralized import clear_centralized  # noqa: E402
 
@@ -68,7 +68,7 @@ def _two_bus_case(folder, *, load=(-1.0, -0.5), r=0.01, x=0.02, rating=5.0, b=0.
     edges["B"] = np.where(edges["ID"] == 20, b, 0.0)
     edges["Tap"] = np.where(edges["ID"] == 20, tap, 1.0)
     edges.to_csv(folder / "Edges.csv", index=False)
-    return read_instance(folder)
+    return read(folder)
 
 
 def _shared(name: str) -> Path:
@@ -219,7 +219,7 @@ def test_zero_impedance_branch_is_fused_and_its_flow_recovered(tmp_path):
     edges = pd.read_csv(folder / "Edges.csv")
     edges["B"] = np.where(edges["ID"] == 20, 0.02, 0.0)
     edges.to_csv(folder / "Edges.csv", index=False)
-    inst = read_instance(folder)
+    inst = read(folder)
     res = clear_centralized(inst, relax=True, incentives=False)
     ac = ac_power_flow(inst, res.tables)
     row = ac["areas"].iloc[0]

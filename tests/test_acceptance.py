@@ -140,7 +140,7 @@ def test_real_solve_accepted_and_corrupted_copy_rejected():
 
 
 def test_clearing_rejects_an_optimal_status_with_a_corrupted_point(builtin, monkeypatch):
-    """A solver that reports OPTIMAL for a point off the balance rows makes the clearing fail (MODEL.md §3.3)."""
+    """A solver that reports OPTIMAL for a point off the balance rows makes the clearing fail (docs/model.md §3.3)."""
     real = centralized.solve
 
     def corrupt(prog, **kw):

@@ -31,7 +31,7 @@ import pytest
 from tdmarket.cli import main
 from tdmarket.formulations.clearing import ClearingProblem
 from tdmarket.formulations.options import ModelOptions
-from tdmarket.io.smartnet import read_instance
+from tdmarket.io import read
 from tdmarket.schemes.centralized import clear_centralized
 from tdmarket.solvers import SolveStatus, solve
 
@@ -195,7 +195,7 @@ def _value(frame: pd.DataFrame, column: str, **where) -> float:
 # ================================================================================================ three-node
 @pytest.fixture(scope="module")
 def three_node():
-    return read_instance(_instance_dir("three-node"))
+    return read(_instance_dir("three-node"))
 
 
 @pytest.fixture(scope="module")
@@ -297,13 +297,13 @@ def test_three_node_reference_a_lmp_finite_differences(three_node):
 # ================================================================================================ Italian sets
 @pytest.fixture(scope="module")
 def italy_693():
-    inst = read_instance(_instance_dir("italy-693"))
+    inst = read(_instance_dir("italy-693"))
     return Solved(inst, ModelOptions(integer=False))
 
 
 @pytest.fixture(scope="module")
 def italy_652():
-    inst = read_instance(_instance_dir("italy-652"))
+    inst = read(_instance_dir("italy-652"))
     return Solved(inst, ModelOptions(integer=False))
 
 
@@ -455,7 +455,7 @@ def exact_feeder() -> dict[str, float]:
 
 
 def test_feeder_socp_matches_exact_ac(tmp_path):
-    inst = read_instance(write_feeder(tmp_path / "feeder"))
+    inst = read(write_feeder(tmp_path / "feeder"))
     ex = exact_feeder()
     # the reference satisfies the DistFlow equations exactly (ℓ ≈ 1.303 > |S_load|² = 1.25: losses feed back)
     assert ex["ell"] == pytest.approx((ex["Pe"] ** 2 + ex["Qe"] ** 2) / 1.0, abs=1e-13)
@@ -482,7 +482,7 @@ def test_feeder_socp_matches_exact_ac(tmp_path):
 
 
 def test_feeder_lindistflow_is_linear_and_lossless(tmp_path):
-    inst = read_instance(write_feeder(tmp_path / "feeder"))
+    inst = read(write_feeder(tmp_path / "feeder"))
     res = clear_centralized(inst, relax=True, dist_model="lindistflow")
     t = res.tables
     line = t["lines"].query("edge == 2")

@@ -26,7 +26,7 @@ from casebuilder import single_node_case, write_case  # noqa: E402
 from tdmarket.examples import builtin_path  # noqa: E402
 from tdmarket.formulations.options import ModelOptions  # noqa: E402
 from tdmarket.formulations.orders import OrderBlock  # noqa: E402
-from tdmarket.io.smartnet import read_instance  # noqa: E402
+from tdmarket.io import read  # noqa: E402
 from tdmarket.market.opportunity import lost_opportunity_costs, uplift  # noqa: E402
 from tdmarket.market.participants import participant_frame, participants  # noqa: E402
 from tdmarket.market.settlement import settle  # noqa: E402
@@ -97,7 +97,7 @@ def test_participants_are_closed_under_exclusive_groups(tmp_path):
     """
     bids = [S(q, 1, 0, 10, 10 + q, xlb=1) for q in range(1, 7)]
     folder = single_node_case(tmp_path / "p", {1: -5}, bids, exclusive=[(7, 1), (7, 2), (8, 2), (8, 3), (9, 5)])
-    inst = read_instance(folder)
+    inst = read(folder)
     assert participants(inst).tolist() == [0, 0, 0, 1, 2, 3]
     frame = participant_frame(inst)
     assert frame.qtbids.tolist() == ["1;2;3", "4", "5", "6"]
@@ -106,12 +106,12 @@ def test_participants_are_closed_under_exclusive_groups(tmp_path):
 
     # without groups every QtBid is alone
     folder = single_node_case(tmp_path / "q", {1: -5}, bids)
-    assert participants(read_instance(folder)).tolist() == [0, 1, 2, 3, 4, 5]
+    assert participants(read(folder)).tolist() == [0, 1, 2, 3, 4, 5]
 
 
 def test_participants_on_builtin_example():
     """The built-in example has exclusive groups {5, 6} and {16, 17}: 18 QtBids form 16 participants."""
-    inst = read_instance(builtin_path())
+    inst = read(builtin_path())
     frame = participant_frame(inst)
     assert len(np.unique(inst.orders.bids.qtbid)) == 18
     assert len(frame) == 16
@@ -139,7 +139,7 @@ def ramp_case(folder):
 
 
 def test_divisible_only_has_zero_loc(tmp_path):
-    res = clear_centralized(read_instance(ramp_case(tmp_path / "r")))
+    res = clear_centralized(read(ramp_case(tmp_path / "r")))
     assert res.summary["cost"]["total_cost_eur"] == pytest.approx(430.0, abs=TOL)
     assert [lmp(res, t=t) for t in (1, 2, 3)] == pytest.approx([-20.0, 40.0, 10.0], abs=TOL)
     assert loc_of(res, "9").profit_cleared_eur == pytest.approx(150.0, abs=TOL)
@@ -156,7 +156,7 @@ def test_divisible_three_node_has_zero_loc():
     """three-node (docs/model.md §11, reference B): three divisible orders, conic distribution model.  The prices
     λ = 15, 15, 10 support the dispatch p = (0, 0.515877, 0.686623): order 1 (@20) is out of the money at 15,
     orders 2 (@15) and 3 (@10) are marginal — every profit and LOC is 0."""
-    res = clear_centralized(read_instance(_instance_dir("three-node")))
+    res = clear_centralized(read(_instance_dir("three-node")))
     p = res.tables["participants"]
     assert p.qtbids.tolist() == ["1", "2", "3"]
     assert p.profit_cleared_eur.abs().max() <= 1e-6
@@ -180,7 +180,7 @@ def aon_case(folder):
 
 
 def test_aon_out_of_the_money_has_loc(tmp_path):
-    res = clear_centralized(read_instance(aon_case(tmp_path / "a")))
+    res = clear_centralized(read(aon_case(tmp_path / "a")))
     assert res.summary["cost"]["total_cost_eur"] == pytest.approx(580.0, abs=TOL)
     assert lmp(res) == pytest.approx(40.0, abs=TOL)
     aon = loc_of(res, "1")
@@ -204,11 +204,11 @@ def test_aon_out_of_the_money_has_loc(tmp_path):
     # relaxed clearing (ξ of the AON in [0, 1]): QtBid 2 gives all 5 MW, the AON 0.7 (7 MW) at 200 + 350 = 550 €,
     # λ = 50 set by the AON.  Profits: QtBid 2 (50 − 40)·5 = 50, AON (50 − 50)·7 = 0: both are best responses
     # over the relaxed order sets, and over the integral ones too (all-or-nothing at 50 earns 0 either way).
-    rel = clear_centralized(read_instance(aon_case(tmp_path / "b")), relax=True)
+    rel = clear_centralized(read(aon_case(tmp_path / "b")), relax=True)
     assert rel.summary["cost"]["total_cost_eur"] == pytest.approx(550.0, abs=TOL)
     assert lmp(rel) == pytest.approx(50.0, abs=TOL)
     assert rel.tables["participants"].loc_eur.max() <= TOL
-    inst = read_instance(aon_case(tmp_path / "b"))
+    inst = read(aon_case(tmp_path / "b"))
     loc = lost_opportunity_costs(inst, rel.tables, ModelOptions(integer=False), integer=True)
     assert loc.attrs["integer"] is True
     assert loc.set_index("qtbids").loc["2", "profit_best_eur"] == pytest.approx(50.0, abs=TOL)
@@ -238,7 +238,7 @@ def block_case(folder):
 
 
 def test_start_stop_block_out_of_the_money_has_loc(tmp_path):
-    res = clear_centralized(read_instance(block_case(tmp_path / "b")))
+    res = clear_centralized(read(block_case(tmp_path / "b")))
     assert res.summary["cost"]["total_cost_eur"] == pytest.approx(1280.0, abs=TOL)
     assert [lmp(res, t=t) for t in (1, 2, 3)] == pytest.approx([30.0] * 3, abs=TOL)
     blk = loc_of(res, "5")
@@ -263,7 +263,7 @@ def test_exclusive_group_is_one_participant(tmp_path):
     (both would earn 200 + 150 = 350 €): LOC 0.  Were QtBid 2 a participant of its own, its LOC would be 150 €.
     """
     bids = [S(1, 1, 0, 10, 20, xlb=1), S(2, 1, 0, 10, 25, xlb=1), S(3, 1, 0, 5, 40), S(4, 1, 0, 30, 100)]
-    res = clear_centralized(read_instance(single_node_case(tmp_path / "g", {1: -12}, bids, exclusive=[(7, 1), (7, 2)])))
+    res = clear_centralized(read(single_node_case(tmp_path / "g", {1: -12}, bids, exclusive=[(7, 1), (7, 2)])))
     assert res.summary["cost"]["total_cost_eur"] == pytest.approx(280.0, abs=TOL)
     assert lmp(res) == pytest.approx(40.0, abs=TOL)
     grp = loc_of(res, "1;2")
@@ -275,7 +275,7 @@ def test_exclusive_group_is_one_participant(tmp_path):
 
 
 def test_incentives_switch_off(tmp_path):
-    res = clear_centralized(read_instance(aon_case(tmp_path / "a")), incentives=False)
+    res = clear_centralized(read(aon_case(tmp_path / "a")), incentives=False)
     assert "participants" not in res.tables and "incentives" not in res.summary
     assert "settlement" not in res.summary
 
@@ -295,7 +295,7 @@ def test_congested_line_surplus_goes_to_tso(tmp_path):
         injections={(2, 1): (-10, 0)},
         bids=[S(1, 1, 0, 20, 10, node=1), S(2, 1, 0, 20, 30, node=2)],
     )
-    res = clear_centralized(read_instance(folder))
+    res = clear_centralized(read(folder))
     assert [lmp(res, node=1), lmp(res, node=2)] == pytest.approx([10.0, 30.0], abs=TOL)
     assert actor_payment(res, "tso") == pytest.approx(100.0, abs=TOL)
     assert operator_value(res, "TSO", "merchandising_surplus_eur") == pytest.approx(100.0, abs=TOL)
@@ -320,7 +320,7 @@ def test_three_node_settlement():
     * BRP at node 1 pays 15, BRP at node 3 pays 10·0.2 + 1.290994·0.1 = 2.1291 €.
     `shared-balancing` settles no interface: the TSO keeps 15 €, the DSO's surplus drops by 15 €.
     """
-    inst = read_instance(_instance_dir("three-node"))
+    inst = read(_instance_dir("three-node"))
     res = clear_centralized(inst)
     assert operator_value(res, "TSO", "merchandising_surplus_eur") == pytest.approx(0.0, abs=1e-6)
     assert operator_value(res, "DSO-2", "merchandising_surplus_eur") == pytest.approx(2.52471, abs=1e-3)
@@ -344,7 +344,7 @@ def test_three_node_settlement():
 
 @pytest.fixture(scope="module")
 def italy_relaxed():
-    inst = read_instance(_instance_dir("italy-693"))
+    inst = read(_instance_dir("italy-693"))
     return inst, clear_centralized(inst, relax=True)
 
 
@@ -398,7 +398,7 @@ def test_italy693_relaxed_zero_sum_and_surplus(italy_relaxed):
 
 
 def test_builtin_zero_sum_both_schemes():
-    inst = read_instance(builtin_path())
+    inst = read(builtin_path())
     res = clear_centralized(inst)
     assert_zero_sum(res, tol=ZERO_SUM_TOL)
     st = settle(inst, res.tables, ModelOptions(), "no-coordination", settles_at_interface=False)
@@ -416,8 +416,8 @@ def test_sub_dso_settlement_splits_parent_surplus(tmp_path):
     folder = tmp_path / "case"
     shutil.copytree(builtin_path(), folder)
     (folder / "SubAreas.csv").write_text("Edge,Area\n22,DSO-203\n")
-    split = clear_centralized(read_instance(folder), relax=True)
-    whole = clear_centralized(read_instance(builtin_path()), relax=True)
+    split = clear_centralized(read(folder), relax=True)
+    whole = clear_centralized(read(builtin_path()), relax=True)
     ms_s = split.summary["settlement"]["merchandising_surplus_eur"]
     ms_w = whole.summary["settlement"]["merchandising_surplus_eur"]
     assert set(ms_s) == set(ms_w) | {"DSO-203"}
@@ -471,7 +471,7 @@ def _independent_best(inst, tables, opts) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def italy_integer():
-    inst = read_instance(_instance_dir("italy-693"))
+    inst = read(_instance_dir("italy-693"))
     return inst, clear_centralized(inst)
 
 

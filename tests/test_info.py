@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tdmarket.cli import main
-from tdmarket.io.smartnet import read_instance
+from tdmarket.io import read
 from tdmarket.model.stats import format_stats, instance_stats
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "smartnet"
@@ -23,7 +23,7 @@ DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "smartnet"
 def _load(name: str):
     if not (DATA / name).is_dir():
         pytest.skip("shared SmartNet data not found at ../shared/smartnet")
-    inst = read_instance(DATA / name)
+    inst = read(DATA / name)
     return inst, instance_stats(inst)
 
 

@@ -13,9 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tdmarket import load as tdmarket_load
 from tdmarket.errors import InputError
-from tdmarket.io import smartnet
-from tdmarket.io.smartnet import read_instance, write_instance
+from tdmarket.io import read, smartnet
+from tdmarket.io.atomic import _umask, atomic_dir, atomic_file
+from tdmarket.io.smartnet import write_instance
+from tdmarket.io.smartnet import writer as smartnet_writer
 from tdmarket.model.instance import BranchKind
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "smartnet"
@@ -118,7 +121,7 @@ def drop_line(stem: str, line: int) -> str:
 
 def read_error(folder: Path, **options) -> InputError:
     with pytest.raises(InputError) as info:
-        read_instance(folder, **options)
+        read(folder, **options)
     return info.value
 
 
@@ -165,7 +168,7 @@ def ids(inst, positions) -> list[int]:
 
 # =========================================================================================== the tiny case
 def test_tiny_case_reads_as_designed(tmp_path):
-    inst = read_instance(make_case(tmp_path))
+    inst = read(make_case(tmp_path))
     assert list(inst.periods) == [1, 2]
     assert list(inst.buses.id) == [1, 2, 3]
     assert list(inst.buses.is_dist) == [False, True, True]
@@ -193,24 +196,24 @@ def _shared(name: str) -> Path:
 
 @pytest.mark.parametrize("name", ["three-node", "italy-693"])
 def test_round_trip_shared_instances(tmp_path, name):
-    original = read_instance(_shared(name))
+    original = read(_shared(name))
     out = write_instance(original, tmp_path / "out")
-    again = read_instance(out)
+    again = read(out)
     assert_same_instance(original, again)
     assert again.warnings == []  # T half-plane/disc rows were dropped on the first read
 
 
 def test_round_trip_tiny_case(tmp_path):
-    original = read_instance(make_case(tmp_path))
-    again = read_instance(write_instance(original, tmp_path / "out"))
+    original = read(make_case(tmp_path))
+    again = read(write_instance(original, tmp_path / "out"))
     assert_same_instance(original, again)
 
 
 def test_round_trip_applies_base_mva_once(tmp_path):
     folder = make_case(tmp_path, GeneralParam="StartTime,EndTime,baseMVA\n1,2,10")
-    original = read_instance(folder)
+    original = read(folder)
     assert original.branches.r[1] == pytest.approx(0.001)
-    again = read_instance(write_instance(original, tmp_path / "out"))
+    again = read(write_instance(original, tmp_path / "out"))
     assert (tmp_path / "out" / "GeneralParam.csv").read_text() == "StartTime,EndTime,baseMVA\n1,2,1\n"
     assert_same_instance(original, again)
 
@@ -218,7 +221,7 @@ def test_round_trip_applies_base_mva_once(tmp_path):
 def test_written_files_are_canonical(tmp_path):
     dist = replace_line("DistributionNodes", 3, "3,0,0,0,0.01")  # unbounded voltage
     edges = replace_line("Edges", 3, "2,2,3,0.01,0.1,0.002,0,1,0")  # unrated
-    inst = read_instance(make_case(tmp_path, DistributionNodes=dist, Edges=edges))
+    inst = read(make_case(tmp_path, DistributionNodes=dist, Edges=edges))
     assert np.isinf(inst.buses.vsq_max[2]) and np.isinf(inst.branches.rating[1])
     out = write_instance(inst, tmp_path / "out")
     names = sorted(p.name for p in out.iterdir())
@@ -270,16 +273,16 @@ def test_written_files_are_canonical(tmp_path):
 
 
 def test_writer_keeps_full_float_precision(tmp_path):
-    inst = read_instance(make_case(tmp_path))
+    inst = read(make_case(tmp_path))
     inst.p_inj[2, 0] = 1 / 3
     inst.orders.segments.price[0] = 2.16e-07
-    again = read_instance(write_instance(inst, tmp_path / "out"))
+    again = read(write_instance(inst, tmp_path / "out"))
     assert again.p_inj[2, 0] == 1 / 3
     assert again.orders.segments.price[0] == 2.16e-07
 
 
 def test_writer_refuses_non_empty_folder_and_overwrites_on_request(tmp_path):
-    inst = read_instance(make_case(tmp_path))
+    inst = read(make_case(tmp_path))
     target = tmp_path / "out"
     target.mkdir()
     (target / "keep.txt").write_text("user data")
@@ -288,19 +291,19 @@ def test_writer_refuses_non_empty_folder_and_overwrites_on_request(tmp_path):
     assert (target / "keep.txt").read_text() == "user data"
     write_instance(inst, target, overwrite=True)
     assert not (target / "keep.txt").exists()
-    assert_same_instance(inst, read_instance(target))
+    assert_same_instance(inst, read(target))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["case", "out"]  # no temporary siblings left
 
 
 def test_writer_into_existing_empty_folder(tmp_path):
-    inst = read_instance(make_case(tmp_path))
+    inst = read(make_case(tmp_path))
     (tmp_path / "out").mkdir()
-    assert_same_instance(inst, read_instance(write_instance(inst, tmp_path / "out")))
+    assert_same_instance(inst, read(write_instance(inst, tmp_path / "out")))
 
 
 def test_writer_is_atomic_on_failure(tmp_path, monkeypatch):
-    inst = read_instance(make_case(tmp_path))
-    real = smartnet._write_csv
+    inst = read(make_case(tmp_path))
+    real = smartnet_writer._write_csv
     calls = []
 
     def failing(path, columns):
@@ -309,7 +312,7 @@ def test_writer_is_atomic_on_failure(tmp_path, monkeypatch):
             raise OSError("disk full")
         real(path, columns)
 
-    monkeypatch.setattr(smartnet, "_write_csv", failing)
+    monkeypatch.setattr(smartnet_writer, "_write_csv", failing)
     with pytest.raises(OSError, match="disk full"):
         write_instance(inst, tmp_path / "out")
     assert len(calls) == 3
@@ -317,7 +320,7 @@ def test_writer_is_atomic_on_failure(tmp_path, monkeypatch):
 
 
 def test_writer_leaves_out_boundary_buses(tmp_path):
-    inst = read_instance(make_case(tmp_path))
+    inst = read(make_case(tmp_path))
     dso = inst.area_instance(1)
     assert ids(dso, dso.buses.is_boundary) == [1]
     out = write_instance(dso, tmp_path / "out")
@@ -330,11 +333,11 @@ def test_writer_leaves_out_boundary_buses(tmp_path):
 # =========================================================================================== (b) quirks
 @pytest.mark.parametrize("eol", ["\r", "\r\n"])
 def test_line_endings_give_the_same_instance(tmp_path, eol):
-    lf = read_instance(make_case(tmp_path, name="lf", eol="\n"))
+    lf = read(make_case(tmp_path, name="lf", eol="\n"))
     other_folder = make_case(tmp_path, name="other", eol=eol)
     raw = (other_folder / "Bids.csv").read_bytes()
     assert raw.count(eol.encode()) == 7 and (eol == "\r\n" or b"\n" not in raw)
-    assert_same_instance(lf, read_instance(other_folder))
+    assert_same_instance(lf, read(other_folder))
 
 
 def test_error_rows_count_lines_the_same_with_cr_only(tmp_path):
@@ -343,10 +346,10 @@ def test_error_rows_count_lines_the_same_with_cr_only(tmp_path):
 
 
 def test_utf8_bom_is_stripped(tmp_path):
-    plain = read_instance(make_case(tmp_path, name="plain"))
+    plain = read(make_case(tmp_path, name="plain"))
     with_bom = make_case(tmp_path, name="bom", bom=True, eol="\r\n")
     assert (with_bom / "TransmissionNodes.csv").read_bytes().startswith(b"\xef\xbb\xbfID,")
-    assert_same_instance(plain, read_instance(with_bom))
+    assert_same_instance(plain, read(with_bom))
 
 
 def test_header_only_files_without_terminator_are_empty_tables(tmp_path):
@@ -356,7 +359,7 @@ def test_header_only_files_without_terminator_are_empty_tables(tmp_path):
         RampConstraints=b"\xef\xbb\xbfQtBids,QBid,RampConstr",
         MinDurationPairs=b"QtBids,QBid1,QBid2,Tau,ForTime\r",
     )
-    o = read_instance(folder).orders
+    o = read(folder).orders
     assert len(o.exclusive_group) == 0 and len(o.ramp_bid) == 0 and len(o.mindur_bid1) == 0
     assert len(o.hp_qtbid) == 1  # the other files are still read
 
@@ -364,7 +367,7 @@ def test_header_only_files_without_terminator_are_empty_tables(tmp_path):
 def test_scientific_notation(tmp_path):
     bids = replace_line("Bids", 7, "2,4,6,6E0,1,0,1.5E1,2.16E-07,15,0,1,0,0")
     bids = bids.replace("2,4,6,7,1,1,18,2,18,0,1,0,0", "2,4,6,7,1,2.16E-07,18,2e0,18,0,1,0,0")
-    inst = read_instance(make_case(tmp_path, Bids=bids))
+    inst = read(make_case(tmp_path, Bids=bids))
     s = inst.orders.segments
     assert list(s.id) == [1, 2, 3, 4, 5, 6, 7]
     assert s.hi[5] == 2.16e-07 and s.price[5] == 15.0
@@ -372,7 +375,7 @@ def test_scientific_notation(tmp_path):
 
 
 def test_optional_files_absent(tmp_path):
-    inst = read_instance(make_case(tmp_path, **{stem: None for stem in OPTIONAL}))
+    inst = read(make_case(tmp_path, **{stem: None for stem in OPTIONAL}))
     o = inst.orders
     for arr in (o.exclusive_group, o.ramp_bid, o.mindur_bid1, o.hp_qtbid, o.disc_bid):
         assert len(arr) == 0
@@ -381,7 +384,7 @@ def test_optional_files_absent(tmp_path):
 
 
 def test_flags_as_files_equal_flags_as_columns(tmp_path):
-    as_columns = read_instance(make_case(tmp_path, name="columns"))
+    as_columns = read(make_case(tmp_path, name="columns"))
     header = BIDS_HEADER.replace(",AlphaOmegaSet,NoNewAct", "")
     rows = [ln.rsplit(",", 2)[0] for ln in CASE["Bids"].split("\n")[1:]]
     folder = make_case(
@@ -391,7 +394,7 @@ def test_flags_as_files_equal_flags_as_columns(tmp_path):
         AlphaOmegaSet="\ufeffQtBids,QBid,forT\n2,3,1\n2,4,2",
         NoNewAct="QtBids,QBid,forT\n2,4,2",
     )
-    as_files = read_instance(folder)
+    as_files = read(folder)
     assert list(as_files.orders.bids.alpha_omega) == [False, False, True, True, False, False]
     assert_same_instance(as_columns, as_files)
 
@@ -399,21 +402,21 @@ def test_flags_as_files_equal_flags_as_columns(tmp_path):
 def test_bids_columns_win_over_flag_files(tmp_path):
     # three-node ships both; docs/model.md §2.1: the files are used only if Bids lacks the column
     folder = make_case(tmp_path, AlphaOmegaSet="QtBids,QBid,forT\n1,1,1", NoNewAct="QtBids,QBid,forT\n1,1,1")
-    assert list(read_instance(folder).orders.bids.alpha_omega) == [False, False, True, True, False, False]
+    assert list(read(folder).orders.bids.alpha_omega) == [False, False, True, True, False, False]
 
 
 def test_empty_order_book_is_valid(tmp_path):
     folder = make_case(tmp_path, Bids=BIDS_HEADER, **{stem: None for stem in OPTIONAL})
-    inst = read_instance(folder)
+    inst = read(folder)
     assert len(inst.orders.segments) == 0 and len(inst.orders.bids) == 0
-    again = read_instance(write_instance(inst, tmp_path / "out"))
+    again = read(write_instance(inst, tmp_path / "out"))
     assert_same_instance(inst, again)
 
 
 def test_empty_order_book_stats(tmp_path):
     from tdmarket.model.stats import format_stats, instance_stats
 
-    inst = read_instance(make_case(tmp_path, Bids=BIDS_HEADER, **{stem: None for stem in OPTIONAL}))
+    inst = read(make_case(tmp_path, Bids=BIDS_HEADER, **{stem: None for stem in OPTIONAL}))
     stats = instance_stats(inst)
     assert stats["orders"]["segments"] == 0 and stats["orders"]["price_range"] is None
     assert stats["injections"]["system_imbalance"] == [-1.2, -1.75]
@@ -428,14 +431,14 @@ def test_ratings_zero_and_huge_are_unrated(tmp_path):
         DistributionNodes=add_lines("DistributionNodes", "4,0.9,1.1,0,0", "5,0.9,1.1,0,0"),
         NetInjections=add_lines("NetInjections", "4,1,0,0", "4,2,0,0", "5,1,0,0", "5,2,0,0"),
     )
-    rating = read_instance(folder).branches.rating
+    rating = read(folder).branches.rating
     assert rating[0] == 5 and rating[1] == 0.5
     assert np.isinf(rating[2]) and np.isinf(rating[3])
 
 
 def test_negative_rating_accepted_as_unrated_with_research_option(tmp_path):
     folder = make_case(tmp_path, Edges=replace_line("Edges", 3, "2,2,3,0.01,0.1,0,-1,1,0"))
-    inst = read_instance(folder, nonpositive_rating_unlimited=True)
+    inst = read(folder, nonpositive_rating_unlimited=True)
     assert np.isinf(inst.branches.rating[1])
 
 
@@ -635,7 +638,7 @@ def feeder_case(tmp_path: Path, sub_areas: str | None) -> Path:
 
 
 def test_sub_area_file_creates_child_area(tmp_path):
-    inst = read_instance(feeder_case(tmp_path, "Edge,Area\n3,feeder-tail"))
+    inst = read(feeder_case(tmp_path, "Edge,Area\n3,feeder-tail"))
     ar, bu, br = inst.areas, inst.buses, inst.branches
     assert ar.name == ["TSO", "DSO-2", "feeder-tail"]
     assert list(ar.parent) == [-1, 0, 1]
@@ -652,7 +655,7 @@ def test_sub_area_file_creates_child_area(tmp_path):
 
 
 def test_nested_sub_areas(tmp_path):
-    inst = read_instance(feeder_case(tmp_path, "Edge,Area\n4,leaf\n3,tail"))  # deeper edge listed first
+    inst = read(feeder_case(tmp_path, "Edge,Area\n4,leaf\n3,tail"))  # deeper edge listed first
     ar = inst.areas
     assert ar.name == ["TSO", "DSO-2", "tail", "leaf"]
     assert list(ar.parent) == [-1, 0, 1, 2]
@@ -662,10 +665,10 @@ def test_nested_sub_areas(tmp_path):
 
 
 def test_sub_area_round_trip(tmp_path):
-    inst = read_instance(feeder_case(tmp_path, "Edge,Area\n4,leaf\n3,tail"))
+    inst = read(feeder_case(tmp_path, "Edge,Area\n4,leaf\n3,tail"))
     out = write_instance(inst, tmp_path / "out")
     assert (out / "SubAreas.csv").read_text().splitlines() == ["Edge,Area", "3,tail", "4,leaf"]
-    assert_same_instance(inst, read_instance(out))
+    assert_same_instance(inst, read(out))
 
 
 def test_sub_area_edge_must_be_distribution(tmp_path):
@@ -674,7 +677,7 @@ def test_sub_area_edge_must_be_distribution(tmp_path):
 
 
 def test_area_instance_of_dso_is_self_contained(tmp_path):
-    inst = read_instance(make_case(tmp_path))
+    inst = read(make_case(tmp_path))
     dso = inst.area_instance(1)
     assert ids(dso, slice(None)) == [1, 2, 3]
     assert list(dso.buses.is_boundary) == [True, False, False]
@@ -693,7 +696,7 @@ def test_area_instance_of_dso_is_self_contained(tmp_path):
 
 
 def test_area_instance_with_child_area(tmp_path):
-    inst = read_instance(feeder_case(tmp_path, "Edge,Area\n3,tail"))
+    inst = read(feeder_case(tmp_path, "Edge,Area\n3,tail"))
     dso = inst.area_instance(1)
     assert ids(dso, slice(None)) == [1, 2, 3, 4]
     assert list(dso.buses.is_boundary) == [True, False, False, True]  # T host and child root
@@ -707,3 +710,85 @@ def test_area_instance_with_child_area(tmp_path):
     assert list(child.buses.is_boundary) == [True, False, False]
     assert list(child.orders.bids.qtbid) == [5]
     np.testing.assert_allclose(child.p_inj, [[0, 0], [-0.1, -0.1], [-0.05, -0.05]])
+
+
+# =========================================================================================== tdmarket.io.read
+def test_read_detects_the_smartnet_format(tmp_path):
+    from tdmarket import io as tio
+
+    folder = make_case(tmp_path)
+    assert tio.detect(folder) == "smartnet"
+    assert_same_instance(read(folder), read(folder, format="smartnet"))
+    assert tdmarket_load(folder).fingerprint() == read(folder).fingerprint()
+
+
+def test_read_falls_back_to_smartnet_errors_for_unrecognised_paths(tmp_path):
+    from tdmarket import io as tio
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert tio.detect(empty) == "smartnet"
+    assert_error(read_error(empty), "empty/GeneralParam.csv", None, None, "required file is missing")
+    err = read_error(tmp_path / "missing")
+    assert err.file == str(tmp_path / "missing") and "does not exist" in err.reason
+
+
+def test_read_rejects_an_unknown_format_listing_the_known_ones(tmp_path):
+    folder = make_case(tmp_path)
+    with pytest.raises(InputError) as info:
+        read(folder, format="matpower")
+    assert info.value.reason == "unknown input format 'matpower'; known formats: smartnet"
+    assert info.value.file == str(folder)
+
+
+def test_read_passes_options_to_the_parser(tmp_path):
+    folder = make_case(tmp_path, Edges=None, EdgesHard=CASE["Edges"])
+    assert_error(read_error(folder), "Edges.csv", None, None, "missing")
+    assert list(read(folder, edges_file="EdgesHard.csv").branches.id) == [1, 2]
+    with pytest.raises(TypeError):
+        read(folder, no_such_option=1)
+
+
+def test_parser_leaves_topology_and_checks_to_read(tmp_path):
+    folder = feeder_case(tmp_path, "Edge,Area\n4,leaf\n3,tail")
+    inst, splits = smartnet.parse(folder)
+    assert inst.areas.name == ["TSO"] and not inst.buses.area.any()
+    assert list(splits.edge) == [4, 3] and splits.name == ["leaf", "tail"]
+    assert inst.provenance["branches"].row.tolist() == [2, 3, 4, 5]
+    assert inst.warnings == []  # the T half-plane row is dropped (with its warning) by the checks
+    assert len(inst.orders.hp_qtbid) == 2
+
+
+def test_read_error_location_survives_a_corrected_table(tmp_path):
+    # the T half-plane row (line 3) is dropped; the provenance of the kept rows stays aligned
+    inst = read(make_case(tmp_path))
+    assert inst.provenance["half_planes"].row.tolist() == [2]
+
+
+# =========================================================================================== atomic writes
+def test_atomic_dir_replaces_or_leaves_the_target(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "new.txt").write_text("new")
+            raise RuntimeError("boom")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and (target / "old.txt").exists()
+    with atomic_dir(target) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in target.iterdir()) == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert target.stat().st_mode & 0o777 == 0o777 & ~_umask()
+
+
+def test_atomic_file_replaces_or_leaves_the_file(tmp_path):
+    path = tmp_path / "sub" / "report.html"
+    with atomic_file(path) as tmp:
+        tmp.write_text("one")
+    assert path.read_text() == "one" and path.stat().st_mode & 0o777 == 0o666 & ~_umask()
+    with pytest.raises(RuntimeError):
+        with atomic_file(path) as tmp:
+            tmp.write_text("two")
+            raise RuntimeError("boom")
+    assert path.read_text() == "one" and [p.name for p in path.parent.iterdir()] == ["report.html"]

@@ -1,7 +1,7 @@
 """The order language (docs/model.md §4, O1–O13), one hand-worked instance per feature.
 
 Every instance is tiny and written with `tests/casebuilder.py`; the expected clearing is worked out by hand in
-each test's docstring and compared with `clear_centralized(read_instance(folder))` (binaries on, default MIP
+each test's docstring and compared with `clear_centralized(read(folder))` (binaries on, default MIP
 gap).  Conventions (docs/model.md §1, §4.1): injection > 0 is generation, a node with P = −10 is short by 10 MW and
 needs upward activation; every segment costs π·|p| (€/MWh × MW × 1 h), AON included; the LMP is the marginal
 cost of one more MW withdrawn.  Segment ids below read as <QtBid><period><k>; QBid ids as <QtBid><period>.
@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from casebuilder import single_node_case, write_case  # noqa: E402
 
 from tdmarket.formulations.orders import net_two_way  # noqa: E402
-from tdmarket.io.smartnet import read_instance  # noqa: E402
+from tdmarket.io import read  # noqa: E402
 from tdmarket.schemes.centralized import clear_centralized  # noqa: E402
 
 TOL = 1e-6
@@ -34,7 +34,7 @@ def S(qt, t, lo, hi, price, *, k=1, node=1, **kw):
 
 
 def clear(folder, **kw):
-    return clear_centralized(read_instance(folder), **kw)
+    return clear_centralized(read(folder), **kw)
 
 
 def cost(res) -> float:
@@ -535,7 +535,7 @@ def test_o13_two_way_bid_is_netted(tmp_path):
     assert res.tables["segments"].cost_eur.sum() == pytest.approx(30.0, abs=TOL)
     assert lmp(res) == pytest.approx(10.0, abs=TOL)
 
-    inst = read_instance(folder)
+    inst = read(folder)
     seg = inst.orders.segments
     order = np.argsort(seg.id)
     assert list(seg.id[order]) == [111, 112, 113, 114]

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
+from .provenance import Provenance
+
 UNRATED_MIN = 90_000.0  # ratings S >= this (or S == 0) mean "unrated" (docs/model.md §3.1)
 
 
@@ -123,6 +125,29 @@ class OrderBook:
     disc_radius: np.ndarray  # MVA
     disc_group: np.ndarray  # QPDCID (kept for writing)
 
+    @classmethod
+    def without_conditions(cls, segments: Segments, bids: Bids) -> OrderBook:
+        z_i, z_f, z_b = np.zeros(0, np.int64), np.zeros(0), np.zeros(0, bool)
+        return cls(
+            segments=segments,
+            bids=bids,
+            exclusive_group=z_i,
+            exclusive_qtbid=z_i,
+            ramp_bid=z_i,
+            ramp_delta=z_f,
+            ramp_is_min=z_b,
+            ramp_id=z_i,
+            mindur_bid1=z_i,
+            mindur_bid2=z_i,
+            hp_qtbid=z_i,
+            hp_slope=z_f,
+            hp_offset=z_f,
+            hp_geq=z_b,
+            disc_bid=z_i,
+            disc_radius=z_f,
+            disc_group=z_i,
+        )
+
     @property
     def n_segments(self) -> int:
         return len(self.segments)
@@ -180,21 +205,25 @@ class Areas:
     def __len__(self) -> int:
         return len(self.name)
 
+    @classmethod
+    def tso_only(cls) -> Areas:
+        """The TSO alone (what a reader returns before the topology pass finds the DSO areas)."""
+        none = np.array([-1], dtype=np.int64)
+        return cls(["TSO"], none, none.copy(), none.copy(), none.copy(), np.zeros(1, bool))
+
     def children(self, a: int) -> np.ndarray:
         return np.flatnonzero(self.parent == a)
 
     def top_level(self) -> np.ndarray:
         """For every area, its ancestor directly below the TSO (itself for top-level DSOs; 0 for the TSO)."""
-        top = np.arange(len(self))
-        for a in range(1, len(self)):  # parents precede children
-            top[a] = a if self.parent[a] == 0 else top[self.parent[a]]
-        return top
+        from .topology import top_level
+
+        return top_level(self.parent)
 
     def depth(self) -> np.ndarray:
-        d = np.zeros(len(self), dtype=int)
-        for a in range(1, len(self)):  # parents always precede children
-            d[a] = d[self.parent[a]] + 1
-        return d
+        from .topology import area_depth
+
+        return area_depth(self.parent)
 
     def is_dso(self) -> np.ndarray:
         return self.parent >= 0
@@ -212,6 +241,7 @@ class Instance:
     orders: OrderBook
     source: str = ""  # where it was read from
     warnings: list[str] = field(default_factory=list)
+    provenance: Provenance = field(default_factory=Provenance)  # file and editor row of every row, if read
 
     @property
     def n_periods(self) -> int:
@@ -288,11 +318,9 @@ class Instance:
 
     def subtree(self, a: int) -> np.ndarray:
         """Areas in the subtree rooted at area `a` (including `a`)."""
-        keep = np.zeros(self.n_areas, bool)
-        keep[a] = True
-        for b in range(a + 1, self.n_areas):  # parents precede children
-            keep[b] = keep[self.areas.parent[b]]
-        return np.flatnonzero(keep)
+        from .topology import subtree_mask
+
+        return np.flatnonzero(subtree_mask(self.areas.parent, a))
 
     def area_instance(self, a: int, *, with_descendants: bool = False) -> Instance:
         """The self-contained sub-instance of area `a` (what its operator holds).

@@ -200,11 +200,8 @@ def _plots(cmp: Comparison) -> list[tuple[str, str]]:
 
 def write_report(cmp: Comparison, path) -> None:
     """Self-contained HTML report (plots as embedded PNG), written atomically."""
-    import os
-    import tempfile
-    from pathlib import Path
+    from ..io.atomic import atomic_file
 
-    path = Path(path)
     plots = _plots(cmp)
     table = cmp.rows.to_html(index=False, float_format=lambda v: f"{v:.6g}", border=0)
     parts = [
@@ -222,11 +219,5 @@ def write_report(cmp: Comparison, path) -> None:
     for title, png in plots:
         parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>")
     parts.append("</body></html>")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write("\n".join(parts))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a report is meant to be shared
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        tmp.write_text("\n".join(parts))

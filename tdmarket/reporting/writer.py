@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
+from ..io.atomic import atomic_dir
 
 
 def _jsonable(obj):
@@ -43,7 +42,6 @@ def write_results(result, out_dir: str | os.PathLike, *, parquet: bool | None = 
     out = Path(out_dir).resolve()
     if out.exists() and not out.is_dir():
         raise InputError("output path exists and is not a folder", file=str(out))
-    out.parent.mkdir(parents=True, exist_ok=True)
     if parquet is None:
         try:
             import pyarrow  # noqa: F401
@@ -51,8 +49,7 @@ def write_results(result, out_dir: str | os.PathLike, *, parquet: bool | None = 
             parquet = True
         except ImportError:
             parquet = False
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         for name, frame in sorted(result.tables.items()):
             frame.to_csv(tmp / f"{name}.csv", index=False, float_format="%.10g")
             if parquet:
@@ -62,14 +59,4 @@ def write_results(result, out_dir: str | os.PathLike, *, parquet: bool | None = 
             with open(tmp / "messages.jsonl", "w") as fh:
                 for msg in result.messages:
                     fh.write(json.dumps(_jsonable(msg), sort_keys=True) + "\n")
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            out.rename(old)
-        tmp.rename(out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

@@ -1,6 +1,6 @@
 """The one rule for accepting a solve: an allowed status AND an independent primal residual check.
 
-A solver's status alone is not trusted (MODEL.md §3.3: conic solutions that look fine can violate balance rows).
+A solver's status alone is not trusted (docs/model.md §3.3: conic solutions that look fine can violate balance rows).
 `accept(sol, program)` holds when
 
 * the status is OPTIMAL, or ALMOST_OPTIMAL with `allow_almost`, or TIME_LIMIT with `allow_time_limit` (then `x` is
@@ -20,7 +20,7 @@ absolute), and Clarabel's ALMOST_OPTIMAL points meet only its reduced tolerances
 shared instances the largest scaled violations of accepted solves are ~1e-7 (OPTIMAL), ~1e-6 (ALMOST_OPTIMAL:
 cones 9.4e-7, rows 3.8e-7) and 1e-10 for integrality.  `tol` = `int_tol` = 1e-5 keeps a factor 10 above all of
 them (so no solve accepted so far is now rejected), while a point that misses a row by a relative 1e-4, let alone
-the megawatts of MODEL.md §3.3, is rejected.
+the megawatts of docs/model.md §3.3, is rejected.
 
 `require(sol, program, what)` returns `sol` if accepted and otherwise raises `SolverError` with a one-line reason.
 """
