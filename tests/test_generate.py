@@ -183,6 +183,11 @@ def test_same_seed_gives_identical_files_and_another_seed_differs(tmp_path):
     assert a.keys() == c.keys()
     assert a["Bids.csv"] != c["Bids.csv"]
     assert a["Edges.csv"] != c["Edges.csv"]  # other hosts
+    # 2 copies: the 3 clones take the 3 free T nodes (the other host-drawing branch)
+    opts = dict(OPTS, dso_copies=2)
+    d = _bytes(make_variant(builtin_path(), tmp_path / "d", seed=11, **opts))
+    e = _bytes(make_variant(builtin_path(), tmp_path / "e", seed=11, **opts))
+    assert d == e
 
 
 # ------------------------------------------------------------------------------------------- shares
@@ -232,6 +237,21 @@ def test_ratings_and_imbalance_scale(tmp_path, base):
     np.testing.assert_allclose(inst.system_imbalance(), 1.5 * base.system_imbalance())
     # only T injections change
     np.testing.assert_array_equal(inst.p_inj[inst.buses.is_dist], base.p_inj[base.buses.is_dist])
+
+
+def test_price_noise_only_raises_prices(tmp_path, base):
+    """The noise is a mark-up: every price rises (or stays 0), so no up/down pair becomes a money pump."""
+    out = make_variant(builtin_path(), tmp_path / "v", seed=9, price_noise=0.5)
+    s, s0 = tdmarket.load(out).orders.segments, base.orders.segments
+    assert (s.id == s0.id).all()
+    assert (s.price >= s0.price).all()
+    assert (np.sign(s.price) == np.sign(s0.price)).all()
+    assert (s.price != s0.price).mean() > 0.9
+    # within a QBid, the cheapest up plus the cheapest down price can only grow
+    for b in np.unique(s0.bid):
+        up, dn = (s0.bid == b) & (s0.width > 0), (s0.bid == b) & (s0.width < 0)
+        if up.any() and dn.any():
+            assert s.price[up].min() + s.price[dn].min() >= s0.price[up].min() + s0.price[dn].min()
 
 
 def test_periods_truncate_the_horizon(tmp_path):

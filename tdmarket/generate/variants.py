@@ -29,7 +29,12 @@ Stages, in this order (each one is skipped when its option is at its default):
 6. **negative-price share** – the share of down segments (`HiQ` < `LoQ`) whose price is negative.  It is
    raised by setting price := −|price| on random non-negative down segments; a zero price becomes
    −U(5, 40) €/MWh.  It is lowered by setting price := |price|.
-7. **price noise** – every segment price is multiplied by exp(σ·N(0, 1)).  Signs and zeros are kept.
+7. **price noise** – a random mark-up on every segment price: π := π·exp(σ|z|) if π > 0 and
+   π := π·exp(−σ|z|) if π < 0, with z ~ N(0, 1) per segment.  Signs and zeros are kept.  The noise only ever
+   *raises* a price, so that no order gets more attractive to the system.  It breaks the ties between copies,
+   and it adds no arbitrage: no up/down pair of orders becomes profitable that was not profitable before.
+   Symmetric noise did add some.  With σ = 0.05 it turned italy-652's relaxed cost from +1 746 € into
+   −14 153 €, because down orders at −p and up orders at +p (1 161 zero-sum QBids) became money pumps.
 8. **ratings** – multiply the ratings S of interface edges (`interface_rating_scale`) and of D–D edges
    (`d_rating_scale`, which includes sub-area interfaces of `SubAreas.csv`).  Only rated edges change
    (0 < S < 90 000).  A scaled rating is capped at 89 999 MVA so that it stays rated.
@@ -576,7 +581,8 @@ class _Variant:
     def add_price_noise(self, sigma: float) -> None:
         bids = self.t["Bids.csv"]
         price = floats(bids, "PriceLoQ")
-        new = price * np.exp(sigma * self.rng.standard_normal(len(price)))
+        markup = np.exp(sigma * np.abs(self.rng.standard_normal(len(price))))
+        new = np.where(price > 0, price * markup, price / markup)  # never lower: no new arbitrage
         text = fmt_floats(_tidy(new))
         bids["PriceLoQ"] = text
         bids["PriceHiQ"] = text
@@ -715,7 +721,7 @@ def make_variant(
     * `aon_share`, `start_stop_share`, `negative_price_share` – target fractions in [0, 1], or None to keep
       the base's.  They are: segments with `Xlb`=1 among all segments; QBids with AlphaOmega among all
       QBids; negative-price segments among down segments.
-    * `price_noise` – σ ≥ 0 of the multiplicative log-normal noise on every price.
+    * `price_noise` – σ ≥ 0 of the random log-normal mark-up on every price (prices only rise).
     * `interface_rating_scale`, `d_rating_scale` – factors > 0 on the MVA ratings of rated interface and
       D–D edges.
     * `imbalance_scale` – factor on the system imbalance per period (MW); the change goes to T nodes.
