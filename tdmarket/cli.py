@@ -326,7 +326,12 @@ def add_variant_parser(sub) -> None:
     v.add_argument(
         "--negative-price-share", type=float, metavar="F", help="share of down segments with a negative price"
     )
-    v.add_argument("--price-noise", type=float, metavar="S", help="sigma of the log-normal price noise (0 = none)")
+    v.add_argument(
+        "--price-noise",
+        type=float,
+        metavar="S",
+        help="sigma of a random log-normal price mark-up (prices only rise; 0 = none)",
+    )
     v.add_argument("--interface-rating-scale", type=float, metavar="F", help="factor on rated T-D interface ratings")
     v.add_argument("--d-rating-scale", type=float, metavar="F", help="factor on rated D-D line ratings")
     v.add_argument(
