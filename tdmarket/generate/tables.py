@@ -4,7 +4,7 @@ The generator works on the files, not on the in-memory model: every cell is kept
 as, and only the cells a variant changes are re-rendered.  Unchanged values therefore keep their exact
 spelling (e.g. `2.16E-07`), and the same operations always give the same bytes.
 
-Reading accepts what the published files contain (MODEL.md §2.2): a UTF-8 byte-order mark, CRLF, CR-only or
+Reading accepts what the published files contain (docs/model.md §2.2): a UTF-8 byte-order mark, CRLF, CR-only or
 LF line endings, empty lines, header-only files.  Writing always gives UTF-8 without a BOM, LF line endings and
 a final line terminator.
 """

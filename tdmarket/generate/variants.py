@@ -100,13 +100,13 @@ from .tables import (
     write_csv,
 )
 
-UNRATED_MIN = 90_000.0  # MODEL.md §3.1: S >= this (or S == 0) means unrated
+UNRATED_MIN = 90_000.0  # docs/model.md §3.1: S >= this (or S == 0) means unrated
 RATING_CAP = 89_999.0
 FLAG_FILES = {"AlphaOmegaSet": "AlphaOmegaSet.csv", "NoNewAct": "NoNewAct.csv"}
 MINDUR_COLUMNS = ["QtBids", "QBid1", "QBid2", "Tau", "ForTime"]
 MANIFEST = "variant.json"
 
-# Named presets (options for `make_variant`).  "benchmark" is meant for italy-652 (MODEL.md: 50 areas,
+# Named presets (options for `make_variant`).  "benchmark" is meant for italy-652 (docs/model.md: 50 areas,
 # 12 318 segments).  It gives a system sized like the hidden national one: 73 DSO areas, 26 000 segments
 # and 70 % of them all-or-nothing.  "stressed" can be applied to any base: many negative-price down orders,
 # congested D grids and tighter interfaces.
@@ -772,7 +772,7 @@ def make_variant(
         raise InputError("the output folder must differ from the base folder")
     _check_output(out, overwrite)
 
-    from ..io.smartnet import read_instance
+    from ..io import read as read_instance
 
     read_instance(base, edges_file=edges_file)  # the base must be valid; its errors name the base's files
     v = _Variant(base, edges_file, int(seed))
