@@ -118,7 +118,7 @@ def test_cost_sharing_identity_and_hand_check(congested):
     p9 = seg[(seg.qtbid == 9) & (seg.period == 1)].accepted_mw.sum()
     p10 = seg[(seg.qtbid == 10) & (seg.period == 1)].accepted_mw.sum()
     assert p9 == pytest.approx(5.0, abs=1e-5) and 0 < p10 < 2.0
-    assert row.K_eur == pytest.approx(15 * p9 + 18 * p10, abs=1e-6)
+    assert row.K_eur == pytest.approx(15 * p9 + 18 * p10, abs=1e-5)  # other activations ~1e-7 MW
     assert row.K_eur == pytest.approx(104.93, abs=0.01)
     assert row.interface_price_eur_mwh == pytest.approx(22.0, abs=1e-6)
     assert row.base_export_mw == pytest.approx(-6.31548, abs=1e-4)
