@@ -15,6 +15,7 @@ import scipy.sparse as sp
 
 from ..formulations.clearing import ClearingProblem
 from ..formulations.program import Program
+from .messages import CurveOffer
 
 
 @dataclass
@@ -175,3 +176,12 @@ def child_exchange_columns(cp: ClearingProblem, names: list[str]) -> np.ndarray:
             raise KeyError(f"no exchange with child area {n}")
         rows.append(hit[0])
     return ifc.x_grid[np.array(rows, dtype=int)] if rows else np.zeros((0, cp.inst.n_periods), dtype=np.int64)
+
+
+def offer_from_message(msg: CurveOffer) -> Offer:
+    curves = [
+        SliceCurve(period=p, xi=x, phi=c, eps=e, evaluations=len(x), flags=f)
+        for p, x, c, e, f in zip(msg.periods, msg.xi_mw, msg.cost_eur, msg.eps_eur, msg.flags)
+    ]
+    cuts = [Cut(**c) for c in msg.cuts]
+    return Offer(area=msg.sender, curves=curves, cuts=cuts, lo=[c.lo for c in curves], hi=[c.hi for c in curves])

@@ -17,7 +17,8 @@ from ..decomposition.area_model import AreaModel
 from ..decomposition.curves import build_curves
 from ..decomposition.exchange import CutPool, ParentPoint
 from ..decomposition.master import CutMaster, MasterSolution
-from ..decomposition.offers import Cut, Offer, SliceCurve, add_offer_rows, bound_offers, child_exchange_columns
+from ..decomposition.messages import CurveOffer, CutReply, DispatchReport, Schedule
+from ..decomposition.offers import Cut, Offer, add_offer_rows, bound_offers, child_exchange_columns, offer_from_message
 from ..errors import SolverError
 from ..formulations.clearing import ClearingProblem
 from ..formulations.options import ModelOptions
@@ -25,16 +26,6 @@ from ..model.instance import Instance
 from ..schemes.centralized import solve_clearing
 from ..solvers import SolveStatus, solve
 from ..solvers.result import Solution
-from .messages import CurveOffer, CutReply, DispatchReport, Schedule
-
-
-def offer_from_message(msg: CurveOffer) -> Offer:
-    curves = [
-        SliceCurve(period=p, xi=x, phi=c, eps=e, evaluations=len(x), flags=f)
-        for p, x, c, e, f in zip(msg.periods, msg.xi_mw, msg.cost_eur, msg.eps_eur, msg.flags)
-    ]
-    cuts = [Cut(**c) for c in msg.cuts]
-    return Offer(area=msg.sender, curves=curves, cuts=cuts, lo=[c.lo for c in curves], hi=[c.hi for c in curves])
 
 
 @dataclass

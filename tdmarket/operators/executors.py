@@ -18,8 +18,9 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..decomposition.messages import AgentInit
 from ..errors import InputError, TdmarketError
-from .host import AgentInit, host_call, host_forget
+from .host import host_call, host_forget
 
 EXECUTORS = ("process", "inline", "ray")
 

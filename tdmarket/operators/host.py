@@ -9,22 +9,11 @@ was restarted) answers `MISSING`, and the runtime re-sends the data.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
+from ..decomposition.messages import AgentInit
+
 MISSING = "__agent_missing__"
-
-
-@dataclass
-class AgentInit:
-    """What a DSO agent is built from: its own sub-instance and options, its parent's name, its children's
-    curve offers and any activations locked by an earlier local clearing."""
-
-    sub: Any
-    opts: Any
-    parent: str
-    child_offers: list
-    locked: dict | None = None
 
 
 class AgentHost:

@@ -12,9 +12,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ..decomposition.messages import AgentInit, Message
 from .executors import Request, make_executor
-from .host import MISSING, AgentInit
-from .messages import Message
+from .host import MISSING
 
 _RUN_IDS = itertools.count(1)
 
@@ -111,6 +111,12 @@ class Runtime:
             again = self.exe.run([request(a, True) for a in lost], None)
             out = [again[lost.index(a)] if a in lost else r for a, r in zip(areas, out)]
         return {a: Reply(v, dt) for a, (v, dt) in zip(areas, out)}
+
+    def tso(self, sub, opts):
+        """The TSO's agent, in this process (the TSO drives the exchange)."""
+        from .agents import TSO
+
+        return TSO(sub, opts)
 
     def close(self) -> None:
         self.exe.close()

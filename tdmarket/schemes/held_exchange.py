@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from ..decomposition.messages import AgentInit, Schedule
 from ..formulations.options import ModelOptions
 from ..model.instance import Instance
 from .assemble import assemble_decentralised
@@ -22,9 +23,6 @@ from .result import ClearingResult
 
 
 def run_held_exchange(inst: Instance, ctx: SchemeContext, schedule: str) -> ClearingResult:
-    from ..operators.agents import TSO
-    from ..operators.host import AgentInit
-    from ..operators.messages import Schedule
 
     opts = ModelOptions(integer=not ctx.relax, **ctx.model_options)
     prices = inst.orders.segments.price
@@ -59,7 +57,7 @@ def run_held_exchange(inst: Instance, ctx: SchemeContext, schedule: str) -> Clea
         else:
             x_sched = {names[a]: np.zeros(T) for a in dsos}
         t = time.perf_counter()
-        tso = TSO(subs[0], opts)
+        tso = rt.tso(subs[0], opts)
         res = tso.clear_fixed(
             x_sched,
             integer=not ctx.relax,

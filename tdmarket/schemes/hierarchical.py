@@ -18,6 +18,8 @@ import time
 import numpy as np
 
 from ..decomposition.exchange import ChildValues, CutExchange, CutPool, ExchangeSettings
+from ..decomposition.messages import AgentInit, CurveOffer, Schedule
+from ..decomposition.offers import offer_from_message
 from ..errors import InputError
 from ..formulations.options import ModelOptions
 from ..model.instance import Instance
@@ -64,9 +66,6 @@ def _by_size(inst: Instance, areas: list[int]) -> list[int]:
 
 
 def run_hierarchical(inst: Instance, ctx: SchemeContext, locked: dict[str, dict] | None = None) -> ClearingResult:
-    from ..operators.agents import TSO, offer_from_message  # the TSO agent runs in this process
-    from ..operators.host import AgentInit
-    from ..operators.messages import CurveOffer, Schedule
 
     curve_tol, max_evals, settings = settings_from(ctx)
     opts = ModelOptions(integer=not ctx.relax, **ctx.model_options)
@@ -112,7 +111,7 @@ def run_hierarchical(inst: Instance, ctx: SchemeContext, locked: dict[str, dict]
 
         # 3. cut exchange, seeded with every curve evaluation of the top-level DSOs
         t = time.perf_counter()
-        tso = TSO(subs[0], opts)
+        tso = rt.tso(subs[0], opts)
         top = sorted(children[0])
         top_names = [names[a] for a in top]
         pool = CutPool(T)

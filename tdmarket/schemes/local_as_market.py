@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 
+from ..decomposition.messages import AgentInit, Schedule
 from ..formulations.options import ModelOptions
 from ..model.instance import Instance
 from .hierarchical import run_hierarchical
@@ -16,8 +17,6 @@ from .result import ClearingResult
 
 
 def run_local_as_market(inst: Instance, ctx: SchemeContext) -> ClearingResult:
-    from ..operators.host import AgentInit
-    from ..operators.messages import Schedule
 
     opts = ModelOptions(integer=not ctx.relax, **ctx.model_options)
     t_start = time.perf_counter()

@@ -1,5 +1,8 @@
 """Messages between operators (docs/model.md §6.2 table).  Only these objects cross operator boundaries.
 
+They belong to the decomposition's protocol: the schemes write and read them, the operators' runtime carries
+and logs them.
+
 Every message serialises to JSON (`to_json`), and the run logs each one with its size to `messages.jsonl`.
 Contents are interface-level only: area names, periods, exchanges (MW), costs (€) and prices (€/MWh); never a
 DSO-internal bus, line or order.
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -85,3 +89,16 @@ class DispatchReport(Message):
     rho_eur_mwh: list[float] = field(default_factory=list)
     integrality_cost_eur: float = 0.0
     soc_gap_max: float = 0.0
+
+
+@dataclass
+class AgentInit:
+    """Market setup (operator → its own agent, never to another operator): what a DSO agent is built from —
+    its own sub-instance and options, its parent's name, its children's curve offers, and any activations locked
+    by an earlier local clearing.  Sent once, to the worker that hosts the agent."""
+
+    sub: Any
+    opts: Any
+    parent: str
+    child_offers: list
+    locked: dict | None = None
