@@ -429,8 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     h.add_argument(
         "--max-curve-evals",
         type=int,
-        default=12,
-        help="cap on evaluations per area and period when building a curve (default 12; the cut "
+        default=5,
+        help="cap on evaluations per area and period when building a curve (default 5; the cut "
         "exchange then certifies the result, docs/model.md §6.3)",
     )
     h.add_argument(

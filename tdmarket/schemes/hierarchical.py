@@ -27,10 +27,12 @@ from .assemble import assemble_decentralised
 from .registry import SchemeContext, SchemeSpec, register
 from .result import ClearingResult
 
-FIRST_POINT_FROM_CURVES = True
+FIRST_POINT_FROM_CURVES = True  # measured: the curve clearing as the first proposal saves rounds
+# max_evals 5 (not 12): the cut exchange certifies the result, so curve points beyond the reference, the two ends
+# and two refinements buy little (built-in: 85 -> 44 evaluations for +1 round; italy-693: 196 -> 68, same rounds)
 DEFAULTS = {
     "curve_tol": 0.1,
-    "max_evals": 12,
+    "max_evals": 5,
     "gap": 1e-4,
     "gap_abs": 0.0,
     "max_iterations": 50,
