@@ -94,7 +94,24 @@ class CutMaster:
             self._level.h.setOptionValue("simplex_dual_edge_weight_strategy", 1)
             for A, lo in self._added:  # cuts received before the level LP existed
                 self._level.add_rows(self._widen(A), lo, np.inf)
+            self._warm_level_from_bound(2 * k + 1)
         return self._level
+
+    def _warm_level_from_bound(self, extra_rows: int) -> None:
+        """Start the projection LP from the bound LP's basis (measured on italy-652: a cold first solve of the
+        projection LP took 26 s).  Its own rows (box, level) start basic and t nonbasic at 0, so the basis has
+        the right size; the cut rows keep their statuses."""
+        import highspy
+
+        src = self.lp.h.getBasis()
+        if not src.valid:
+            return
+        rows = list(src.row_status)
+        basis = highspy.HighsBasis()
+        basis.col_status = list(src.col_status) + [highspy.HighsBasisStatus.kLower]
+        basis.row_status = rows[: self.m0] + [highspy.HighsBasisStatus.kBasic] * extra_rows + rows[self.m0 :]
+        basis.valid = True
+        self._level.h.setBasis(basis)
 
     def set_proposal_domain(self, lo: np.ndarray, hi: np.ndarray) -> None:
         """Exchanges (A, T) MW the level steps prefer: the children's slack-free ranges from their curves.  Only

@@ -78,7 +78,7 @@ class _Affinity:
     def __init__(self) -> None:
         self.home: dict[str, int] = {}
 
-    def _submit(self, w: int, r: Request) -> Any:  # pragma: no cover - interface
+    def _submit(self, w: int, batch: list[Request]) -> Any:  # pragma: no cover - interface
         raise NotImplementedError
 
     def _wait(self, handles: list) -> list:  # pragma: no cover - interface
@@ -94,43 +94,63 @@ class _Affinity:
         raise NotImplementedError
 
     def run(self, requests: list[Request], progress: Progress = None) -> list:
+        """Requests of agents that already have a home go to it in one batch per worker (one round trip per
+        worker and round); new agents are placed one request at a time on the first free worker."""
         results: list = [None] * len(requests)
-        pending = deque(range(len(requests)))
-        attempts = [0] * len(requests)
-        inflight: dict[Any, tuple[int, int]] = {}
+        by_home: dict[int, list[int]] = {}
+        units: deque[tuple[list[int], int | None]] = deque()
+        for i, r in enumerate(requests):
+            if r.key in self.home:
+                by_home.setdefault(self.home[r.key], []).append(i)
+            else:
+                units.append(([i], None))
+        for w in sorted(by_home):
+            units.appendleft((by_home[w], w))
+        attempts: dict[int, int] = {}
+        inflight: dict[Any, tuple[list[int], int]] = {}
         busy: set[int] = set()
         done = 0
-        while pending or inflight:
+        while units or inflight:
             for w in range(self.workers):
                 if w in busy:
                     continue
-                pick = next((i for i in pending if self.home.get(requests[i].key, w) == w), None)
+                pick = next((u for u in units if u[1] in (w, None)), None)
                 if pick is None:
                     continue
-                pending.remove(pick)
-                self.home[requests[pick].key] = w
-                inflight[self._submit(w, requests[pick])] = (pick, w)
+                units.remove(pick)
+                idx = pick[0]
+                for i in idx:
+                    self.home[requests[i].key] = w
+                inflight[self._submit(w, [requests[i] for i in idx])] = (idx, w)
                 busy.add(w)
             for h in self._wait(list(inflight)):
-                i, w = inflight.pop(h)
+                idx, w = inflight.pop(h)
                 busy.discard(w)
                 try:
-                    results[i] = self._result(h)
+                    out = self._result(h)
                 except Exception as exc:
                     if self._crashed(exc):
                         self._restart(w)
-                    if attempts[i] >= 1:
-                        r = requests[i]
+                    key = tuple(idx)
+                    if attempts.get(key, 0) >= 1:
+                        r = requests[idx[0]]
                         raise ExecutionError(
                             f"operator task {r.label or r.key} failed twice: {type(exc).__name__}: {exc}"
                         ) from exc
-                    attempts[i] += 1
-                    pending.appendleft(i)
+                    attempts[key] = attempts.get(key, 0) + 1
+                    units.appendleft((idx, w))
                     continue
-                done += 1
-                if progress:
-                    progress(requests[i].label or requests[i].key, done, len(requests))
+                for i, value in zip(idx, out):
+                    results[i] = value
+                    done += 1
+                    if progress:
+                        progress(requests[i].label or requests[i].key, done, len(requests))
         return results
+
+
+def run_batch(target: Callable, batch: list[Request]) -> list:
+    """Worker side: the requests of one batch, in order."""
+    return [target(r.key, r.method, r.args, r.kwargs, r.init) for r in batch]
 
 
 class ProcessExecutor(_Affinity):
@@ -153,8 +173,8 @@ class ProcessExecutor(_Affinity):
             pool = self._pools[w] = ProcessPoolExecutor(max_workers=1, mp_context=self._ctx)
         return pool
 
-    def _submit(self, w: int, r: Request):
-        return self._pool(w).submit(self.target, r.key, r.method, r.args, r.kwargs, r.init)
+    def _submit(self, w: int, batch: list[Request]):
+        return self._pool(w).submit(run_batch, self.target, batch)
 
     def _wait(self, handles: list) -> list:
         finished, _ = wait(handles, return_when=FIRST_COMPLETED)
@@ -204,8 +224,8 @@ class RayExecutor(_Affinity):
             self._actors[w] = self._actor_cls.remote()
         return self._actors[w]
 
-    def _submit(self, w: int, r: Request):
-        return self._actor(w).call.remote(r.key, r.method, r.args, r.kwargs, r.init)
+    def _submit(self, w: int, batch: list[Request]):
+        return self._actor(w).call_batch.remote(batch)
 
     def _wait(self, handles: list) -> list:
         ready, _ = self.ray.wait(handles, num_returns=1)
@@ -233,8 +253,8 @@ class _HostActor:
 
         self.host = AgentHost()
 
-    def call(self, key, method, args, kwargs, init):
-        return self.host.call(key, method, args, kwargs, init)
+    def call_batch(self, batch):
+        return [self.host.call(r.key, r.method, r.args, r.kwargs, r.init) for r in batch]
 
 
 def make_executor(name: str = "process", workers: int | None = None, address: str | None = None):

@@ -30,6 +30,7 @@ from .result import ClearingResult
 FIRST_POINT_FROM_CURVES = True  # measured: the curve clearing as the first proposal saves rounds
 # max_evals 5 (not 12): the cut exchange certifies the result, so curve points beyond the reference, the two ends
 # and two refinements buy little (built-in: 85 -> 44 evaluations for +1 round; italy-693: 196 -> 68, same rounds)
+SUB_DSO_MAX_EVALS = 12
 DEFAULTS = {
     "curve_tol": 0.1,
     "max_evals": 5,
@@ -102,8 +103,11 @@ def run_hierarchical(inst: Instance, ctx: SchemeContext, locked: dict[str, dict]
             for a in level_areas:
                 child_offers = [curves[c] for c in children[a]]
                 rt.start(names[a], AgentInit(subs[a], opts, names[parent[a]], child_offers, locked.get(names[a])))
+            # a sub-DSO's curve is used as is by its parent DSO (curve mode, no cut exchange below the TSO), so it
+            # gets the finer sampling; top-level curves are certified by the cut exchange
+            evals = max_evals if level == 1 else max(max_evals, SUB_DSO_MAX_EVALS)
             replies = rt.ask(
-                "curve", {names[a]: (curve_tol, max_evals) for a in level_areas}, stage=f"curves (level {level})"
+                "curve", {names[a]: (curve_tol, evals) for a in level_areas}, stage=f"curves (level {level})"
             )
             for a in level_areas:
                 curves[a] = replies[names[a]].value
