@@ -296,7 +296,7 @@ def test_bad_options_raise_input_error(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- property
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**32 - 1),
     dso_copies=st.floats(1.0, 3.0),
@@ -359,7 +359,6 @@ def test_cli_variant(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------- real data
-@pytest.mark.slow
 def test_italy_693_variant_loads_and_clears(tmp_path):
     base = _shared("italy-693")
     out = make_variant(
