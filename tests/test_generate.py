@@ -223,6 +223,23 @@ def test_requested_shares_are_met(tmp_path, aon, ss, neg):
         assert (s.xlb[np.isin(s.bid, mine)] == 1).all()
 
 
+def test_aon_goes_to_d_segments_first_then_narrow_t_segments(tmp_path, base):
+    s0 = base.orders.segments
+    d0 = base.buses.is_dist[base.orders.bids.bus[s0.bid]]
+    was = s0.xlb == 1
+    # 0.5: the 16 divisible D segments cover the 11 needed, so no T segment changes
+    s = tdmarket.load(make_variant(builtin_path(), tmp_path / "a", seed=0, aon_share=0.5)).orders.segments
+    new = (s.xlb == 1) & ~was
+    assert new.sum() == 11 and not (new & ~d0).any()
+    # 0.9: all D segments, then the narrowest divisible T segments
+    s = tdmarket.load(make_variant(builtin_path(), tmp_path / "b", seed=0, aon_share=0.9)).orders.segments
+    new = (s.xlb == 1) & ~was
+    assert (s.xlb[d0] == 1).all()
+    t_new, t_left = new & ~d0, ~d0 & (s.xlb != 1)
+    assert t_new.sum() == 36 - 9 - (d0 & ~was).sum()
+    assert np.abs(s.width[t_new]).max() <= np.abs(s.width[t_left]).min()
+
+
 def test_ratings_and_imbalance_scale(tmp_path, base):
     out = make_variant(
         builtin_path(), tmp_path / "v", seed=0, interface_rating_scale=0.5, d_rating_scale=0.25, imbalance_scale=1.5
@@ -279,7 +296,7 @@ def test_bad_options_raise_input_error(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- property
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**32 - 1),
     dso_copies=st.floats(1.0, 3.0),
@@ -342,7 +359,6 @@ def test_cli_variant(tmp_path, capsys):
 
 
 # ------------------------------------------------------------------------------------------- real data
-@pytest.mark.slow
 def test_italy_693_variant_loads_and_clears(tmp_path):
     base = _shared("italy-693")
     out = make_variant(

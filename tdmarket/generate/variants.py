@@ -21,11 +21,17 @@ Stages, in this order (each one is skipped when its option is at its default):
    eligible QtBids into start/stop blocks, as in the data: AlphaOmega on every QBid, NoNewAct after the
    first, every segment all-or-nothing, minimum-duration pairs for every `Tau` ≤ `ForTime`.  Eligible
    means: no AlphaOmega yet, no exclusive group, no ramp, one QBid per period over consecutive periods.
-   QtBids that start in the first period are taken first.  A share is lowered by removing random blocks:
-   their flags and pairs go, their segments stay all-or-nothing.
+   D QtBids are taken first, in random order, those that start in the first period first.  T QtBids come
+   after them, narrowest first (largest |width| of their segments).  A share is lowered by removing random
+   blocks: their flags and pairs go, their segments stay all-or-nothing.
 5. **all-or-nothing share** – the share of segments with `Xlb` = 1, counted over all segments as in
-   `tdmarket info`.  It is raised by setting `Xlb`=1 on random segments and lowered by setting `Xlb`=0 on
-   random AON segments outside start/stop QBids.
+   `tdmarket info`.  It is raised by setting `Xlb`=1 on divisible segments: D segments first, in random
+   order, then T segments narrowest first.  It is lowered by setting `Xlb`=0 on random AON segments outside
+   start/stop QBids.  Why D first and T narrowest first: in the SmartNet data all-or-nothing orders are
+   small.  italy-652's 1 756 non-zero-width AON segments hold 3.6 MW in all, and its largest D segment is
+   1.4 MW.  A uniform draw at 70 % made 520 T segments of over 10 MW (up to 1 366 MW) all-or-nothing.  That
+   is 75 GW of lumpy T capacity against a 123 MW imbalance: an unrealistic knapsack, in which the
+   centralized MIP found no incumbent in 20 minutes.
 6. **negative-price share** – the share of down segments (`HiQ` < `LoQ`) whose price is negative.  It is
    raised by setting price := −|price| on random non-negative down segments; a zero price becomes
    −U(5, 40) €/MWh.  It is lowered by setting price := |price|.
@@ -494,9 +500,17 @@ class _Variant:
             ok = (~g["ao"]) & (g["np_"] == g["n"]) & (g["hi"] - g["lo"] + 1 == g["n"]) & ~g.index.isin(list(blocked))
             cand = g[ok]
             first = int(ints(self.t["GeneralParam.csv"], "StartTime")[0])
+            seg_t = ~np.isin(ints(bids, "Node"), ints(self.t["DistributionNodes.csv"], "ID"))
+            seg_w = np.abs(floats(bids, "QuantityHiQ") - floats(bids, "QuantityLoQ"))
+            per_qt = (
+                pd.DataFrame({"q": seg_qt, "t": seg_t, "w": seg_w}).groupby("q").agg(t=("t", "any"), w=("w", "max"))
+            )
+            is_t = per_qt["t"].reindex(cand.index).to_numpy()
+            width = np.where(is_t, per_qt["w"].reindex(cand.index).to_numpy(), 0.0)
+            late = cand["lo"].to_numpy() != first
             perm = self.rng.permutation(len(cand))
-            late = (cand["lo"].to_numpy() != first)[perm]
-            order = cand.index.to_numpy()[perm[np.argsort(late, kind="stable")]]
+            # D before T; then first-period starts; then (T) narrowest; the random permutation breaks ties
+            order = cand.index.to_numpy()[perm[np.lexsort((width[perm], late[perm], is_t[perm]))]]
             chosen = []
             for q in order:
                 if cur >= target:
@@ -546,8 +560,11 @@ class _Variant:
         target = int(round(share * len(bids)))
         cur = int(aon.sum())
         if cur < target:
-            cand = np.flatnonzero(~aon)
-            pick = self.rng.permutation(cand)[: target - cur]
+            is_t = ~np.isin(ints(bids, "Node"), ints(self.t["DistributionNodes.csv"], "ID"))
+            width = np.abs(floats(bids, "QuantityHiQ") - floats(bids, "QuantityLoQ"))
+            perm = self.rng.permutation(np.flatnonzero(~aon))
+            order = perm[np.lexsort((np.where(is_t, width, 0.0)[perm], is_t[perm]))]  # stable: perm breaks ties
+            pick = order[: target - cur]
             bids.loc[pick, "Xlb"] = "1"
         elif cur > target:
             cand = np.flatnonzero(aon & (ints(bids, "AlphaOmegaSet") == 0))
