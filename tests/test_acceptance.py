@@ -97,8 +97,11 @@ def test_almost_optimal_is_accepted_or_not_per_flag():
     assert accept(s, lp())  # default: allowed
     assert not accept(s, lp(), allow_almost=False)
     assert "almost_optimal" in rejection(s, lp(), allow_almost=False)
-    # allowed, but still held to the residual check
+    # allowed, but still held to the residual check, at the solver's reduced tolerance (ALMOST_TOL)
     assert not accept(sol([6.0, 4.1], SolveStatus.ALMOST_OPTIMAL), lp())
+    near = [6.0, 4.0 + 5 * FEAS_TOL * 10]  # balance row 10 off by 5e-5 relative: above FEAS_TOL, below ALMOST_TOL
+    assert accept(sol(near, SolveStatus.ALMOST_OPTIMAL), lp())
+    assert not accept(sol(near, SolveStatus.OPTIMAL), lp())
 
 
 def test_time_limit_incumbent_only_on_request_and_only_if_feasible():
