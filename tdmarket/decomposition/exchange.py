@@ -106,6 +106,7 @@ class ExchangeSettings:
     milp_rounds: int = 3
     stall_rounds: int = 8
     time_limit_s: float | None = None
+    milp_box_mw: float = 1.0  # first mixed-integer round: exchanges within ± this of the relaxed optimum, MW
     level: float = 0.3  # λ of the level method: the next proposal must reach LB + λ (UB − LB) on the cut model
 
     def lp_rules(self) -> list[StoppingRule]:
@@ -125,7 +126,7 @@ class CutExchange:
         pool: CutPool,
         evaluate: Callable[[np.ndarray, str, int], ChildValues],
         master_point: Callable[[Any], ParentPoint],
-        clear_integer: Callable[[CutPool, float | None], ParentPoint] | None,
+        clear_integer: Callable[[CutPool, float | None, tuple | None], ParentPoint] | None,
         fallback: Callable[[CutPool], ParentPoint] | None,
         settings: ExchangeSettings,
         progress: Callable[[dict], None] | None = None,
@@ -137,6 +138,7 @@ class CutExchange:
         self.progress = progress
         self.first_point = first_point  # e.g. the parent's clearing with the children's curves
         self.history: list[dict] = []
+        self.lp_best: ParentPoint | None = None
         self.warnings: list[str] = []
         self.clock = TimeLimit(settings.time_limit_s) if settings.time_limit_s else None
 
@@ -220,8 +222,13 @@ class CutExchange:
                 stop = ("time_limit", self.clock.check(prog) or "")
                 break
             t0 = time.perf_counter()
+            # round 1 stays near the relaxed optimum (the cut model is accurate only where the DSOs were asked);
+            # it is a feasible point but bounds nothing; later rounds are unrestricted and certify the bound
+            box = None
+            if k == 1 and self.lp_best is not None and self.s.milp_box_mw > 0:
+                box = (self.lp_best.x - self.s.milp_box_mw, self.lp_best.x + self.s.milp_box_mw)
             try:
-                point = self.clear_integer(self.pool, self._remaining())
+                point = self.clear_integer(self.pool, self._remaining(), box)
             except TdmarketError as exc:
                 self.warnings.append(f"mixed-integer master round {k} failed ({exc}); kept the best point so far")
                 stop = ("milp_failed", str(exc))
@@ -252,6 +259,7 @@ class CutExchange:
         if not integer and best is not None:
             best, best_ub = self._reprice(best)
         if integer:
+            self.lp_best = best
             best, best_ub, lb, stop = self._milp_phase(lb)
             if stop is not None:
                 stopped_by, reason = stop

@@ -380,19 +380,28 @@ class TSO:
         return ParentPoint(x=res.x, own_cost=res.own_cost, lower_bound=-np.inf, handle=res, integer=False)
 
     def clear_with_cuts(
-        self, names: list[str], pool: CutPool, *, mip_gap: float, time_limit: float | None, threads: int = 1
+        self,
+        names: list[str],
+        pool: CutPool,
+        *,
+        mip_gap: float,
+        time_limit: float | None,
+        threads: int = 1,
+        box: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> ParentPoint:
-        """Mixed-integer master: the TSO's own binaries with every cut so far."""
-        res = self.clear(
-            self._cut_offers(names, pool),
-            use_curves=False,
-            use_cuts=True,
-            integer=True,
-            mip_gap=mip_gap,
-            time_limit=time_limit,
-            threads=threads,
+        """Mixed-integer master: the TSO's own binaries with every cut so far; with `box` (lo, hi) (A, T) MW the
+        exchanges stay inside it (then the result bounds nothing: lower_bound = −inf)."""
+        cp, cols, maps, names = self._build(
+            self._cut_offers(names, pool), use_curves=False, use_cuts=True, integer=True
         )
-        return ParentPoint(x=res.x, own_cost=res.own_cost, lower_bound=res.lower_bound, handle=res, integer=True)
+        if box is not None:
+            lo = np.maximum(cp.prog.lb[cols], box[0])
+            hi = np.minimum(cp.prog.ub[cols], box[1])
+            cp.prog.set_bounds(cols, lo, np.maximum(lo, hi))
+        sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
+        res = self._result(cp, cols, maps, names, sol, mip)
+        lb = res.lower_bound if box is None else -np.inf
+        return ParentPoint(x=res.x, own_cost=res.own_cost, lower_bound=lb, handle=res, integer=True)
 
     def clear_without_commitments(self, names: list[str], pool: CutPool, threads: int = 1) -> ParentPoint:
         """Fallback that is feasible by construction: every binary of the TSO at 0 (no all-or-nothing, start/stop

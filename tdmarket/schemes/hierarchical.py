@@ -164,8 +164,8 @@ def run_hierarchical(inst: Instance, ctx: SchemeContext, locked: dict[str, dict]
             pool,
             evaluate,
             master_point=lambda ms: tso.master_point(master, ms),
-            clear_integer=lambda p, tl: tso.clear_with_cuts(
-                top_names, p, mip_gap=min(ctx.mip_gap, 1e-4), time_limit=tl, threads=ctx.threads
+            clear_integer=lambda p, tl, box: tso.clear_with_cuts(
+                top_names, p, mip_gap=min(ctx.mip_gap, 1e-4), time_limit=tl, threads=ctx.threads, box=box
             ),
             fallback=lambda p: tso.clear_without_commitments(top_names, p, threads=ctx.threads),
             settings=settings,

@@ -115,11 +115,19 @@ def get(name: str) -> SchemeSpec:
     return _REGISTRY[_ALIASES[name]]
 
 
-def names() -> list[str]:
-    """Every accepted scheme name (ids and aliases), in registration order."""
+def _ordered() -> list[SchemeSpec]:
+    """Specs in a fixed order whatever the import order: built-in modules as listed, then others as registered."""
     _load_builtin()
+    order = {f"{__package__}.{m}": i for i, m in enumerate(BUILTIN_MODULES)}
+    specs = list(_REGISTRY.values())
+    return sorted(specs, key=lambda s: (order.get(s.runner.__module__, len(order)), specs.index(s)))
+
+
+def names() -> list[str]:
+    """Every accepted scheme name (ids and aliases), in a fixed order (built-ins first)."""
     out = []
-    for sid, spec in _REGISTRY.items():
+    for spec in _ordered():
+        sid = spec.id
         out.append(sid)
         out.extend(spec.aliases)
     return out
@@ -127,11 +135,9 @@ def names() -> list[str]:
 
 def comparison_ids() -> list[str]:
     """Default schemes of `tdmarket compare` (the reference first)."""
-    _load_builtin()
-    specs = [s for s in _REGISTRY.values() if s.in_comparison]
+    specs = [s for s in _ordered() if s.in_comparison]
     return [s.aliases[0] if s.id == "centralized" and s.aliases else s.id for s in specs]
 
 
 def describe() -> list[tuple[str, str]]:
-    _load_builtin()
-    return [(" = ".join((s.id, *s.aliases)), s.description) for s in _REGISTRY.values()]
+    return [(" = ".join((s.id, *s.aliases)), s.description) for s in _ordered()]
