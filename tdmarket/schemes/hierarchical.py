@@ -68,60 +68,62 @@ def _by_size(inst: Instance, areas: list[int]) -> list[int]:
     return sorted(areas, key=lambda a: (-int(size[a]), a))
 
 
-def run_hierarchical(inst: Instance, ctx: SchemeContext, locked: dict[str, dict] | None = None) -> ClearingResult:
+def _stage_times(wall: float, task_times: list[float]) -> dict:
+    return {
+        "wall_s": wall,
+        "slowest_operator_s": max(task_times, default=0.0),
+        "sum_operator_s": float(sum(task_times)),
+    }
 
-    curve_tol, max_evals, settings = settings_from(ctx)
-    opts = ModelOptions(integer=not ctx.relax, **ctx.model_options)
-    prices = inst.orders.segments.price
-    opts.validate(float(np.abs(prices).max()) if len(prices) else 0.0)
-    t_start = time.perf_counter()
-    ar = inst.areas
-    names, parent, depth = ar.name, ar.parent, ar.depth()
-    dsos = _by_size(inst, list(range(1, len(ar))))
-    subs = {a: inst.area_instance(a) for a in range(len(ar))}
-    children = {a: [c for c in dsos if parent[c] == a] for a in range(len(ar))}
-    stage_times: dict[str, dict] = {}
-    locked = locked or {}
-    T = inst.n_periods
-    periods = inst.periods.tolist()
 
-    def note(stage: str, wall: float, task_times: list[float]) -> None:
-        stage_times[stage] = {
-            "wall_s": wall,
-            "slowest_operator_s": max(task_times, default=0.0),
-            "sum_operator_s": float(sum(task_times)),
-        }
+class _HierarchicalRun:
+    """One run of the scheme: the operator tree, the runtime, and one method per stage (docstring of the module)."""
 
-    rt = ctx.new_runtime()
-    log = rt.log
-    try:
-        # 2. curves bottom-up
+    def __init__(self, inst: Instance, ctx: SchemeContext, locked: dict[str, dict] | None):
+        self.inst, self.ctx, self.locked = inst, ctx, locked or {}
+        self.curve_tol, self.max_evals, self.settings = settings_from(ctx)
+        self.opts = ModelOptions(integer=not ctx.relax, **ctx.model_options)
+        prices = inst.orders.segments.price
+        self.opts.validate(float(np.abs(prices).max()) if len(prices) else 0.0)
+        ar = inst.areas
+        self.names, self.parent, self.depth = ar.name, ar.parent, ar.depth()
+        self.dsos = _by_size(inst, list(range(1, len(ar))))
+        # 1. market setup: every operator holds its own data only
+        self.subs = {a: inst.area_instance(a) for a in range(len(ar))}
+        self.children = {a: [c for c in self.dsos if self.parent[c] == a] for a in range(len(ar))}
+        self.top = sorted(self.children[0])
+        self.top_names = [self.names[a] for a in self.top]
+        self.T, self.periods = inst.n_periods, inst.periods.tolist()
+        self.stage_times: dict[str, dict] = {}
+        self.levels = range(1, int(self.depth.max(initial=0)) + 1)
+
+    def curves_bottom_up(self, rt) -> dict[int, CurveOffer]:
         curves: dict[int, CurveOffer] = {}
         t, times = time.perf_counter(), []
-        for level in range(int(depth.max(initial=0)), 0, -1):
-            level_areas = [a for a in dsos if depth[a] == level]
+        for level in reversed(self.levels):
+            level_areas = [a for a in self.dsos if self.depth[a] == level]
             for a in level_areas:
-                child_offers = [curves[c] for c in children[a]]
-                rt.start(names[a], AgentInit(subs[a], opts, names[parent[a]], child_offers, locked.get(names[a])))
+                child_offers = [curves[c] for c in self.children[a]]
+                init = AgentInit(
+                    self.subs[a], self.opts, self.names[self.parent[a]], child_offers, self.locked.get(self.names[a])
+                )
+                rt.start(self.names[a], init)
             # a sub-DSO's curve is used as is by its parent DSO (curve mode, no cut exchange below the TSO), so it
             # gets the finer sampling; top-level curves are certified by the cut exchange
-            evals = max_evals if level == 1 else max(max_evals, SUB_DSO_MAX_EVALS)
-            replies = rt.ask(
-                "curve", {names[a]: (curve_tol, evals) for a in level_areas}, stage=f"curves (level {level})"
-            )
+            evals = self.max_evals if level == 1 else max(self.max_evals, SUB_DSO_MAX_EVALS)
+            requests = {self.names[a]: (self.curve_tol, evals) for a in level_areas}
+            replies = rt.ask("curve", requests, stage=f"curves (level {level})")
             for a in level_areas:
-                curves[a] = replies[names[a]].value
-                log.add(curves[a])
-                times.append(replies[names[a]].time_s)
-        note("curves", time.perf_counter() - t, times)
+                curves[a] = replies[self.names[a]].value
+                rt.log.add(curves[a])
+                times.append(replies[self.names[a]].time_s)
+        self.stage_times["curves"] = _stage_times(time.perf_counter() - t, times)
+        return curves
 
-        # 3. cut exchange, seeded with every curve evaluation of the top-level DSOs
-        t = time.perf_counter()
-        tso = rt.tso(subs[0], opts)
-        top = sorted(children[0])
-        top_names = [names[a] for a in top]
-        pool = CutPool(T)
-        for i, a in enumerate(top):
+    def _seed_pool(self, curves: dict[int, CurveOffer]) -> CutPool:
+        """Every curve evaluation of the top-level DSOs is a cut of their cost over all periods."""
+        pool, T = CutPool(self.T), self.T
+        for i, a in enumerate(self.top):
             cuts = curves[a].cuts
             pool.add(
                 np.full(len(cuts), i),
@@ -129,112 +131,129 @@ def run_hierarchical(inst: Instance, ctx: SchemeContext, locked: dict[str, dict]
                 np.array([c["value"] for c in cuts]),
                 np.array([c["slope"] for c in cuts]).reshape(-1, T),
             )
-        center = np.array([curves[a].cuts[0]["point"] for a in top]).reshape(-1, T)
-        master = tso.cut_master(top_names, pool, threads=ctx.threads)
-        lo = np.array([[xi[0] for xi in curves[a].xi_mw] for a in top]).reshape(-1, T)
-        hi = np.array([[xi[-1] for xi in curves[a].xi_mw] for a in top]).reshape(-1, T)
-        master.set_proposal_domain(lo, hi)
-        eval_times: list[float] = []
+        return pool
 
+    def _evaluate(self, rt, eval_times: list[float]):
         def evaluate(x: np.ndarray, phase: str, k: int) -> ChildValues:
             scheds = {
                 n: Schedule(
                     sender="TSO",
                     receiver=n,
                     stage="iterate",
-                    periods=periods,
+                    periods=self.periods,
                     export_mw=x[i].tolist(),
                     price_eur_mwh=[],
                     iteration=k,
                 )
-                for i, n in enumerate(top_names)
+                for i, n in enumerate(self.top_names)
             }
-            for s in scheds.values():
-                log.add(s)
-            replies = rt.ask("evaluate", {n: (s,) for n, s in scheds.items()}, stage=f"{phase} {k}")
+            for sched in scheds.values():
+                rt.log.add(sched)
+            replies = rt.ask("evaluate", {n: (sched,) for n, sched in scheds.items()}, stage=f"{phase} {k}")
             eval_times.append(max((r.time_s for r in replies.values()), default=0.0))
-            for n in top_names:
-                log.add(replies[n].value)
-            costs = np.array([replies[n].value.cost_eur for n in top_names], float)
-            slopes = np.array([replies[n].value.slope_eur_mw for n in top_names], float).reshape(-1, T)
+            for n in self.top_names:
+                rt.log.add(replies[n].value)
+            costs = np.array([replies[n].value.cost_eur for n in self.top_names], float)
+            slopes = np.array([replies[n].value.slope_eur_mw for n in self.top_names], float).reshape(-1, self.T)
             return ChildValues(costs, slopes)
 
+        return evaluate
+
+    def exchange(self, rt, tso, curves: dict[int, CurveOffer]):
+        """The cut exchange between the TSO and the top-level DSOs (decomposition.exchange)."""
+        t, ctx, T = time.perf_counter(), self.ctx, self.T
+        pool = self._seed_pool(curves)
+        master = tso.cut_master(self.top_names, pool, threads=ctx.threads)
+        lo = np.array([[xi[0] for xi in curves[a].xi_mw] for a in self.top]).reshape(-1, T)
+        hi = np.array([[xi[-1] for xi in curves[a].xi_mw] for a in self.top]).reshape(-1, T)
+        master.set_proposal_domain(lo, hi)
+        eval_times: list[float] = []
+        offers = [offer_from_message(curves[a]) for a in self.top]
         exchange = CutExchange(
             master,
             pool,
-            evaluate,
+            self._evaluate(rt, eval_times),
             master_point=lambda ms: tso.master_point(master, ms),
             clear_integer=lambda p, tl, box: tso.clear_with_cuts(
-                top_names, p, mip_gap=min(ctx.mip_gap, 1e-4), time_limit=tl, threads=ctx.threads, box=box
+                self.top_names, p, mip_gap=min(ctx.mip_gap, 1e-4), time_limit=tl, threads=ctx.threads, box=box
             ),
-            fallback=lambda p: tso.clear_without_commitments(top_names, p, threads=ctx.threads),
-            settings=settings,
+            fallback=lambda p: tso.clear_without_commitments(self.top_names, p, threads=ctx.threads),
+            settings=self.settings,
             progress=ctx.progress,
-            first_point=(lambda: tso.curve_point([offer_from_message(curves[a]) for a in top], threads=ctx.threads))
-            if FIRST_POINT_FROM_CURVES
-            else None,
+            first_point=(lambda: tso.curve_point(offers, threads=ctx.threads)) if FIRST_POINT_FROM_CURVES else None,
         )
+        center = np.array([curves[a].cuts[0]["point"] for a in self.top]).reshape(-1, T)
         outcome = exchange.run(center, integer=not ctx.relax)
         if outcome.best is None:
             raise InputError("hierarchical clearing found no feasible point")  # unreachable with complete recourse
-        res = outcome.best.handle
-        note("exchange", time.perf_counter() - t, eval_times)
+        self.stage_times["exchange"] = _stage_times(time.perf_counter() - t, eval_times)
+        return outcome
 
-        # 4. dispatch top-down
+    def dispatch_top_down(self, rt, res) -> tuple[dict, dict[int, Schedule]]:
         schedules: dict[int, Schedule] = {}
-        for i, a in enumerate(top):
+        for i, a in enumerate(self.top):
             schedules[a] = Schedule(
                 sender="TSO",
-                receiver=names[a],
+                receiver=self.names[a],
                 stage="dispatch",
-                periods=periods,
+                periods=self.periods,
                 export_mw=res.x[i].tolist(),
                 price_eur_mwh=res.pi[i].tolist(),
             )
-            log.add(schedules[a])
-        t, times = time.perf_counter(), []
-        dispatch = {}
-        for level in range(1, int(depth.max(initial=0)) + 1):
-            level_areas = [a for a in dsos if depth[a] == level]
+            rt.log.add(schedules[a])
+        t, times, dispatch = time.perf_counter(), [], {}
+        for level in self.levels:
+            level_areas = [a for a in self.dsos if self.depth[a] == level]
             replies = rt.ask(
                 "dispatch",
-                {names[a]: (schedules[a],) for a in level_areas},
+                {self.names[a]: (schedules[a],) for a in level_areas},
                 stage=f"dispatch (level {level})",
-                mip_gap=ctx.mip_gap,
-                time_limit=ctx.time_limit,
+                mip_gap=self.ctx.mip_gap,
+                time_limit=self.ctx.time_limit,
                 threads=1,
-                relax=ctx.relax,
+                relax=self.ctx.relax,
             )
             for a in level_areas:
-                out = replies[names[a]].value
-                dispatch[a] = out
-                log.add(out.report)
+                out = dispatch[a] = replies[self.names[a]].value
+                rt.log.add(out.report)
                 times.append(out.time_s)
-                for s in out.child_schedules:
-                    schedules[names.index(s.receiver)] = s
-                    log.add(s)
-        note("dispatch", time.perf_counter() - t, times)
+                for sched in out.child_schedules:
+                    schedules[self.names.index(sched.receiver)] = sched
+                    rt.log.add(sched)
+        self.stage_times["dispatch"] = _stage_times(time.perf_counter() - t, times)
+        return dispatch, schedules
+
+
+def run_hierarchical(inst: Instance, ctx: SchemeContext, locked: dict[str, dict] | None = None) -> ClearingResult:
+    t_start = time.perf_counter()
+    run = _HierarchicalRun(inst, ctx, locked)
+    rt = ctx.new_runtime()
+    try:
+        curves = run.curves_bottom_up(rt)
+        tso = rt.tso(run.subs[0], run.opts)
+        outcome = run.exchange(rt, tso, curves)
+        res = outcome.best.handle
+        dispatch, schedules = run.dispatch_top_down(rt, res)
     finally:
         rt.close()
-
     result = assemble_decentralised(
         inst,
-        opts,
+        run.opts,
         res,
         dispatch,
         curves,
         schedules,
-        log,
-        stage_times,
+        rt.log,
+        run.stage_times,
         outcome.history,
         t_start,
         ctx.scheme,
         ctx.relax,
-        curve_tol,
+        run.curve_tol,
         rt,
         res.tables(tso),
     )
-    _certify(result, outcome, settings)
+    _certify(result, outcome, run.settings)
     return result
 
 
