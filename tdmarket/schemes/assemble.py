@@ -35,6 +35,29 @@ def assemble_decentralised(
     for key in ("segments", "bids", "buses", "lines"):
         frames = [p[key] for p in parts if key in p and len(p[key])]
         tables[key] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    tables["interfaces"] = _interface_table(names, dispatch, curves, schedules)
+    summary = _summary(
+        inst,
+        opts,
+        res,
+        dispatch,
+        curves,
+        tables,
+        log,
+        stage_times,
+        history,
+        t_start,
+        scheme_name,
+        relax,
+        curve_tol,
+        runtime,
+    )
+    msgs = [{k: v for k, v in e.items() if k != "message"} | {"message": e["message"]} for e in log.entries]
+    return ClearingResult(scheme=scheme_name, instance=inst.name, tables=tables, summary=summary, messages=msgs)
+
+
+def _interface_table(names, dispatch, curves, schedules) -> pd.DataFrame:
+    """One row per DSO area and period: schedule (MW, Mvar), interface price, DSO marginal cost, curve data."""
     rows = []
     for a in sorted(dispatch):
         s = schedules[a]
@@ -65,7 +88,26 @@ def assemble_decentralised(
                     }
                 )
             rows.append(row)
-    tables["interfaces"] = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def _summary(
+    inst,
+    opts,
+    res,
+    dispatch,
+    curves,
+    tables,
+    log,
+    stage_times,
+    history,
+    t_start,
+    scheme_name,
+    relax,
+    curve_tol,
+    runtime,
+) -> dict:
+    names = inst.areas.name
     tso_cost = res.cost
     market = tso_cost["market_cost_eur"] + sum(d.cost["market_cost_eur"] for d in dispatch.values())
     slack = tso_cost["slack_cost_eur"] + sum(d.cost["slack_cost_eur"] for d in dispatch.values())
@@ -118,5 +160,4 @@ def assemble_decentralised(
         "timings_s": {"wall": wall, "critical_path": crit, "stages": stage_times},
         "check": {"feasible": bool(all(d.check_ok for d in dispatch.values()))},
     }
-    msgs = [{k: v for k, v in e.items() if k != "message"} | {"message": e["message"]} for e in log.entries]
-    return ClearingResult(scheme=scheme_name, instance=inst.name, tables=tables, summary=summary, messages=msgs)
+    return summary
