@@ -49,6 +49,12 @@ def measure(path: Path, workers: int) -> None:
         f"  certified gap of the dispatched point {ce['dispatched_gap']:.3g} (target <= 1e-4); gap to "
         f"centralized {gap_to(res, ref):+.3g} (target |gap| <= 1e-4)"
     )
+    hist = s["iterations"]
+    phases = {p: sum(h["master"] == p for h in hist) for p in ("lp", "milp", "fallback")}
+    print(
+        f"  rounds by phase {phases}; master LP/MILP time {sum(h['master_s'] for h in hist):.2f} s, DSO "
+        f"evaluation rounds {sum(h['evaluation_s'] for h in hist):.2f} s"
+    )
     for k, v in s["timings_s"]["stages"].items():
         print(
             f"  stage {k:<9} wall {v['wall_s']:7.2f} s, slowest operator {v['slowest_operator_s']:.2f} s, "

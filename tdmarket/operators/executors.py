@@ -133,10 +133,10 @@ class _Affinity:
                         self._restart(w)
                     key = tuple(idx)
                     if attempts.get(key, 0) >= 1:
-                        r = requests[idx[0]]
-                        raise ExecutionError(
-                            f"operator task {r.label or r.key} failed twice: {type(exc).__name__}: {exc}"
-                        ) from exc
+                        at = exc.position if isinstance(exc, BatchItemError) else 0
+                        r = requests[idx[at]]
+                        why = str(exc) if isinstance(exc, BatchItemError) else f"{type(exc).__name__}: {exc}"
+                        raise ExecutionError(f"operator task {r.label or r.key} failed twice: {why}") from exc
                     attempts[key] = attempts.get(key, 0) + 1
                     units.appendleft((idx, w))
                     continue
@@ -148,9 +148,26 @@ class _Affinity:
         return results
 
 
+class BatchItemError(Exception):
+    """A request of a batch failed: which one (its position) and why (a one-line text)."""
+
+    def __init__(self, position: int, text: str):
+        super().__init__(position, text)
+        self.position, self.text = position, text
+
+    def __str__(self) -> str:
+        return self.text
+
+
 def run_batch(target: Callable, batch: list[Request]) -> list:
     """Worker side: the requests of one batch, in order."""
-    return [target(r.key, r.method, r.args, r.kwargs, r.init) for r in batch]
+    out = []
+    for i, r in enumerate(batch):
+        try:
+            out.append(target(r.key, r.method, r.args, r.kwargs, r.init))
+        except Exception as exc:
+            raise BatchItemError(i, f"{type(exc).__name__}: {exc}") from None
+    return out
 
 
 class ProcessExecutor(_Affinity):
@@ -254,7 +271,7 @@ class _HostActor:
         self.host = AgentHost()
 
     def call_batch(self, batch):
-        return [self.host.call(r.key, r.method, r.args, r.kwargs, r.init) for r in batch]
+        return run_batch(self.host.call, batch)
 
 
 def make_executor(name: str = "process", workers: int | None = None, address: str | None = None):
