@@ -81,36 +81,23 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
 
 from ..errors import InputError
-from .tables import (
-    EDGE_FILES,
-    ID_ROLES,
-    KNOWN_FILES,
-    ORDER_FILES,
-    PERIOD_COLUMNS,
-    floats,
-    fmt_floats,
-    fmt_ints,
-    ints,
-    read_csv,
-    write_csv,
+from .perturb import (
+    add_price_noise,
+    scale_imbalance,
+    scale_ratings,
+    set_aon_share,
+    set_negative_price_share,
+    set_start_stop_share,
 )
-
-UNRATED_MIN = 90_000.0  # docs/model.md §3.1: S >= this (or S == 0) means unrated
-RATING_CAP = 89_999.0
-FLAG_FILES = {"AlphaOmegaSet": "AlphaOmegaSet.csv", "NoNewAct": "NoNewAct.csv"}
-MINDUR_COLUMNS = ["QtBids", "QBid1", "QBid2", "Tau", "ForTime"]
-MANIFEST = "variant.json"
+from .structure import clone_areas, duplicate_orders, truncate_periods
+from .tables import floats, ints
+from .workspace import MANIFEST, Workspace, check_output
 
 # Named presets (options for `make_variant`).  "benchmark" is meant for italy-652 (docs/model.md: 50 areas,
 # 12 318 segments).  It gives a system sized like the hidden national one: 73 DSO areas, 26 000 segments
@@ -127,581 +114,116 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def _tidy(values) -> np.ndarray:
-    """Round computed floats to 12 significant digits (no 0.30000000000000004 in the files)."""
-    return np.array([float(f"{v:.12g}") for v in np.asarray(values, dtype=float)])
-
-
-@dataclass
-class _Topology:
-    t_ids: np.ndarray  # sorted T node ids
-    ref_id: int  # first reference node
-    d_ids: np.ndarray  # sorted D node ids
-    d_area: np.ndarray  # area index of each D node (aligned with d_ids)
-    roots: np.ndarray  # root D node id per area (areas sorted by root id)
-    hosts: np.ndarray  # host T node id per area
-
-    def area_of(self, node_ids: np.ndarray) -> np.ndarray:
-        """Area index of each node id; -1 for T nodes (and unknown ids)."""
-        node_ids = np.asarray(node_ids, dtype=np.int64)
-        pos = np.clip(np.searchsorted(self.d_ids, node_ids), 0, max(len(self.d_ids) - 1, 0))
-        found = (self.d_ids[pos] == node_ids) if len(self.d_ids) else np.zeros(len(node_ids), bool)
-        return np.where(found, self.d_area[pos] if len(self.d_ids) else -1, -1)
-
-    def nodes_of(self, area: int) -> np.ndarray:
-        return self.d_ids[self.d_area == area]
-
-
-class _Variant:
-    def __init__(self, base: Path, edges_file: str, seed: int):
-        self.base = base
-        self.edges_file = edges_file
-        self.rng = np.random.default_rng(seed)
-        self.t: dict[str, pd.DataFrame] = {}
-        for name in KNOWN_FILES:
-            if (base / name).is_file():
-                self.t[name] = read_csv(base / name)
-        self.flag_style: dict[str, list[str] | None] = {}  # flag -> header of its file, None if a Bids column
-        self.clones: list[dict] = []
-        self.notes: list[str] = []
-        self._pending: dict[str, list[pd.DataFrame]] = {}
-        self._normalise_flags()
-
-    # ------------------------------------------------------------------ flags
-    def _normalise_flags(self) -> None:
-        """Keep AlphaOmega/NoNewAct as Bids columns while working; `denormalise` restores the base's layout."""
-        bids = self.t["Bids.csv"]
-        qb = ints(bids, "QBid")
-        for col, fname in FLAG_FILES.items():
-            if col in bids.columns:
-                self.flag_style[col] = None
-                continue
-            flag = np.zeros(len(bids), bool)
-            tab = self.t.pop(fname, None)
-            header = list(tab.columns) if tab is not None else None
-            if tab is not None and len(tab):
-                flag = np.isin(qb, ints(tab, "QBid"))
-            bids[col] = np.where(flag, "1", "0").astype(object)
-            self.flag_style[col] = header
-
-    def denormalise(self) -> dict[str, pd.DataFrame]:
-        out = dict(self.t)
-        bids = out["Bids.csv"]
-        for col, header in self.flag_style.items():
-            if header is None:
-                continue
-            flagged = bids[bids[col].astype(int) == 1].drop_duplicates("QBid")
-            rows = {h: np.full(len(flagged), "0", dtype=object) for h in header}
-            for h in ("QtBids", "QBid", "forT"):
-                if h in rows:
-                    rows[h] = flagged[h].to_numpy(dtype=object)
-            out[FLAG_FILES[col]] = pd.DataFrame(rows, columns=header)
-            bids = bids.drop(columns=[col])
-        out["Bids.csv"] = bids
-        return out
-
-    # ------------------------------------------------------------------ structure
-    def topology(self) -> _Topology:
-        tn, dn, ed = self.t["TransmissionNodes.csv"], self.t["DistributionNodes.csv"], self.t[self.edges_file]
-        t_ids = np.sort(ints(tn, "ID"))
-        ref = ints(tn, "ID")[ints(tn, "RefNode") == 1] if "RefNode" in tn.columns else ints(tn, "ID")[:1]
-        d_ids = np.sort(ints(dn, "ID"))
-        f, to = ints(ed, "NodeFrom"), ints(ed, "NodeTo")
-        fd, td = np.isin(f, d_ids), np.isin(to, d_ids)
-        n = len(d_ids)
-        dd = fd & td
-        fp, tp = np.searchsorted(d_ids, f[dd]), np.searchsorted(d_ids, to[dd])
-        _, comp = connected_components(sp.coo_matrix((np.ones(len(fp)), (fp, tp)), shape=(n, n)), directed=False)
-        iface = fd ^ td
-        d_end = np.where(fd[iface], f[iface], to[iface])
-        t_end = np.where(fd[iface], to[iface], f[iface])
-        order = np.argsort(d_end, kind="stable")
-        d_end, t_end = d_end[order], t_end[order]
-        area_of_comp = np.full(max(n, 1), -1)
-        area_of_comp[comp[np.searchsorted(d_ids, d_end)]] = np.arange(len(d_end))
-        return _Topology(
-            t_ids=t_ids,
-            ref_id=int(ref[0]) if len(ref) else int(t_ids[0]),
-            d_ids=d_ids,
-            d_area=area_of_comp[comp] if n else np.zeros(0, np.int64),
-            roots=d_end,
-            hosts=t_end,
-        )
-
-    def strides(self) -> dict[str, int]:
-        """Per id namespace: 10^(digits of the largest id in use)."""
-        largest: dict[str, int] = {}
-        for name, roles in ID_ROLES.items():
-            df = self.t.get(name)
-            if df is None or not len(df):
-                continue
-            for col, role in roles.items():
-                if col in df.columns:
-                    largest[role] = max(largest.get(role, 0), int(np.abs(ints(df, col)).max()))
-        roles = {r for roles in ID_ROLES.values() for r in roles.values()}
-        return {r: 10 ** max(len(str(largest.get(r, 0))), 1) for r in roles}
-
-    def row_qtbids(self, name: str) -> np.ndarray:
-        return ints(self.t[name], ORDER_FILES[name])
-
-    def copy_rows(self, masks: dict[str, np.ndarray], offset: dict[str, int], node_map, suffix: str) -> None:
-        """Queue copies of the masked rows of each file, with every id column remapped (`flush` appends them).
-
-        The masks refer to the tables as they were at the last `flush`.  `offset[role]` is added to the
-        non-node id columns, `node_map(values)` maps node ids, and `suffix` is appended to name columns
-        (DecNet labels at D ends, sub-area names)."""
-        d_ids = ints(self.t["DistributionNodes.csv"], "ID")
-        for name, mask in masks.items():
-            df = self.t[name]
-            if not mask.any():
-                continue
-            sub = df[mask].copy()
-            for col, role in ID_ROLES.get(name, {}).items():
-                if col not in sub.columns:
-                    continue
-                v = ints(sub, col)
-                sub[col] = fmt_ints(node_map(v) if role == "node" else v + offset[role])
-            if name in EDGE_FILES:
-                for end, label in (("NodeFrom", "DecNetFrom"), ("NodeTo", "DecNetTo")):
-                    if label in sub.columns:
-                        is_name = pd.to_numeric(sub[label], errors="coerce").isna().to_numpy()
-                        at_d = np.isin(ints(df[mask], end), d_ids)
-                        sub.loc[is_name & at_d, label] = sub.loc[is_name & at_d, label] + suffix
-            if name == "SubAreas.csv" and "Area" in sub.columns:
-                named = sub["Area"].astype(str) != ""
-                sub.loc[named, "Area"] = sub.loc[named, "Area"] + suffix
-            self._pending.setdefault(name, []).append(sub)
-
-    def flush(self) -> None:
-        """Append the queued copies after the original rows (original row positions do not change)."""
-        for name, parts in self._pending.items():
-            self.t[name] = pd.concat([self.t[name], *parts], ignore_index=True)
-        self._pending = {}
-
-    # ------------------------------------------------------------------ stage 1: periods
-    def truncate_periods(self, periods: int) -> None:
-        gp = self.t["GeneralParam.csv"]
-        start, end = int(ints(gp, "StartTime")[0]), int(ints(gp, "EndTime")[0])
-        if periods > end - start + 1:
-            raise InputError(f"periods {periods} exceeds the base horizon of {end - start + 1} periods")
-        last = start + periods - 1
-        for name, col in PERIOD_COLUMNS.items():
-            if name in self.t and len(self.t[name]):
-                self.t[name] = self.t[name][ints(self.t[name], col) <= last].reset_index(drop=True)
-        bids = self.t["Bids.csv"]
-        qbids, qtbids = ints(bids, "QBid"), ints(bids, "QtBids")
-        keep_by = {
-            "RampConstraints.csv": lambda df: np.isin(ints(df, "QBid"), qbids),
-            "MinDurationPairs.csv": lambda df: np.isin(ints(df, "QBid1"), qbids) & np.isin(ints(df, "QBid2"), qbids),
-            "QPDisc.csv": lambda df: np.isin(ints(df, "QBids"), qbids),
-            "ExclusiveQtBids.csv": lambda df: np.isin(ints(df, "QtBid"), qtbids),
-            "HalfPlanes.csv": lambda df: np.isin(ints(df, "QtBid"), qtbids),
-        }
-        for name, keep in keep_by.items():
-            if name in self.t and len(self.t[name]):
-                self.t[name] = self.t[name][keep(self.t[name])].reset_index(drop=True)
-        gp.loc[:, "EndTime"] = str(last)
-
-    # ------------------------------------------------------------------ stage 2: DSO areas
-    def order_area_masks(self, topo: _Topology) -> dict[str, np.ndarray]:
-        """Area index of the rows of every order file (-1: T order, or a QtBid without orders)."""
-        bids = self.t["Bids.csv"]
-        qt_area = pd.Series(topo.area_of(ints(bids, "Node")), index=ints(bids, "QtBids"))
-        qt_area = qt_area[~qt_area.index.duplicated()]
-        out = {}
-        for name in ORDER_FILES:
-            if name in self.t:
-                q = self.row_qtbids(name)
-                out[name] = qt_area.reindex(q).fillna(-1).to_numpy(dtype=np.int64)
-        return out
-
-    def clone_areas(self, copies: float | None, target_areas: int | None) -> None:
-        topo = self.topology()
-        n = len(topo.roots)
-        total = target_areas if target_areas is not None else int(round(copies * n))
-        if n == 0:
-            raise InputError("the base instance has no DSO area to clone")
-        if total < n:
-            raise InputError(f"cannot reduce the {n} DSO areas of the base to {total}")
-        extra = total - n
-        per = np.full(n, extra // n)
-        rem = extra - int(per.sum())
-        if rem:
-            per[np.sort(self.rng.choice(n, rem, replace=False))] += 1
-        pairs = [(a, c) for a in range(n) for c in range(1, int(per[a]) + 1)]
-        if not pairs:
-            return
-        hosts = self.choose_hosts(len(pairs), topo)
-        stride = self.strides()
-
-        area_rows: dict[str, np.ndarray] = {
-            "DistributionNodes.csv": topo.area_of(ints(self.t["DistributionNodes.csv"], "ID")),
-            "NetInjections.csv": topo.area_of(ints(self.t["NetInjections.csv"], "Node")),
-        }
-        edge_area = {}
-        for name in EDGE_FILES:
-            if name in self.t:
-                ed = self.t[name]
-                area_rows[name] = np.maximum(topo.area_of(ints(ed, "NodeFrom")), topo.area_of(ints(ed, "NodeTo")))
-                if name == self.edges_file:
-                    edge_area = dict(zip(ints(ed, "ID").tolist(), area_rows[name].tolist()))
-        if "SubAreas.csv" in self.t:
-            area_rows["SubAreas.csv"] = np.array(
-                [edge_area.get(e, -1) for e in ints(self.t["SubAreas.csv"], "Edge").tolist()], dtype=np.int64
-            )
-        area_rows.update(self.order_area_masks(topo))
-
-        ni = self.t["NetInjections.csv"]
-        ni_node, ni_per, ni_p = ints(ni, "Node"), ints(ni, "forT"), floats(ni, "P")
-        gp = self.t["GeneralParam.csv"]
-        start = int(ints(gp, "StartTime")[0])
-        T = int(ints(gp, "EndTime")[0]) - start + 1
-        area_p = np.zeros((n, T))
-        inside = area_rows["NetInjections.csv"] >= 0
-        np.add.at(area_p, (area_rows["NetInjections.csv"][inside], ni_per[inside] - start), ni_p[inside])
-        host_delta: dict[int, np.ndarray] = {}
-
-        for (a, c), host in zip(pairs, hosts):
-            old_host, host = int(topo.hosts[a]), int(host)
-            nodes = topo.nodes_of(a)
-            off_node = c * stride["node"]
-
-            def node_map(v, nodes=nodes, off_node=off_node, old_host=old_host, host=host):
-                return np.where(np.isin(v, nodes), v + off_node, np.where(v == old_host, host, v))
-
-            masks = {name: rows == a for name, rows in area_rows.items()}
-            self.copy_rows(masks, {r: c * s for r, s in stride.items()}, node_map, f"_copy{c}")
-            host_delta[host] = host_delta.get(host, np.zeros(T)) - area_p[a]
-            self.clones.append(
-                {
-                    "area": f"DSO-{int(topo.roots[a])}",
-                    "copy": c,
-                    "root": int(topo.roots[a]) + off_node,
-                    "host": host,
-                }
-            )
-
-        self.flush()
-        ni = self.t["NetInjections.csv"]  # now with the clones' rows
-        rows = np.flatnonzero(np.isin(ni_node, list(host_delta)))  # host rows are original rows
-        new_p = ni_p[rows] + np.array([host_delta[int(k)][t - start] for k, t in zip(ni_node[rows], ni_per[rows])])
-        ni.loc[rows, "P"] = fmt_floats(_tidy(new_p))
-
-    def choose_hosts(self, count: int, topo: _Topology) -> np.ndarray:
-        free = topo.t_ids[~np.isin(topo.t_ids, topo.hosts)]
-        if len(free) >= count:
-            return self.rng.choice(free, count, replace=False)
-        if len(topo.t_ids) >= count:
-            return self.rng.choice(topo.t_ids, count, replace=False)
-        self.notes.append(f"{count} clones on {len(topo.t_ids)} T nodes: some T nodes host several clones")
-        return self.rng.choice(topo.t_ids, count, replace=True)
-
-    # ------------------------------------------------------------------ stage 3: D order duplication
-    def duplicate_orders(self, factor: float, segments: int | None) -> None:
-        topo = self.topology()
-        bids = self.t["Bids.csv"]
-        seg_area = topo.area_of(ints(bids, "Node"))
-        n_all, n_d = len(bids), int((seg_area >= 0).sum())
-        if segments is not None:
-            if segments < n_all:
-                raise InputError(
-                    f"segments {segments} is below the {n_all} segments the variant has before duplication"
-                )
-            need = segments - n_all
-        else:
-            need = int(round((factor - 1.0) * n_d))
-        if need <= 0:
-            return
-        if n_d == 0:
-            raise InputError("the base instance has no distribution orders to duplicate")
-        qt = ints(bids, "QtBids")
-        d_qt, d_count = np.unique(qt[seg_area >= 0], return_counts=True)
-        # units: a QtBid, or all D QtBids of one exclusive group (union-find over the group rows)
-        parent = {int(q): int(q) for q in d_qt}
-
-        def find(q):
-            while parent[q] != q:
-                parent[q] = parent[parent[q]]
-                q = parent[q]
-            return q
-
-        ex = self.t.get("ExclusiveQtBids.csv")
-        if ex is not None and len(ex):
-            for _, members in pd.Series(ints(ex, "QtBid")).groupby(ints(ex, "ID")):
-                m = [int(q) for q in members if int(q) in parent]
-                for q in m[1:]:
-                    parent[find(q)] = find(m[0])
-        unit_of = np.array([find(int(q)) for q in d_qt])
-        units, unit_idx = np.unique(unit_of, return_inverse=True)
-        unit_segs = np.bincount(unit_idx, weights=d_count).astype(np.int64)
-        first_seg = pd.Series(np.arange(n_all), index=qt)
-        first_seg = first_seg[~first_seg.index.duplicated()]
-        unit_area = seg_area[first_seg.loc[units].to_numpy()]
-
-        rounds: list[np.ndarray] = []
-        added = 0
-        while added < need:
-            take = []
-            for u in self.rng.permutation(len(units)):
-                if added >= need:
-                    break
-                take.append(u)
-                added += int(unit_segs[u])
-            rounds.append(np.array(take, dtype=np.int64))
-        stride = self.strides()
-        for r, take in enumerate(rounds, start=1):
-            # one random node of its area per copied unit
-            new_node = {}
-            for u in take:
-                pool = topo.nodes_of(int(unit_area[u]))
-                new_node[int(units[u])] = int(pool[self.rng.integers(len(pool))])
-            members = d_qt[np.isin(unit_idx, take)]
-            taken = set(take.tolist())
-            target_of_qt = {int(q): new_node[int(unit_of[k])] for k, q in enumerate(d_qt) if int(unit_idx[k]) in taken}
-            masks = {name: np.isin(self.row_qtbids(name), members) for name in ORDER_FILES if name in self.t}
-            rows_qt = qt[masks["Bids.csv"]]
-            before = len(qt)
-            self.copy_rows(masks, {k: r * s for k, s in stride.items()}, lambda v: v, f"_copy{r}")
-            self.flush()
-            # the copied Bids rows follow the originals, in original row order: give them their new node
-            bids = self.t["Bids.csv"]
-            bids.loc[before:, "Node"] = fmt_ints(np.array([target_of_qt[int(q)] for q in rows_qt]))
-            qt = ints(bids, "QtBids")
-
-    # ------------------------------------------------------------------ stage 4: start/stop
-    def bid_frame(self) -> pd.DataFrame:
-        b = self.t["Bids.csv"]
-        return pd.DataFrame(
-            {
-                "qbid": ints(b, "QBid"),
-                "qtbid": ints(b, "QtBids"),
-                "per": ints(b, "forT"),
-                "ao": ints(b, "AlphaOmegaSet") == 1,
-            }
-        ).drop_duplicates("qbid")
-
-    def set_start_stop_share(self, share: float) -> None:
-        bf = self.bid_frame()
-        n_bids = len(bf)
-        target = int(round(share * n_bids))
-        cur = int(bf["ao"].sum())
-        bids = self.t["Bids.csv"]
-        seg_qt = ints(bids, "QtBids")
-        md = self.t.get("MinDurationPairs.csv")
-        if md is None:
-            md = pd.DataFrame({c: pd.Series([], dtype=object) for c in MINDUR_COLUMNS})
-        g = bf.groupby("qtbid").agg(n=("qbid", "size"), lo=("per", "min"), hi=("per", "max"), np_=("per", "nunique"))
-        g["ao"] = bf.groupby("qtbid")["ao"].any()
-        if cur < target:
-            blocked = set()
-            for name, col in (("ExclusiveQtBids.csv", "QtBid"), ("RampConstraints.csv", "QtBids")):
-                if name in self.t and len(self.t[name]):
-                    blocked |= set(ints(self.t[name], col).tolist())
-            ok = (~g["ao"]) & (g["np_"] == g["n"]) & (g["hi"] - g["lo"] + 1 == g["n"]) & ~g.index.isin(list(blocked))
-            cand = g[ok]
-            first = int(ints(self.t["GeneralParam.csv"], "StartTime")[0])
-            seg_t = ~np.isin(ints(bids, "Node"), ints(self.t["DistributionNodes.csv"], "ID"))
-            seg_w = np.abs(floats(bids, "QuantityHiQ") - floats(bids, "QuantityLoQ"))
-            per_qt = (
-                pd.DataFrame({"q": seg_qt, "t": seg_t, "w": seg_w}).groupby("q").agg(t=("t", "any"), w=("w", "max"))
-            )
-            is_t = per_qt["t"].reindex(cand.index).to_numpy()
-            width = np.where(is_t, per_qt["w"].reindex(cand.index).to_numpy(), 0.0)
-            late = cand["lo"].to_numpy() != first
-            perm = self.rng.permutation(len(cand))
-            # D before T; then first-period starts; then (T) narrowest; the random permutation breaks ties
-            order = cand.index.to_numpy()[perm[np.lexsort((width[perm], late[perm], is_t[perm]))]]
-            chosen = []
-            for q in order:
-                if cur >= target:
-                    break
-                chosen.append(int(q))
-                cur += int(g.at[q, "n"])
-            if cur < target:
-                self.notes.append(f"start/stop share capped at {cur / n_bids:.4f}: no more eligible QtBids")
-            seg = np.isin(seg_qt, chosen)
-            seg_per = ints(bids, "forT")
-            lo = g["lo"].reindex(seg_qt[seg]).to_numpy()
-            bids.loc[seg, "AlphaOmegaSet"] = "1"
-            bids.loc[seg, "NoNewAct"] = np.where(seg_per[seg] > lo, "1", "0")
-            bids.loc[seg, "Xlb"] = "1"
-            new = []
-            chosen_bf = bf[bf["qtbid"].isin(chosen)].sort_values(["qtbid", "per"])
-            for q, grp in chosen_bf.groupby("qtbid", sort=True):
-                qb, per = grp["qbid"].to_numpy(), grp["per"].to_numpy()
-                for i in range(len(qb)):
-                    for j in range(i, len(qb)):
-                        new.append((q, qb[i], qb[j], per[i], per[j]))
-            if new:
-                arr = np.array(new, dtype=np.int64)
-                rows = {c: np.full(len(arr), "0", dtype=object) for c in md.columns}
-                for k, c in enumerate(MINDUR_COLUMNS):
-                    rows[c] = fmt_ints(arr[:, k])
-                md = pd.concat([md, pd.DataFrame(rows, columns=list(md.columns))], ignore_index=True)
-            self.t["MinDurationPairs.csv"] = md
-        elif cur > target:
-            blocks = g.index.to_numpy()[g["ao"].to_numpy()]
-            removed = []
-            for q in blocks[self.rng.permutation(len(blocks))]:
-                if cur <= target:
-                    break
-                removed.append(int(q))
-                cur -= int(bf.loc[bf["qtbid"] == q, "ao"].sum())
-            seg = np.isin(seg_qt, removed)
-            bids.loc[seg, "AlphaOmegaSet"] = "0"
-            bids.loc[seg, "NoNewAct"] = "0"
-            if len(md):
-                self.t["MinDurationPairs.csv"] = md[~np.isin(ints(md, "QtBids"), removed)].reset_index(drop=True)
-
-    # ------------------------------------------------------------------ stage 5: all-or-nothing
-    def set_aon_share(self, share: float) -> None:
-        bids = self.t["Bids.csv"]
-        aon = floats(bids, "Xlb") == 1
-        target = int(round(share * len(bids)))
-        cur = int(aon.sum())
-        if cur < target:
-            is_t = ~np.isin(ints(bids, "Node"), ints(self.t["DistributionNodes.csv"], "ID"))
-            width = np.abs(floats(bids, "QuantityHiQ") - floats(bids, "QuantityLoQ"))
-            perm = self.rng.permutation(np.flatnonzero(~aon))
-            order = perm[np.lexsort((np.where(is_t, width, 0.0)[perm], is_t[perm]))]  # stable: perm breaks ties
-            pick = order[: target - cur]
-            bids.loc[pick, "Xlb"] = "1"
-        elif cur > target:
-            cand = np.flatnonzero(aon & (ints(bids, "AlphaOmegaSet") == 0))
-            pick = self.rng.permutation(cand)[: cur - target]
-            if len(pick) < cur - target:
-                self.notes.append("all-or-nothing share capped: the remaining AON segments are start/stop blocks")
-            bids.loc[pick, "Xlb"] = "0"
-
-    # ------------------------------------------------------------------ stage 6: negative prices
-    def set_negative_price_share(self, share: float) -> None:
-        bids = self.t["Bids.csv"]
-        down = floats(bids, "QuantityHiQ") < floats(bids, "QuantityLoQ")
-        price = floats(bids, "PriceLoQ")
-        neg = down & (price < 0)
-        target = int(round(share * down.sum()))
-        cur = int(neg.sum())
-        if cur < target:
-            pick = self.rng.permutation(np.flatnonzero(down & (price >= 0)))[: target - cur]
-            fresh = -np.round(self.rng.uniform(5.0, 40.0, len(pick)), 4)
-            new = np.where(price[pick] != 0, -np.abs(price[pick]), fresh)
-        elif cur > target:
-            pick = self.rng.permutation(np.flatnonzero(neg))[: cur - target]
-            new = np.abs(price[pick])
-        else:
-            return
-        text = fmt_floats(_tidy(new))
-        bids.loc[pick, "PriceLoQ"] = text
-        bids.loc[pick, "PriceHiQ"] = text
-
-    # ------------------------------------------------------------------ stage 7: price noise
-    def add_price_noise(self, sigma: float) -> None:
-        bids = self.t["Bids.csv"]
-        price = floats(bids, "PriceLoQ")
-        markup = np.exp(sigma * np.abs(self.rng.standard_normal(len(price))))
-        new = np.where(price > 0, price * markup, price / markup)  # never lower: no new arbitrage
-        text = fmt_floats(_tidy(new))
-        bids["PriceLoQ"] = text
-        bids["PriceHiQ"] = text
-
-    # ------------------------------------------------------------------ stage 8: ratings
-    def scale_ratings(self, interface: float, dist: float) -> None:
-        d_ids = ints(self.t["DistributionNodes.csv"], "ID")
-        for name in EDGE_FILES:
-            if name not in self.t:
-                continue
-            ed = self.t[name]
-            fd, td = np.isin(ints(ed, "NodeFrom"), d_ids), np.isin(ints(ed, "NodeTo"), d_ids)
-            s = floats(ed, "S")
-            rated = (s > 0) & (s < UNRATED_MIN)
-            factor = np.where(fd & td, dist, np.where(fd ^ td, interface, 1.0))
-            change = rated & (factor != 1.0)
-            if change.any():
-                new = np.minimum(s[change] * factor[change], RATING_CAP)
-                ed.loc[change, "S"] = fmt_floats(_tidy(new))
-
-    # ------------------------------------------------------------------ stage 9: imbalance
-    def scale_imbalance(self, scale: float) -> None:
-        ni = self.t["NetInjections.csv"]
-        node, per, p = ints(ni, "Node"), ints(ni, "forT"), floats(ni, "P")
-        is_t = np.isin(node, ints(self.t["TransmissionNodes.csv"], "ID"))
-        ref = self.topology().ref_id
-        new = p.copy()
-        for t in np.unique(per):
-            at = per == t
-            delta = (scale - 1.0) * p[at].sum()
-            w = np.abs(p) * (at & is_t)
-            if w.sum() > 0:
-                new += delta * w / w.sum()
-            else:
-                new[at & (node == ref)] += delta
-        change = new != p
-        ni.loc[change, "P"] = fmt_floats(_tidy(new[change]))
-
-    # ------------------------------------------------------------------ figures and writing
-    def figures(self) -> dict:
-        topo = self.topology()
-        bids = self.t["Bids.csv"]
-        bf = self.bid_frame()
-        down = floats(bids, "QuantityHiQ") < floats(bids, "QuantityLoQ")
-        price = floats(bids, "PriceLoQ")
-        ni = self.t["NetInjections.csv"]
-        imb = pd.Series(floats(ni, "P")).groupby(ints(ni, "forT")).sum()
-        seg_d = topo.area_of(ints(bids, "Node")) >= 0
-        aon = floats(bids, "Xlb") == 1
-        return {
-            "dso_areas": len(topo.roots),
-            "t_nodes": len(topo.t_ids),
-            "d_nodes": len(topo.d_ids),
-            "segments": len(bids),
-            "segments_d": int(seg_d.sum()),
-            "aon_segments": int(aon.sum()),
-            "aon_share": round(float(aon.mean()), 6) if len(bids) else 0.0,
-            "bids": len(bf),
-            "start_stop_share_of_bids": round(float(bf["ao"].mean()), 6) if len(bf) else 0.0,
-            "down_segments": int(down.sum()),
-            "negative_price_share_of_down": round(float((down & (price < 0)).sum() / down.sum()), 6)
-            if down.any()
-            else 0.0,
-            "system_imbalance_mw": {str(int(k)): round(float(v), 6) for k, v in imb.items()},
-        }
-
-    def write(self, out: Path, manifest: dict, overwrite: bool) -> None:
-        tables = self.denormalise()
-        _check_output(out, overwrite)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-        try:
-            for name in sorted(tables):
-                write_csv(tmp / name, tables[name])
-            text = json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False)
-            (tmp / MANIFEST).write_text(text + "\n", encoding="utf-8")
-            os.chmod(tmp, 0o755)
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-
-
-def _check_output(out: Path, overwrite: bool) -> None:
-    """`out` must be new or empty; with `overwrite`, it may also be an instance folder (it is replaced)."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise InputError(f"output {out} exists and is not a folder")
-    if not any(out.iterdir()):
-        return
-    if not overwrite:
-        raise InputError(f"output folder {out} exists and is not empty (use --overwrite)")
-    if not ((out / MANIFEST).is_file() or (out / "GeneralParam.csv").is_file()):
-        raise InputError(f"refusing to overwrite {out}: it is not an instance folder")
-
-
 def _check(name: str, value, ok: bool, what: str) -> None:
     if not ok:
         raise InputError(f"{name} {value!r} {what}")
+
+
+def _check_options(seed, o: dict) -> None:
+    """Reject bad option values with an `InputError` naming the option (same order as the signature)."""
+    _check(
+        "seed",
+        seed,
+        isinstance(seed, int | np.integer) and not isinstance(seed, bool) and seed >= 0,
+        "must be an integer >= 0",
+    )
+    dso_copies, dso_areas, order_copies, segments = o["dso_copies"], o["dso_areas"], o["order_copies"], o["segments"]
+    _check("dso_copies", dso_copies, np.isfinite(dso_copies) and dso_copies >= 1, "must be >= 1")
+    _check(
+        "dso_areas",
+        dso_areas,
+        dso_areas is None or (int(dso_areas) == dso_areas and dso_areas >= 1),
+        "must be a positive integer",
+    )
+    _check("order_copies", order_copies, np.isfinite(order_copies) and order_copies >= 1, "must be >= 1")
+    _check(
+        "segments",
+        segments,
+        segments is None or (int(segments) == segments and segments >= 1),
+        "must be a positive integer",
+    )
+    for name in ("aon_share", "start_stop_share", "negative_price_share"):
+        v = o[name]
+        _check(name, v, v is None or 0.0 <= v <= 1.0, "must be in [0, 1]")
+    price_noise, imbalance_scale, periods = o["price_noise"], o["imbalance_scale"], o["periods"]
+    _check("price_noise", price_noise, price_noise >= 0 and np.isfinite(price_noise), "must be >= 0")
+    for name in ("interface_rating_scale", "d_rating_scale"):
+        v = o[name]
+        _check(name, v, v > 0 and np.isfinite(v), "must be positive")
+    _check("imbalance_scale", imbalance_scale, np.isfinite(imbalance_scale), "must be finite")
+    _check(
+        "periods", periods, periods is None or (int(periods) == periods and periods >= 1), "must be a positive integer"
+    )
+
+
+def _check_folders(base: Path, out: Path, overwrite: bool) -> None:
+    if not base.is_dir():
+        raise InputError(f"base instance folder {base} does not exist")
+    if out.resolve() == base.resolve():
+        raise InputError("the output folder must differ from the base folder")
+    check_output(out, overwrite)
+
+
+def _apply_stages(ws: Workspace, o: dict) -> None:
+    """Stages 1–9 in order (module docstring), each skipped when its option is at its default."""
+    if o["periods"] is not None:
+        truncate_periods(ws, int(o["periods"]))
+    if o["dso_areas"] is not None or o["dso_copies"] != 1:
+        clone_areas(ws, float(o["dso_copies"]), None if o["dso_areas"] is None else int(o["dso_areas"]))
+    if o["segments"] is not None or o["order_copies"] != 1:
+        duplicate_orders(ws, float(o["order_copies"]), None if o["segments"] is None else int(o["segments"]))
+    if o["start_stop_share"] is not None:
+        set_start_stop_share(ws, float(o["start_stop_share"]))
+    if o["aon_share"] is not None:
+        set_aon_share(ws, float(o["aon_share"]))
+    if o["negative_price_share"] is not None:
+        set_negative_price_share(ws, float(o["negative_price_share"]))
+    if o["price_noise"] > 0:
+        add_price_noise(ws, float(o["price_noise"]))
+    if o["interface_rating_scale"] != 1 or o["d_rating_scale"] != 1:
+        scale_ratings(ws, float(o["interface_rating_scale"]), float(o["d_rating_scale"]))
+    if o["imbalance_scale"] != 1:
+        scale_imbalance(ws, float(o["imbalance_scale"]))
+
+
+def _figures(ws: Workspace) -> dict:
+    """The figures reached, recorded in the manifest (and printed by `tdmarket variant`)."""
+    topo = ws.topology()
+    bids = ws.t["Bids.csv"]
+    bf = ws.bid_frame()
+    down = floats(bids, "QuantityHiQ") < floats(bids, "QuantityLoQ")
+    price = floats(bids, "PriceLoQ")
+    ni = ws.t["NetInjections.csv"]
+    imb = pd.Series(floats(ni, "P")).groupby(ints(ni, "forT")).sum()
+    seg_d = topo.area_of(ints(bids, "Node")) >= 0
+    aon = floats(bids, "Xlb") == 1
+    return {
+        "dso_areas": len(topo.roots),
+        "t_nodes": len(topo.t_ids),
+        "d_nodes": len(topo.d_ids),
+        "segments": len(bids),
+        "segments_d": int(seg_d.sum()),
+        "aon_segments": int(aon.sum()),
+        "aon_share": round(float(aon.mean()), 6) if len(bids) else 0.0,
+        "bids": len(bf),
+        "start_stop_share_of_bids": round(float(bf["ao"].mean()), 6) if len(bf) else 0.0,
+        "down_segments": int(down.sum()),
+        "negative_price_share_of_down": round(float((down & (price < 0)).sum() / down.sum()), 6) if down.any() else 0.0,
+        "system_imbalance_mw": {str(int(k)): round(float(v), 6) for k, v in imb.items()},
+    }
+
+
+def _manifest(ws: Workspace, base: Path, seed, options: dict) -> dict:
+    """The content of `variant.json`: generator, base, seed, options, figures reached, clones and notes."""
+    return {
+        "generator": "tdmarket.generate.variants.make_variant",
+        "base": base.name,
+        "seed": int(seed),
+        "options": options,
+        "figures": _figures(ws),
+        "clones": ws.clones,
+        "notes": ws.notes,
+    }
 
 
 def make_variant(
@@ -748,72 +270,6 @@ def make_variant(
 
     Bad options raise `InputError`.
     """
-    base = Path(base_path)
-    out = Path(out_dir)
-    _check(
-        "seed",
-        seed,
-        isinstance(seed, int | np.integer) and not isinstance(seed, bool) and seed >= 0,
-        "must be an integer >= 0",
-    )
-    _check("dso_copies", dso_copies, np.isfinite(dso_copies) and dso_copies >= 1, "must be >= 1")
-    _check(
-        "dso_areas",
-        dso_areas,
-        dso_areas is None or (int(dso_areas) == dso_areas and dso_areas >= 1),
-        "must be a positive integer",
-    )
-    _check("order_copies", order_copies, np.isfinite(order_copies) and order_copies >= 1, "must be >= 1")
-    _check(
-        "segments",
-        segments,
-        segments is None or (int(segments) == segments and segments >= 1),
-        "must be a positive integer",
-    )
-    for name, v in (
-        ("aon_share", aon_share),
-        ("start_stop_share", start_stop_share),
-        ("negative_price_share", negative_price_share),
-    ):
-        _check(name, v, v is None or 0.0 <= v <= 1.0, "must be in [0, 1]")
-    _check("price_noise", price_noise, price_noise >= 0 and np.isfinite(price_noise), "must be >= 0")
-    for name, v in (("interface_rating_scale", interface_rating_scale), ("d_rating_scale", d_rating_scale)):
-        _check(name, v, v > 0 and np.isfinite(v), "must be positive")
-    _check("imbalance_scale", imbalance_scale, np.isfinite(imbalance_scale), "must be finite")
-    _check(
-        "periods", periods, periods is None or (int(periods) == periods and periods >= 1), "must be a positive integer"
-    )
-    if not base.is_dir():
-        raise InputError(f"base instance folder {base} does not exist")
-    if out.resolve() == base.resolve():
-        raise InputError("the output folder must differ from the base folder")
-    _check_output(out, overwrite)
-
-    from ..io import read as read_instance
-
-    read_instance(base, edges_file=edges_file)  # the base must be valid; its errors name the base's files
-    v = _Variant(base, edges_file, int(seed))
-    if edges_file not in v.t:
-        raise InputError(f"edges file {edges_file} not found in {base}")
-    if periods is not None:
-        v.truncate_periods(int(periods))
-    if dso_areas is not None or dso_copies != 1:
-        v.clone_areas(float(dso_copies), None if dso_areas is None else int(dso_areas))
-    if segments is not None or order_copies != 1:
-        v.duplicate_orders(float(order_copies), None if segments is None else int(segments))
-    if start_stop_share is not None:
-        v.set_start_stop_share(float(start_stop_share))
-    if aon_share is not None:
-        v.set_aon_share(float(aon_share))
-    if negative_price_share is not None:
-        v.set_negative_price_share(float(negative_price_share))
-    if price_noise > 0:
-        v.add_price_noise(float(price_noise))
-    if interface_rating_scale != 1 or d_rating_scale != 1:
-        v.scale_ratings(float(interface_rating_scale), float(d_rating_scale))
-    if imbalance_scale != 1:
-        v.scale_imbalance(float(imbalance_scale))
-
     options = {
         "dso_copies": dso_copies,
         "dso_areas": dso_areas,
@@ -829,16 +285,19 @@ def make_variant(
         "periods": periods,
         "edges_file": edges_file,
     }
-    manifest = {
-        "generator": "tdmarket.generate.variants.make_variant",
-        "base": base.name,
-        "seed": int(seed),
-        "options": options,
-        "figures": v.figures(),
-        "clones": v.clones,
-        "notes": v.notes,
-    }
-    v.write(out, manifest, overwrite)
+    base = Path(base_path)
+    out = Path(out_dir)
+    _check_options(seed, options)
+    _check_folders(base, out, overwrite)
+
+    from ..io import read as read_instance
+
+    read_instance(base, edges_file=edges_file)  # the base must be valid; its errors name the base's files
+    ws = Workspace(base, edges_file, int(seed))
+    if edges_file not in ws.t:
+        raise InputError(f"edges file {edges_file} not found in {base}")
+    _apply_stages(ws, options)
+    ws.write(out, _manifest(ws, base, seed, options), overwrite)
     if validate:
         read_instance(out, edges_file=edges_file)
     return out

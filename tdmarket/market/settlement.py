@@ -48,136 +48,32 @@ always is with exact duals, a DSO may be slightly negative through line charging
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import pandas as pd
 
 from ..formulations.options import ModelOptions
 from ..model.instance import Instance
 from .participants import participant_frame, qtbid_participant
+from .settlement_arrays import (
+    BusValues,
+    branch_pos,
+    bus_values,
+    by_operator,
+    interface_exchanges,
+    operator_grid,
+    period_pos,
+)
 
 ZERO_SUM_RTOL = 1e-6  # residual tolerance relative to the scale Σ|payments| of the period
 ACTOR_KINDS = ("bsp_t", "bsp_d", "brp", "slack", "tso", "dso")
 
 
-def _dense(inst: Instance, frame: pd.DataFrame, column: str) -> np.ndarray:
-    """(n_bus, T) array of a per-(node, period) column; NaN where the table has no row."""
-    out = np.full((len(inst.buses), inst.n_periods), np.nan)
-    if len(frame):
-        i = inst.bus_index(frame.node.to_numpy())
-        t = np.searchsorted(inst.periods, frame.period.to_numpy())
-        out[i, t] = frame[column].to_numpy(float)
-    return out
-
-
-def _period_pos(inst: Instance, periods) -> np.ndarray:
-    return np.searchsorted(inst.periods, np.asarray(periods))
-
-
-def _branch_pos(inst: Instance, ids) -> np.ndarray:
-    """Positions of branch file ids (raises KeyError for unknown ids)."""
-    br_id = inst.branches.id
-    order = np.argsort(br_id, kind="stable")
-    ids = np.asarray(ids)
-    pos = order[np.clip(np.searchsorted(br_id, ids, sorter=order), 0, max(len(order) - 1, 0))]
-    if len(ids) and (br_id[pos] != ids).any():
-        raise KeyError(f"unknown edge {ids[br_id[pos] != ids][0]}")
-    return pos
-
-
-def _interfaces(inst: Instance, tables: dict, lam_p: np.ndarray, lam_q: np.ndarray):
-    """Per area (A, T): exported X (MW), Y (Mvar), the prices π^P, π^Q at which it is settled, and whether the
-    exchange is a T–D coupling (x, y enter the root balance and x the host balance) or a D–D line."""
-    A, T = inst.n_areas, inst.n_periods
-    ar, br, b = inst.areas, inst.branches, inst.buses
-    X, Y, piP, piQ = (np.zeros((A, T)) for _ in range(4))
-    td = np.zeros(A, bool)
-    has_iface = np.zeros(A, bool)
-    ifc = tables.get("interfaces")
-    name_pos = {n: k for k, n in enumerate(ar.name)}
-    if ifc is not None and len(ifc) and "interface_price_eur_mwh" in ifc:
-        a = np.array([name_pos[n] for n in ifc.area], dtype=np.int64)
-        t = _period_pos(inst, ifc.period)
-        root = ar.root_bus[a]
-        host = ar.host_bus[a]
-        is_td = b.is_dist[root] != b.is_dist[host]
-        X[a, t] = ifc.export_mw.to_numpy(float)
-        # tables without a reactive interface model report no y: settled as 0
-        Y[a, t] = np.nan_to_num(ifc.export_mvar.to_numpy(float)) if "export_mvar" in ifc else 0.0
-        price = ifc.interface_price_eur_mwh.to_numpy(float)
-        root_price = ifc.root_price_eur_mwh.to_numpy(float) if "root_price_eur_mwh" in ifc else np.full(len(a), np.nan)
-        # T–D: π_d (host T LMP); D–D: the root prices of the parent's model (the line belongs to the parent)
-        piP[a, t] = np.where(is_td, price, root_price)
-        piQ[a, t] = np.where(is_td, 0.0, lam_q[root, t])
-        td[a] = is_td
-        has_iface[a] = True
-    # D–D interfaces modelled as ordinary lines (whole instance): exchange = flow leaving the child root
-    lines = tables.get("lines")
-    dd = np.flatnonzero((ar.interface >= 0) & ~has_iface)
-    if len(dd) and lines is not None and len(lines):
-        e_pos = _branch_pos(inst, lines.edge.to_numpy())
-        edge_of_area = np.full(len(br), -1)
-        edge_of_area[ar.interface[dd]] = dd
-        a = edge_of_area[e_pos]
-        sel = a >= 0
-        a = a[sel]
-        t = _period_pos(inst, lines.period.to_numpy()[sel])
-        from_root = ar.root_is_from[a]
-        pf, pt = lines.p_from_mw.to_numpy(float)[sel], lines.p_to_mw.to_numpy(float)[sel]
-        qf, qt = lines.q_from_mvar.to_numpy(float)[sel], lines.q_to_mvar.to_numpy(float)[sel]
-        X[a, t] = np.where(from_root, pf, pt)
-        Y[a, t] = np.nan_to_num(np.where(from_root, qf, qt))
-        root = ar.root_bus[a]
-        piP[a, t] = lam_p[root, t]
-        piQ[a, t] = np.nan_to_num(lam_q[root, t])
-        has_iface[a] = True
-    piP = np.nan_to_num(piP)
-    return X, Y, piP, piQ, td, has_iface
-
-
-@dataclass
-class _BusValues:
-    """Dense (n_bus, T) arrays of the `buses` table (NaN → 0) and the mask of buses it balanced."""
-
-    lam_p: np.ndarray
-    lam_q: np.ndarray
-    sig_p: np.ndarray
-    sig_q: np.ndarray
-    wv: np.ndarray
-    priced: np.ndarray  # buses with a balance row in these tables
-
-
-def _bus_values(inst: Instance, buses: pd.DataFrame) -> _BusValues:
-    lam_p = _dense(inst, buses, "price_p_eur_mwh")
-    lam_q = np.nan_to_num(_dense(inst, buses, "price_q_eur_mvarh"))
-    sig_p = np.nan_to_num(_dense(inst, buses, "slack_p_mw"))
-    sig_q = np.nan_to_num(_dense(inst, buses, "slack_q_mvar"))
-    wv = np.nan_to_num(_dense(inst, buses, "vsq_pu"))
-    priced = ~np.isnan(lam_p)
-    return _BusValues(np.nan_to_num(lam_p), lam_q, sig_p, sig_q, wv, priced)
-
-
-def _by_operator(inst: Instance, v) -> np.ndarray:
-    """Sum of an (n_bus, T) array per (operator area, period): an (A, T) array."""
-    n, T, A = len(inst.buses), inst.n_periods, inst.n_areas
-    bus_area = np.broadcast_to(inst.buses.area[:, None], (n, T))
-    per = np.broadcast_to(np.arange(T), (n, T))
-    flat = (bus_area * T + per).ravel()
-    return np.bincount(flat, np.asarray(v).ravel(), minlength=A * T).reshape(A, T)
-
-
-def _operator_grid(inst: Instance) -> tuple[np.ndarray, np.ndarray]:
-    """(area, period position) index grids of shape (A, T)."""
-    return np.meshgrid(np.arange(inst.n_areas), np.arange(inst.n_periods), indexing="ij")
-
-
-def _bsp_rows(inst: Instance, tables: dict, bv: _BusValues, dt: float):
+def _bsp_rows(inst: Instance, tables: dict, bv: BusValues, dt: float):
     """BSP actor rows (one per participant and period) and the order injections per bus and period."""
     n, T = len(inst.buses), inst.n_periods
     bids, seg = tables["bids"], tables["segments"]
     bi = inst.bus_index(bids.node.to_numpy())
-    bt = _period_pos(inst, bids.period)
+    bt = period_pos(inst, bids.period)
     p_b = bids.p_mw.to_numpy(float)
     q_b = np.nan_to_num(bids.q_mvar.to_numpy(float))
     receipts = (bv.lam_p[bi, bt] * p_b + bv.lam_q[bi, bt] * q_b) * dt
@@ -208,7 +104,7 @@ def _bsp_rows(inst: Instance, tables: dict, bv: _BusValues, dt: float):
     return rows, ord_p, ord_q
 
 
-def _brp_rows(inst: Instance, bv: _BusValues, opts: ModelOptions):
+def _brp_rows(inst: Instance, bv: BusValues, opts: ModelOptions):
     """BRP actor rows and their fixed injections P, Q (n_bus, T) at the buses the clearing balanced (boundary
     buses carry no injections)."""
     b, ar = inst.buses, inst.areas
@@ -233,14 +129,14 @@ def _brp_rows(inst: Instance, bv: _BusValues, opts: ModelOptions):
     return rows, P, Q
 
 
-def _slack_rows(inst: Instance, bv: _BusValues, opts: ModelOptions):
+def _slack_rows(inst: Instance, bv: BusValues, opts: ModelOptions):
     """Slack actor rows (one per operator and period), the slack settlement and the penalty, both (A, T)."""
     dt = opts.period_hours
     area_names = np.asarray(inst.areas.name, dtype=object)
-    slack_pay = _by_operator(inst, (bv.lam_p * bv.sig_p + bv.lam_q * bv.sig_q) * dt)
+    slack_pay = by_operator(inst, (bv.lam_p * bv.sig_p + bv.lam_q * bv.sig_q) * dt)
     kappa = opts.slack_penalty * dt
-    slack_pen = _by_operator(inst, kappa * (np.abs(bv.sig_p) + np.abs(bv.sig_q)))
-    a_grid, t_grid = _operator_grid(inst)
+    slack_pen = by_operator(inst, kappa * (np.abs(bv.sig_p) + np.abs(bv.sig_q)))
+    a_grid, t_grid = operator_grid(inst)
     rows = pd.DataFrame(
         {
             "actor": "slack:" + area_names[a_grid.ravel()],
@@ -266,7 +162,7 @@ def _interface_payments(inst: Instance, X, Y, piP, piQ, settles_at_interface: bo
     return iface_pay
 
 
-def _network_outflows(inst: Instance, tables: dict, bv: _BusValues, opts: ModelOptions, X, Y, td):
+def _network_outflows(inst: Instance, tables: dict, bv: BusValues, opts: ModelOptions, X, Y, td):
     """Nodal outflows (n_bus, T) implied by the `lines` table, the shunts and the T–D interface exchanges."""
     b, ar = inst.buses, inst.areas
     n, T = len(b), inst.n_periods
@@ -276,8 +172,8 @@ def _network_outflows(inst: Instance, tables: dict, bv: _BusValues, opts: ModelO
     lines = tables.get("lines")
     if lines is not None and len(lines):
         br = inst.branches
-        e = _branch_pos(inst, lines.edge.to_numpy())
-        lt = _period_pos(inst, lines.period)
+        e = branch_pos(inst, lines.edge.to_numpy())
+        lt = period_pos(inst, lines.period)
         np.add.at(out_p, (br.f[e], lt), lines.p_from_mw.to_numpy(float))
         np.add.at(out_p, (br.t[e], lt), lines.p_to_mw.to_numpy(float))
         np.add.at(out_q, (br.f[e], lt), np.nan_to_num(lines.q_from_mvar.to_numpy(float)))
@@ -300,7 +196,7 @@ def _operator_tables(inst: Instance, ms, ms_net, iface_pay, slack_pay, slack_pen
     interface is settled at a price."""
     ar = inst.areas
     area_names = np.asarray(ar.name, dtype=object)
-    a_grid, t_grid = _operator_grid(inst)
+    a_grid, t_grid = operator_grid(inst)
     rows = pd.DataFrame(
         {
             "actor": np.where(a_grid.ravel() == 0, "tso", "dso:" + area_names[a_grid.ravel()]),
@@ -332,7 +228,7 @@ def _operator_tables(inst: Instance, ms, ms_net, iface_pay, slack_pay, slack_pen
 def _summary(inst: Instance, actors: pd.DataFrame, ms, bsp_rows, slack_pen, scheme: str, settled: bool) -> dict:
     """Zero-sum check, revenue adequacy and totals (see module docstring)."""
     ar, T, periods = inst.areas, inst.n_periods, inst.periods
-    tper = _period_pos(inst, actors.period)
+    tper = period_pos(inst, actors.period)
     residual = np.bincount(tper, actors.payment_eur.to_numpy(), minlength=T)
     scale = np.bincount(tper, actors.payment_eur.abs().to_numpy(), minlength=T)
     tol = ZERO_SUM_RTOL * np.maximum(scale, 1.0)
@@ -382,19 +278,19 @@ def settle(
     settled = bool(settles_at_interface)
     dt = opts.period_hours
     is_d = inst.buses.is_dist[:, None]
-    bv = _bus_values(inst, tables["buses"])
+    bv = bus_values(inst, tables["buses"])
     bsp_rows, ord_p, ord_q = _bsp_rows(inst, tables, bv, dt)
     brp_rows, P, Q = _brp_rows(inst, bv, opts)
     slack_rows, slack_pay, slack_pen = _slack_rows(inst, bv, opts)
-    X, Y, piP, piQ, td, has_iface = _interfaces(inst, tables, bv.lam_p, bv.lam_q)
+    X, Y, piP, piQ, td, has_iface = interface_exchanges(inst, tables, bv.lam_p, bv.lam_q)
     iface_pay = _interface_payments(inst, X, Y, piP, piQ, settled, dt)
     # merchandising surplus, injection side
     inj_p = ord_p + P + bv.sig_p
     inj_q = np.where(is_d, ord_q + Q + bv.sig_q, 0.0)
-    ms = iface_pay - _by_operator(inst, (bv.lam_p * inj_p + bv.lam_q * inj_q) * dt)
+    ms = iface_pay - by_operator(inst, (bv.lam_p * inj_p + bv.lam_q * inj_q) * dt)
     # merchandising surplus, network side (outflows)
     out_p, out_q = _network_outflows(inst, tables, bv, opts, X, Y, td)
-    ms_net = iface_pay - _by_operator(inst, (bv.lam_p * out_p + bv.lam_q * out_q) * dt)
+    ms_net = iface_pay - by_operator(inst, (bv.lam_p * out_p + bv.lam_q * out_q) * dt)
     op_rows, operators = _operator_tables(
         inst, ms, ms_net, iface_pay, slack_pay, slack_pen, X, Y, piP, has_iface & settled
     )

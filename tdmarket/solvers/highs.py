@@ -90,6 +90,62 @@ def _run(h: highspy.Highs, threads: int) -> None:
     h.run()
 
 
+def _run_with_diagnosis(h: highspy.Highs, threads: int, is_mip: bool):
+    """Run HiGHS; returns (model status, message).  An LP that presolve finds "infeasible or unbounded" is
+    re-run without presolve, which tells which one."""
+    _run(h, threads)
+    ms = h.getModelStatus()
+    message = h.modelStatusToString(ms)
+    if ms == _MS.kUnboundedOrInfeasible and not is_mip:
+        # Presolve can only say "infeasible or unbounded"; simplex without presolve tells which one.
+        h.setOptionValue("presolve", "off")
+        _run(h, threads)
+        ms = h.getModelStatus()
+        message += " -> without presolve: " + h.modelStatusToString(ms)
+    return ms, message
+
+
+def _status_and_point(program: Program, ms, sol) -> tuple[SolveStatus, np.ndarray, bool]:
+    """(status, x, whether x is a valid point) from the HiGHS model status and solution."""
+    has_x = bool(sol.value_valid)
+    x = np.asarray(sol.col_value, float) if has_x else np.full(program.n, np.nan)
+    if ms == _MS.kModelEmpty:
+        # No columns: HiGHS does not solve; optimal iff every (empty) row admits 0.
+        feasible = bool(np.all((program.row_lo <= 0.0) & (program.row_hi >= 0.0)))
+        status = SolveStatus.OPTIMAL if feasible else SolveStatus.INFEASIBLE
+        x, has_x = np.zeros(program.n), feasible
+    elif ms in _LIMITS:
+        status = SolveStatus.TIME_LIMIT if (ms == _MS.kTimeLimit and has_x) else SolveStatus.OTHER
+    else:
+        status = _STATUS.get(ms, SolveStatus.OTHER)
+    return status, x, has_x
+
+
+def _row_dual(program: Program, ms, sol, is_mip: bool) -> np.ndarray | None:
+    """LP row duals (none for a MIP); zeros for an empty model."""
+    if not is_mip and sol.dual_valid:
+        # HiGHS (minimisation): row_dual = d(obj)/d(active row bound) already — no sign change.
+        return np.asarray(sol.row_dual, float)
+    if not is_mip and ms == _MS.kModelEmpty:
+        return np.zeros(program.m)
+    return None
+
+
+def _iterations(info, is_mip: bool) -> int:
+    """B&B nodes for a MIP (the meaningful work count there); simplex + IPM + crossover + PDLP for an LP."""
+    if is_mip:
+        return max(int(info.mip_node_count), 0)
+    return sum(
+        max(int(v), 0)
+        for v in (
+            info.simplex_iteration_count,
+            info.ipm_iteration_count,
+            info.crossover_iteration_count,
+            info.pdlp_iteration_count,
+        )
+    )
+
+
 def solve_highs(
     program: Program,
     *,
@@ -119,59 +175,21 @@ def solve_highs(
         h.setOptionValue(name, value)
     if h.passModel(_to_highs_lp(program)) == highspy.HighsStatus.kError:
         raise SolverError("HiGHS rejected the model (passModel returned kError)")
-    _run(h, int(threads))
-    ms = h.getModelStatus()
-    message = h.modelStatusToString(ms)
-    if ms == _MS.kUnboundedOrInfeasible and not is_mip:
-        # Presolve can only say "infeasible or unbounded"; simplex without presolve tells which one.
-        h.setOptionValue("presolve", "off")
-        _run(h, int(threads))
-        ms = h.getModelStatus()
-        message += " -> without presolve: " + h.modelStatusToString(ms)
-
+    ms, message = _run_with_diagnosis(h, int(threads), is_mip)
     info = h.getInfo()
     sol = h.getSolution()
-    has_x = bool(sol.value_valid)
-    x = np.asarray(sol.col_value, float) if has_x else np.full(program.n, np.nan)
-    if ms == _MS.kModelEmpty:
-        # No columns: HiGHS does not solve; optimal iff every (empty) row admits 0.
-        feasible = bool(np.all((program.row_lo <= 0.0) & (program.row_hi >= 0.0)))
-        status = SolveStatus.OPTIMAL if feasible else SolveStatus.INFEASIBLE
-        x, has_x = np.zeros(program.n), feasible
-    elif ms in _LIMITS:
-        status = SolveStatus.TIME_LIMIT if (ms == _MS.kTimeLimit and has_x) else SolveStatus.OTHER
-    else:
-        status = _STATUS.get(ms, SolveStatus.OTHER)
-
+    status, x, has_x = _status_and_point(program, ms, sol)
     if ms == _MS.kModelEmpty:
         objective = float(program.c0) if has_x else float("nan")
     else:
         objective = float(info.objective_function_value) if has_x else float("nan")
-    row_dual = None
-    if not is_mip and sol.dual_valid:
-        # HiGHS (minimisation): row_dual = d(obj)/d(active row bound) already — no sign change.
-        row_dual = np.asarray(sol.row_dual, float)
-    elif not is_mip and ms == _MS.kModelEmpty:
-        row_dual = np.zeros(program.m)
-    if is_mip:
-        iterations = max(int(info.mip_node_count), 0)  # B&B nodes: the meaningful work count for a MIP
-    else:
-        iterations = sum(
-            max(int(v), 0)
-            for v in (
-                info.simplex_iteration_count,
-                info.ipm_iteration_count,
-                info.crossover_iteration_count,
-                info.pdlp_iteration_count,
-            )
-        )
     return Solution(
         status=status,
         x=x,
         objective=objective,
-        row_dual=row_dual,
+        row_dual=_row_dual(program, ms, sol, is_mip),
         cone_dual=None,
-        iterations=iterations,
+        iterations=_iterations(info, is_mip),
         solve_time_s=float(h.getRunTime()),
         solver=f"highs {highspy.HIGHS_VERSION_MAJOR}.{highspy.HIGHS_VERSION_MINOR}.{highspy.HIGHS_VERSION_PATCH}",
         mip_bound=float(info.mip_dual_bound) if is_mip else None,

@@ -1,0 +1,48 @@
+"""Command-line interface: `tdmarket info|clear|compare ...`.
+
+User errors (bad input data, bad options) print one line to stderr and exit with code 2; no traceback.
+
+One module per command (`info`, `clear`, `compare`, `variant`); `parser` builds the argument parser,
+`inputs` loads the instance and checks numeric options, `progress` and `summary` print what `clear` reports.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import InputError, SolverError, TdmarketError
+from .clear import cmd_clear
+from .compare import cmd_compare
+from .info import cmd_info
+from .parser import build_parser
+from .variant import VARIANT_OPTIONS, add_variant_parser, cmd_variant
+
+__all__ = [
+    "VARIANT_OPTIONS",
+    "add_variant_parser",
+    "build_parser",
+    "cmd_clear",
+    "cmd_compare",
+    "cmd_info",
+    "cmd_variant",
+    "main",
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as exc:
+        print(f"tdmarket: error: {exc.one_line()}", file=sys.stderr)
+        return 2
+    except SolverError as exc:
+        print(f"tdmarket: solver error: {exc}", file=sys.stderr)
+        return 3
+    except TdmarketError as exc:  # e.g. operator work failed twice: no results folder is written
+        print(f"tdmarket: error: {exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("tdmarket: interrupted", file=sys.stderr)
+        return 130

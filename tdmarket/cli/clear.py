@@ -1,0 +1,89 @@
+"""`tdmarket clear`: assemble the solver options, clear, optionally clear the centralized reference, print."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from .inputs import check_numbers, load_instance
+from .progress import progress_printer
+from .summary import print_summary
+
+# options every scheme takes, and so the ones the centralized reference is cleared with
+COMMON_OPTIONS = ("relax", "mip_gap", "time_limit", "threads", "dist_model", "reactive_policy", "slack_penalty")
+
+
+def clear_options(args) -> dict:
+    """Keyword arguments for `tdmarket.clear`: the common options plus those the chosen scheme accepts."""
+    from ..schemes import registry
+
+    options = dict(
+        relax=args.relax,
+        mip_gap=args.mip_gap,
+        time_limit=args.time_limit,
+        threads=args.threads,
+        dist_model=args.dist_model,
+        reactive_policy=args.reactive_policy,
+        slack_penalty=args.slack_penalty,
+        progress=progress_printer(args.quiet),
+    )
+    spec = registry.get(args.scheme)
+    extra = dict(
+        executor=args.executor,
+        workers=args.workers,
+        address=args.address,
+        curve_tol=args.curve_tol,
+        max_evals=args.max_curve_evals,
+        gap=args.gap,
+        max_iterations=args.max_rounds,
+    )
+    options.update({k: v for k, v in extra.items() if spec.accepts(k)})
+    return options
+
+
+def add_gap_to_centralized(inst, result, options: dict, quiet: bool) -> None:
+    """Clear `inst` centrally with the common options and record the cost gap in `result.summary`."""
+    from ..api import clear, gap_to
+
+    if not quiet:
+        print("tdmarket: clearing the centralized reference ...", file=sys.stderr, flush=True)
+    t_ref = time.perf_counter()
+    ref = clear(inst, scheme="centralized", **{k: v for k, v in options.items() if k in COMMON_OPTIONS})
+    result.summary["gap_to_centralized"] = {
+        "centralized_wall_s": time.perf_counter() - t_ref,
+        "centralized_cost_eur": ref.total_cost,
+        "hierarchical_cost_eur": result.total_cost,
+        "gap": gap_to(result, ref),
+        "centralized_mip_gap": ref.summary["mip"].get("gap"),
+        "hierarchical_dso_mip_gap_max": result.summary.get("dso_mip_gap_max"),
+    }
+
+
+def cmd_clear(args) -> int:
+    check_numbers(args)
+    from ..api import clear
+    from ..reporting.writer import dumps, write_results
+
+    t0 = time.perf_counter()
+    inst = load_instance(args)
+    t_load = time.perf_counter() - t0
+    if not args.quiet:
+        print(
+            f"tdmarket: clearing {inst.name} with scheme {args.scheme}{' (relaxed)' if args.relax else ''} ...",
+            file=sys.stderr,
+            flush=True,
+        )
+    options = clear_options(args)
+    result = clear(inst, scheme=args.scheme, **options)
+    result.summary["timings_s"]["load"] = t_load
+    if args.compare_centralized and args.scheme != "centralized" and args.scheme != "common":
+        add_gap_to_centralized(inst, result, options, args.quiet)
+    if args.out:
+        out = write_results(result, args.out)
+        if not args.quiet:
+            print(f"tdmarket: results written to {out}", file=sys.stderr)
+    if args.json:
+        print(dumps(result.summary))
+    else:
+        print_summary(result.summary)
+    return 0

@@ -1,0 +1,140 @@
+"""The argument parser of `tdmarket`: one sub-parser per command."""
+
+from __future__ import annotations
+
+import argparse
+
+from .clear import cmd_clear
+from .compare import cmd_compare
+from .info import cmd_info
+from .variant import add_variant_parser
+
+
+def add_instance_args(sp, stress: bool = False) -> None:
+    """The instance arguments every command takes (PATH or --example, --edges-file; --d-rating-scale if stress)."""
+    sp.add_argument("path", nargs="?", help="instance folder in SmartNet CSV format")
+    sp.add_argument("--example", action="store_true", help="use the built-in example instance")
+    sp.add_argument("--edges-file", default="Edges.csv", help="edge file name (e.g. Edges_hard.csv)")
+    if stress:
+        sp.add_argument(
+            "--d-rating-scale",
+            type=float,
+            default=None,
+            metavar="F",
+            help="stressed variant: multiply every distribution line rating by F (e.g. 0.4)",
+        )
+
+
+def add_info_parser(sub) -> None:
+    info = sub.add_parser("info", help="print instance statistics (docs/model.md §10)")
+    add_instance_args(info)
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.set_defaults(func=cmd_info)
+
+
+def _add_hierarchical_args(clear) -> None:
+    """The options of the hierarchical (curve-exchanging) schemes, as an argument group of `clear`."""
+    from ..operators.executors import EXECUTORS
+
+    h = clear.add_argument_group("hierarchical scheme")
+    h.add_argument(
+        "--executor",
+        default="process",
+        choices=EXECUTORS,
+        help="where DSO work runs: process pool (default, all cores), inline, or a Ray cluster",
+    )
+    h.add_argument("--workers", type=int, default=None, help="parallel workers (default: all cores)")
+    h.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
+    h.add_argument(
+        "--curve-tol", type=float, default=0.1, help="certified curve tolerance per area and period, EUR (default 0.1)"
+    )
+    h.add_argument(
+        "--max-curve-evals",
+        type=int,
+        default=5,
+        help="cap on evaluations per area and period when building a curve (default 5; the cut "
+        "exchange then certifies the result, docs/model.md §6.3)",
+    )
+    h.add_argument(
+        "--gap",
+        type=float,
+        default=1e-4,
+        help="stop the cut exchange at this certified relative gap (UB - LB) / max(1, |UB|) (default 1e-4)",
+    )
+    h.add_argument("--max-rounds", type=int, default=50, help="cap on relaxed cut-exchange rounds (default 50)")
+    h.add_argument("--compare-centralized", action="store_true", help="also clear centrally and report the cost gap")
+
+
+def add_clear_parser(sub) -> None:
+    from ..formulations.options import DIST_MODELS, REACTIVE_POLICIES
+    from ..schemes import registry
+
+    scheme_help = "; ".join(f"{n}: {d}" for n, d in registry.describe())
+    clear = sub.add_parser("clear", help="clear the balancing market of an instance")
+    add_instance_args(clear, stress=True)
+    clear.add_argument(
+        "--scheme",
+        default="centralized",
+        choices=registry.names(),
+        metavar="SCHEME",
+        help=f"coordination scheme (default centralized). {scheme_help}",
+    )
+    clear.add_argument("--relax", action="store_true", help="continuous relaxation of the binaries (logic kept)")
+    clear.add_argument("--out", help="write a results folder (CSV/Parquet tables + summary.json)")
+    clear.add_argument("--mip-gap", type=float, default=1e-3, help="relative MIP gap target (default 1e-3)")
+    clear.add_argument("--time-limit", type=float, default=None, help="time limit in seconds for the MIP")
+    clear.add_argument("--threads", type=int, default=1, help="solver threads (default 1, deterministic)")
+    clear.add_argument("--dist-model", default="socp", choices=DIST_MODELS, help="distribution network model")
+    clear.add_argument(
+        "--reactive-policy",
+        default="bounded",
+        choices=REACTIVE_POLICIES,
+        help="reactive power of D orders without PQ limits (docs/model.md §4.3)",
+    )
+    clear.add_argument("--slack-penalty", type=float, default=1e4, help="balance slack penalty, EUR/MWh")
+    _add_hierarchical_args(clear)
+    clear.add_argument("--json", action="store_true", help="print the summary as JSON")
+    clear.add_argument("--quiet", action="store_true", help="no progress output")
+    clear.set_defaults(func=cmd_clear)
+
+
+def add_compare_parser(sub) -> None:
+    from ..formulations.options import DIST_MODELS, REACTIVE_POLICIES
+    from ..operators.executors import EXECUTORS
+    from ..schemes import registry
+
+    cmp = sub.add_parser("compare", help="clear with every coordination scheme and compare (report.html)")
+    add_instance_args(cmp, stress=True)
+    cmp.add_argument(
+        "--schemes",
+        default=None,
+        help="comma-separated scheme ids (default: " + ",".join(registry.comparison_ids()) + ")",
+    )
+    cmp.add_argument("--report", default="report.html", help="HTML report path (default report.html)")
+    cmp.add_argument("--relax", action="store_true", help="continuous relaxation of the binaries")
+    cmp.add_argument("--no-ac", action="store_true", help="skip the AC power-flow check")
+    cmp.add_argument("--mip-gap", type=float, default=1e-3)
+    cmp.add_argument("--time-limit", type=float, default=None)
+    cmp.add_argument("--threads", type=int, default=1)
+    cmp.add_argument("--dist-model", default="socp", choices=DIST_MODELS)
+    cmp.add_argument("--reactive-policy", default="bounded", choices=REACTIVE_POLICIES)
+    cmp.add_argument("--slack-penalty", type=float, default=1e4)
+    cmp.add_argument("--executor", default="process", choices=EXECUTORS)
+    cmp.add_argument("--workers", type=int, default=None)
+    cmp.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    cmp.add_argument("--quiet", action="store_true")
+    cmp.set_defaults(func=cmd_compare)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+    from . import __doc__ as cli_doc
+
+    p = argparse.ArgumentParser(prog="tdmarket", description=cli_doc.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"tdmarket {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+    add_info_parser(sub)
+    add_clear_parser(sub)
+    add_compare_parser(sub)
+    add_variant_parser(sub)
+    return p

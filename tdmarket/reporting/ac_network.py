@@ -1,0 +1,238 @@
+"""The pandapower network of one distribution tree, and the Newton–Raphson run on it (used by `ac_check`).
+
+Network per tree
+----------------
+A tree is everything below one T–D interface: the DSO area and all its sub-DSO areas, rooted at the T–D root
+(a sub-DSO interface is a D–D branch like any other).  One pandapower network is built per tree and re-used
+for every period; only load values and the slack voltage change.
+
+* Base: ``sn_mva = 1`` and every bus at ``vn_kv = 1``, so Z_base = 1 Ω and the per-unit values of the data
+  (p.u. on 1 MVA, docs/model.md §1) go in unchanged; MW and Mvar are p.u. numerically.
+* Branch e = (i → j) with series admittance y = 1/(R + jX), charging b^c = B/2 per end and an off-nominal
+  tap τ on the from end has the admittance matrix (MATPOWER's π-model, the one of docs/model.md §3.3)
+
+      Y_ff = (y + j b^c)/τ²,   Y_ft = Y_tf = −y/τ,   Y_tt = y + j b^c.
+
+  It is reproduced exactly by a pandapower **impedance** element (symmetric, p.u. on ``sn_mva = 1``) with
+  series impedance τ·(R + jX), i.e. series admittance y/τ, plus the end shunts of the equivalent π
+
+      y_f = (y + j b^c)/τ² − y/τ   at i,       y_t = y(1 − 1/τ) + j b^c   at j,
+
+  entered as nodal pandapower **shunts** (summed per bus with the nodal G, B).  Shunts rather than the
+  impedance's own ``gf_pu/bf_pu`` because pandapower 2.x lacks those (it would store them as inert columns).
+  A pandapower line cannot carry a tap, and its transformer model rescales impedances with tap positions;
+  the impedance element needs no unit conversion at all.  Phase shifts are ignored: in a radial tree they
+  rotate angles only.
+* Zero-impedance branches (R = X = 0, docs/model.md §3.3: u = w_j) are closed bus–bus switches (pandapower fuses
+  the buses) with their charging as nodal shunts; their flows follow from the nodal balances of the tree.
+  (With a tap ≠ 1 an ideal transformer cannot be fused; such a branch gets X = 1e-7 p.u. instead.)
+* Nodal shunts: a pandapower shunt consumes ``p_mw`` and ``q_mvar`` at V = 1, so G ↦ p_mw = G and
+  B ↦ q_mvar = −B (B injects B·w).
+* Loads: the net injection of bus i in period t is P_{i,t} + Σ bids.p_mw + slack_p_mw (and likewise Q;
+  NaN bid Q counts as 0), entered as a constant-power load of minus that value.
+* The root is the slack bus (ext_grid) at V = sqrt(w_root) from ``buses.vsq_pu`` (1.0 if missing).  Its
+  supply is what the tree imports, so x^AC = −p_ext_grid and y^AC = −q_ext_grid (the export convention of
+  ``interfaces.export_mw``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..model.instance import Instance
+
+PF_TOLERANCES = ((1e-10, 20), (1e-8, 30), (1e-6, 50))  # (tolerance_mva, max_iteration) tried in turn
+_ZERO_Z_TAP_X = 1e-7  # p.u. reactance given to a zero-impedance branch with an off-nominal tap
+
+
+def load_pandapower():
+    """The pandapower module, or an ImportError with the install hint."""
+    try:
+        import pandapower as pp
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("the AC check needs pandapower, an optional dependency: pip install 'tdmarket[ac]'") from exc
+    return pp
+
+
+@dataclass
+class Tree:
+    """One distribution tree: positions in the instance and its pandapower network."""
+
+    area: int  # the top area (its T–D interface roots the tree)
+    name: str
+    bus: np.ndarray  # instance bus positions; local index = position in this array
+    root: int  # local index of the root
+    line: np.ndarray  # instance branch positions (both ends in `bus`)
+    f: np.ndarray  # local from / to
+    t: np.ndarray
+    yff: np.ndarray  # complex branch admittances (nan for zero-impedance branches)
+    yft: np.ndarray
+    ytf: np.ndarray
+    ytt: np.ndarray
+    zero: np.ndarray  # bool: fused zero-impedance branch
+    bc_zero: np.ndarray  # charging b^c of each branch (used for zero-impedance branches)
+    g_sh: np.ndarray  # nodal shunt conductance / susceptance (local)
+    b_sh: np.ndarray
+    child_root: np.ndarray  # local indices of boundary child roots fed from the interfaces table
+    child_area: np.ndarray  # their areas
+    net: object = None
+
+
+def top_areas(inst: Instance) -> np.ndarray:
+    """Areas whose interface connects a distribution root to a transmission bus."""
+    ar, b = inst.areas, inst.buses
+    ok = (ar.root_bus >= 0) & (ar.host_bus >= 0)
+    out = np.zeros(len(ar), bool)
+    out[ok] = b.is_dist[ar.root_bus[ok]] & ~b.is_dist[ar.host_bus[ok]]
+    return np.flatnonzero(out)
+
+
+def _branch_admittances(r, x, bc, tau):
+    """Y_ff, Y_ft, Y_tf, Y_tt of the π-model (module docstring)."""
+    y = 1.0 / (r + 1j * x)
+    return (y + 1j * bc) / tau**2, -y / tau, -y / tau, y + 1j * bc
+
+
+def make_tree(inst: Instance, a: int, pi_model: bool) -> Tree:
+    """The tree rooted at the T–D interface of area `a` (`pi_model=False`: no charging, taps or shunts)."""
+    b, br = inst.buses, inst.branches
+    in_sub = np.isin(b.area, inst.subtree(a))
+    own = b.is_dist & ~b.is_boundary & in_sub
+    both_d = b.is_dist[br.f] & b.is_dist[br.t]
+    touch = both_d & (own[br.f] | own[br.t])
+    # a child root kept only as a boundary bus (an operator's view without its descendants)
+    member = own.copy()
+    member[br.f[touch]] = True
+    member[br.t[touch]] = True
+    bus = np.flatnonzero(member)
+    local = np.full(len(b), -1)
+    local[bus] = np.arange(len(bus))
+    line = np.flatnonzero(touch)
+    r, x = br.r[line].astype(float), br.x[line].astype(float)
+    bc = br.b[line] / 2 if pi_model else np.zeros(len(line))
+    tau = br.tap[line].astype(float) if pi_model else np.ones(len(line))
+    tau = np.where(tau > 0, tau, 1.0)
+    zero = (r == 0) & (x == 0)
+    x = np.where(zero & (tau != 1.0), _ZERO_Z_TAP_X, x)
+    zero = (r == 0) & (x == 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        yff, yft, ytf, ytt = _branch_admittances(r, x, bc, tau)
+    boundary_member = np.flatnonzero(member & ~own)
+    ar = inst.areas
+    child_area = np.array(
+        [int(np.flatnonzero(ar.root_bus == i)[0]) if (ar.root_bus == i).any() else -1 for i in boundary_member],
+        dtype=int,
+    )
+    return Tree(
+        area=a,
+        name=inst.areas.name[a],
+        bus=bus,
+        root=int(local[ar.root_bus[a]]),
+        line=line,
+        f=local[br.f[line]],
+        t=local[br.t[line]],
+        yff=yff,
+        yft=yft,
+        ytf=ytf,
+        ytt=ytt,
+        zero=zero,
+        bc_zero=bc,
+        g_sh=b.g_shunt[bus] if pi_model else np.zeros(len(bus)),
+        b_sh=b.b_shunt[bus] if pi_model else np.zeros(len(bus)),
+        child_root=local[boundary_member],
+        child_area=child_area,
+    )
+
+
+def build_net(tree: Tree):
+    """The pandapower network of a tree (loads at 0; see the module docstring for the mapping)."""
+    pp = load_pandapower()
+    n = len(tree.bus)
+    net = pp.create_empty_network(sn_mva=1.0, f_hz=50.0)
+    pp.create_buses(net, n, vn_kv=1.0, index=np.arange(n))
+    g = tree.g_sh.astype(float).copy()  # nodal shunt admittance G + jB (B injects), branch end shunts added
+    bsh = tree.b_sh.astype(float).copy()
+    nz = ~tree.zero
+    if nz.any():
+        f, t = tree.f[nz], tree.t[nz]
+        y = -tree.yft[nz]  # y/τ: the series admittance of the equivalent π
+        z = 1.0 / y
+        sf = tree.yff[nz] - y  # end shunts of the equivalent π (charging and tap)
+        st = tree.ytt[nz] - y
+        np.add.at(g, f, sf.real)
+        np.add.at(bsh, f, sf.imag)
+        np.add.at(g, t, st.real)
+        np.add.at(bsh, t, st.imag)
+        if hasattr(pp, "create_impedances"):  # pandapower >= 3
+            pp.create_impedances(net, f, t, rft_pu=z.real, xft_pu=z.imag, sn_mva=1.0, rtf_pu=z.real, xtf_pu=z.imag)
+        else:  # pandapower 2.x has no bulk function for impedances
+            for k in range(len(f)):
+                pp.create_impedance(
+                    net,
+                    int(f[k]),
+                    int(t[k]),
+                    rft_pu=z.real[k],
+                    xft_pu=z.imag[k],
+                    sn_mva=1.0,
+                    rtf_pu=z.real[k],
+                    xtf_pu=z.imag[k],
+                )
+    if tree.zero.any():
+        zf, zt, bcz = tree.f[tree.zero], tree.t[tree.zero], tree.bc_zero[tree.zero]
+        pp.create_switches(net, zf, zt, et="b", closed=True)
+        np.add.at(bsh, zf, bcz)
+        np.add.at(bsh, zt, bcz)
+    has = (g != 0) | (bsh != 0)
+    if has.any():
+        pp.create_shunts(net, np.flatnonzero(has), q_mvar=-bsh[has], p_mw=g[has], vn_kv=1.0)
+    pp.create_loads(net, np.arange(n), p_mw=np.zeros(n), q_mvar=np.zeros(n))
+    pp.create_ext_grid(net, tree.root, vm_pu=1.0, va_degree=0.0)
+    return net
+
+
+def run_power_flow(net, pp) -> float:
+    """Newton–Raphson from a flat start; returns the mismatch tolerance (MVA) reached, nan if none.
+
+    The target is 1e-10 MVA; branches of 1e-6 p.u. impedance (italy-693) put the round-off floor of the
+    mismatch near that, so the tolerance is relaxed step by step if Newton stalls."""
+    for tol, it in PF_TOLERANCES:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                pp.runpp(
+                    net,
+                    algorithm="nr",
+                    init="flat",
+                    max_iteration=it,
+                    tolerance_mva=tol,
+                    calculate_voltage_angles=True,
+                    numba=False,
+                    check_connectivity=True,
+                )
+            if net.converged:
+                return tol
+        except Exception:  # pandapower raises LoadflowNotConverged (and friends) on failure
+            continue
+    return float("nan")
+
+
+def zero_branch_flows(tree: Tree, V, s_inj, s_out):
+    """Series flows S' of fused zero-impedance branches from the nodal balances (the zero branches form a
+    forest, so the incidence system A S' = r has exactly one solution)."""
+    from scipy.sparse import csc_matrix
+    from scipy.sparse.linalg import spsolve
+
+    zi = np.flatnonzero(tree.zero)
+    n, k = len(tree.bus), len(zi)
+    w = np.abs(V) ** 2
+    resid = s_inj - (tree.g_sh - 1j * tree.b_sh) * w - s_out
+    np.add.at(resid, tree.f[zi], 1j * tree.bc_zero[zi] * w[tree.f[zi]])
+    np.add.at(resid, tree.t[zi], 1j * tree.bc_zero[zi] * w[tree.t[zi]])
+    cols = np.arange(k)
+    A = csc_matrix((np.r_[np.ones(k), -np.ones(k)], (np.r_[tree.f[zi], tree.t[zi]], np.r_[cols, cols])), shape=(n, k))
+    M = (A.T @ A).tocsc().astype(complex)
+    sol = spsolve(M, A.T @ resid)
+    return np.atleast_1d(sol)
