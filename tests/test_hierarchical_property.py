@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tdmarket.generate.variants import make_variant
 
 import tdmarket
 from tdmarket.examples import builtin_path
+from tdmarket.generate.variants import make_variant
 
 SEEDS = range(50)
 

@@ -60,43 +60,9 @@ def build_curves(
         ref_exact = ev(ref_t).soc_gap <= SOC_EXACT_TOL
         if not ref_exact:
             flags.append("inexact_relaxation")
-        # trim each end to its AC-exact part (the relaxation can "burn" fictitious losses near the import end);
-        # only meaningful where the reference point itself is exact
-        for end in (lo, hi):
-            if abs(end - ref_t) < 1e-9:
-                continue
-            e = ev(end)
-            if ref_exact and e.soc_gap > SOC_EXACT_TOL:
-                good, bad = ref_t, end
-                for _ in range(10):
-                    mid = 0.5 * (good + bad)
-                    if ev(mid).soc_gap > SOC_EXACT_TOL:
-                        bad = mid
-                    else:
-                        good = mid
-                pts.pop(float(end), None)
-                if end == lo:
-                    lo = good
-                else:
-                    hi = good
-                flags.append("trimmed_inexact_end")
+        lo, hi = _trim_inexact_ends(ev, pts, ref_t, lo, hi, ref_exact, flags)
         pts = {k: v for k, v in pts.items() if lo - 1e-12 <= k <= hi + 1e-12}
-        # refine the worst piece until the certificate holds
-        while True:
-            keys = sorted(pts)
-            errs = [_piece_error(pts[a], pts[b]) for a, b in zip(keys[:-1], keys[1:])]
-            if not errs:
-                eps = 0.0
-                break
-            k = int(np.argmax([e for e, _ in errs]))
-            eps = errs[k][0]
-            if eps <= curve_tol or len(pts) >= max_evals:
-                break
-            a, b = keys[k], keys[k + 1]
-            star = errs[k][1]
-            if not (a + 0.05 * (b - a) < star < b - 0.05 * (b - a)):
-                star = 0.5 * (a + b)
-            ev(star)
+        eps = _refine(ev, pts, curve_tol, max_evals)
         if eps > curve_tol:
             flags.append("tolerance_not_reached")
         keys = sorted(pts)
@@ -116,6 +82,49 @@ def build_curves(
             )
         )
     return curves, cuts, x_ref
+
+
+def _trim_inexact_ends(ev, pts: dict, ref_t: float, lo: float, hi: float, ref_exact: bool, flags: list[str]):
+    """Evaluate both ends and trim each to its AC-exact part by bisection (the relaxation can "burn" fictitious
+    losses near the import end); only meaningful where the reference point itself is exact.  Returns (lo, hi)."""
+    for end in (lo, hi):
+        if abs(end - ref_t) < 1e-9:
+            continue
+        e = ev(end)
+        if ref_exact and e.soc_gap > SOC_EXACT_TOL:
+            good, bad = ref_t, end
+            for _ in range(10):
+                mid = 0.5 * (good + bad)
+                if ev(mid).soc_gap > SOC_EXACT_TOL:
+                    bad = mid
+                else:
+                    good = mid
+            pts.pop(float(end), None)
+            if end == lo:
+                lo = good
+            else:
+                hi = good
+            flags.append("trimmed_inexact_end")
+    return lo, hi
+
+
+def _refine(ev, pts: dict, curve_tol: float, max_evals: int) -> float:
+    """Evaluate inside the worst piece until the secant/tangent certificate holds or the cap is reached; returns the
+    certified maximum error (€)."""
+    while True:
+        keys = sorted(pts)
+        errs = [_piece_error(pts[a], pts[b]) for a, b in zip(keys[:-1], keys[1:])]
+        if not errs:
+            return 0.0
+        k = int(np.argmax([e for e, _ in errs]))
+        eps = errs[k][0]
+        if eps <= curve_tol or len(pts) >= max_evals:
+            return eps
+        a, b = keys[k], keys[k + 1]
+        star = errs[k][1]
+        if not (a + 0.05 * (b - a) < star < b - 0.05 * (b - a)):
+            star = 0.5 * (a + b)
+        ev(star)
 
 
 def _convexify(xi: np.ndarray, phi: np.ndarray, tol: float) -> tuple[np.ndarray, bool]:

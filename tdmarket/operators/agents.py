@@ -1,31 +1,25 @@
-"""Operator agents.  Each is built from its own area's sub-instance only and answers message objects.
+"""The DSO agent, built from its own area's sub-instance only; it answers message objects.
 
-* `DSO` — builds its residual supply curve, evaluates cuts, dispatches its resources for a cleared exchange
-  and prices its own dispatch.  Children (sub-DSOs) are seen only through their offers.
-* `TSO` — clears transmission with its own orders and the DSO offers as if they were orders, and sends
-  schedules and interface prices down.
+It builds its residual supply curve, evaluates cuts, dispatches its resources for a cleared exchange and prices
+its own dispatch.  Children (sub-DSOs) are seen only through their offers.  The TSO agent is in `tso.py`.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from ..decomposition.area_model import AreaModel
 from ..decomposition.curves import build_curves
-from ..decomposition.exchange import CutPool, ParentPoint
-from ..decomposition.master import CutMaster, MasterSolution
 from ..decomposition.messages import CurveOffer, CutReply, DispatchReport, Schedule
-from ..decomposition.offers import Cut, Offer, add_offer_rows, bound_offers, child_exchange_columns, offer_from_message
+from ..decomposition.offers import Offer, offer_from_message
 from ..errors import SolverError
-from ..formulations.clearing import ClearingProblem
 from ..formulations.options import ModelOptions
 from ..model.instance import Instance
 from ..schemes.centralized import solve_clearing
 from ..solvers import SolveStatus, solve
-from ..solvers.result import Solution
 
 
 @dataclass
@@ -150,6 +144,35 @@ class DSO:
             return sol.row_dual, sol.row_dual[model.fix_rows] / dt
         return psol.row_dual, pi + psol.row_dual[model.fix_rows] / dt
 
+    @staticmethod
+    def _curve_error(relaxed: AreaModel, own_offer: CurveOffer | None, x_star: np.ndarray, sol) -> tuple[float, float]:
+        """(curve error, integrality cost) at the schedule, €: the relaxed cost at x* versus what this DSO's curve
+        promised its parent, and the mixed-integer dispatch cost versus the relaxed cost at the same exchange."""
+        if own_offer is None:
+            return 0.0, 0.0
+        c_rel = relaxed.evaluate(x_star).cost
+        promised = sum(float(np.interp(x, xi, ph)) for x, xi, ph in zip(x_star, own_offer.xi_mw, own_offer.cost_eur))
+        return c_rel - promised, float(sol.objective) - c_rel
+
+    def _child_schedules(self, model: AreaModel, offers: list[Offer], sol, row_dual) -> list[Schedule]:
+        """Each sub-DSO's exchange (MW) and the price at its root bus (€/MWh) in this dispatch."""
+        cp, scale = model.cp, 1.0 / self.opts.period_hours
+        out = []
+        for a, off in enumerate(offers):
+            root = self.sub.areas.root_bus[self.sub.areas.name.index(off.area)]
+            price = row_dual[cp.prog.rows["balance_p"].start + cp.balance.p_row[root]] * scale
+            out.append(
+                Schedule(
+                    sender=self.name,
+                    receiver=off.area,
+                    stage="dispatch",
+                    periods=[int(p) for p in self.sub.periods],
+                    export_mw=sol.x[model.child_cols[a]].tolist(),
+                    price_eur_mwh=price.tolist(),
+                )
+            )
+        return out
+
     def dispatch(
         self,
         sched: Schedule,
@@ -178,36 +201,9 @@ class DSO:
             row_dual, rho = self._price_at_interface(model, sol, x_star, pi)
         tables = cp.extract(sol.x, row_dual)
         own = cp.cost_parts(sol.x)
-        # curve error at the schedule: relaxed cost at x* versus what this DSO's curve promised the parent;
-        # integrality cost: mixed-integer dispatch cost versus the relaxed cost at the same exchange
-        curve_err = integrality = 0.0
-        if own_offer is not None:
-            rel = model if relax else self.model()
-            c_rel = rel.evaluate(x_star).cost
-            promised = sum(
-                float(np.interp(x, xi, ph)) for x, xi, ph in zip(x_star, own_offer.xi_mw, own_offer.cost_eur)
-            )
-            curve_err = c_rel - promised
-            integrality = float(sol.objective) - c_rel
-        child_scheds = []
+        curve_err, integrality = self._curve_error(model if relax else self.model(), own_offer, x_star, sol)
+        child_scheds = self._child_schedules(model, offers, sol, row_dual)
         b = self.sub.buses
-        bal = cp.balance
-        scale = 1.0 / dt
-        for a, off in enumerate(offers):
-            cols = model.child_cols[a]
-            xc = sol.x[cols]
-            root = self.sub.areas.root_bus[self.sub.areas.name.index(off.area)]
-            price = row_dual[cp.prog.rows["balance_p"].start + bal.p_row[root]] * scale
-            child_scheds.append(
-                Schedule(
-                    sender=self.name,
-                    receiver=off.area,
-                    stage="dispatch",
-                    periods=[int(p) for p in self.sub.periods],
-                    export_mw=xc.tolist(),
-                    price_eur_mwh=price.tolist(),
-                )
-            )
         chk = cp.check(sol.x)
         slack_mw = float(tables["buses"].loc[~tables["buses"].node.isin(b.id[b.is_boundary]), "slack_p_mw"].abs().sum())
         report = DispatchReport(
@@ -234,186 +230,4 @@ class DSO:
             activations={"xi": sol.x[cp.prog.var("xi").index], "z": sol.x[cp.prog.var("z").index]},
             time_s=time.perf_counter() - t0,
             solver_time_s=sol.solve_time_s,
-        )
-
-
-@dataclass
-class TSOClearing:
-    """A transmission clearing: exports x (A, T) MW of the child areas `names`, interface prices π (A, T)
-    €/MWh, the objective with the offers (€), the offers' value Σθ or Ση (€), own cost parts, MIP information and a
-    certified lower bound of the integrated problem when the clearing provides one (€)."""
-
-    names: list[str]
-    x: np.ndarray
-    pi: np.ndarray
-    objective: float
-    offer_value: float
-    cost: dict
-    mip: dict
-    solver_time_s: float
-    lower_bound: float = -np.inf
-    cp: ClearingProblem | None = field(default=None, repr=False)
-    sol: Solution | None = field(default=None, repr=False)
-    _tables: dict | None = field(default=None, repr=False)
-
-    @property
-    def own_cost(self) -> float:
-        return self.objective - self.offer_value
-
-    def tables(self, owner: TSO) -> dict:
-        """Result tables, built once, for the published solution only."""
-        if self._tables is None:
-            self._tables = owner.tables(self.cp, self.sol)
-        return self._tables
-
-
-class TSO:
-    def __init__(self, sub: Instance, opts: ModelOptions):
-        self.sub = sub
-        self.opts = opts
-
-    def _build(self, offers: list[Offer], *, use_curves: bool, use_cuts: bool, integer: bool):
-        opts = self.opts if integer else self.opts.relaxed()
-        cp = ClearingProblem(self.sub, opts)
-        names = [o.area for o in offers]
-        cols = child_exchange_columns(cp, names)
-        maps = add_offer_rows(cp.prog, cols, offers, use_curves=use_curves, use_cuts=use_cuts)
-        bound_offers(cp.prog, cols, offers, use_curves)
-        return cp, cols, maps, names
-
-    def tables(self, cp, sol) -> dict:
-        """Result tables of a TSO solve (only what the TSO owns)."""
-        tables = cp.extract(sol.x, sol.row_dual)
-        b = self.sub.buses
-        tables["buses"] = tables["buses"][~tables["buses"].node.isin(b.id[b.is_boundary])].reset_index(drop=True)
-        return tables
-
-    def _result(self, cp, cols, maps, names, sol, mip) -> TSOClearing:
-        dt = self.opts.period_hours
-        bal = cp.balance
-        area_names = list(np.array(cp.inst.areas.name)[cp.iface.area])
-        host = cp.iface.inject_bus[[area_names.index(n) for n in names]] if names else np.zeros(0, int)
-        if not names:
-            pi = np.zeros((0, self.sub.n_periods))
-        elif sol.row_dual is None:  # a proposal without prices (level step of the cut exchange)
-            pi = np.full((len(names), self.sub.n_periods), np.nan)
-        else:
-            pi = sol.row_dual[cp.prog.rows["balance_p"].start + bal.p_row[host]] / dt
-        offer_value = sum(float(sol.x[maps[k]].sum()) for k in ("eta", "theta") if k in maps)
-        lb = mip.get("lower_bound")
-        return TSOClearing(
-            names=names,
-            x=sol.x[cols],
-            pi=pi,
-            objective=float(sol.objective),
-            offer_value=offer_value,
-            cost=cp.cost_parts(sol.x),
-            mip=mip,
-            solver_time_s=sol.solve_time_s,
-            lower_bound=float(lb) if lb is not None else -np.inf,
-            cp=cp,
-            sol=sol,
-        )
-
-    def clear(
-        self,
-        offers: list[Offer],
-        *,
-        use_curves: bool,
-        use_cuts: bool,
-        integer: bool,
-        mip_gap: float = 1e-4,
-        time_limit: float | None = None,
-        threads: int = 1,
-    ) -> TSOClearing:
-        """Clear transmission with the offers (MILP with the TSO's binaries, then the LP with them fixed)."""
-        cp, cols, maps, names = self._build(offers, use_curves=use_curves, use_cuts=use_cuts, integer=integer)
-        sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
-        return self._result(cp, cols, maps, names, sol, mip)
-
-    def clear_fixed(
-        self,
-        schedule: dict[str, np.ndarray],
-        *,
-        integer: bool,
-        mip_gap: float = 1e-4,
-        time_limit: float | None = None,
-        threads: int = 1,
-    ) -> TSOClearing:
-        """Clear transmission with the T orders only and every exchange held at `schedule` (MW per period)."""
-        opts = self.opts if integer else self.opts.relaxed()
-        cp = ClearingProblem(self.sub, opts)
-        names = list(schedule)
-        cols = child_exchange_columns(cp, names)
-        for a, n in enumerate(names):
-            cp.prog.set_bounds(cols[a], schedule[n], schedule[n])
-        sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
-        res = self._result(cp, cols, {}, names, sol, mip)
-        res.offer_value = 0.0
-        return res
-
-    # ---------------------------------------------------------------- the cut exchange (decomposition.exchange)
-    def _cut_offers(self, names: list[str], pool: CutPool) -> list[Offer]:
-        offers = [Offer(area=n) for n in names]
-        for k in range(len(pool)):
-            offers[pool.area[k]].cuts.append(
-                Cut(point=pool.points[k].tolist(), value=float(pool.values[k]), slope=pool.slopes[k].tolist())
-            )
-        return offers
-
-    def cut_master(self, names: list[str], pool: CutPool, threads: int = 1) -> CutMaster:
-        """The relaxed master of the cut exchange, seeded with every cut in `pool`."""
-        cp, cols, maps, _ = self._build(self._cut_offers(names, pool), use_curves=False, use_cuts=True, integer=False)
-        master = CutMaster(cp.prog, cols, maps["theta"], threads=threads)
-        master.context = (cp, cols, maps, names)
-        return master
-
-    def master_point(self, master: CutMaster, ms: MasterSolution) -> ParentPoint:
-        cp, cols, maps, names = master.context
-        res = self._result(cp, cols, maps, names, ms.sol, {"binaries": 0, "lower_bound": ms.lower_bound})
-        return ParentPoint(x=res.x, own_cost=res.own_cost, lower_bound=ms.lower_bound, handle=res, integer=False)
-
-    def curve_point(self, offers: list[Offer], threads: int = 1) -> ParentPoint:
-        """The relaxed clearing with the children's residual supply curves (secant models within their domains):
-        the one-shot scheme's exchange, a good first proposal of the cut exchange."""
-        res = self.clear(offers, use_curves=True, use_cuts=False, integer=False, threads=threads)
-        return ParentPoint(x=res.x, own_cost=res.own_cost, lower_bound=-np.inf, handle=res, integer=False)
-
-    def clear_with_cuts(
-        self,
-        names: list[str],
-        pool: CutPool,
-        *,
-        mip_gap: float,
-        time_limit: float | None,
-        threads: int = 1,
-        box: tuple[np.ndarray, np.ndarray] | None = None,
-    ) -> ParentPoint:
-        """Mixed-integer master: the TSO's own binaries with every cut so far; with `box` (lo, hi) (A, T) MW the
-        exchanges stay inside it (then the result bounds nothing: lower_bound = −inf)."""
-        cp, cols, maps, names = self._build(
-            self._cut_offers(names, pool), use_curves=False, use_cuts=True, integer=True
-        )
-        if box is not None:
-            lo = np.maximum(cp.prog.lb[cols], box[0])
-            hi = np.minimum(cp.prog.ub[cols], box[1])
-            cp.prog.set_bounds(cols, lo, np.maximum(lo, hi))
-        sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
-        res = self._result(cp, cols, maps, names, sol, mip)
-        lb = res.lower_bound if box is None else -np.inf
-        return ParentPoint(x=res.x, own_cost=res.own_cost, lower_bound=lb, handle=res, integer=True)
-
-    def clear_without_commitments(self, names: list[str], pool: CutPool, threads: int = 1) -> ParentPoint:
-        """Fallback that is feasible by construction: every binary of the TSO at 0 (no all-or-nothing, start/stop
-        or logic order activated), the rest cleared as an LP with the cuts; penalised slack closes any balance."""
-        cp, cols, maps, names = self._build(
-            self._cut_offers(names, pool), use_curves=False, use_cuts=True, integer=True
-        )
-        ints = np.flatnonzero(cp.prog.integrality)
-        cp.prog.set_bounds(ints, 0.0, 0.0)
-        cp.prog.relax_integrality()
-        sol, mip = solve_clearing(cp, threads=threads)
-        res = self._result(cp, cols, maps, names, sol, mip)
-        return ParentPoint(
-            x=res.x, own_cost=res.own_cost, lower_bound=-np.inf, handle=res, integer=True, note="binaries at zero"
         )

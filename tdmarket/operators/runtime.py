@@ -114,7 +114,7 @@ class Runtime:
 
     def tso(self, sub, opts):
         """The TSO's agent, in this process (the TSO drives the exchange)."""
-        from .agents import TSO
+        from .tso import TSO
 
         return TSO(sub, opts)
 

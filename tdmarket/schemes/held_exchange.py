@@ -22,6 +22,33 @@ from .registry import SchemeContext, SchemeSpec, register
 from .result import ClearingResult
 
 
+def _held_schedule(rt, areas: list[str], schedule: str, T: int) -> tuple[dict[str, np.ndarray], list[float]]:
+    """The exchange each DSO is held at (MW per period): its announced base case x⁰, or zero; operator times."""
+    if schedule != "base":
+        return {n: np.zeros(T) for n in areas}, []
+    replies = rt.ask("base_exchange", {n: () for n in areas}, stage="base exchange")
+    for n in areas:
+        rt.log.add(replies[n].value)
+    return {n: np.asarray(replies[n].value.export_mw) for n in areas}, [r.time_s for r in replies.values()]
+
+
+def _dispatch_all(rt, ctx: SchemeContext, work: dict[int, tuple[str, Schedule]]) -> dict:
+    """Every DSO dispatches its own resources for its held exchange; reports logged."""
+    replies = rt.ask(
+        "dispatch",
+        {name: (sched,) for name, sched in work.values()},
+        stage="dispatch",
+        mip_gap=ctx.mip_gap,
+        time_limit=ctx.time_limit,
+        threads=1,
+        relax=ctx.relax,
+    )
+    out = {a: replies[name].value for a, (name, _) in work.items()}
+    for d in out.values():
+        rt.log.add(d.report)
+    return out
+
+
 def run_held_exchange(inst: Instance, ctx: SchemeContext, schedule: str) -> ClearingResult:
 
     opts = ModelOptions(integer=not ctx.relax, **ctx.model_options)
@@ -48,14 +75,9 @@ def run_held_exchange(inst: Instance, ctx: SchemeContext, schedule: str) -> Clea
         for a in dsos:
             rt.start(names[a], AgentInit(subs[a], opts, "TSO", []))
         t = time.perf_counter()
+        x_sched, times = _held_schedule(rt, [names[a] for a in dsos], schedule, T)
         if schedule == "base":
-            replies = rt.ask("base_exchange", {names[a]: () for a in dsos}, stage="base exchange")
-            x_sched = {names[a]: np.asarray(replies[names[a]].value.export_mw) for a in dsos}
-            for a in dsos:
-                log.add(replies[names[a]].value)
-            note("base", t, [r.time_s for r in replies.values()])
-        else:
-            x_sched = {names[a]: np.zeros(T) for a in dsos}
+            note("base", t, times)
         t = time.perf_counter()
         tso = rt.tso(subs[0], opts)
         res = tso.clear_fixed(
@@ -79,18 +101,7 @@ def run_held_exchange(inst: Instance, ctx: SchemeContext, schedule: str) -> Clea
             )
             log.add(schedules[a])
         t = time.perf_counter()
-        replies = rt.ask(
-            "dispatch",
-            {names[a]: (schedules[a],) for a in dsos},
-            stage="dispatch",
-            mip_gap=ctx.mip_gap,
-            time_limit=ctx.time_limit,
-            threads=1,
-            relax=ctx.relax,
-        )
-        dispatch = {a: replies[names[a]].value for a in dsos}
-        for a in dsos:
-            log.add(dispatch[a].report)
+        dispatch = _dispatch_all(rt, ctx, {a: (names[a], schedules[a]) for a in dsos})
         note("dispatch", t, [d.time_s for d in dispatch.values()])
     finally:
         rt.close()

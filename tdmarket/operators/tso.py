@@ -1,0 +1,199 @@
+"""The TSO agent: clears transmission with its own orders and its DSOs' offers (curves or cuts), and is the
+parent side of the cut exchange (its master, its mixed-integer rounds and its fallback)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..decomposition.exchange import CutPool, ParentPoint
+from ..decomposition.master import CutMaster, MasterSolution
+from ..decomposition.offers import Cut, Offer, add_offer_rows, bound_offers, child_exchange_columns
+from ..formulations.clearing import ClearingProblem
+from ..formulations.options import ModelOptions
+from ..model.instance import Instance
+from ..schemes.centralized import solve_clearing
+from ..solvers.result import Solution
+
+
+@dataclass
+class TSOClearing:
+    """A transmission clearing: exports x (A, T) MW of the child areas `names`, interface prices π (A, T)
+    €/MWh, the objective with the offers (€), the offers' value Σθ or Ση (€), own cost parts, MIP information and a
+    certified lower bound of the integrated problem when the clearing provides one (€)."""
+
+    names: list[str]
+    x: np.ndarray
+    pi: np.ndarray
+    objective: float
+    offer_value: float
+    cost: dict
+    mip: dict
+    solver_time_s: float
+    lower_bound: float = -np.inf
+    cp: ClearingProblem | None = field(default=None, repr=False)
+    sol: Solution | None = field(default=None, repr=False)
+    _tables: dict | None = field(default=None, repr=False)
+
+    @property
+    def own_cost(self) -> float:
+        return self.objective - self.offer_value
+
+    def tables(self, owner: TSO) -> dict:
+        """Result tables, built once, for the published solution only."""
+        if self._tables is None:
+            self._tables = owner.tables(self.cp, self.sol)
+        return self._tables
+
+
+class TSO:
+    def __init__(self, sub: Instance, opts: ModelOptions):
+        self.sub = sub
+        self.opts = opts
+
+    def _build(self, offers: list[Offer], *, use_curves: bool, use_cuts: bool, integer: bool):
+        opts = self.opts if integer else self.opts.relaxed()
+        cp = ClearingProblem(self.sub, opts)
+        names = [o.area for o in offers]
+        cols = child_exchange_columns(cp, names)
+        maps = add_offer_rows(cp.prog, cols, offers, use_curves=use_curves, use_cuts=use_cuts)
+        bound_offers(cp.prog, cols, offers, use_curves)
+        return cp, cols, maps, names
+
+    def tables(self, cp, sol) -> dict:
+        """Result tables of a TSO solve (only what the TSO owns)."""
+        tables = cp.extract(sol.x, sol.row_dual)
+        b = self.sub.buses
+        tables["buses"] = tables["buses"][~tables["buses"].node.isin(b.id[b.is_boundary])].reset_index(drop=True)
+        return tables
+
+    def _result(self, cp, cols, maps, names, sol, mip) -> TSOClearing:
+        dt = self.opts.period_hours
+        bal = cp.balance
+        area_names = list(np.array(cp.inst.areas.name)[cp.iface.area])
+        host = cp.iface.inject_bus[[area_names.index(n) for n in names]] if names else np.zeros(0, int)
+        if not names:
+            pi = np.zeros((0, self.sub.n_periods))
+        elif sol.row_dual is None:  # a proposal without prices (level step of the cut exchange)
+            pi = np.full((len(names), self.sub.n_periods), np.nan)
+        else:
+            pi = sol.row_dual[cp.prog.rows["balance_p"].start + bal.p_row[host]] / dt
+        offer_value = sum(float(sol.x[maps[k]].sum()) for k in ("eta", "theta") if k in maps)
+        lb = mip.get("lower_bound")
+        return TSOClearing(
+            names=names,
+            x=sol.x[cols],
+            pi=pi,
+            objective=float(sol.objective),
+            offer_value=offer_value,
+            cost=cp.cost_parts(sol.x),
+            mip=mip,
+            solver_time_s=sol.solve_time_s,
+            lower_bound=float(lb) if lb is not None else -np.inf,
+            cp=cp,
+            sol=sol,
+        )
+
+    def clear(
+        self,
+        offers: list[Offer],
+        *,
+        use_curves: bool,
+        use_cuts: bool,
+        integer: bool,
+        mip_gap: float = 1e-4,
+        time_limit: float | None = None,
+        threads: int = 1,
+    ) -> TSOClearing:
+        """Clear transmission with the offers (MILP with the TSO's binaries, then the LP with them fixed)."""
+        cp, cols, maps, names = self._build(offers, use_curves=use_curves, use_cuts=use_cuts, integer=integer)
+        sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
+        return self._result(cp, cols, maps, names, sol, mip)
+
+    def clear_fixed(
+        self,
+        schedule: dict[str, np.ndarray],
+        *,
+        integer: bool,
+        mip_gap: float = 1e-4,
+        time_limit: float | None = None,
+        threads: int = 1,
+    ) -> TSOClearing:
+        """Clear transmission with the T orders only and every exchange held at `schedule` (MW per period)."""
+        opts = self.opts if integer else self.opts.relaxed()
+        cp = ClearingProblem(self.sub, opts)
+        names = list(schedule)
+        cols = child_exchange_columns(cp, names)
+        for a, n in enumerate(names):
+            cp.prog.set_bounds(cols[a], schedule[n], schedule[n])
+        sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
+        res = self._result(cp, cols, {}, names, sol, mip)
+        res.offer_value = 0.0
+        return res
+
+    # ---------------------------------------------------------------- the cut exchange (decomposition.exchange)
+    def _cut_offers(self, names: list[str], pool: CutPool) -> list[Offer]:
+        offers = [Offer(area=n) for n in names]
+        for k in range(len(pool)):
+            offers[pool.area[k]].cuts.append(
+                Cut(point=pool.points[k].tolist(), value=float(pool.values[k]), slope=pool.slopes[k].tolist())
+            )
+        return offers
+
+    def cut_master(self, names: list[str], pool: CutPool, threads: int = 1) -> CutMaster:
+        """The relaxed master of the cut exchange, seeded with every cut in `pool`."""
+        cp, cols, maps, _ = self._build(self._cut_offers(names, pool), use_curves=False, use_cuts=True, integer=False)
+        master = CutMaster(cp.prog, cols, maps["theta"], threads=threads)
+        master.context = (cp, cols, maps, names)
+        return master
+
+    def master_point(self, master: CutMaster, ms: MasterSolution) -> ParentPoint:
+        cp, cols, maps, names = master.context
+        res = self._result(cp, cols, maps, names, ms.sol, {"binaries": 0, "lower_bound": ms.lower_bound})
+        return ParentPoint(x=res.x, own_cost=res.own_cost, lower_bound=ms.lower_bound, handle=res, integer=False)
+
+    def curve_point(self, offers: list[Offer], threads: int = 1) -> ParentPoint:
+        """The relaxed clearing with the children's residual supply curves (secant models within their domains):
+        the one-shot scheme's exchange, a good first proposal of the cut exchange."""
+        res = self.clear(offers, use_curves=True, use_cuts=False, integer=False, threads=threads)
+        return ParentPoint(x=res.x, own_cost=res.own_cost, lower_bound=-np.inf, handle=res, integer=False)
+
+    def clear_with_cuts(
+        self,
+        names: list[str],
+        pool: CutPool,
+        *,
+        mip_gap: float,
+        time_limit: float | None,
+        threads: int = 1,
+        box: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> ParentPoint:
+        """Mixed-integer master: the TSO's own binaries with every cut so far; with `box` (lo, hi) (A, T) MW the
+        exchanges stay inside it (then the result bounds nothing: lower_bound = −inf)."""
+        cp, cols, maps, names = self._build(
+            self._cut_offers(names, pool), use_curves=False, use_cuts=True, integer=True
+        )
+        if box is not None:
+            lo = np.maximum(cp.prog.lb[cols], box[0])
+            hi = np.minimum(cp.prog.ub[cols], box[1])
+            cp.prog.set_bounds(cols, lo, np.maximum(lo, hi))
+        sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
+        res = self._result(cp, cols, maps, names, sol, mip)
+        lb = res.lower_bound if box is None else -np.inf
+        return ParentPoint(x=res.x, own_cost=res.own_cost, lower_bound=lb, handle=res, integer=True)
+
+    def clear_without_commitments(self, names: list[str], pool: CutPool, threads: int = 1) -> ParentPoint:
+        """Fallback that is feasible by construction: every binary of the TSO at 0 (no all-or-nothing, start/stop
+        or logic order activated), the rest cleared as an LP with the cuts; penalised slack closes any balance."""
+        cp, cols, maps, names = self._build(
+            self._cut_offers(names, pool), use_curves=False, use_cuts=True, integer=True
+        )
+        ints = np.flatnonzero(cp.prog.integrality)
+        cp.prog.set_bounds(ints, 0.0, 0.0)
+        cp.prog.relax_integrality()
+        sol, mip = solve_clearing(cp, threads=threads)
+        res = self._result(cp, cols, maps, names, sol, mip)
+        return ParentPoint(
+            x=res.x, own_cost=res.own_cost, lower_bound=-np.inf, handle=res, integer=True, note="binaries at zero"
+        )
