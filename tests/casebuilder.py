@@ -164,3 +164,28 @@ def single_node_case(folder, imbalance_by_period, bids, **kw) -> Path:
     periods = sorted(imbalance_by_period)
     inj = {(1, t): (float(p), 0.0) for t, p in imbalance_by_period.items()}
     return write_case(folder, periods=periods, t_nodes=[(1, 1)], injections=inj, bids=bids, **kw)
+
+
+# ------------------------------------------------------------------------------------------------ shared data
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "smartnet"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def shared_path(name: str) -> Path:
+    """A shared SmartNet instance folder (../shared/smartnet/NAME); the test is skipped when it is absent."""
+    import pytest
+
+    path = SHARED / name
+    if not path.is_dir():
+        pytest.skip(f"shared SmartNet data not found at {SHARED}")
+    return path
+
+
+def load_example(name: str):
+    """An example script of examples/ as a module (examples are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

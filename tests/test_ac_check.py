@@ -4,7 +4,6 @@ dispatched injections, checked against a hand-written two-bus Newton and against
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,14 +11,12 @@ import pytest
 
 pytest.importorskip("pandapower")
 
-from casebuilder import write_case  # noqa: E402
+from casebuilder import shared_path, write_case  # noqa: E402
 
 import tdmarket  # noqa: E402
 from tdmarket.io import read  # noqa: E402
 from tdmarket.reporting.ac_check import COLUMNS, ac_check, ac_power_flow  # noqa: E402
 from tdmarket.schemes.centralized import clear_centralized  # noqa: E402
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "smartnet"
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -69,13 +66,6 @@ def _two_bus_case(folder, *, load=(-1.0, -0.5), r=0.01, x=0.02, rating=5.0, b=0.
     edges["Tap"] = np.where(edges["ID"] == 20, tap, 1.0)
     edges.to_csv(folder / "Edges.csv", index=False)
     return read(folder)
-
-
-def _shared(name: str) -> Path:
-    path = SHARED / name
-    if not path.is_dir():
-        pytest.skip(f"shared SmartNet data not found at {SHARED}")
-    return path
 
 
 def _assert_matches_soc_and_hand(inst, res, *, b, tap):
@@ -316,7 +306,7 @@ def test_hierarchical_dispatch_is_checked(three_level):
 
 # ------------------------------------------------------------------------------------------- (e) italy-693
 def test_italy_693_converges_everywhere():
-    inst = tdmarket.load(_shared("italy-693"))
+    inst = tdmarket.load(shared_path("italy-693"))
     res = clear_centralized(inst, relax=False, incentives=False)
     df, summary = ac_check(inst, res.tables)
     assert len(df) == 16 and df.area.nunique() == 4 and df.period.nunique() == 4

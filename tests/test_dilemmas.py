@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import pathlib
-import sys
-
 import numpy as np
 import pytest
 
 pytest.importorskip("pandapower")
 
-EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
-sys.path.insert(0, str(EXAMPLES))
-import dilemmas  # noqa: E402
+from casebuilder import load_example  # noqa: E402
+
+dilemmas = load_example("dilemmas")
 
 import tdmarket  # noqa: E402
 from tdmarket.market.cost_sharing import cost_sharing  # noqa: E402

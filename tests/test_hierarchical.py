@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
+from casebuilder import shared_path
 
 import tdmarket
 from tdmarket.cli import main
@@ -21,19 +21,9 @@ def run_hierarchical(inst, **options):
     return tdmarket.clear(inst, scheme="hierarchical", incentives=False, **options)
 
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "smartnet"
-
-
-def _shared(name: str) -> Path:
-    path = SHARED / name
-    if not path.is_dir():
-        pytest.skip(f"shared SmartNet data not found at {SHARED}")
-    return path
-
-
 def test_three_node_matches_centralized_and_reference():
     """docs/model.md §11: every correct hierarchical variant clears x* = 1 at π = 15 with the centralized cost."""
-    inst = tdmarket.load(_shared("three-node"))
+    inst = tdmarket.load(shared_path("three-node"))
     for policy, cost in (("free", 14.537218), ("bounded", 14.604385)):
         res = run_hierarchical(inst, relax=True, executor="inline", reactive_policy=policy, curve_tol=1e-4)
         assert res.total_cost == pytest.approx(cost, abs=1e-4)

@@ -13,14 +13,11 @@ live in ../shared/smartnet and are skipped when absent.
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 from casebuilder import single_node_case, write_case  # noqa: E402
 
 from tdmarket.examples import builtin_path  # noqa: E402

@@ -10,13 +10,9 @@ cost of one more MW withdrawn.  Segment ids below read as <QtBid><period><k>; QB
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
 from casebuilder import single_node_case, write_case  # noqa: E402
 
 from tdmarket.formulations.orders import net_two_way  # noqa: E402

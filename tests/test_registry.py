@@ -13,7 +13,7 @@ from tdmarket.errors import InputError
 from tdmarket.schemes import registry
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "smartnet"
+from casebuilder import SHARED  # noqa: E402
 
 
 def test_builtin_schemes_ids_aliases_and_settlement():
