@@ -58,8 +58,8 @@ def _add_hierarchical_args(clear) -> None:
     h.add_argument(
         "--gap",
         type=float,
-        default=1e-4,
-        help="stop the cut exchange at this certified relative gap (UB - LB) / max(1, |UB|) (default 1e-4)",
+        default=1e-5,
+        help="stop the cut exchange at this certified relative gap (UB - LB) / max(1, |UB|) (default 1e-5)",
     )
     h.add_argument("--max-rounds", type=int, default=50, help="cap on relaxed cut-exchange rounds (default 50)")
     h.add_argument("--compare-centralized", action="store_true", help="also clear centrally and report the cost gap")
