@@ -31,7 +31,7 @@ def _print_certificate(ce: dict) -> None:
     print(f"cut exchange      {ce['rounds']} rounds, stopped by {ce['stopped_by']} ({ce['reason']})")
     print(
         f"certificate       lower bound {lb if lb is None else f'{lb:.6f}'} EUR, certified gap of the "
-        f"dispatched point {'n/a' if gap is None else f'{gap:.3g}'} (target {ce['target_gap']:g})"
+        f"dispatched point {'n/a' if gap is None else f'{gap:.3g}'} (target {ce['dispatched_target_gap']:g}; exchange gap target {ce['target_gap']:g})"
     )
 
 
