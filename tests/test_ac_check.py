@@ -291,7 +291,8 @@ def test_sub_dso_tree_is_one_network(three_level):
 
 
 def test_hierarchical_dispatch_is_checked(three_level):
-    res = tdmarket.clear(three_level, scheme="hierarchical", relax=True, executor="inline", incentives=False)
+    # a tight certified gap: the figures below are those of the converged exchange
+    res = tdmarket.clear(three_level, scheme="hierarchical", relax=True, executor="inline", incentives=False, gap=1e-8)
     df, summary = ac_check(three_level, res.tables)
     assert len(df) == 9 and df.converged.all()
     assert df.y_star_mvar.notna().all()  # the hierarchical interface table carries each DSO's reactive export
