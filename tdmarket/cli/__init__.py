@@ -8,6 +8,7 @@ One module per command (`info`, `clear`, `compare`, `variant`); `parser` builds 
 
 from __future__ import annotations
 
+import os
 import sys
 
 from ..errors import InputError, SolverError, TdmarketError
@@ -46,3 +47,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tdmarket: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`tdmarket info --json | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from .inputs import check_numbers, load_instance
+from .inputs import check_numbers, load_instance, model_solve_options
 from .progress import progress_printer
 from .summary import print_summary
 
@@ -17,16 +17,7 @@ def clear_options(args) -> dict:
     """Keyword arguments for `tdmarket.clear`: the common options plus those the chosen scheme accepts."""
     from ..schemes import registry
 
-    options = dict(
-        relax=args.relax,
-        mip_gap=args.mip_gap,
-        time_limit=args.time_limit,
-        threads=args.threads,
-        dist_model=args.dist_model,
-        reactive_policy=args.reactive_policy,
-        slack_penalty=args.slack_penalty,
-        progress=progress_printer(args.quiet),
-    )
+    options = model_solve_options(args) | {"progress": progress_printer(args.quiet)}
     spec = registry.get(args.scheme)
     extra = dict(
         executor=args.executor,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import InputError
-from .inputs import check_numbers, load_instance
+from .inputs import check_numbers, load_instance, model_solve_options
 
 
 def _chosen_schemes(args) -> list[str]:
@@ -28,17 +28,7 @@ def cmd_compare(args) -> int:
     schemes = _chosen_schemes(args)
     inst = load_instance(args)
     say = None if args.quiet else (lambda text: print(f"tdmarket: {text} ...", file=sys.stderr, flush=True))
-    options = dict(
-        relax=args.relax,
-        mip_gap=args.mip_gap,
-        time_limit=args.time_limit,
-        threads=args.threads,
-        dist_model=args.dist_model,
-        reactive_policy=args.reactive_policy,
-        slack_penalty=args.slack_penalty,
-        executor=args.executor,
-        workers=args.workers,
-    )
+    options = model_solve_options(args) | {"executor": args.executor, "workers": args.workers}
     cmp = run_comparison(inst, schemes, progress=say, ac=not args.no_ac, **options)
     write_report(cmp, args.report)
     if args.json:

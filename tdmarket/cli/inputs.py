@@ -50,3 +50,16 @@ def check_numbers(args) -> None:
     for flag, value, ok in checks:
         if value is not None and not ok(value):
             raise InputError(f"{flag} {value} is out of range")
+
+
+def model_solve_options(args) -> dict:
+    """The model and solve options every clearing command takes (keyword arguments of `tdmarket.clear`)."""
+    return dict(
+        relax=args.relax,
+        mip_gap=args.mip_gap,
+        time_limit=args.time_limit,
+        threads=args.threads,
+        dist_model=args.dist_model,
+        reactive_policy=args.reactive_policy,
+        slack_penalty=args.slack_penalty,
+    )
