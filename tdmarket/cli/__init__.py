@@ -34,7 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        rc = args.func(args)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here, not at interpreter exit
+        return rc
     except InputError as exc:
         print(f"tdmarket: error: {exc.one_line()}", file=sys.stderr)
         return 2
