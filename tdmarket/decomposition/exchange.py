@@ -230,6 +230,9 @@ class CutExchange:
             try:
                 point = self.clear_integer(self.pool, self._remaining(), box)
             except TdmarketError as exc:
+                if box is not None:  # the restricted round is only a shortcut: go on without the box
+                    self.warnings.append(f"mixed-integer round {k} within the box failed ({exc}); unrestricted next")
+                    continue
                 self.warnings.append(f"mixed-integer master round {k} failed ({exc}); kept the best point so far")
                 stop = ("milp_failed", str(exc))
                 break
