@@ -51,8 +51,11 @@ def build_curves(
         def ev(xt):
             xh = x_ref.copy()
             xh[t] = xt
-            e = model.evaluate(xh)
-            cuts.append(Cut(point=xh.tolist(), value=e.cost, slope=e.rho.tolist()))
+            if np.array_equal(xh, x_ref):  # the reference point of every period: evaluated once (base)
+                e = base
+            else:
+                e = model.evaluate(xh)
+                cuts.append(Cut(point=xh.tolist(), value=e.cost, slope=e.rho.tolist()))
             pts[float(xt)] = (float(xt), e.cost - shift, float(e.rho[t]))
             return e
 

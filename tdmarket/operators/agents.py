@@ -191,7 +191,11 @@ class DSO:
         model = AreaModel(self.sub, opts, offers, locked=self.locked)
         x_star = np.asarray(sched.export_mw)
         model.cp.prog.set_row_bounds(model.fix_rows, x_star, x_star)
-        sol, mip = solve_clearing(model.cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
+        # the relaxation at x* is usually known: the cut exchange asked this DSO for C_d(x*)
+        known = None
+        if not relax and self._relaxed is not None and self._relaxed.cp.prog.m == model.cp.prog.m:
+            known = self._relaxed.relaxation_at(x_star)
+        sol, mip = solve_clearing(model.cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads, relaxation=known)
         cp = model.cp
         dt = self.opts.period_hours
         row_dual = sol.row_dual

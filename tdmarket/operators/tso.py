@@ -153,6 +153,30 @@ class TSO:
         res = self._result(cp, cols, maps, names, ms.sol, {"binaries": 0, "lower_bound": ms.lower_bound})
         return ParentPoint(x=res.x, own_cost=res.own_cost, lower_bound=ms.lower_bound, handle=res, integer=False)
 
+    def rounded_point(self, master: CutMaster, point: ParentPoint) -> ParentPoint | None:
+        """The relaxed master point with the TSO's binaries rounded to 0/1 and the exchanges held at the point's:
+        a mixed-integer clearing at exchanges the children already priced (None if that LP is infeasible or the
+        point carries no primal solution)."""
+        cp, cols, _, _ = master.context
+        res = point.handle
+        if not isinstance(res, TSOClearing) or res.sol is None:
+            return None
+        ints = cp.orders.binary_columns(cp.prog)
+        lo, hi = cp.prog.lb[ints], cp.prog.ub[ints]
+        fixed = np.concatenate([ints, cols.ravel()])
+        values = np.concatenate([np.clip(np.round(res.sol.x[ints]), lo, hi), point.x.ravel()])
+        ms = master.solve_with_columns_fixed(fixed, values)
+        if ms is None:
+            return None
+        # a fixed column may stay basic and come back within the primal tolerance (1e-7) of its value: snap it, so
+        # that the exchanges are exactly those the children priced
+        ms.sol.x[fixed] = values
+        ms.x = ms.sol.x[cols]
+        out = self.master_point(master, ms)
+        out.integer, out.note = True, "relaxed binaries rounded"
+        out.handle.mip = {"binaries": len(ints), "lower_bound": None, "gap": None, "rounded_from_relaxation": True}
+        return out
+
     def curve_point(self, offers: list[Offer], threads: int = 1) -> ParentPoint:
         """The relaxed clearing with the children's residual supply curves (secant models within their domains):
         the one-shot scheme's exchange, a good first proposal of the cut exchange."""

@@ -29,8 +29,10 @@ def solve_clearing(
     time_limit: float | None = None,
     threads: int = 1,
     progress: Callable[[dict], None] | None = None,
+    relaxation=None,
 ):
-    """Solve a clearing problem; returns (priced solution, mip info dict).
+    """Solve a clearing problem; returns (priced solution, mip info dict).  `relaxation`: a known solution of the
+    continuous relaxation (MISOCP only; see `solve_misocp`).
 
     Raises SolverError unless the solution passes `tdmarket.solvers.acceptance` against the clearing program
     (status, and rows, bounds, cones and integrality of the point)."""
@@ -44,7 +46,9 @@ def solve_clearing(
         mip.update(lower_bound=milp.mip_bound, gap=milp.mip_gap)
         sol = solve(fix_integers(prog, milp.x))
     else:
-        sol, hist = solve_misocp(prog, mip_gap=mip_gap, time_limit=time_limit, threads=threads, progress=progress)
+        sol, hist = solve_misocp(
+            prog, mip_gap=mip_gap, time_limit=time_limit, threads=threads, progress=progress, relaxation=relaxation
+        )
         mip.update(lower_bound=sol.mip_bound, gap=sol.mip_gap, rounds=hist.rounds)
     return require(sol, prog, "clearing"), mip
 

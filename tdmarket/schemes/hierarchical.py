@@ -185,6 +185,7 @@ class _HierarchicalRun:
             progress=ctx.progress,
             # measured: the curve clearing as the first proposal saves rounds (built-in: 18 -> 12)
             first_point=lambda: tso.curve_point(offers, threads=ctx.threads),
+            round_integer=lambda p: tso.rounded_point(master, p),
         )
         center = np.array([curves[a].cuts[0]["point"] for a in self.top]).reshape(-1, T)
         outcome = exchange.run(center, integer=not ctx.relax)

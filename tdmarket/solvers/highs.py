@@ -275,9 +275,10 @@ class PersistentLP:
     def set_col_bounds(self, cols: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
         inf = highspy.kHighsInf
         cols = np.asarray(cols, dtype=np.int32)
-        self.h.changeColsBounds(
-            len(cols), cols, np.clip(np.asarray(lo, float), -inf, inf), np.clip(np.asarray(hi, float), -inf, inf)
-        )
+        lo = np.broadcast_to(np.asarray(lo, float), cols.shape)
+        hi = np.broadcast_to(np.asarray(hi, float), cols.shape)
+        self.h.changeColsBounds(len(cols), cols, np.clip(lo, -inf, inf), np.clip(hi, -inf, inf))
+        self.col_lb[cols], self.col_ub[cols] = lo, hi
 
     def solve(self) -> Solution:
         _run(self.h, self.threads)
