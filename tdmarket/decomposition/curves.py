@@ -34,7 +34,8 @@ def build_curves(
     T = model.T
     pref = model.preferred()
     x_ref = np.clip(pref.x, -model.rating, model.rating)
-    base = model.evaluate(x_ref)
+    # at an unclipped preferred point the cost is C(x̄) and 0 is a subgradient (x̄ minimises C): no second solve
+    base = pref if np.array_equal(x_ref, pref.x) else model.evaluate(x_ref)
     cuts = [Cut(point=x_ref.tolist(), value=base.cost, slope=base.rho.tolist())]
     shift = (T - 1) / T * base.cost
     curves = []
