@@ -81,7 +81,6 @@ def configure_logging(quiet: bool) -> None:
     _handler = CliLogHandler(bars_active=lambda: _display is not None and _display.has_bars())
     logger.addHandler(_handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
-    logger.propagate = False
 
 
 class ProgressDisplay:
