@@ -158,7 +158,7 @@ def test_reader_warnings_go_through_logging(tmp_path, caplog, capsys):
     assert inst.warnings and any(r.levelno == logging.WARNING and r.name == "tdmarket.io" for r in caplog.records)
     assert main(["info", str(folder)]) == 0
     err = capsys.readouterr().err
-    assert err.startswith("tdmarket: warning: case: ")
+    assert err.startswith("tdmarket: warning: ") and "minimum acceptance ratio" in err
 
 
 # ------------------------------------------------------------------------------------------- provenance

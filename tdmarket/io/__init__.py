@@ -51,7 +51,7 @@ def read(path: str | os.PathLike, format: str | None = None, *, reference: str =
 
         inst.input_sha256 = input_sha256(path)
     for warning in inst.warnings:
-        log.warning("%s: %s", inst.name, warning)
+        log.warning("%s", warning)
     return inst
 
 

@@ -500,8 +500,9 @@ def price_section(cmp: Comparison) -> Section | None:
         float(((r.summary.get("provenance") or {}).get("options") or {}).get("slack_penalty", 1e4))
         for r in cmp.results.values()
     )
-    regular = values[np.abs(values) < 0.5 * kappa]  # prices set by orders, not by the slack penalty
-    lo, hi = np.quantile(regular if len(regular) else values, [0.01, 0.99])
+    # the axis spans the prices set by orders (not by the slack penalty) of the coordinated schemes
+    regular = (np.abs(values) < 0.5 * kappa) & ~data.scheme.isin(OWN_AXIS_SCHEMES).to_numpy()
+    lo, hi = np.quantile(values[regular] if regular.any() else values, [0.01, 0.99])
     pad = max(1.0, 0.15 * (hi - lo))
     outside = int(((values < lo - pad) | (values > hi + pad)).sum())
     fig.update_layout(boxmode="group")
@@ -511,8 +512,9 @@ def price_section(cmp: Comparison) -> Section | None:
         "<p>Distribution of the published active-power prices over nodes and periods (€/MWh): locational "
         "marginal prices at T nodes and distribution LMPs at D nodes. "
         + (
-            f"{outside} prices lie beyond the axis (mostly nodes priced near the slack penalty of "
-            f"{fmt(kappa, '', 3)} €/MWh, where balance is met by slack); zoom out or hover to see them."
+            f"The axis spans the prices of the coordinated schemes; {outside} prices lie beyond it (e.g. "
+            f"nodes priced at the slack penalty of {fmt(kappa, '', 3)} €/MWh where balance is met by slack): "
+            "zoom out (double-click) or hover to see them."
             if outside
             else "Every price is on the axis."
         )
