@@ -88,12 +88,13 @@ def relative_gap(value: float, base: float) -> float | None:
     return (value - base) / abs(base)
 
 
-def fmt_percent(share) -> str:
-    """A share as a percentage with 3 significant digits ('0 %' when about 0, '-' when not meaningful)."""
+def fmt_percent(share, *, sign: bool = True) -> str:
+    """A share as a percentage with 3 significant digits ('0 %' when about 0, '-' when not meaningful); with
+    `sign` a gap (+/−), without it a size such as a tolerance."""
     if is_missing(share):
         return "-"
     if abs(share) < RELATIVE_TOLERANCE:
         return "0 %"
     if abs(100 * share) < SMALLEST_PERCENT:
-        return f"{'+' if share > 0 else '−'}<{SMALLEST_PERCENT:g} %"
-    return f"{significant(100 * share, 3, sign=True)} %"
+        return f"{('+' if share > 0 else '-') if sign else ''}<{SMALLEST_PERCENT:g} %"
+    return f"{significant(100 * share, 3, sign=sign)} %"

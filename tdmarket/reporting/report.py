@@ -632,7 +632,7 @@ def convergence_section(cmp: Comparison) -> Section | None:
                 f"<li><code>{html.escape(scheme)}</code>: {ce.get('rounds')} rounds, stopped by "
                 f"{html.escape(str(ce.get('stopped_by')))} ({html.escape(str(ce.get('reason')))}); lower bound "
                 f"{fmt_eur(ce.get('lower_bound_eur'))} €, certified gap of the dispatched point "
-                f"{fmt_percent(ce.get('dispatched_gap'))}</li>"
+                f"{fmt_percent(ce.get('dispatched_gap'), sign=False)}</li>"
             )
     text = (
         "<p>The TSO's master problem gives a valid lower bound (LB) of the integrated cost every round; the DSOs' "
