@@ -42,6 +42,7 @@ ACTOR_TYPES = {
     "dso": "DSOs",
 }
 FIGURE_CONFIG = {"displaylogo": False, "responsive": True}
+FEEDER_LABELS_UP_TO = 20  # buses: larger feeders label only loaded branches (hover shows every value)
 
 
 @dataclass
@@ -720,6 +721,17 @@ def feeder_section(cmp: Comparison) -> Section | None:
         return [c if not np.isnan(v) else "#bbbbbb" for c, v in zip(out, loading)]
 
     first = schemes[0]
+    crowded = layout.n_buses > FEEDER_LABELS_UP_TO  # label only what matters; hover shows everything
+
+    def edge_labels(loading: np.ndarray) -> list[str]:
+        shown = ~np.isnan(loading) & ((loading >= 50.0) if crowded else True)
+        return [f"{v:.0f}%" if ok else "" for v, ok in zip(loading, shown)]
+
+    bus_labels = (
+        [str(int(b)) for b in layout.bus_ids]
+        if not crowded
+        else [str(int(layout.bus_ids[0]))] + [""] * (layout.n_buses - 1)
+    )
     fig = go.Figure()
     n_edges = len(layout.edge_ids)
     loading0 = edge_loading(first)
@@ -757,7 +769,7 @@ def feeder_section(cmp: Comparison) -> Section | None:
                 "cmax": cmax,
                 "colorbar": {"title": {"text": "loading (%)"}, "x": 1.02, "len": 0.9},
             },
-            text=[f"{v:.0f}%" if not np.isnan(v) else "" for v in loading0],
+            text=edge_labels(loading0),
             textposition="middle right",
             hovertext=edge_text(loading0),
             hoverinfo="text",
@@ -783,7 +795,7 @@ def feeder_section(cmp: Comparison) -> Section | None:
                 "symbol": ["square"] + ["circle"] * (layout.n_buses - 1),
                 "colorbar": {"title": {"text": "DLMP (€/MWh)"}, "x": 1.14, "len": 0.9},
             },
-            text=[str(int(b)) for b in layout.bus_ids],
+            text=bus_labels,
             textposition="middle left",
             hovertext=[f"bus {int(b)}: {p:,.2f} €/MWh" for b, p in zip(layout.bus_ids, prices0)],
             hoverinfo="text",
@@ -804,11 +816,7 @@ def feeder_section(cmp: Comparison) -> Section | None:
                         "line.color": colours + [None, None],
                         "marker.color": [None] * n_edges
                         + [np.nan_to_num(loading, nan=0.0).tolist(), np.nan_to_num(prices, nan=pmin).tolist()],
-                        "text": [None] * n_edges
-                        + [
-                            [f"{v:.0f}%" if not np.isnan(v) else "" for v in loading],
-                            [str(int(b)) for b in layout.bus_ids],
-                        ],
+                        "text": [None] * n_edges + [edge_labels(loading), bus_labels],
                         "hovertext": [None] * n_edges
                         + [
                             edge_text(loading),
@@ -839,14 +847,16 @@ def feeder_section(cmp: Comparison) -> Section | None:
         f"Feeder {layout.area}, period {period}: branch loading and DLMP",
         max(360, 90 * int(layout.depth.max() + 2)),
     )
-    fig.update_layout(margin={"l": 40, "r": 160, "t": 90, "b": 30}, showlegend=False)
+    fig.update_layout(margin={"l": 40, "r": 160, "t": 110, "b": 30}, showlegend=False)
     source = {values[s][1] for s in schemes}
     text = (
         f"<p>Single-line diagram of <code>{html.escape(layout.area)}</code> ({layout.n_buses - 1} buses), the "
         f"feeder with the highest loading in this comparison, in period {period} (its most loaded period). The "
         f"square on top is the T bus it hangs from. Branches: loading in % of rating ({', '.join(sorted(source))}); "
         "buses: the published active-power price (€/MWh). The menu switches the scheme (shown first: "
-        f"<code>{html.escape(first)}</code>).</p>"
+        f"<code>{html.escape(first)}</code>)"
+        + ("; on a feeder this size only loadings from 50 % are labelled, hover for the rest" if crowded else "")
+        + ".</p>"
     )
     return Section(f"Feeder {layout.area}: single-line diagram", text, fig, anchor="feeder")
 
