@@ -501,9 +501,12 @@ def price_section(cmp: Comparison) -> Section | None:
         float(((r.summary.get("provenance") or {}).get("options") or {}).get("slack_penalty", 1e4))
         for r in cmp.results.values()
     )
-    # the axis spans the prices set by orders (not by the slack penalty) of the coordinated schemes
+    # the axis spans the bulk (5th to 95th percentile) of every coordinated scheme's T and D prices set by
+    # orders, not by the slack penalty, so that a single outlier or no-coordination does not flatten the boxes
     regular = (np.abs(values) < 0.5 * kappa) & ~data.scheme.isin(OWN_AXIS_SCHEMES).to_numpy()
-    lo, hi = np.quantile(values[regular] if regular.any() else values, [0.01, 0.99])
+    basis = data[regular] if regular.any() else data
+    spread = basis.groupby(["scheme", "kind"]).price_p_eur_mwh.quantile([0.05, 0.95]).unstack()
+    lo, hi = float(spread[0.05].min()), float(spread[0.95].max())
     pad = max(1.0, 0.15 * (hi - lo))
     outside = int(((values < lo - pad) | (values > hi + pad)).sum())
     fig.update_layout(boxmode="group")
@@ -513,7 +516,7 @@ def price_section(cmp: Comparison) -> Section | None:
         "<p>Distribution of the published active-power prices over nodes and periods (€/MWh): locational "
         "marginal prices at T nodes and distribution LMPs at D nodes. "
         + (
-            f"The axis spans the prices of the coordinated schemes; {outside} prices lie beyond it (e.g. "
+            f"The axis spans the bulk of the coordinated schemes' prices; {outside} prices lie beyond it (e.g. "
             f"nodes priced at the slack penalty of {fmt(kappa, '', 3)} €/MWh where balance is met by slack): "
             "zoom out (double-click) or hover to see them."
             if outside
