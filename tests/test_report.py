@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +91,6 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
         from playwright.sync_api import sync_playwright
     except ImportError:
         need(False, "playwright-python not installed (pip install 'tdmarket[test]')")
-    t0 = time.perf_counter()
     errors, requests = [], []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
@@ -127,7 +125,6 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     for div, info in drawn.items():
         assert info["svgs"] >= 1 and info["traces"] >= 1 and info["width"] > 300, (div, info)
     assert menu == 1  # the feeder diagram's scheme menu
-    assert time.perf_counter() - t0 < 30
 
 
 def test_sections_are_a_list_a_new_one_is_one_function(comparison):
