@@ -16,6 +16,7 @@ from .clear import cmd_clear
 from .compare import cmd_compare
 from .info import cmd_info
 from .parser import build_parser
+from .progress import configure_logging
 from .variant import VARIANT_OPTIONS, add_variant_parser, cmd_variant
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging(quiet=getattr(args, "quiet", False))
     try:
         rc = args.func(args)
         sys.stdout.flush()  # inside the try: a closed pipe shows up here, not at interpreter exit

@@ -1,7 +1,7 @@
-"""Write a `ClearingResult` to a results folder atomically (temp folder, then rename).
+"""Write a `ClearingResult` to a results folder atomically (temp folder, then rename), and read one back.
 
-Layout: one CSV per table (plus Parquet when pyarrow is installed), `summary.json`, and `messages.jsonl`
-when operators exchanged messages.
+Layout: one CSV per table (plus Parquet when pyarrow is installed), `summary.json` (with the `provenance`
+record of `tdmarket.api.provenance`), and `messages.jsonl` when operators exchanged messages.
 """
 
 from __future__ import annotations
@@ -50,13 +50,52 @@ def write_results(result, out_dir: str | os.PathLike, *, parquet: bool | None = 
         except ImportError:
             parquet = False
     with atomic_dir(out) as tmp:
-        for name, frame in sorted(result.tables.items()):
-            frame.to_csv(tmp / f"{name}.csv", index=False, float_format="%.10g")
-            if parquet:
-                frame.to_parquet(tmp / f"{name}.parquet", index=False)
-        (tmp / "summary.json").write_text(dumps(result.summary) + "\n")
-        if result.messages:
-            with open(tmp / "messages.jsonl", "w") as fh:
-                for msg in result.messages:
-                    fh.write(json.dumps(_jsonable(msg), sort_keys=True) + "\n")
+        write_result_files(result, tmp, parquet=parquet)
     return out
+
+
+def write_result_files(result, folder: Path, *, parquet: bool) -> None:
+    """The files of a results folder, written into the existing `folder` (the caller makes it atomic)."""
+    for name, frame in sorted(result.tables.items()):
+        frame.to_csv(folder / f"{name}.csv", index=False, float_format="%.10g")
+        if parquet:
+            frame.to_parquet(folder / f"{name}.parquet", index=False)
+    (folder / "summary.json").write_text(dumps(result.summary) + "\n")
+    if result.messages:
+        with open(folder / "messages.jsonl", "w") as fh:
+            for msg in result.messages:
+                fh.write(json.dumps(_jsonable(msg), sort_keys=True) + "\n")
+
+
+def read_results(folder: str | os.PathLike, *, exclude: tuple[str, ...] = ()):
+    """A `ClearingResult` from a results folder written by `write_results` (Parquet tables when present, so
+    that column types survive; CSV otherwise).  Tables named in `exclude` are not read."""
+    import pandas as pd
+
+    from ..schemes.result import ClearingResult
+
+    folder = Path(folder)
+    summary = json.loads((folder / "summary.json").read_text())
+    tables = {}
+    for path in sorted(folder.glob("*.csv")):
+        if path.stem in exclude:
+            continue
+        pq = path.with_suffix(".parquet")
+        if pq.exists():
+            try:
+                tables[path.stem] = pd.read_parquet(pq)
+                continue
+            except ImportError:
+                pass
+        tables[path.stem] = pd.read_csv(path)
+    messages = []
+    if (folder / "messages.jsonl").exists():
+        with open(folder / "messages.jsonl") as fh:
+            messages = [json.loads(line) for line in fh if line.strip()]
+    return ClearingResult(
+        scheme=summary.get("scheme", folder.name),
+        instance=summary.get("instance", ""),
+        tables=tables,
+        summary=summary,
+        messages=messages,
+    )
