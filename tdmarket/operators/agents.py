@@ -48,6 +48,7 @@ class DispatchResult:
     activations: dict
     time_s: float
     solver_time_s: float
+    pricing_time_s: float = 0.0  # the price intervals of the dispatch (tdmarket.market.pricing)
 
 
 class DSO:
@@ -251,4 +252,5 @@ class DSO:
             activations={"xi": sol.x[cp.prog.var("xi").index], "z": sol.x[cp.prog.var("z").index]},
             time_s=time.perf_counter() - t0,
             solver_time_s=sol.solve_time_s,
+            pricing_time_s=intervals.time_s,
         )

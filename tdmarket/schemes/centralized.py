@@ -118,6 +118,7 @@ def clear_centralized(
     timings = {"build": t_build, "solve": t_solve, "price_intervals": intervals.time_s}
     summary = summarise(cp, sol, tables, mip, timings, scheme_name)
     summary["prices"] = price_summary(tables["buses"], opts.slack_penalty)
+    summary["prices"]["interval_time_s"] = {"total": intervals.time_s}
     if incentives:
         t1 = time.perf_counter()
         attach_incentives(inst, tables, summary, opts, scheme_name, settles_at_interface=True)
