@@ -135,7 +135,23 @@ class DualFace:
             (d_lo - prog.c)[keep],
             (d_hi - prog.c)[keep],
         )
+        if sol.basis is not None and not self.n_alpha:
+            self._warm_start(sol.basis, keep)
         self.build_s = time.perf_counter() - t0
+
+    def _warm_start(self, basis: tuple[np.ndarray, np.ndarray], keep: np.ndarray) -> None:
+        """Start the face LP from the complement of the program's optimal simplex basis: y_r is basic where row
+        r was nonbasic (active), and the reduced-cost row of column j is basic where column j was nonbasic.  That
+        is the solver's dual vertex y*, so the first objective needs only a few pivots instead of a cold start."""
+        col_status, row_status = basis
+        basic = int(highspy.HighsBasisStatus.kBasic.value)
+        lower = highspy.HighsBasisStatus.kLower
+        b = highspy.HighsBasis()
+        kinds = np.array([lower, highspy.HighsBasisStatus.kBasic], dtype=object)
+        b.col_status = kinds[(row_status != basic).astype(np.intp)].tolist()
+        b.row_status = kinds[(col_status[keep] != basic).astype(np.intp)].tolist()
+        if self._h.setBasis(b) == highspy.HighsStatus.kError:
+            self._h.setBasis()  # fall back to a cold start
 
     @staticmethod
     def _highs(M: sp.csc_matrix, col_lo, col_hi, row_lo, row_hi) -> highspy.Highs:
@@ -159,6 +175,11 @@ class DualFace:
         h = _new_highs()
         h.setOptionValue("output_flag", False)
         h.setOptionValue("threads", 1)
+        # presolve off: every objective after the first starts from the previous basis (warm start)
+        h.setOptionValue("presolve", "off")
+        # devex pricing: exact steepest-edge weights for a given start basis cost one solve per row (20 s on
+        # the italy-652 transmission face, for 200 pivots)
+        h.setOptionValue("simplex_dual_edge_weight_strategy", 1)
         h.passModel(lp)
         return h
 
