@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .market_checks import market_check_columns, market_check_sections, sections_html
+
 
 @dataclass
 class Comparison:
@@ -65,6 +67,7 @@ def run_comparison(inst, schemes=None, *, progress=None, ac: bool = True, **opti
             "messages": s.get("communication", {}).get("messages", 0),
             "bytes": s.get("communication", {}).get("bytes", 0),
         }
+        row.update(market_check_columns(res))
         if ac and ac_check is not None:
             if progress:
                 progress(f"AC check of {scheme}")
@@ -99,6 +102,9 @@ def format_rows(cmp: Comparison) -> str:
         ("ac_violations", "{}"),
         ("ac_worst_loading", "{:.3f}"),
         ("uplift_eur", "{:.2f}"),
+        ("degenerate_prices", "{}"),
+        ("kappa_no_slack_published", "{}"),
+        ("paradox_rejected", "{}"),
         ("interface_deviation_mw", "{:.3g}"),
         ("wall_s", "{:.1f}"),
         ("messages", "{}"),
@@ -216,6 +222,7 @@ def write_report(cmp: Comparison, path) -> None:
         table,
     ]
     parts += [f"<p><em>{html.escape(n)}</em></p>" for n in cmp.notes]
+    parts += sections_html(market_check_sections(cmp))
     for title, png in plots:
         parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>")
     parts.append("</body></html>")
