@@ -211,3 +211,17 @@ def test_generated_congested_variant(tmp_path):
         deg = b[b.price_p_degenerate | b.price_q_degenerate]
         assert deg[["price_p_lo_eur_mwh", "price_p_hi_eur_mwh"]].notna().all().all()
         assert (_justification(res, inst).why != "none").all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme", ["shared-balancing", "no-coordination"])
+def test_held_exchange_prices_on_italy_652(scheme):
+    """The same checks on italy-652 (about 30 s per scheme): no unjustified price outside the order prices, no ±κ
+    without slack, every flagged price with its interval."""
+    inst = read(shared_path("italy-652"))
+    res = clear(inst, scheme=scheme, executor="inline")
+    assert (_justification(res, inst).why != "none").all()
+    p = res.summary["prices"]
+    assert p["published_kappa_without_slack"] == 0 and p["published_kappa_degenerate"] == 0
+    deg = res.tables["buses"][res.tables["buses"].price_p_degenerate]
+    assert deg[["price_p_lo_eur_mwh", "price_p_hi_eur_mwh"]].notna().all().all()
