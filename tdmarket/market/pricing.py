@@ -130,12 +130,18 @@ def reference_prices(
 
 
 def publish_prices(
-    cp: ClearingProblem, sol: Solution, *, interface_price: np.ndarray | None = None
+    cp: ClearingProblem,
+    sol: Solution,
+    *,
+    interface_price: np.ndarray | None = None,
+    carry_rows: np.ndarray | None = None,
 ) -> tuple[Solution, PriceIntervals]:
     """(solution with the published row duals, intervals) of a solved clearing program (module docstring).
 
     `interface_price` (A, T) €/MWh: the price each area's parent published, the reference of its D nodes (NaN or
-    None: the host's own price when modelled here)."""
+    None: the host's own price when modelled here).  `carry_rows`: other rows whose duals must belong to the same
+    optimal dual as the published prices (a DSO's exchange-fixing rows, whose dual is its marginal cost ρ); they
+    take the value of the published dual vector whenever a price was replaced."""
     t0 = time.perf_counter()
     inst = cp.inst
     n, T = len(inst.buses), inst.n_periods
@@ -163,6 +169,8 @@ def publish_prices(
         nearest = face.nearest(deg_rows, reference[degenerate])
         # the nearest point lies in the face; clip against round-off at the interval ends
         published[deg_rows] = np.clip(nearest[deg_rows], rng.lo[degenerate], rng.hi[degenerate])
+        if carry_rows is not None and len(carry_rows):
+            published[carry_rows] = nearest[carry_rows]
     intervals = PriceIntervals(
         p_lo=p_lo,
         p_hi=p_hi,

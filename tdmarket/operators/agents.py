@@ -215,7 +215,7 @@ class DSO:
         reference = np.full((self.sub.n_areas, len(x_star)), np.nan)
         reference[0] = pi
         price_cp = cp if pricing_prog is cp.prog else _with_program(cp, pricing_prog)
-        priced, intervals = publish_prices(price_cp, priced, interface_price=reference)
+        priced, intervals = publish_prices(price_cp, priced, interface_price=reference, carry_rows=model.fix_rows)
         row_dual = priced.row_dual
         rho = row_dual[model.fix_rows] / dt
         if pricing_prog is not cp.prog:
