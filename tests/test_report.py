@@ -30,7 +30,7 @@ from tdmarket.reporting.report import (
 )
 
 # the figures the built-in example's full comparison must show (section anchors)
-FIGURES = ("cost", "violations", "curves", "interfaces", "prices", "settlement", "convergence", "feeder")
+FIGURES = ("cost", "violations", "curves", "interfaces", "prices", "settlement", "convergence", "feeder", "uplift")
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .market_checks import market_check_columns
 from .numbers import fmt, fmt_eur, fmt_percent, relative_gap
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,7 @@ def scheme_row(scheme: str, result, wall_s: float, ac_summary: dict | None) -> d
         "messages": int((s.get("communication") or {}).get("messages", 0)),
         "bytes": int((s.get("communication") or {}).get("bytes", 0)),
     }
+    row.update(market_check_columns(result))
     if ac_summary is not None:
         row.update(
             {
@@ -211,6 +213,9 @@ TEXT_COLUMNS = [
     ("ac_voltage_violations", "voltage", lambda v: fmt(v, "count")),
     ("ac_worst_loading", "worst loading %", lambda v: fmt(100 * v, "", 3)),
     ("uplift_eur", "uplift €", fmt_eur),
+    ("degenerate_prices", "degenerate prices", lambda v: fmt(v, "count")),
+    ("kappa_no_slack_published", "κ prices w/o slack", lambda v: fmt(v, "count")),
+    ("paradox_rejected", "paradox rejected", lambda v: fmt(v, "count")),
     ("interface_deviation_mw", "|Δx| MW", lambda v: fmt(v, "MW", 3)),
     ("wall_s", "wall s", lambda v: fmt(v, "s", 3)),
     ("messages", "messages", lambda v: fmt(v, "count")),

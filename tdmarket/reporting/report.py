@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from .compare import Comparison
+from .market_checks import market_check_sections
 from .numbers import fmt, fmt_eur, fmt_percent
 
 log = logging.getLogger(__name__)
@@ -884,6 +885,24 @@ def provenance_section(cmp: Comparison) -> Section:
     return Section("Provenance", f"<table class=meta>{rows}</table>", anchor="provenance")
 
 
+def _market_check_maker(index: int, anchor: str) -> SectionMaker:
+    """The `index`-th section of `market_checks.market_check_sections` (defined prices, price verification,
+    uplift by cause, revenue adequacy) as a report section."""
+
+    def maker(cmp: Comparison) -> Section | None:
+        sections = market_check_sections(cmp)
+        if index >= len(sections):
+            return None
+        ms = sections[index]
+        tables = "".join(
+            t.to_html(index=False, float_format=lambda v: f"{v:.6g}", border=0) for t in ms.tables if len(t)
+        )
+        return Section(ms.title, f"<p>{html.escape(ms.text)}</p>{tables}", ms.figure, anchor=anchor)
+
+    maker.__name__ = f"{anchor.replace('-', '_')}_section"
+    return maker
+
+
 SECTIONS: list[SectionMaker] = [
     summary_section,
     cost_section,
@@ -894,6 +913,10 @@ SECTIONS: list[SectionMaker] = [
     settlement_section,
     convergence_section,
     feeder_section,
+    _market_check_maker(0, "defined-prices"),
+    _market_check_maker(1, "price-verification"),
+    _market_check_maker(2, "uplift"),
+    _market_check_maker(3, "revenue-adequacy"),
     provenance_section,
 ]
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from ..formulations.clearing import ClearingProblem
 from ..formulations.options import ModelOptions
 from ..market.incentives import attach_incentives
+from ..market.pricing import annotate_buses, price_summary, publish_prices
 from ..model.instance import Instance
 from ..solvers import solve
 from ..solvers.acceptance import require
@@ -115,9 +116,13 @@ def clear_centralized(
     t_build = time.perf_counter() - t0
     sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads, progress=progress)
     t_solve = time.perf_counter() - t0 - t_build
+    sol, intervals = publish_prices(cp, sol)
     tables = cp.extract(sol.x, sol.row_dual)
-    timings = {"build": t_build, "solve": t_solve}
+    tables["buses"] = annotate_buses(inst, tables["buses"], intervals)
+    timings = {"build": t_build, "solve": t_solve, "price_intervals": intervals.time_s}
     summary = summarise(cp, sol, tables, mip, timings, scheme_name)
+    summary["prices"] = price_summary(tables["buses"], opts.slack_penalty)
+    summary["prices"]["interval_time_s"] = {"total": intervals.time_s}
     if incentives:
         t1 = time.perf_counter()
         attach_incentives(inst, tables, summary, opts, scheme_name, settles_at_interface=True)

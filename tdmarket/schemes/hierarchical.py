@@ -237,7 +237,7 @@ def run_hierarchical(inst: Instance, ctx: SchemeContext, locked: dict[str, dict]
         curves = run.curves_bottom_up(rt)
         tso = rt.tso(run.subs[0], run.opts)
         outcome = run.exchange(rt, tso, curves)
-        res = outcome.best.handle
+        res = tso.publish(outcome.best.handle)
         dispatch, schedules = run.dispatch_top_down(rt, res)
     finally:
         rt.close()

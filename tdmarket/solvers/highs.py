@@ -195,6 +195,18 @@ def solve_highs(
         mip_bound=float(info.mip_dual_bound) if is_mip else None,
         mip_gap=float(info.mip_gap) if is_mip else None,
         message=message,
+        basis=_basis(h) if not is_mip and status == SolveStatus.OPTIMAL else None,
+    )
+
+
+def _basis(h: highspy.Highs) -> tuple[np.ndarray, np.ndarray] | None:
+    """The optimal basis as (column status, row status) integer arrays, None if HiGHS has none."""
+    b = h.getBasis()
+    if not b.valid:
+        return None
+    return (
+        np.fromiter((int(s) for s in b.col_status), np.int8, len(b.col_status)),
+        np.fromiter((int(s) for s in b.row_status), np.int8, len(b.row_status)),
     )
 
 
