@@ -135,11 +135,15 @@ class DualFace:
             (d_lo - prog.c)[keep],
             (d_hi - prog.c)[keep],
         )
+        # without the program's simplex basis (an interior-point solve, e.g. with cones) the first objective is
+        # solved by interior point + crossover, the later ones warm by simplex (measured on the italy-652
+        # integrated clearing: 60 s cold simplex, 34 s with presolve, 14 s interior point + crossover)
+        self._cold = True
         if sol.basis is not None and not self.n_alpha:
-            self._warm_start(sol.basis, keep)
+            self._cold = not self._warm_start(sol.basis, keep)
         self.build_s = time.perf_counter() - t0
 
-    def _warm_start(self, basis: tuple[np.ndarray, np.ndarray], keep: np.ndarray) -> None:
+    def _warm_start(self, basis: tuple[np.ndarray, np.ndarray], keep: np.ndarray) -> bool:
         """Start the face LP from the complement of the program's optimal simplex basis: y_r is basic where row
         r was nonbasic (active), and the reduced-cost row of column j is basic where column j was nonbasic.  That
         is the solver's dual vertex y*, so the first objective needs only a few pivots instead of a cold start."""
@@ -152,6 +156,8 @@ class DualFace:
         b.row_status = kinds[(col_status[keep] != basic).astype(np.intp)].tolist()
         if self._h.setBasis(b) == highspy.HighsStatus.kError:
             self._h.setBasis()  # fall back to a cold start
+            return False
+        return True
 
     @staticmethod
     def _highs(M: sp.csc_matrix, col_lo, col_hi, row_lo, row_hi) -> highspy.Highs:
@@ -190,7 +196,17 @@ class DualFace:
         h = self._h
         idx = np.arange(len(cost), dtype=np.int32)
         h.changeColsCost(len(idx), idx, np.asarray(cost, float))
-        _run(h, 1)
+        if self._cold:
+            for name, value in (("solver", "ipm"), ("presolve", "on"), ("run_crossover", "on")):
+                h.setOptionValue(name, value)
+            try:
+                _run(h, 1)
+            finally:
+                h.setOptionValue("solver", "simplex")
+                h.setOptionValue("presolve", "off")
+                self._cold = False
+        else:
+            _run(h, 1)
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
             return None
         return np.asarray(h.getSolution().col_value, float)[: self.m]
