@@ -168,6 +168,26 @@ class TSO:
         res = self._result(cp, cols, maps, names, ms.sol, {"binaries": 0, "lower_bound": ms.lower_bound})
         return ParentPoint(x=res.x, own_cost=res.own_cost, lower_bound=ms.lower_bound, handle=res, integer=False)
 
+    def priced_point(self, names: list[str], pool: CutPool, point: ParentPoint, threads: int = 1) -> TSOClearing:
+        """The clearing published for a master point: the full model with every cut in `pool`, the exchanges held
+        at the point's (and, for an integer point, the binaries at its values), solved by simplex, so that its
+        prices are the duals of the TSO's own clearing with every cut (the master keeps later cuts only in the
+        solver).  Same exchanges, same own cost up to solver tolerance."""
+        cp, cols, maps, names = self._build(
+            self._cut_offers(names, pool), use_curves=False, use_cuts=True, integer=False
+        )
+        held = point.handle
+        fixed, values = cols.ravel(), point.x.ravel()
+        if point.integer and held.sol is not None and len(held.sol.x) == cp.prog.n:
+            ints = cp.orders.binary_columns(cp.prog)
+            fixed = np.concatenate([ints, fixed])
+            values = np.concatenate([held.sol.x[ints], values])
+        cp.prog.set_bounds(fixed, values, values)
+        sol, mip = solve_clearing(cp, threads=threads)
+        res = self._result(cp, cols, maps, names, sol, held.mip)
+        res.lower_bound = held.lower_bound
+        return res
+
     def rounded_point(self, master: CutMaster, point: ParentPoint) -> ParentPoint | None:
         """The relaxed master point with the TSO's binaries rounded to 0/1 and the exchanges held at the point's:
         a mixed-integer clearing at exchanges the children already priced (None if that LP is infeasible or the

@@ -191,6 +191,10 @@ class _HierarchicalRun:
         outcome = exchange.run(center, integer=not ctx.relax)
         if outcome.best is None:
             raise InputError("hierarchical clearing found no feasible point")  # unreachable with complete recourse
+        if outcome.best.integer and outcome.best.handle.cp is master.context[0]:
+            # a rounded master point: the master's program holds only the cuts known when it was built, so the
+            # point is priced on the full clearing with every cut, its binaries and exchanges held
+            outcome.best.handle = tso.priced_point(self.top_names, pool, outcome.best, threads=ctx.threads)
         self.stage_times["exchange"] = _stage_times(time.perf_counter() - t, eval_times)
         return outcome
 
