@@ -20,11 +20,24 @@ def _chosen_schemes(args) -> list[str]:
     return schemes
 
 
+def check_report_path(report: str) -> None:
+    """Before any solving: the report can be written (not a folder, its parent can be created)."""
+    from pathlib import Path
+
+    from ..reporting.writer import check_creatable
+
+    path = Path(report).expanduser().resolve()
+    if path.is_dir():
+        raise InputError("report path is a folder", file=str(path))
+    check_creatable(path)
+
+
 def cmd_compare(args) -> int:
     from ..reporting.compare import format_rows, run_comparison, write_report
     from ..reporting.writer import dumps
 
     check_numbers(args)
+    check_report_path(args.report)
     schemes = _chosen_schemes(args)
     inst = load_instance(args)
     say = None if args.quiet else (lambda text: print(f"tdmarket: {text} ...", file=sys.stderr, flush=True))

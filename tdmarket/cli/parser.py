@@ -81,6 +81,12 @@ def add_clear_parser(sub) -> None:
     )
     clear.add_argument("--relax", action="store_true", help="continuous relaxation of the binaries (logic kept)")
     clear.add_argument("--out", help="write a results folder (CSV/Parquet tables + summary.json)")
+    clear.add_argument(
+        "--force",
+        action="store_true",
+        help="let --out replace an existing non-empty folder that tdmarket did not write (never the working "
+        "folder, its parents or a folder holding the input)",
+    )
     clear.add_argument("--mip-gap", type=float, default=1e-3, help="relative MIP gap target (default 1e-3)")
     clear.add_argument("--time-limit", type=float, default=None, help="time limit in seconds for the MIP")
     clear.add_argument("--threads", type=int, default=1, help="solver threads (default 1, deterministic)")
