@@ -15,6 +15,13 @@ def add_instance_args(sp, stress: bool = False) -> None:
     sp.add_argument("path", nargs="?", help="instance folder in SmartNet CSV format")
     sp.add_argument("--example", action="store_true", help="use the built-in example instance")
     sp.add_argument("--edges-file", default="Edges.csv", help="edge file name (e.g. Edges_hard.csv)")
+    sp.add_argument(
+        "--max-file-mb",
+        type=float,
+        default=None,
+        metavar="MB",
+        help="refuse input files larger than this many MiB before reading them (default 16)",
+    )
     if stress:
         sp.add_argument(
             "--d-rating-scale",

@@ -27,13 +27,17 @@ class Comparison:
 
 
 def run_comparison(inst, schemes=None, *, progress=None, ac: bool = True, **options) -> Comparison:
-    from ..api import clear
+    from ..api import check_options, clear
     from ..errors import TdmarketError
     from ..schemes import registry
 
+    check_options(options)  # a bad option is one error now, not one note per scheme
     schemes = list(schemes) if schemes is not None else registry.comparison_ids()
-    try:
+    try:  # pandapower is imported lazily by the AC check: ask for it now, not after the first scheme
         from .ac_check import ac_check
+        from .ac_network import load_pandapower
+
+        load_pandapower()
     except ImportError:
         ac_check = None
     notes = []
