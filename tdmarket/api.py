@@ -65,9 +65,13 @@ class OptionRule:
             text = "a string"
         else:
             what = "an integer" if self.kind == "int" else "a finite number"
-            ends = ("(" if self.lo_open else "[") + f"{self.lo:g}, {self.hi:g}" + (")" if self.hi_open else "]")
+            ends = f"{'(' if self.lo_open else '['}{_bound(self.lo)}, {_bound(self.hi)}{')' if self.hi_open else ']'}"
             text = f"{what} in {ends}" + (f" {self.unit}" if self.unit else "")
         return text + (" or None" if self.none_ok else "")
+
+
+def _bound(value: float) -> str:
+    return str(int(value)) if math.isfinite(value) and float(value).is_integer() else f"{value:g}"
 
 
 # Every keyword option of `clear` (the registry's option groups) and what it accepts; checked in one place,

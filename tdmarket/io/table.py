@@ -233,6 +233,10 @@ def normalise_text(data: bytes, label: str) -> str:
     return text
 
 
+def _size_text(n_bytes: int) -> str:
+    return f"{n_bytes} bytes" if n_bytes < 2**20 else f"{n_bytes / 2**20:.1f} MiB"
+
+
 def read_bytes(path: Path, label: str, max_bytes: int) -> bytes:
     """The file's bytes; a missing file, a folder, a named pipe or device, or a file over `max_bytes` is an
     `InputError` (checked on the open file before reading, so a pipe never blocks)."""
@@ -250,11 +254,9 @@ def read_bytes(path: Path, label: str, max_bytes: int) -> bytes:
         kind = "a named pipe" if stat.S_ISFIFO(info.st_mode) else "a device or socket"
         raise InputError(f"is {kind}, not a regular file", file=label)
     with os.fdopen(fd, "rb") as fh:
-        limit_text = f"{max_bytes / 2**20:g} MiB (read option max_file_mb, command line --max-file-mb)"
+        limit_text = f"{_size_text(max_bytes)} (read option max_file_mb, command line --max-file-mb)"
         if info.st_size > max_bytes:
-            raise InputError(
-                f"file has {info.st_size / 2**20:.1f} MiB, more than the limit of {limit_text}", file=label
-            )
+            raise InputError(f"file has {_size_text(info.st_size)}, more than the limit of {limit_text}", file=label)
         os.set_blocking(fd, True)
         try:
             data = fh.read(max_bytes + 1)
