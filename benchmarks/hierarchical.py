@@ -50,7 +50,7 @@ def measure(path: Path, workers: int) -> None:
         f"centralized {gap_to(res, ref):+.3g} (target |gap| <= 1e-4)"
     )
     hist = s["iterations"]
-    phases = {p: sum(h["master"] == p for h in hist) for p in ("lp", "milp", "fallback")}
+    phases = {p: sum(h["master"] == p for h in hist) for p in ("lp", "rounded", "milp", "fallback")}
     print(
         f"  rounds by phase {phases}; master LP/MILP time {sum(h['master_s'] for h in hist):.2f} s, DSO "
         f"evaluation rounds {sum(h['evaluation_s'] for h in hist):.2f} s"

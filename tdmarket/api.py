@@ -7,10 +7,14 @@ lost opportunity costs and the settlement at its own published prices.
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 import os
+import platform
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
 
 import numpy as np
 
@@ -147,6 +151,61 @@ def scheme_names() -> list[str]:
     return registry.names()
 
 
+log = logging.getLogger(__name__)
+
+# Options that decide where the work runs, not what it computes: recorded, but not part of a result's identity.
+EXECUTION_OPTIONS = ("progress", "executor", "workers", "address")
+SOLVER_PACKAGES = ("highspy", "clarabel")
+
+
+def package_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def result_options(scheme: str, options: dict, *, incentives: bool = True) -> dict:
+    """The options that determine a scheme's result, sorted by name: those given that the scheme accepts
+    (without `EXECUTION_OPTIONS`), every model option with its default filled in (`ModelOptions`), and
+    `incentives`.  Two runs with equal `result_options` and equal inputs compute the same result."""
+    from dataclasses import asdict, fields
+
+    spec = registry.get(scheme)
+    given = {k: v for k, v in options.items() if spec.accepts(k) and k not in EXECUTION_OPTIONS}
+    solve_defaults = {f.name: f.default for f in fields(SchemeContext) if f.name in OPTION_GROUPS["solve"]}
+    solve = {k: v for k, v in solve_defaults.items() if k not in EXECUTION_OPTIONS}
+    model = {k: v for k, v in given.items() if k in OPTION_GROUPS["model"]}
+    effective = asdict(ModelOptions(integer=not bool(given.get("relax", False)), **model))
+    merged = solve | given | effective | {"incentives": bool(incentives)}
+    return {k: merged[k] for k in sorted(merged)}
+
+
+def provenance(instance, scheme: str, options: dict, *, incentives: bool = True) -> dict:
+    """Where a result comes from: versions (tdmarket, Python, solvers), scheme and options, the input's
+    checksum (`tdmarket.io.checksum`) and content fingerprint, and the UTC time it was computed."""
+    from . import __version__
+
+    spec = registry.get(scheme)
+    return {
+        "tdmarket": __version__,
+        "python": platform.python_version(),
+        "solvers": {name: package_version(name) for name in SOLVER_PACKAGES},
+        "platform": platform.platform(),
+        "scheme": spec.id,
+        "scheme_requested": scheme,
+        "options": result_options(scheme, options, incentives=incentives),
+        "execution": {k: options[k] for k in EXECUTION_OPTIONS if k in options and k != "progress"},
+        "instance": {
+            "name": instance.name,
+            "source": instance.source,
+            "input_sha256": getattr(instance, "input_sha256", None),
+            "fingerprint": instance.fingerprint(),
+        },
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    }
+
+
 def _runtime_factory(**kw):
     from .operators.runtime import Runtime
 
@@ -183,6 +242,7 @@ def clear(instance, scheme: str = "centralized", *, incentives: bool = True, **o
         model_options=model_options,
         runtime_factory=_runtime_factory,
     )
+    record = provenance(instance, scheme, options, incentives=incentives)
     result = spec.runner(instance, ctx)
     if incentives:
         from .market.incentives import attach_incentives
@@ -196,6 +256,9 @@ def clear(instance, scheme: str = "centralized", *, incentives: bool = True, **o
             scheme,
             settles_at_interface=spec.settles_at_interface,
         )
+    result.summary["provenance"] = record
+    for warning in result.summary.get("warnings", []):
+        log.warning("%s: %s", scheme, warning)
     return result
 
 

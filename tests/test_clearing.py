@@ -517,8 +517,8 @@ def test_cli_clear_writes_results(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
     captured = capsys.readouterr()
     assert captured.err == ""
-    total = re.search(r"^total cost\s+([-0-9.]+) EUR", captured.out, re.M)
-    assert total is not None and float(total.group(1)) == pytest.approx(14.537218, abs=1e-5)
+    total = re.search(r"^total cost\s+([-0-9.,]+) €", captured.out, re.M)  # in cents, thousands separated
+    assert total is not None and float(total.group(1).replace(",", "")) == pytest.approx(14.54, abs=0.005)
 
 
 def test_cli_unknown_scheme_exits_2(tmp_path, capsys):

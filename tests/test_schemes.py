@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 import shutil
@@ -107,10 +106,20 @@ def test_compare_cli_writes_report_and_json(tmp_path, capsys):
     assert rows["common"]["gap_to_common"] == 0.0
     assert rows["centralized-as-market"]["ac_violations"] >= 1 and rows["common"]["ac_violations"] == 0
     assert rows["hierarchical"]["messages"] > 0 and rows["hierarchical"]["bytes"] > 0
+    assert rows["common"]["gap_to_common_eur"] == 0.0
+    assert data["provenance"]["instance"]["input_sha256"] and data["provenance"]["solvers"]["highspy"]
     text = report.read_text()
-    images = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", text)
-    assert len(images) >= 4  # cost, violations, prices, residual supply curves
-    assert all(base64.b64decode(img)[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
+    figures = re.findall(r'id="figure-([a-z]+)"', text)
+    assert set(figures) == {
+        "cost",
+        "violations",
+        "curves",
+        "interfaces",
+        "prices",
+        "settlement",
+        "convergence",
+        "feeder",
+    }
     assert [p.name for p in report.parent.iterdir()] == ["report.html"]  # nothing half-written left over
 
 

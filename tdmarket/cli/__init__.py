@@ -19,6 +19,7 @@ from .clear import cmd_clear
 from .compare import cmd_compare
 from .info import cmd_info
 from .parser import build_parser
+from .progress import configure_logging
 from .variant import VARIANT_OPTIONS, add_variant_parser, cmd_variant
 
 __all__ = [
@@ -44,6 +45,7 @@ def _raise_terminated(signum, frame) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging(quiet=getattr(args, "quiet", False))
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
         return _run(args)
     previous = signal.signal(signal.SIGTERM, _raise_terminated)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 
 from .inputs import check_numbers, instance_path, load_instance, model_solve_options
-from .progress import progress_printer
+from .progress import progress_display
 from .summary import print_summary
+
+log = logging.getLogger(__name__)
 
 # options every scheme takes, and so the ones the centralized reference is cleared with
 COMMON_OPTIONS = ("relax", "mip_gap", "time_limit", "threads", "dist_model", "reactive_policy", "slack_penalty")
@@ -17,7 +19,7 @@ def clear_options(args) -> dict:
     """Keyword arguments for `tdmarket.clear`: the common options plus those the chosen scheme accepts."""
     from ..schemes import registry
 
-    options = model_solve_options(args) | {"progress": progress_printer(args.quiet)}
+    options = model_solve_options(args) | {"progress": progress_display(args.quiet)}
     spec = registry.get(args.scheme)
     extra = dict(
         executor=args.executor,
@@ -36,8 +38,7 @@ def add_gap_to_centralized(inst, result, options: dict, quiet: bool) -> None:
     """Clear `inst` centrally with the common options and record the cost gap in `result.summary`."""
     from ..api import clear, gap_to
 
-    if not quiet:
-        print("tdmarket: clearing the centralized reference ...", file=sys.stderr, flush=True)
+    log.info("clearing the centralized reference ...")
     t_ref = time.perf_counter()
     ref = clear(inst, scheme="centralized", **{k: v for k, v in options.items() if k in COMMON_OPTIONS})
     result.summary["gap_to_centralized"] = {
@@ -56,28 +57,25 @@ def cmd_clear(args) -> int:
     from ..reporting.writer import check_results_folder, dumps, write_results
 
     protect = (instance_path(args),)
-    if (
-        args.out is not None
-    ):  # before solving: a results folder that cannot be written is known now, not after the solve
+    if args.out is not None:  # a results folder that cannot be written is known now, not after the solve
         check_results_folder(args.out, force=args.force, protect=protect)
     t0 = time.perf_counter()
     inst = load_instance(args)
     t_load = time.perf_counter() - t0
-    if not args.quiet:
-        print(
-            f"tdmarket: clearing {inst.name} with scheme {args.scheme}{' (relaxed)' if args.relax else ''} ...",
-            file=sys.stderr,
-            flush=True,
-        )
+    log.info("clearing %s with scheme %s%s ...", inst.name, args.scheme, " (relaxed)" if args.relax else "")
     options = clear_options(args)
-    result = clear(inst, scheme=args.scheme, **options)
+    display = options["progress"]
+    try:
+        result = clear(inst, scheme=args.scheme, **options)
+    finally:
+        if display is not None:
+            display.close()
     result.summary["timings_s"]["load"] = t_load
     if args.compare_centralized and args.scheme != "centralized" and args.scheme != "common":
         add_gap_to_centralized(inst, result, options, args.quiet)
     if args.out is not None:
         out = write_results(result, args.out, force=args.force, protect=protect)
-        if not args.quiet:
-            print(f"tdmarket: results written to {out}", file=sys.stderr)
+        log.info("results written to %s", out)
     if args.json:
         print(dumps(result.summary))
     else:

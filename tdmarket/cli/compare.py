@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-import sys
+import logging
+from pathlib import Path
 
 from ..errors import InputError
 from .inputs import check_numbers, load_instance, model_solve_options
+from .progress import progress_display
+
+log = logging.getLogger(__name__)
 
 
 def _chosen_schemes(args) -> list[str]:
@@ -20,13 +24,18 @@ def _chosen_schemes(args) -> list[str]:
     return schemes
 
 
-def check_report_path(report: str) -> None:
-    """Before any solving: the report can be written (not a folder, its parent can be created)."""
-    from pathlib import Path
+def report_path(args) -> Path:
+    """--report, else DIR/report.html with --out DIR, else report.html."""
+    if args.report is not None:
+        return Path(args.report)
+    return Path(args.out) / "report.html" if args.out else Path("report.html")
 
+
+def check_report_path(report: Path) -> None:
+    """Before any solving: the report can be written (not a folder, its parent can be created)."""
     from ..reporting.writer import check_creatable
 
-    path = Path(report).expanduser().resolve()
+    path = report.expanduser().resolve()
     if path.is_dir():
         raise InputError("report path is a folder", file=str(path))
     check_creatable(path)
@@ -37,13 +46,19 @@ def cmd_compare(args) -> int:
     from ..reporting.writer import dumps
 
     check_numbers(args)
-    check_report_path(args.report)
+    check_report_path(report_path(args))
     schemes = _chosen_schemes(args)
     inst = load_instance(args)
-    say = None if args.quiet else (lambda text: print(f"tdmarket: {text} ...", file=sys.stderr, flush=True))
     options = model_solve_options(args) | {"executor": args.executor, "workers": args.workers}
-    cmp = run_comparison(inst, schemes, progress=say, ac=not args.no_ac, **options)
-    write_report(cmp, args.report)
+    display = progress_display(args.quiet)
+    try:
+        cmp = run_comparison(inst, schemes, progress=display, ac=not args.no_ac, out=args.out, **options)
+    finally:
+        if display is not None:
+            display.close()
+    report = report_path(args)
+    write_report(cmp, report)
+    log.info("report written to %s", report)
     if args.json:
         print(
             dumps(
@@ -51,11 +66,14 @@ def cmd_compare(args) -> int:
                     "instance": cmp.instance,
                     "rows": cmp.rows.to_dict(orient="records"),
                     "notes": cmp.notes,
-                    "report": str(args.report),
+                    "loaded": cmp.loaded,
+                    "report": str(report),
+                    "out": None if args.out is None else str(args.out),
+                    "provenance": cmp.provenance,
                 }
             )
         )
     else:
         print(format_rows(cmp))
-        print(f"report: {args.report}")
+        print(f"report: {report}")
     return 0

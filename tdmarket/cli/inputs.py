@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from ..errors import InputError
@@ -20,7 +19,7 @@ def instance_path(args) -> Path:
 
 
 def load_instance(args):
-    """Read the instance (optionally with scaled distribution ratings) and print its load warnings."""
+    """Read the instance (optionally with scaled distribution ratings); the reader logs its warnings."""
     from ..io import read
 
     read_options = dict(edges_file=getattr(args, "edges_file", "Edges.csv"))
@@ -35,8 +34,6 @@ def load_instance(args):
         if not scale > 0:
             raise InputError(f"--d-rating-scale {scale} must be positive")
         inst = inst.with_distribution_ratings_scaled(scale)
-    for w in inst.warnings:
-        print(f"warning: {w}", file=sys.stderr)
     return inst
 
 

@@ -9,10 +9,17 @@ from .compare import cmd_compare
 from .info import cmd_info
 from .variant import add_variant_parser
 
+# Every --help ends with where the documentation is (in the repository, and in the source distribution).
+DOCS_EPILOG = (
+    "Documentation: docs/format.md (the input files: every file, column, unit and check), docs/model.md (the "
+    "model: networks, orders, schemes, prices, settlement) and docs/README.md (code map), in the tdmarket "
+    "repository."
+)
+
 
 def add_instance_args(sp, stress: bool = False) -> None:
     """The instance arguments every command takes (PATH or --example, --edges-file; --d-rating-scale if stress)."""
-    sp.add_argument("path", nargs="?", help="instance folder in SmartNet CSV format")
+    sp.add_argument("path", nargs="?", help="instance folder in SmartNet CSV format (docs/format.md)")
     sp.add_argument("--example", action="store_true", help="use the built-in example instance")
     sp.add_argument("--edges-file", default="Edges.csv", help="edge file name (e.g. Edges_hard.csv)")
     sp.add_argument(
@@ -33,7 +40,13 @@ def add_instance_args(sp, stress: bool = False) -> None:
 
 
 def add_info_parser(sub) -> None:
-    info = sub.add_parser("info", help="print instance statistics (docs/model.md §10)")
+    info = sub.add_parser(
+        "info",
+        help="print instance statistics (docs/model.md §10)",
+        description="Read and check an instance and print its statistics (docs/model.md §10); an input problem "
+        "is one line naming file, editor row and column (docs/format.md §4), exit code 2.",
+        epilog=DOCS_EPILOG,
+    )
     add_instance_args(info)
     info.add_argument("--json", action="store_true", help="machine-readable output")
     info.set_defaults(func=cmd_info)
@@ -77,7 +90,13 @@ def add_clear_parser(sub) -> None:
     from ..schemes import registry
 
     scheme_help = "; ".join(f"{n}: {d}" for n, d in registry.describe())
-    clear = sub.add_parser("clear", help="clear the balancing market of an instance")
+    clear = sub.add_parser(
+        "clear",
+        help="clear the balancing market of an instance",
+        description="Clear the balancing market of an instance with one coordination scheme (docs/model.md "
+        "§5-§7) and print the summary; --out writes the results folder (README, 'Results folder').",
+        epilog=DOCS_EPILOG,
+    )
     add_instance_args(clear, stress=True)
     clear.add_argument(
         "--scheme",
@@ -107,7 +126,7 @@ def add_clear_parser(sub) -> None:
     clear.add_argument("--slack-penalty", type=float, default=1e4, help="balance slack penalty, EUR/MWh")
     _add_hierarchical_args(clear)
     clear.add_argument("--json", action="store_true", help="print the summary as JSON")
-    clear.add_argument("--quiet", action="store_true", help="no progress output")
+    clear.add_argument("--quiet", action="store_true", help="no progress output (warnings still shown)")
     clear.set_defaults(func=cmd_clear)
 
 
@@ -116,14 +135,33 @@ def add_compare_parser(sub) -> None:
     from ..operators.executors import EXECUTORS
     from ..schemes import registry
 
-    cmp = sub.add_parser("compare", help="clear with every coordination scheme and compare (report.html)")
+    cmp = sub.add_parser(
+        "compare",
+        help="clear with every coordination scheme and compare (report.html)",
+        description="Clear with every coordination scheme (docs/model.md §7), check each dispatch with an AC "
+        "power flow, print one row per scheme and write a self-contained HTML report: cost gap to common, AC "
+        "violations, residual supply curves, interface exchanges, prices, settlement, cut-exchange convergence "
+        "and a single-line diagram of one feeder.",
+        epilog=DOCS_EPILOG,
+    )
     add_instance_args(cmp, stress=True)
     cmp.add_argument(
         "--schemes",
         default=None,
         help="comma-separated scheme ids (default: " + ",".join(registry.comparison_ids()) + ")",
     )
-    cmp.add_argument("--report", default="report.html", help="HTML report path (default report.html)")
+    cmp.add_argument(
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="save each scheme's results in DIR/<scheme>/ as soon as it is done; re-run with the same DIR, "
+        "input files and options to resume (saved schemes are loaded, not cleared again)",
+    )
+    cmp.add_argument(
+        "--report",
+        default=None,
+        help="HTML report path (default DIR/report.html with --out, else report.html)",
+    )
     cmp.add_argument("--relax", action="store_true", help="continuous relaxation of the binaries")
     cmp.add_argument("--no-ac", action="store_true", help="skip the AC power-flow check")
     cmp.add_argument("--mip-gap", type=float, default=1e-3)
@@ -135,7 +173,7 @@ def add_compare_parser(sub) -> None:
     cmp.add_argument("--executor", default="process", choices=EXECUTORS)
     cmp.add_argument("--workers", type=int, default=None)
     cmp.add_argument("--json", action="store_true", help="print the comparison as JSON")
-    cmp.add_argument("--quiet", action="store_true")
+    cmp.add_argument("--quiet", action="store_true", help="no progress output (warnings still shown)")
     cmp.set_defaults(func=cmd_compare)
 
 
@@ -143,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
     from . import __doc__ as cli_doc
 
-    p = argparse.ArgumentParser(prog="tdmarket", description=cli_doc.splitlines()[0])
+    p = argparse.ArgumentParser(prog="tdmarket", description=cli_doc.splitlines()[0], epilog=DOCS_EPILOG)
     p.add_argument("--version", action="version", version=f"tdmarket {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     add_info_parser(sub)

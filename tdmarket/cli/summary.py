@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..reporting.numbers import fmt, fmt_eur, fmt_percent, relative_gap
+
 
 def _print_cost_and_solver(s: dict) -> None:
     """Scheme, instance, cost, slack, and the solver figures each scheme may report."""
@@ -9,14 +11,14 @@ def _print_cost_and_solver(s: dict) -> None:
     print(f"scheme            {s['scheme']}")
     print(f"instance          {s['instance']}  periods {s['periods']}")
     print(
-        f"total cost        {c['total_cost_eur']:.6f} EUR  (market {c['market_cost_eur']:.6f}, "
-        f"slack {c['slack_cost_eur']:.6f})"
+        f"total cost        {fmt_eur(c['total_cost_eur'])} €  (market {fmt_eur(c['market_cost_eur'])}, "
+        f"slack {fmt_eur(c['slack_cost_eur'])})"
     )
-    print(f"slack             {s['slack']['p_mw']:.6g} MW, {s['slack']['q_mvar']:.6g} Mvar")
+    print(f"slack             {fmt(s['slack']['p_mw'], 'MW')} MW, {fmt(s['slack']['q_mvar'], 'Mvar')} Mvar")
     if s.get("mip", {}).get("gap") is not None:
         print(
-            f"mip               {s['mip']['binaries']} binaries, bound {s['mip']['lower_bound']:.6f}, "
-            f"gap {100 * s['mip']['gap']:.4f} %"
+            f"mip               {s['mip']['binaries']} binaries, bound {fmt_eur(s['mip']['lower_bound'])} €, "
+            f"gap {fmt_percent(s['mip']['gap'], sign=False)}"
         )
     if "soc_gap" in s:
         print(f"soc gap           max {s['soc_gap']['max']:.3g}, inexact lines {s['soc_gap']['inexact_lines']}")
@@ -30,8 +32,10 @@ def _print_certificate(ce: dict) -> None:
     gap = ce["dispatched_gap"]
     print(f"cut exchange      {ce['rounds']} rounds, stopped by {ce['stopped_by']} ({ce['reason']})")
     print(
-        f"certificate       lower bound {lb if lb is None else f'{lb:.6f}'} EUR, certified gap of the "
-        f"dispatched point {'n/a' if gap is None else f'{gap:.3g}'} (target {ce['dispatched_target_gap']:g}; exchange gap target {ce['target_gap']:g})"
+        f"certificate       lower bound {'n/a' if lb is None else fmt_eur(lb)} €, certified gap of the "
+        f"dispatched point {'n/a' if gap is None else fmt_percent(gap, sign=False)} (target "
+        f"{fmt_percent(ce['dispatched_target_gap'], sign=False)}; exchange gap target "
+        f"{fmt_percent(ce['target_gap'], sign=False)})"
     )
 
 
@@ -39,13 +43,13 @@ def _print_curve_scheme(s: dict) -> None:
     """Curves, certificate, messages and timings of the schemes that exchange flexibility curves."""
     cv = s["curves"]
     print(
-        f"curves            {cv['evaluations']} evaluations, sum eps {cv['sum_eps_eur']:.4g} EUR, "
-        f"error at solution {s['curve_error_at_solution_eur']:.4g} EUR"
+        f"curves            {cv['evaluations']} evaluations, sum eps {fmt_eur(cv['sum_eps_eur'])} €, "
+        f"error at solution {fmt_eur(s['curve_error_at_solution_eur'])} €"
     )
     if "certificate" in s:
         _print_certificate(s["certificate"])
     com = s["communication"]
-    print(f"messages          {com['messages']} ({com['bytes']} bytes)")
+    print(f"messages          {com['messages']:,} ({com['bytes']:,} bytes)")
     tm = s["timings_s"]
     print(f"time              wall {tm['wall']:.2f} s, critical path {tm['critical_path']:.2f} s")
 
@@ -57,9 +61,12 @@ def print_summary(s: dict) -> None:
         _print_curve_scheme(s)
     if "gap_to_centralized" in s:
         g = s["gap_to_centralized"]
+        ref, cost = g["centralized_cost_eur"], g["hierarchical_cost_eur"]
+        diff = cost - ref
+        share = 0.0 if abs(diff) < 0.005 else relative_gap(cost, ref)
         print(
-            f"gap to central.   {100 * g['gap']:.5f} %  (centralized {g['centralized_cost_eur']:.6f} EUR in "
-            f"{g['centralized_wall_s']:.2f} s; this scheme {s['timings_s']['wall']:.2f} s)"
+            f"gap to central.   {fmt_eur(diff, sign=True)} € ({fmt_percent(share)})  (centralized {fmt_eur(ref)} € "
+            f"in {g['centralized_wall_s']:.2f} s; this scheme {s['timings_s']['wall']:.2f} s)"
         )
     for w in s.get("warnings", []):
         print(f"warning           {w}")

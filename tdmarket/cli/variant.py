@@ -79,6 +79,8 @@ def add_variant_parser(sub) -> None:
         "(the same seed gives byte-identical files). Shares are fractions in [0, 1]; unset options keep the "
         "base's values. The rules are in tdmarket/generate/variants.py; OUT/variant.json records them and the "
         "figures reached.",
+        epilog="Documentation: docs/format.md (the input files) and docs/model.md (the model), in the tdmarket "
+        "repository.",
     )
     v.add_argument("base", nargs="?", metavar="BASE", help="base instance folder (omit with --example)")
     v.add_argument("out", nargs="?", metavar="OUT", help="output folder (must be new or empty)")

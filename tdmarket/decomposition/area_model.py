@@ -4,6 +4,7 @@ exchange rows changes between evaluations."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,6 +18,7 @@ from ..solvers.clarabel import PersistentSOCP, solve_clarabel
 from .offers import Offer, add_offer_rows, bound_offers, child_exchange_columns
 
 GOOD = (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL)
+RECENT = 32  # evaluations kept per area: the dispatch re-uses the relaxation at the cleared exchange
 
 
 class EvaluationError(RuntimeError):
@@ -61,6 +63,7 @@ class AreaModel:
         self.rating = float(self.cp.iface.rating[np.flatnonzero(self.cp.iface.own)[0]])
         self.evaluations = 0
         self._parametric: PersistentSOCP | None = None
+        self._recent: OrderedDict[bytes, object] = OrderedDict()
 
     def _solve(self, prog: Program):
         self.evaluations += 1
@@ -88,9 +91,22 @@ class AreaModel:
                 sol = solve_clarabel(prog, tol=1e-7, max_iter=400)  # generated 73-area system)
         return sol
 
+    def relaxation_at(self, x_hat: np.ndarray):
+        """The relaxed solution at exchange `x_hat` if it was evaluated recently (else None)."""
+        return self._recent.get(np.asarray(x_hat, float).tobytes())
+
     def evaluate(self, x_hat: np.ndarray) -> Evaluation:
         x_hat = np.asarray(x_hat, float)
-        sol = self._solve_at(x_hat)
+        key = x_hat.tobytes()
+        sol = self._recent.get(key)
+        if sol is None:
+            sol = self._solve_at(x_hat)
+            if sol.status in GOOD:
+                self._recent[key] = sol
+                if len(self._recent) > RECENT:
+                    self._recent.popitem(last=False)
+        else:
+            self._recent.move_to_end(key)
         if sol.status not in GOOD:
             raise EvaluationError(f"{self.inst.name}: evaluation at {x_hat} failed ({sol.status.value})")
         gap = float(self.cp.soc_gap(sol.x).max(initial=0.0))

@@ -34,7 +34,8 @@ def build_curves(
     T = model.T
     pref = model.preferred()
     x_ref = np.clip(pref.x, -model.rating, model.rating)
-    base = model.evaluate(x_ref)
+    # at an unclipped preferred point the cost is C(x̄) and 0 is a subgradient (x̄ minimises C): no second solve
+    base = pref if np.array_equal(x_ref, pref.x) else model.evaluate(x_ref)
     cuts = [Cut(point=x_ref.tolist(), value=base.cost, slope=base.rho.tolist())]
     shift = (T - 1) / T * base.cost
     curves = []
@@ -51,8 +52,11 @@ def build_curves(
         def ev(xt):
             xh = x_ref.copy()
             xh[t] = xt
-            e = model.evaluate(xh)
-            cuts.append(Cut(point=xh.tolist(), value=e.cost, slope=e.rho.tolist()))
+            if np.array_equal(xh, x_ref):  # the reference point of every period: evaluated once (base)
+                e = base
+            else:
+                e = model.evaluate(xh)
+                cuts.append(Cut(point=xh.tolist(), value=e.cost, slope=e.rho.tolist()))
             pts[float(xt)] = (float(xt), e.cost - shift, float(e.rho[t]))
             return e
 

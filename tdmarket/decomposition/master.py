@@ -39,7 +39,7 @@ class CutMaster:
 
     def __init__(self, prog: Program, x_cols: np.ndarray, theta_cols: np.ndarray, threads: int = 1):
         self.prog, self.x_cols, self.theta_cols = prog, x_cols, theta_cols
-        self.lp = PersistentLP(prog, threads=threads)
+        self.lp = PersistentLP(prog, threads=threads, presolve_first=True)
         self.lp.h.setOptionValue("simplex_dual_edge_weight_strategy", 1)  # Devex (see module docstring)
         flat = x_cols.ravel()
         self.x_lb, self.x_ub = prog.lb[flat].copy(), prog.ub[flat].copy()
@@ -47,6 +47,17 @@ class CutMaster:
         self._level: PersistentLP | None = None
         self._added: list[tuple[sp.csr_matrix, np.ndarray]] = []
         self.context: object = None  # what the owner needs to read a solution back (its columns, names)
+        # simplex iterations and cold restarts since the last `take_stats` (reported per round in the history)
+        self.stats = {"simplex_iterations": 0, "cold_restarts": []}
+
+    def take_stats(self) -> dict:
+        out, self.stats = self.stats, {"simplex_iterations": 0, "cold_restarts": []}
+        return out
+
+    def _note(self, sol, what: str | None = None) -> None:
+        self.stats["simplex_iterations"] += int(sol.iterations or 0)
+        if what is not None:
+            self.stats["cold_restarts"].append(f"{what}: {sol.status.value} {sol.message}")
 
     def add_cuts(self, area: np.ndarray, points: np.ndarray, values: np.ndarray, slopes: np.ndarray) -> None:
         if len(area) == 0:
@@ -141,9 +152,15 @@ class CutMaster:
         lp.set_row_bounds(np.arange(self._box_rows + k, self._box_rows + 2 * k), c, np.full(k, np.inf))
         lp.set_row_bounds(np.array([self._level_row]), np.array([-np.inf]), np.array([level - self._level_c0]))
         sol = lp.solve()
-        if sol.status is not SolveStatus.OPTIMAL:
-            lp.h.clearSolver()
+        self._note(sol)
+        # an empty level set is an expected answer (proven infeasible from the warm basis); only other failures get
+        # a cold re-solve (measured on italy-652: a cold re-solve of an infeasible level LP took 35 s)
+        if sol.status not in (SolveStatus.OPTIMAL, SolveStatus.INFEASIBLE):
+            # restart from the bound LP's basis, not from scratch (a cold re-solve took 30 000 iterations)
+            self._note(sol, "level")
+            self._warm_level_from_bound(2 * self._k + 1)
             sol = lp.solve()
+            self._note(sol)
         if sol.status is not SolveStatus.OPTIMAL:
             return None
         x = sol.x[: self.prog.n]
@@ -160,15 +177,25 @@ class CutMaster:
 
     def solve_fixed(self, x: np.ndarray) -> MasterSolution:
         """The master with the exchanges fixed at `x` (prices consistent with a published relaxed point)."""
-        flat = self.x_cols.ravel()
-        xv = np.asarray(x, float).ravel()
-        self.lp.set_col_bounds(flat, xv, xv)
+        out = self.solve_with_columns_fixed(self.x_cols.ravel(), np.asarray(x, float).ravel())
+        if out is None:
+            raise SolverError("master LP at fixed exchanges failed")
+        return out
+
+    def solve_with_columns_fixed(self, cols: np.ndarray, values: np.ndarray) -> MasterSolution | None:
+        """The master with columns `cols` fixed at `values` (warm start; the bounds are restored afterwards).
+        None if that LP is not solved to optimality (e.g. binaries fixed at an inconsistent combination).  Its
+        objective bounds nothing (lower_bound = −inf)."""
+        cols = np.asarray(cols, np.int64)
+        lb, ub = self.lp.col_lb[cols].copy(), self.lp.col_ub[cols].copy()
+        self.lp.set_col_bounds(cols, values, values)
         try:
             sol = self.lp.solve()
+            self._note(sol)
         finally:
-            self.lp.set_col_bounds(flat, self.x_lb, self.x_ub)
+            self.lp.set_col_bounds(cols, lb, ub)
         if sol.status is not SolveStatus.OPTIMAL:
-            raise SolverError(f"master LP at fixed exchanges failed: {sol.status.value} {sol.message}")
+            return None
         sol.row_dual = sol.row_dual[: self.m0] if sol.row_dual is not None else None
         return MasterSolution(
             sol=sol,
@@ -189,9 +216,12 @@ class CutMaster:
             hi = np.maximum(np.minimum(self.x_ub, c + radius), self.x_lb)
         self.lp.set_col_bounds(flat, lo, hi)
         sol = self.lp.solve()
+        self._note(sol)
         if sol.status is not SolveStatus.OPTIMAL:  # warm start went astray: solve once more from scratch
+            self._note(sol, "bound")
             self.lp.h.clearSolver()
             sol = self.lp.solve()
+            self._note(sol)
         if sol.status is not SolveStatus.OPTIMAL:
             raise SolverError(f"master LP failed: {sol.status.value} {sol.message}")
         col_lb, col_ub = self.lp.col_lb.copy(), self.lp.col_ub.copy()

@@ -312,6 +312,12 @@ class OrderBlock:
         q = (bids.bus[self.q_bid], bids.period[self.q_bid], self.col(prog, "q"), np.ones(len(self.q_bid)))
         return p, q
 
+    def binary_columns(self, prog: Program) -> np.ndarray:
+        """Columns that are binary in the mixed-integer model, also when this model relaxes them (sorted)."""
+        xi = self.col(prog, "xi")[self.seg_binary & ~self.seg_minratio]
+        blocks = [xi] + [prog.var(k).index for k in ("vmin", "z", "Z", "delta")]
+        return np.sort(np.concatenate(blocks)).astype(np.int64)
+
     def index(self, prog: Program) -> OrderIndex:
         ints = np.flatnonzero(prog.integrality)
         z = np.full(self.B, -1, dtype=np.int64)

@@ -7,14 +7,18 @@ input into a columnar `Instance` with provenance, then the format-neutral passes
 
 from __future__ import annotations
 
+import logging
 import os
 from importlib import import_module
+from pathlib import Path
 
 from ..errors import InputError
 from ..model.instance import Instance
 
 FORMATS = ("smartnet",)  # module tdmarket.io.<name> provides detect(path) -> bool and parse(path, **options)
 DEFAULT_FORMAT = "smartnet"
+
+log = logging.getLogger(__name__)
 
 
 def detect(path: str | os.PathLike) -> str:
@@ -41,7 +45,26 @@ def read(path: str | os.PathLike, format: str | None = None, *, reference: str =
         raise InputError(f"unknown input format {format!r}; known formats: {', '.join(FORMATS)}", file=str(path))
     inst, splits = import_module(f".{name}", __name__).parse(path, **options)
     build_topology(inst, splits, reference=reference)
-    return validate(inst)
+    inst = validate(inst)
+    if Path(path).is_dir():
+        from .checksum import input_sha256
+
+        inst.input_sha256 = input_sha256(path)
+    for warning in inst.warnings:
+        log.warning("%s", warning)
+    return inst
 
 
-__all__ = ["FORMATS", "detect", "read"]
+def from_frames(tables, name: str = "frames", **options) -> Instance:
+    """An instance from pandas DataFrames, one per SmartNet file (docs/format.md §2).
+
+    `tables` maps a file name without `.csv` (``"Bids"``, ``"Edges"``, ...) to a DataFrame with that file's
+    columns.  The tables are written as CSV files into a temporary folder named `name` and read from there
+    with `read`, so they pass exactly the checks of a folder on disk and errors name the file
+    (``Bids.csv``), editor row and column.  See `examples/quickstart.py`."""
+    from .frames import instance_from_frames
+
+    return instance_from_frames(tables, name, **options)
+
+
+__all__ = ["FORMATS", "detect", "from_frames", "read"]

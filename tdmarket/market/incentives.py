@@ -12,6 +12,7 @@ from ..formulations.options import ModelOptions
 from ..model.instance import Instance
 from .opportunity import LOC_TOL_EUR, lost_opportunity_costs, uplift
 from .settlement import settle
+from .verification import cause_totals, interface_payments, uplift_by_cause, verify_orders
 
 
 def incentive_summary(loc_df: pd.DataFrame, tol: float = LOC_TOL_EUR) -> dict:
@@ -40,11 +41,13 @@ def attach_incentives(
     *,
     settles_at_interface: bool,
 ) -> None:
-    """Add LOC and settlement tables (`participants`, `settlement_actors`, `settlement_operators`) and the
-    summary keys `incentives` and `settlement` in place.
+    """Add LOC, settlement and verification tables (`participants`, `settlement_actors`, `settlement_operators`,
+    `order_checks`, `uplift_causes`) and the summary keys `incentives` (with `uplift_by_cause_eur`),
+    `settlement` (with `interface_payments`) and `verification` in place.
 
     `scheme` only labels the settlement summary; `settles_at_interface` says whether the scheme pays the interface
-    exchange at the interface price (see `tdmarket.market.settlement`)."""
+    exchange at the interface price (see `tdmarket.market.settlement`); a scheme that does not holds its
+    exchanges, which is what the uplift cause `held_exchange` refers to (`tdmarket.market.verification`)."""
     loc = lost_opportunity_costs(inst, tables, opts)
     st = settle(inst, tables, opts, scheme, settles_at_interface=settles_at_interface, loc=loc)
     tables["participants"] = loc
@@ -52,3 +55,10 @@ def attach_incentives(
     tables["settlement_operators"] = st["operators"]
     summary["incentives"] = incentive_summary(loc)
     summary["settlement"] = st["summary"]
+    checks = verify_orders(inst, tables, loc)
+    causes = uplift_by_cause(inst, tables, loc, checks.orders, held_exchange=not settles_at_interface)
+    tables["order_checks"] = checks.orders
+    tables["uplift_causes"] = causes
+    summary["verification"] = checks.summary
+    summary["incentives"]["uplift_by_cause_eur"] = cause_totals(causes)
+    summary["settlement"]["interface_payments"] = interface_payments(st["operators"])

@@ -242,6 +242,7 @@ class Instance:
     source: str = ""  # where it was read from
     warnings: list[str] = field(default_factory=list)
     provenance: Provenance = field(default_factory=Provenance)  # file and editor row of every row, if read
+    input_sha256: str | None = None  # SHA-256 of the input files (tdmarket.io.checksum), if read from a folder
 
     @property
     def n_periods(self) -> int:

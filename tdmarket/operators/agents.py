@@ -17,9 +17,20 @@ from ..decomposition.messages import CurveOffer, CutReply, DispatchReport, Sched
 from ..decomposition.offers import Offer, offer_from_message
 from ..errors import SolverError
 from ..formulations.options import ModelOptions
+from ..market.pricing import annotate_buses, publish_prices
 from ..model.instance import Instance
 from ..schemes.centralized import solve_clearing
 from ..solvers import SolveStatus, solve
+
+
+def _with_program(cp, prog):
+    """A shallow copy of the clearing problem `cp` that holds `prog` (same blocks and rows, e.g. a pricing copy
+    whose costs and row bounds differ)."""
+    import copy
+
+    other = copy.copy(cp)
+    other.prog = prog
+    return other
 
 
 @dataclass
@@ -37,6 +48,7 @@ class DispatchResult:
     activations: dict
     time_s: float
     solver_time_s: float
+    pricing_time_s: float = 0.0  # the price intervals of the dispatch (tdmarket.market.pricing)
 
 
 class DSO:
@@ -129,7 +141,7 @@ class DSO:
         of the subdifferential, up to the slack penalty.  Instead the exchange may move by ±1e-4 MW and is paid
         π: if π is a subgradient of C_d at x*, the DSO keeps x* and its prices support π; otherwise the bound
         binds and ρ = π + its dual.  Binaries stay fixed at the dispatch; the published quantities are the
-        dispatch's own."""
+        dispatch's own.  Returns (the pricing program, its solution, ρ €/MWh)."""
         from ..solvers.misocp import fix_integers
 
         dt = self.opts.period_hours
@@ -141,8 +153,8 @@ class DSO:
         prog.set_cost(c)
         psol = solve(prog)
         if not psol.ok:
-            return sol.row_dual, sol.row_dual[model.fix_rows] / dt
-        return psol.row_dual, pi + psol.row_dual[model.fix_rows] / dt
+            return model.cp.prog, sol, sol.row_dual[model.fix_rows] / dt
+        return prog, psol, pi + psol.row_dual[model.fix_rows] / dt
 
     @staticmethod
     def _curve_error(relaxed: AreaModel, own_offer: CurveOffer | None, x_star: np.ndarray, sol) -> tuple[float, float]:
@@ -191,14 +203,27 @@ class DSO:
         model = AreaModel(self.sub, opts, offers, locked=self.locked)
         x_star = np.asarray(sched.export_mw)
         model.cp.prog.set_row_bounds(model.fix_rows, x_star, x_star)
-        sol, mip = solve_clearing(model.cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
+        # the relaxation at x* is usually known: the cut exchange asked this DSO for C_d(x*)
+        known = None
+        if not relax and self._relaxed is not None and self._relaxed.cp.prog.m == model.cp.prog.m:
+            known = self._relaxed.relaxation_at(x_star)
+        sol, mip = solve_clearing(model.cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads, relaxation=known)
         cp = model.cp
         dt = self.opts.period_hours
-        row_dual = sol.row_dual
-        rho = row_dual[model.fix_rows] / dt
         pi = np.asarray(sched.price_eur_mwh, float) if sched.price_eur_mwh else np.full(len(x_star), np.nan)
+        pricing_prog, priced = cp.prog, sol
         if sched.stage == "dispatch" and np.isfinite(pi).all():
-            row_dual, rho = self._price_at_interface(model, sol, x_star, pi)
+            pricing_prog, priced, _ = self._price_at_interface(model, sol, x_star, pi)
+        # the published prices: the interval of every degenerate price and the defined price inside it, with the
+        # interface price π as the reference of the area (tdmarket.market.pricing)
+        reference = np.full((self.sub.n_areas, len(x_star)), np.nan)
+        reference[0] = pi
+        price_cp = cp if pricing_prog is cp.prog else _with_program(cp, pricing_prog)
+        priced, intervals = publish_prices(price_cp, priced, interface_price=reference, carry_rows=model.fix_rows)
+        row_dual = priced.row_dual
+        rho = row_dual[model.fix_rows] / dt
+        if pricing_prog is not cp.prog:
+            rho = pi + rho
         tables = cp.extract(sol.x, row_dual)
         own = cp.cost_parts(sol.x)
         curve_err, integrality = self._curve_error(model if relax else self.model(), own_offer, x_star, sol)
@@ -217,7 +242,8 @@ class DSO:
             soc_gap_max=chk.max_soc_gap,
         )
         # keep only what this operator owns (boundary buses belong to neighbours)
-        tables["buses"] = tables["buses"][~tables["buses"].node.isin(b.id[b.is_boundary])].reset_index(drop=True)
+        buses = tables["buses"][~tables["buses"].node.isin(b.id[b.is_boundary])].reset_index(drop=True)
+        tables["buses"] = annotate_buses(self.sub, buses, intervals)
         return DispatchResult(
             area=self.name,
             cost=own,
@@ -230,4 +256,5 @@ class DSO:
             activations={"xi": sol.x[cp.prog.var("xi").index], "z": sol.x[cp.prog.var("z").index]},
             time_s=time.perf_counter() - t0,
             solver_time_s=sol.solve_time_s,
+            pricing_time_s=intervals.time_s,
         )

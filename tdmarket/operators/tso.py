@@ -12,6 +12,7 @@ from ..decomposition.master import CutMaster, MasterSolution
 from ..decomposition.offers import Cut, Offer, add_offer_rows, bound_offers, child_exchange_columns
 from ..formulations.clearing import ClearingProblem
 from ..formulations.options import ModelOptions
+from ..market.pricing import PriceIntervals, annotate_buses, publish_prices
 from ..model.instance import Instance
 from ..schemes.centralized import solve_clearing
 from ..solvers.result import Solution
@@ -34,6 +35,7 @@ class TSOClearing:
     lower_bound: float = -np.inf
     cp: ClearingProblem | None = field(default=None, repr=False)
     sol: Solution | None = field(default=None, repr=False)
+    intervals: PriceIntervals | None = field(default=None, repr=False)
     _tables: dict | None = field(default=None, repr=False)
 
     @property
@@ -43,7 +45,7 @@ class TSOClearing:
     def tables(self, owner: TSO) -> dict:
         """Result tables, built once, for the published solution only."""
         if self._tables is None:
-            self._tables = owner.tables(self.cp, self.sol)
+            self._tables = owner.tables(self.cp, self.sol, self.intervals)
         return self._tables
 
 
@@ -61,24 +63,37 @@ class TSO:
         bound_offers(cp.prog, cols, offers, use_curves)
         return cp, cols, maps, names
 
-    def tables(self, cp, sol) -> dict:
-        """Result tables of a TSO solve (only what the TSO owns)."""
+    def tables(self, cp, sol, intervals: PriceIntervals | None = None) -> dict:
+        """Result tables of a TSO solve (only what the TSO owns), with the price intervals when computed."""
         tables = cp.extract(sol.x, sol.row_dual)
         b = self.sub.buses
-        tables["buses"] = tables["buses"][~tables["buses"].node.isin(b.id[b.is_boundary])].reset_index(drop=True)
+        buses = tables["buses"][~tables["buses"].node.isin(b.id[b.is_boundary])].reset_index(drop=True)
+        tables["buses"] = annotate_buses(self.sub, buses, intervals)
         return tables
 
-    def _result(self, cp, cols, maps, names, sol, mip) -> TSOClearing:
-        dt = self.opts.period_hours
-        bal = cp.balance
-        area_names = list(np.array(cp.inst.areas.name)[cp.iface.area])
-        host = cp.iface.inject_bus[[area_names.index(n) for n in names]] if names else np.zeros(0, int)
+    def publish(self, res: TSOClearing) -> TSOClearing:
+        """Replace the solver's duals of a priced clearing by the published ones (`tdmarket.market.pricing`: the
+        interval of every degenerate price, the defined price inside it) and recompute the interface prices π."""
+        if res.sol is None or res.sol.row_dual is None or res.intervals is not None:
+            return res
+        res.sol, res.intervals = publish_prices(res.cp, res.sol)
+        res.pi = self._interface_prices(res.cp, res.names, res.sol)
+        res._tables = None
+        return res
+
+    def _interface_prices(self, cp, names, sol) -> np.ndarray:
+        """π (A, T) €/MWh: the price at each child area's host bus; NaN without duals."""
+        T = self.sub.n_periods
         if not names:
-            pi = np.zeros((0, self.sub.n_periods))
-        elif sol.row_dual is None:  # a proposal without prices (level step of the cut exchange)
-            pi = np.full((len(names), self.sub.n_periods), np.nan)
-        else:
-            pi = sol.row_dual[cp.prog.rows["balance_p"].start + bal.p_row[host]] / dt
+            return np.zeros((0, T))
+        if sol.row_dual is None:  # a proposal without prices (level step of the cut exchange)
+            return np.full((len(names), T), np.nan)
+        area_names = list(np.array(cp.inst.areas.name)[cp.iface.area])
+        host = cp.iface.inject_bus[[area_names.index(n) for n in names]]
+        return sol.row_dual[cp.prog.rows["balance_p"].start + cp.balance.p_row[host]] / self.opts.period_hours
+
+    def _result(self, cp, cols, maps, names, sol, mip) -> TSOClearing:
+        pi = self._interface_prices(cp, names, sol)
         offer_value = sum(float(sol.x[maps[k]].sum()) for k in ("eta", "theta") if k in maps)
         lb = mip.get("lower_bound")
         return TSOClearing(
@@ -130,7 +145,7 @@ class TSO:
         sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
         res = self._result(cp, cols, {}, names, sol, mip)
         res.offer_value = 0.0
-        return res
+        return self.publish(res)
 
     # ---------------------------------------------------------------- the cut exchange (decomposition.exchange)
     def _cut_offers(self, names: list[str], pool: CutPool) -> list[Offer]:
@@ -152,6 +167,30 @@ class TSO:
         cp, cols, maps, names = master.context
         res = self._result(cp, cols, maps, names, ms.sol, {"binaries": 0, "lower_bound": ms.lower_bound})
         return ParentPoint(x=res.x, own_cost=res.own_cost, lower_bound=ms.lower_bound, handle=res, integer=False)
+
+    def rounded_point(self, master: CutMaster, point: ParentPoint) -> ParentPoint | None:
+        """The relaxed master point with the TSO's binaries rounded to 0/1 and the exchanges held at the point's:
+        a mixed-integer clearing at exchanges the children already priced (None if that LP is infeasible or the
+        point carries no primal solution)."""
+        cp, cols, _, _ = master.context
+        res = point.handle
+        if not isinstance(res, TSOClearing) or res.sol is None:
+            return None
+        ints = cp.orders.binary_columns(cp.prog)
+        lo, hi = cp.prog.lb[ints], cp.prog.ub[ints]
+        fixed = np.concatenate([ints, cols.ravel()])
+        values = np.concatenate([np.clip(np.round(res.sol.x[ints]), lo, hi), point.x.ravel()])
+        ms = master.solve_with_columns_fixed(fixed, values)
+        if ms is None:
+            return None
+        # a fixed column may stay basic and come back within the primal tolerance (1e-7) of its value: snap it, so
+        # that the exchanges are exactly those the children priced
+        ms.sol.x[fixed] = values
+        ms.x = ms.sol.x[cols]
+        out = self.master_point(master, ms)
+        out.integer, out.note = True, "relaxed binaries rounded"
+        out.handle.mip = {"binaries": len(ints), "lower_bound": None, "gap": None, "rounded_from_relaxation": True}
+        return out
 
     def curve_point(self, offers: list[Offer], threads: int = 1) -> ParentPoint:
         """The relaxed clearing with the children's residual supply curves (secant models within their domains):

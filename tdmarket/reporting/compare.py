@@ -1,227 +1,252 @@
 """`tdmarket compare`: every coordination scheme on one instance, side by side (docs/model.md §7, §9).
 
-One row per scheme: total cost, gap to `common`, slack, AC violations after dispatch (count and worst), LOC
-(uplift), interface deviation, wall time, messages and bytes exchanged.  `write_report` writes a self-contained
-`report.html` with the plots embedded as PNG (matplotlib, optional extra `report`).
+One row per scheme: total cost, gap to `common` (€, and relative where the base is not about zero), slack,
+AC violations after dispatch (thermal and voltage, with the worst values), uplift, interface deviation, wall
+time, messages and bytes exchanged.  The HTML report is written by `tdmarket.reporting.report`.
+
+With `out=DIR` every scheme's results are saved as soon as the scheme is done (`ComparisonFolder`), so an
+interrupted comparison loses at most the scheme it was working on, and a comparison re-run on the same DIR
+with the same input files and options loads the schemes already saved instead of clearing them again.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
+import logging
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from .market_checks import market_check_columns
+from .numbers import fmt, fmt_eur, fmt_percent, relative_gap
+
+log = logging.getLogger(__name__)
+
+REFERENCE_SCHEMES = ("common", "centralized")
+
 
 @dataclass
 class Comparison:
+    """The outcome of `run_comparison`: one row per scheme, the results, the AC checks, notes."""
+
     instance: str
     rows: pd.DataFrame
     results: dict = field(default_factory=dict)  # scheme -> ClearingResult
-    ac: dict = field(default_factory=dict)  # scheme -> per-area AC check table
+    ac: dict = field(default_factory=dict)  # scheme -> per-(area, period) AC check table
+    ac_lines: dict = field(default_factory=dict)  # scheme -> AC loading per (area, edge, period) of D branches
     notes: list[str] = field(default_factory=list)
+    network: object | None = None  # the Instance compared (topology for the feeder diagram)
+    provenance: dict = field(default_factory=dict)  # versions, input checksum, options of the comparison
+    loaded: list[str] = field(default_factory=list)  # schemes loaded from a results folder, not recomputed
+
+    @property
+    def reference(self) -> str | None:
+        """The integrated clearing every gap is measured against (`common`, or its alias), if compared."""
+        return next((s for s in REFERENCE_SCHEMES if s in self.results), None)
 
 
-def run_comparison(inst, schemes=None, *, progress=None, ac: bool = True, **options) -> Comparison:
-    from ..api import check_options, clear
-    from ..errors import TdmarketError
-    from ..schemes import registry
+AC_LINE_COLUMNS = ["area", "edge", "period", "loading"]
 
-    check_options(options)  # a bad option is one error now, not one note per scheme
-    schemes = list(schemes) if schemes is not None else registry.comparison_ids()
-    try:  # pandapower is imported lazily by the AC check: ask for it now, not after the first scheme
-        from .ac_check import ac_check
-        from .ac_network import load_pandapower
+
+def _ac_power_flow():
+    try:
+        from .ac_check import ac_power_flow, load_pandapower
 
         load_pandapower()
     except ImportError:
-        ac_check = None
+        return None
+    return ac_power_flow
+
+
+def _number(value) -> float:
+    return np.nan if value is None else float(value)
+
+
+def scheme_row(scheme: str, result, wall_s: float, ac_summary: dict | None) -> dict:
+    """The comparison row of one scheme from its summary and, if checked, its AC summary."""
+    s = result.summary
+    row = {
+        "scheme": scheme,
+        "total_cost_eur": result.total_cost,
+        "market_cost_eur": _number(s["cost"]["market_cost_eur"]),
+        "slack_cost_eur": _number(s["cost"]["slack_cost_eur"]),
+        "slack_mw": _number(s["slack"]["p_mw"]),
+        "slack_mvar": _number(s["slack"]["q_mvar"]),
+        "uplift_eur": _number((s.get("incentives") or {}).get("uplift_eur")),
+        "wall_s": float(wall_s),
+        "messages": int((s.get("communication") or {}).get("messages", 0)),
+        "bytes": int((s.get("communication") or {}).get("bytes", 0)),
+    }
+    row.update(market_check_columns(result))
+    if ac_summary is not None:
+        row.update(
+            {
+                "ac_violations": int(ac_summary["total_violations"]),
+                "ac_voltage_violations": int(ac_summary["voltage_violations"]),
+                "ac_thermal_violations": int(ac_summary["thermal_violations"]),
+                "ac_worst_voltage_excess": float(ac_summary["worst_voltage_excess_pu2"]),
+                "ac_worst_loading": float(ac_summary["worst_loading"]),
+                "ac_v_min_pu": _number(ac_summary.get("v_min_pu")),
+                "ac_v_max_pu": _number(ac_summary.get("v_max_pu")),
+                "ac_not_converged": int(ac_summary["non_converged"]),
+                "interface_deviation_mw": float(ac_summary.get("max_abs_dx_mw", 0.0)),
+            }
+        )
+    return row
+
+
+def ac_summary_of(table: pd.DataFrame) -> dict:
+    """`ac_check.summarise` plus the lowest and highest AC voltage magnitude (p.u.) over converged cases."""
+    from .ac_check import summarise
+
+    summary = summarise(table)
+    ok = table[table["converged"]] if len(table) else table
+    summary["v_min_pu"] = float(ok["v_min_pu"].min()) if len(ok) else None
+    summary["v_max_pu"] = float(ok["v_max_pu"].max()) if len(ok) else None
+    return summary
+
+
+def add_gaps(frame: pd.DataFrame, reference: str | None) -> pd.DataFrame:
+    """Columns `gap_to_common_eur` (€) and `gap_to_common` ((cost − ref) / |ref|, NaN where the reference
+    cost is about zero on the scale of the row's cost, see `numbers.relative_gap`)."""
+    if reference is None or "total_cost_eur" not in frame or reference not in set(frame.scheme):
+        return frame
+    base = float(frame.loc[frame.scheme == reference, "total_cost_eur"].iloc[0])
+    gap_eur = frame.total_cost_eur - base
+    # a gap below half a cent is solver noise: 0 €, and so 0 %
+    relative = [None if abs(v - base) < 0.005 else relative_gap(v, base) for v in frame.total_cost_eur]
+    relative = [0.0 if abs(v - base) < 0.005 else r for v, r in zip(frame.total_cost_eur, relative)]
+    frame.insert(2, "gap_to_common_eur", gap_eur)
+    frame.insert(3, "gap_to_common", [np.nan if r is None else r for r in relative])
+    return frame
+
+
+def run_comparison(
+    inst,
+    schemes=None,
+    *,
+    progress=None,
+    ac: bool = True,
+    out=None,
+    **options,
+) -> Comparison:
+    """Clear `inst` with every scheme in `schemes` (default: the registry's comparison set) and check each
+    dispatch with an AC power flow (`ac`, needs pandapower).
+
+    `progress` is the structured progress callback of `tdmarket.clear` (hierarchical stages and cut rounds,
+    MIP rounds); its `close()` is called after each scheme if it has one.  `out`: a folder where each scheme's
+    results are saved as soon as it is done, and from which schemes saved earlier with the same input files
+    and options are loaded (`ComparisonFolder`).  The other options go to `tdmarket.clear`."""
+    from ..api import check_options, clear
+    from ..errors import TdmarketError
+    from ..schemes import registry
+    from .resume import ComparisonFolder, comparison_provenance
+
+    check_options(options)  # a bad option is one error now, not one note per scheme
+    schemes = list(schemes) if schemes is not None else registry.comparison_ids()
+    power_flow = _ac_power_flow()
     notes = []
-    if ac and ac_check is None:
+    if ac and power_flow is None:
         notes.append("AC check skipped: pandapower not installed (pip install 'tdmarket[ac]')")
-    results, ac_tables, rows = {}, {}, []
+        log.warning(notes[-1])
+    check_ac = ac and power_flow is not None
+    folder = ComparisonFolder.open(out, inst) if out is not None else None
+    clear_options = options | ({"progress": progress} if progress is not None else {})
+    cmp = Comparison(
+        instance=inst.name,
+        rows=pd.DataFrame(),
+        notes=notes,
+        network=inst,
+        provenance=comparison_provenance(inst, schemes, options, ac=check_ac),
+    )
+    rows = []
     for scheme in schemes:
-        if progress:
-            progress(f"clearing with {scheme}")
-        t0 = time.perf_counter()
-        try:
-            res = clear(inst, scheme=scheme, **options)
-        except TdmarketError as exc:  # one failing scheme must not lose the others' results
-            notes.append(f"{scheme} failed: {exc}")
-            rows.append({"scheme": scheme, "error": str(exc), "wall_s": time.perf_counter() - t0})
-            continue
-        wall = time.perf_counter() - t0
-        results[scheme] = res
-        s = res.summary
-        row = {
-            "scheme": scheme,
-            "total_cost_eur": res.total_cost,
-            "market_cost_eur": s["cost"]["market_cost_eur"],
-            "slack_cost_eur": s["cost"]["slack_cost_eur"],
-            "slack_mw": s["slack"]["p_mw"],
-            "slack_mvar": s["slack"]["q_mvar"],
-            "uplift_eur": s.get("incentives", {}).get("uplift_eur", np.nan),
-            "wall_s": wall,
-            "messages": s.get("communication", {}).get("messages", 0),
-            "bytes": s.get("communication", {}).get("bytes", 0),
-        }
-        if ac and ac_check is not None:
-            if progress:
-                progress(f"AC check of {scheme}")
-            table, summ = ac_check(inst, res.tables)
-            ac_tables[scheme] = table
-            row.update(
-                {
-                    "ac_violations": int(summ["total_violations"]),
-                    "ac_voltage_violations": int(summ["voltage_violations"]),
-                    "ac_thermal_violations": int(summ["thermal_violations"]),
-                    "ac_worst_voltage_excess": float(summ["worst_voltage_excess_pu2"]),
-                    "ac_worst_loading": float(summ["worst_loading"]),
-                    "ac_not_converged": int(summ["non_converged"]),
-                    "interface_deviation_mw": float(summ.get("max_abs_dx_mw", 0.0)),
-                }
-            )
-        rows.append(row)
-    frame = pd.DataFrame(rows)
-    ref = "common" if "common" in results else ("centralized" if "centralized" in results else None)
-    if ref is not None and "total_cost_eur" in frame:
-        c = results[ref].total_cost
-        frame.insert(2, "gap_to_common", (frame.total_cost_eur - c) / max(1.0, abs(c)))
-    return Comparison(instance=inst.name, rows=frame, results=results, ac=ac_tables, notes=notes)
+        saved = folder.load(scheme, options, need_ac=check_ac) if folder is not None else None
+        if saved is not None:
+            res, ac_table, ac_lines, wall = saved.result, saved.ac_table, saved.ac_lines, saved.wall_s
+            cmp.loaded.append(scheme)
+            note = f"{scheme}: loaded from {saved.path} (same input files and options, computed {saved.created_utc})"
+            notes.append(note)
+            log.info(note)
+        else:
+            log.info("clearing with %s ...", scheme)
+            t0 = time.perf_counter()
+            try:
+                res = clear(inst, scheme=scheme, **clear_options)
+            except TdmarketError as exc:  # one failing scheme must not lose the others' results
+                notes.append(f"{scheme} failed: {exc}")
+                log.warning(notes[-1])
+                rows.append({"scheme": scheme, "error": str(exc), "wall_s": time.perf_counter() - t0})
+                continue
+            finally:
+                if hasattr(progress, "close"):
+                    progress.close()
+            wall, ac_table, ac_lines = time.perf_counter() - t0, None, None
+        if check_ac and ac_table is None:
+            log.info("AC check of %s ...", scheme)
+            flows = power_flow(inst, res.tables)
+            ac_table, ac_lines = flows["areas"], flows["lines"][AC_LINE_COLUMNS]
+        cmp.results[scheme] = res
+        if ac_table is not None:
+            cmp.ac[scheme] = ac_table
+        if ac_lines is not None:
+            cmp.ac_lines[scheme] = ac_lines
+        rows.append(scheme_row(scheme, res, wall, ac_summary_of(ac_table) if ac_table is not None else None))
+        if folder is not None and (saved is None or (check_ac and saved.ac_table is None)):
+            path = folder.save(scheme, res, ac_table, ac_lines, wall)
+            log.info("%s: saved to %s", scheme, path)
+        cmp.rows = add_gaps(pd.DataFrame(rows), cmp.reference)
+        if folder is not None:
+            folder.write_index(cmp)
+    cmp.rows = add_gaps(pd.DataFrame(rows), cmp.reference)
+    return cmp
+
+
+# columns of the text table: (column, header, formatter)
+TEXT_COLUMNS = [
+    ("scheme", "scheme", str),
+    ("total_cost_eur", "total cost €", fmt_eur),
+    ("gap_to_common_eur", "gap €", lambda v: fmt_eur(v, sign=True)),
+    ("gap_to_common", "gap %", fmt_percent),
+    ("slack_mw", "slack MW", lambda v: fmt(v, "MW")),
+    ("ac_thermal_violations", "thermal", lambda v: fmt(v, "count")),
+    ("ac_voltage_violations", "voltage", lambda v: fmt(v, "count")),
+    ("ac_worst_loading", "worst loading %", lambda v: fmt(100 * v, "", 3)),
+    ("uplift_eur", "uplift €", fmt_eur),
+    ("degenerate_prices", "degenerate prices", lambda v: fmt(v, "count")),
+    ("kappa_no_slack_published", "κ prices w/o slack", lambda v: fmt(v, "count")),
+    ("paradox_rejected", "paradox rejected", lambda v: fmt(v, "count")),
+    ("interface_deviation_mw", "|Δx| MW", lambda v: fmt(v, "MW", 3)),
+    ("wall_s", "wall s", lambda v: fmt(v, "s", 3)),
+    ("messages", "messages", lambda v: fmt(v, "count")),
+    ("bytes", "bytes", lambda v: fmt(v, "count")),
+]
+
+
+def _cell(formatter, value) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "-"
+    if isinstance(value, np.integer):
+        value = int(value)
+    elif isinstance(value, np.floating):
+        value = float(value)
+    return formatter(value)
 
 
 def format_rows(cmp: Comparison) -> str:
-    cols = [
-        ("scheme", "{}"),
-        ("total_cost_eur", "{:.2f}"),
-        ("gap_to_common", "{:+.4%}"),
-        ("slack_mw", "{:.3g}"),
-        ("ac_violations", "{}"),
-        ("ac_worst_loading", "{:.3f}"),
-        ("uplift_eur", "{:.2f}"),
-        ("interface_deviation_mw", "{:.3g}"),
-        ("wall_s", "{:.1f}"),
-        ("messages", "{}"),
-        ("bytes", "{}"),
-    ]
-    cols = [(c, f) for c, f in cols if c in cmp.rows]
-    head = [c for c, _ in cols]
-    body = [
-        [("-" if (isinstance(r[c], float) and np.isnan(r[c])) else f.format(r[c])) for c, f in cols]
-        for _, r in cmp.rows.iterrows()
-    ]
+    """The comparison as an aligned text table with units, solver noise printed as 0, and the notes."""
+    cols = [c for c in TEXT_COLUMNS if c[0] in cmp.rows]
+    head = [h for _, h, _ in cols]
+    body = [[_cell(f, r[c]) for c, _, f in cols] for _, r in cmp.rows.iterrows()]
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
+    lines = ["  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(head, widths)))]
     lines += ["  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(b, widths))) for b in body]
     return "\n".join(lines + [f"note: {n}" for n in cmp.notes])
 
 
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
-
-
-def _plots(cmp: Comparison) -> list[tuple[str, str]]:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        cmp.notes.append("plots skipped: matplotlib not installed (pip install 'tdmarket[report]')")
-        return []
-    out = []
-    rows = cmp.rows
-
-    def bar(column: str, color: str, ylabel: str, title: str) -> None:
-        values = rows[column].astype(float)
-        fig, ax = plt.subplots(figsize=(7, 3.2))
-        ax.bar(rows.scheme, values, color=color)
-        positive = values[values > 0]
-        if len(positive) and positive.max() > 100 * positive.min():  # e.g. no-coordination's slack cost
-            ax.set_yscale("log")
-        ax.set_ylabel(ylabel)
-        ax.set_title(title)
-        ax.tick_params(axis="x", rotation=20)
-        out.append((title, _png(fig)))
-
-    if "total_cost_eur" in rows:
-        bar("total_cost_eur", "#4472c4", "total cost (EUR)", "Cost per scheme")
-    if "ac_violations" in rows:
-        bar("ac_violations", "#c0504d", "AC violations (count)", "Distribution-grid violations after dispatch")
-    ref = cmp.results.get("common") or cmp.results.get("centralized")
-    if ref is not None:
-        buses = ref.tables["buses"]
-        fig, ax = plt.subplots(figsize=(7, 3.2))
-        for kind, color in (("T", "#4472c4"), ("D", "#ed7d31")):
-            v = buses.loc[buses.kind == kind, "price_p_eur_mwh"].dropna()
-            if len(v):
-                ax.hist(
-                    v.clip(v.quantile(0.01), v.quantile(0.99)),
-                    bins=40,
-                    alpha=0.6,
-                    label=f"{kind} ({len(v)})",
-                    color=color,
-                )
-        ax.set_xlabel("price (EUR/MWh)")
-        ax.set_title("Nodal prices, common clearing: transmission vs distribution")
-        ax.legend()
-        out.append(("Price distributions T vs D", _png(fig)))
-    hier = cmp.results.get("hierarchical")
-    if hier is not None and hier.messages:
-        import json
-
-        curves = [json.loads(m["message"]) for m in hier.messages if m["kind"] == "CurveOffer" and m["to"] == "TSO"]
-        iface = hier.tables["interfaces"]
-        span = {c["from"]: max(x[-1] - x[0] for x in c["payload"]["xi_mw"]) for c in curves}
-        largest = sorted(span, key=lambda a: (-span[a], a))[:4]
-        fig, axes = plt.subplots(1, len(largest), figsize=(3.2 * len(largest), 3), squeeze=False)
-        for ax, area in zip(axes[0], largest):
-            c = next(c for c in curves if c["from"] == area)
-            p = c["payload"]
-            for t, (xi, ph) in enumerate(zip(p["xi_mw"], p["cost_eur"])):
-                (line,) = ax.plot(xi, ph, marker=".", ms=3, label=f"t={p['periods'][t]}")
-                sel = iface[(iface.area == area) & (iface.period == p["periods"][t])]
-                if len(sel):
-                    x = float(sel.export_mw.iloc[0])
-                    ax.plot([x], [np.interp(x, xi, ph)], "o", color=line.get_color(), mfc="none", ms=8)
-            ax.set_title(area, fontsize=9)
-            ax.set_xlabel("export (MW)")
-        axes[0][0].set_ylabel("cost (EUR)")
-        axes[0][0].legend(fontsize=7)
-        fig.suptitle("Residual supply curves of the largest DSOs (circles: cleared exchange)", fontsize=10, y=1.04)
-        out.append(("Residual supply curves", _png(fig)))
-    return out
-
-
 def write_report(cmp: Comparison, path) -> None:
-    """Self-contained HTML report (plots as embedded PNG), written atomically."""
-    from ..io.atomic import atomic_file
+    """The HTML report of a comparison (`tdmarket.reporting.report.write_report`)."""
+    from .report import write_report as write
 
-    plots = _plots(cmp)
-    table = cmp.rows.to_html(index=False, float_format=lambda v: f"{v:.6g}", border=0)
-    parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>tdmarket comparison: "
-        f"{html.escape(cmp.instance)}</title><style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}"
-        f"table{{border-collapse:collapse;font-size:13px}}td,th{{padding:3px 8px;border-bottom:1px solid #ddd;"
-        f"text-align:right}}</style></head><body>",
-        f"<h1>Coordination schemes on {html.escape(cmp.instance)}</h1>",
-        "<p>Total cost = market cost + penalised slack; gap relative to the integrated (common) clearing; AC "
-        "violations from a Newton–Raphson power flow of every distribution area on the dispatched "
-        "injections.</p>",
-        table,
-    ]
-    parts += [f"<p><em>{html.escape(n)}</em></p>" for n in cmp.notes]
-    for title, png in plots:
-        parts.append(f"<h2>{html.escape(title)}</h2><img alt='{html.escape(title)}' src='data:image/png;base64,{png}'>")
-    parts.append("</body></html>")
-    with atomic_file(path) as tmp:
-        tmp.write_text("\n".join(parts))
+    write(cmp, path)

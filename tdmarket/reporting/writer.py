@@ -1,7 +1,8 @@
-"""Write a `ClearingResult` to a results folder atomically (temp folder, then rename).
+"""Write a `ClearingResult` to a results folder atomically (temp folder, then rename), and read one back.
 
-Layout: one CSV per table (plus Parquet when pyarrow is installed), `summary.json`, `messages.jsonl` when
-operators exchanged messages, and the marker file `.tdmarket-results`.
+Layout: one CSV per table (plus Parquet when pyarrow is installed), `summary.json` (with the `provenance`
+record of `tdmarket.api.provenance`), `messages.jsonl` when operators exchanged messages, and the marker file
+`.tdmarket-results`.
 
 An existing folder is replaced only if it is empty or holds the marker (tdmarket wrote it), or with `force`;
 never the working folder, one of its parents, the home folder or a folder that holds the input instance, even
@@ -102,8 +103,6 @@ def write_results(
     protect: tuple[str | os.PathLike, ...] = (),
 ) -> Path:
     """Write the results folder atomically; the rules on an existing folder are `check_results_folder`'s."""
-    from .. import __version__
-
     out = check_results_folder(out_dir, force=force, protect=protect)
     if parquet is None:
         try:
@@ -113,14 +112,55 @@ def write_results(
         except ImportError:
             parquet = False
     with atomic_dir(out) as tmp:
-        for name, frame in sorted(result.tables.items()):
-            frame.to_csv(tmp / f"{name}.csv", index=False, float_format="%.10g")
-            if parquet:
-                frame.to_parquet(tmp / f"{name}.parquet", index=False)
-        (tmp / RESULTS_MARKER).write_text(f"results folder written by tdmarket {__version__}; it may replace it\n")
-        (tmp / "summary.json").write_text(dumps(result.summary) + "\n")
-        if result.messages:
-            with open(tmp / "messages.jsonl", "w") as fh:
-                for msg in result.messages:
-                    fh.write(json.dumps(_jsonable(msg), sort_keys=True) + "\n")
+        write_result_files(result, tmp, parquet=parquet)
     return out
+
+
+def write_result_files(result, folder: Path, *, parquet: bool) -> None:
+    """The files of a results folder, written into the existing `folder` (the caller makes it atomic)."""
+    from .. import __version__
+
+    (folder / RESULTS_MARKER).write_text(f"results folder written by tdmarket {__version__}; it may replace it\n")
+    for name, frame in sorted(result.tables.items()):
+        frame.to_csv(folder / f"{name}.csv", index=False, float_format="%.10g")
+        if parquet:
+            frame.to_parquet(folder / f"{name}.parquet", index=False)
+    (folder / "summary.json").write_text(dumps(result.summary) + "\n")
+    if result.messages:
+        with open(folder / "messages.jsonl", "w") as fh:
+            for msg in result.messages:
+                fh.write(json.dumps(_jsonable(msg), sort_keys=True) + "\n")
+
+
+def read_results(folder: str | os.PathLike, *, exclude: tuple[str, ...] = ()):
+    """A `ClearingResult` from a results folder written by `write_results` (Parquet tables when present, so
+    that column types survive; CSV otherwise).  Tables named in `exclude` are not read."""
+    import pandas as pd
+
+    from ..schemes.result import ClearingResult
+
+    folder = Path(folder)
+    summary = json.loads((folder / "summary.json").read_text())
+    tables = {}
+    for path in sorted(folder.glob("*.csv")):
+        if path.stem in exclude:
+            continue
+        pq = path.with_suffix(".parquet")
+        if pq.exists():
+            try:
+                tables[path.stem] = pd.read_parquet(pq)
+                continue
+            except ImportError:
+                pass
+        tables[path.stem] = pd.read_csv(path)
+    messages = []
+    if (folder / "messages.jsonl").exists():
+        with open(folder / "messages.jsonl") as fh:
+            messages = [json.loads(line) for line in fh if line.strip()]
+    return ClearingResult(
+        scheme=summary.get("scheme", folder.name),
+        instance=summary.get("instance", ""),
+        tables=tables,
+        summary=summary,
+        messages=messages,
+    )

@@ -7,6 +7,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from ..market.pricing import price_summary
 from .result import ClearingResult
 
 
@@ -159,5 +160,11 @@ def _summary(
         "communication": log.totals(),
         "timings_s": {"wall": wall, "critical_path": crit, "stages": stage_times},
         "check": {"feasible": bool(all(d.check_ok for d in dispatch.values()))},
+        "prices": price_summary(tables["buses"], opts.slack_penalty),
+    }
+    summary["prices"]["interval_time_s"] = {
+        "tso": float(res.intervals.time_s) if getattr(res, "intervals", None) is not None else 0.0,
+        "dso_sum": float(sum(d.pricing_time_s for d in dispatch.values())),
+        "dso_slowest": float(max((d.pricing_time_s for d in dispatch.values()), default=0.0)),
     }
     return summary

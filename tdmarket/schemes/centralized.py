@@ -14,6 +14,7 @@ from collections.abc import Callable
 from ..formulations.clearing import ClearingProblem
 from ..formulations.options import ModelOptions
 from ..market.incentives import attach_incentives
+from ..market.pricing import annotate_buses, price_summary, publish_prices
 from ..model.instance import Instance
 from ..solvers import solve
 from ..solvers.acceptance import require
@@ -29,8 +30,10 @@ def solve_clearing(
     time_limit: float | None = None,
     threads: int = 1,
     progress: Callable[[dict], None] | None = None,
+    relaxation=None,
 ):
-    """Solve a clearing problem; returns (priced solution, mip info dict).
+    """Solve a clearing problem; returns (priced solution, mip info dict).  `relaxation`: a known solution of the
+    continuous relaxation (MISOCP only; see `solve_misocp`).
 
     Raises SolverError unless the solution passes `tdmarket.solvers.acceptance` against the clearing program
     (status, and rows, bounds, cones and integrality of the point)."""
@@ -44,7 +47,9 @@ def solve_clearing(
         mip.update(lower_bound=milp.mip_bound, gap=milp.mip_gap)
         sol = solve(fix_integers(prog, milp.x))
     else:
-        sol, hist = solve_misocp(prog, mip_gap=mip_gap, time_limit=time_limit, threads=threads, progress=progress)
+        sol, hist = solve_misocp(
+            prog, mip_gap=mip_gap, time_limit=time_limit, threads=threads, progress=progress, relaxation=relaxation
+        )
         mip.update(lower_bound=sol.mip_bound, gap=sol.mip_gap, rounds=hist.rounds)
     return require(sol, prog, "clearing"), mip
 
@@ -111,9 +116,13 @@ def clear_centralized(
     t_build = time.perf_counter() - t0
     sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads, progress=progress)
     t_solve = time.perf_counter() - t0 - t_build
+    sol, intervals = publish_prices(cp, sol)
     tables = cp.extract(sol.x, sol.row_dual)
-    timings = {"build": t_build, "solve": t_solve}
+    tables["buses"] = annotate_buses(inst, tables["buses"], intervals)
+    timings = {"build": t_build, "solve": t_solve, "price_intervals": intervals.time_s}
     summary = summarise(cp, sol, tables, mip, timings, scheme_name)
+    summary["prices"] = price_summary(tables["buses"], opts.slack_penalty)
+    summary["prices"]["interval_time_s"] = {"total": intervals.time_s}
     if incentives:
         t1 = time.perf_counter()
         attach_incentives(inst, tables, summary, opts, scheme_name, settles_at_interface=True)

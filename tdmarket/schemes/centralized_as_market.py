@@ -175,6 +175,14 @@ def clear_centralized_as_market(
             "vsq_pu": np.where(np.isin(np.repeat(d, T), ar.root_bus), 1.0, np.nan),
         }
     )
+    # ... and the interval of that host price (tdmarket.market.pricing); no reactive price is formed here
+    host_rows = pd.MultiIndex.from_arrays([np.repeat(host_id, T), np.tile(inst.periods, len(d))])
+    by_bus = buses.set_index(["node", "period"])
+    for c in ("price_p_lo_eur_mwh", "price_p_hi_eur_mwh", "price_p_solver_eur_mwh", "price_p_degenerate"):
+        if c in by_bus:
+            d_rows[c] = by_bus[c].reindex(host_rows).to_numpy()
+    d_rows["price_q_degenerate"] = False
+    d_rows["price_checked"] = True
     res.tables["buses"] = pd.concat([buses, d_rows], ignore_index=True)
     # what the TSO assumed each area exports: its net injection, lossless and unconstrained
     net = inst.p_inj.copy()

@@ -185,6 +185,7 @@ class _HierarchicalRun:
             progress=ctx.progress,
             # measured: the curve clearing as the first proposal saves rounds (built-in: 18 -> 12)
             first_point=lambda: tso.curve_point(offers, threads=ctx.threads),
+            round_integer=lambda p: tso.rounded_point(master, p),
         )
         center = np.array([curves[a].cuts[0]["point"] for a in self.top]).reshape(-1, T)
         outcome = exchange.run(center, integer=not ctx.relax)
@@ -236,7 +237,7 @@ def run_hierarchical(inst: Instance, ctx: SchemeContext, locked: dict[str, dict]
         curves = run.curves_bottom_up(rt)
         tso = rt.tso(run.subs[0], run.opts)
         outcome = run.exchange(rt, tso, curves)
-        res = outcome.best.handle
+        res = tso.publish(outcome.best.handle)
         dispatch, schedules = run.dispatch_top_down(rt, res)
     finally:
         rt.close()

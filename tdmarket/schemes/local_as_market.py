@@ -28,7 +28,7 @@ def run_local_as_market(inst: Instance, ctx: SchemeContext) -> ClearingResult:
     try:
         for a in dsos:
             rt.start(names[a], AgentInit(inst.area_instance(a), opts, "TSO", []))
-        base = rt.ask("base_exchange", {names[a]: () for a in dsos})
+        base = rt.ask("base_exchange", {names[a]: () for a in dsos}, stage="base exchange")
         scheds = {}
         for a in dsos:
             m = base[names[a]].value
@@ -44,6 +44,7 @@ def run_local_as_market(inst: Instance, ctx: SchemeContext) -> ClearingResult:
         local = rt.ask(
             "dispatch",
             {names[a]: (scheds[a],) for a in dsos},
+            stage="local clearing",
             mip_gap=ctx.mip_gap,
             time_limit=ctx.time_limit,
             threads=1,

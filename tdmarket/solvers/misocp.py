@@ -206,18 +206,21 @@ def solve_misocp(
     max_rounds: int = 20,
     cone_tol: float = 1e-6,
     progress: Callable[[dict], None] | None = None,
+    relaxation: Solution | None = None,
 ) -> tuple[Solution, OAHistory]:
     """Outer-approximation MISOCP solve; returns the best fixed-integer SOCP solution (with duals) and history.
 
     The returned `Solution` has `mip_bound` = LB and `mip_gap` = certified relative gap.  Every solve is judged by
     `tdmarket.solvers.acceptance.accept`; a relaxation that fails it is returned with status NUMERICAL_ERROR
-    (unless its own status already says why).
+    (unless its own status already says why).  `relaxation`: the continuous relaxation's solution when the caller
+    already has it (e.g. a DSO that evaluated the same exchange); it is checked like a fresh one.
     """
     t0 = time.perf_counter()
     hist = OAHistory()
     relaxed = prog.copy()
     relaxed.relax_integrality()
-    rel = solve_clarabel(relaxed)
+    usable = relaxation is not None and relaxation.x is not None and len(relaxation.x) == prog.n
+    rel = relaxation if usable else solve_clarabel(relaxed)
     # The relaxation only bounds and guides the search (every incumbent is checked strictly), so an interior-point
     # point slightly outside the residual tolerance is still used (measured: a DSO dispatch of italy-652 ended
     # "almost solved" with a scaled row residual of 1.7e-5); beyond RELAXATION_TOL it is refused.

@@ -58,6 +58,9 @@ class Solution:
     mip_bound: float | None = None
     mip_gap: float | None = None
     message: str = ""
+    # HiGHS LP only: the optimal basis as (column status, row status) arrays of HighsBasisStatus values
+    # (0 lower, 1 basic, 2 upper, 3 zero, 4 nonbasic); used to warm-start the dual-face LPs of the prices
+    basis: tuple[np.ndarray, np.ndarray] | None = None
     # ALMOST_OPTIMAL counts as usable only when the caller opts in: docs/model.md §3.3 shows conic solutions that
     # look fine but violate balance rows, so loosened-tolerance results are rejected by default.
     accept_almost_optimal: bool = False
