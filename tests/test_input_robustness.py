@@ -5,6 +5,7 @@ altered cell by cell."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -18,6 +19,7 @@ from test_io import CASE, add_lines, assert_error, make_case, read_error, replac
 import tdmarket
 from tdmarket.api import clear
 from tdmarket.errors import InputError
+from tdmarket.examples import builtin_path
 from tdmarket.io import read
 from tdmarket.io.smartnet.ranges import RANGES
 
@@ -47,6 +49,7 @@ _MEASURE = textwrap.dedent(
     import resource, sys, time
     import tdmarket
     from tdmarket.errors import InputError
+from tdmarket.examples import builtin_path
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     try:
@@ -213,12 +216,8 @@ def test_no_new_act_fault_is_blamed_on_its_own_file(tmp_path):
 
 
 # ------------------------------------------------------------------------------ item 8: names and case
-def test_sub_area_name_of_an_existing_dso_is_an_error(tmp_path, three_level):
-    from tdmarket.examples import builtin_path
-
+def test_sub_area_name_of_an_existing_dso_is_an_error(tmp_path):
     folder = tmp_path / "clash"
-    import shutil
-
     shutil.copytree(builtin_path(), folder)
     (folder / "SubAreas.csv").write_text("Edge,Area\n22,DSO-301\n")
     assert_error(read_error(folder), "SubAreas.csv", 2, "Area", "'DSO-301' is already the name of the DSO area")
@@ -254,4 +253,4 @@ def test_errors_quote_plain_numbers(tmp_path):
 
 
 def test_api_load_of_the_example_still_works():
-    assert len(tdmarket.load(tdmarket.examples.builtin_path()).buses) > 0
+    assert len(tdmarket.load(builtin_path()).buses) > 0
