@@ -49,7 +49,6 @@ _MEASURE = textwrap.dedent(
     import resource, sys, time
     import tdmarket
     from tdmarket.errors import InputError
-from tdmarket.examples import builtin_path
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t0 = time.perf_counter()
     try:
