@@ -8,15 +8,142 @@ lost opportunity costs and the settlement at its own published prices.
 from __future__ import annotations
 
 import logging
+import math
+import numbers
+import os
 import platform
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 
+import numpy as np
+
 from .errors import InputError
-from .formulations.options import ModelOptions
+from .formulations.options import DIST_MODELS, REACTIVE_POLICIES, ModelOptions
+from .operators.executors import EXECUTORS
 from .schemes import registry
 from .schemes.registry import OPTION_GROUPS, SchemeContext
 from .schemes.result import ClearingResult
+
+
+@dataclass(frozen=True)
+class OptionRule:
+    """What one keyword option of `clear` accepts: a number of a kind within [lo, hi] (an open end with
+    `lo_open`/`hi_open`), a bool, one of `choices`, a callable, or text; `none_ok` also accepts None."""
+
+    kind: str  # "real", "int", "bool", "choice", "callable", "text"
+    lo: float = -math.inf
+    hi: float = math.inf
+    lo_open: bool = False
+    hi_open: bool = False
+    choices: tuple[str, ...] = ()
+    none_ok: bool = False
+    unit: str = ""
+
+    def accepts(self, value) -> bool:
+        if value is None:
+            return self.none_ok
+        if self.kind == "bool":
+            return isinstance(value, (bool, np.bool_))
+        if self.kind == "choice":
+            return isinstance(value, str) and value in self.choices
+        if self.kind == "callable":
+            return callable(value)
+        if self.kind == "text":
+            return isinstance(value, str)
+        kind = numbers.Integral if self.kind == "int" else numbers.Real
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, kind) or not math.isfinite(float(value)):
+            return False
+        above = value > self.lo if self.lo_open else value >= self.lo
+        below = value < self.hi if self.hi_open else value <= self.hi
+        return above and below
+
+    def describe(self) -> str:
+        if self.kind == "bool":
+            text = "True or False"
+        elif self.kind == "choice":
+            text = "one of " + ", ".join(repr(c) for c in self.choices)
+        elif self.kind == "callable":
+            text = "a function"
+        elif self.kind == "text":
+            text = "a string"
+        else:
+            what = "an integer" if self.kind == "int" else "a finite number"
+            ends = f"{'(' if self.lo_open else '['}{_bound(self.lo)}, {_bound(self.hi)}{')' if self.hi_open else ']'}"
+            text = f"{what} in {ends}" + (f" {self.unit}" if self.unit else "")
+        return text + (" or None" if self.none_ok else "")
+
+
+def _bound(value: float) -> str:
+    return str(int(value)) if math.isfinite(value) and float(value).is_integer() else f"{value:g}"
+
+
+# Every keyword option of `clear` (the registry's option groups) and what it accepts; checked in one place,
+# `check_option`, by the API and the command line alike.
+OPTION_RULES: dict[str, OptionRule] = {
+    "slack_penalty": OptionRule("real", 0, 1e9, lo_open=True, unit="€/MWh"),
+    "dist_model": OptionRule("choice", choices=DIST_MODELS),
+    "reactive_policy": OptionRule("choice", choices=REACTIVE_POLICIES),
+    "interface_reactive": OptionRule("bool"),
+    "zero_root_q": OptionRule("bool"),
+    "pi_model": OptionRule("bool"),
+    "polygon_sides": OptionRule("int", 3, 1024),
+    "period_hours": OptionRule("real", 0, 24, lo_open=True, unit="h"),
+    "relax": OptionRule("bool"),
+    "mip_gap": OptionRule("real", 0, 1),
+    "time_limit": OptionRule("real", 0, 1e9, lo_open=True, none_ok=True, unit="s"),
+    "threads": OptionRule("int", 1, 1024),
+    "progress": OptionRule("callable", none_ok=True),
+    "executor": OptionRule("choice", choices=EXECUTORS),
+    "workers": OptionRule("int", 1, 1024, none_ok=True),
+    "address": OptionRule("text", none_ok=True),
+    "curve_tol": OptionRule("real", 0, 1e9, lo_open=True, unit="EUR"),
+    "max_evals": OptionRule("int", 2, 10**6),
+    "gap": OptionRule("real", 0, 1, lo_open=True, hi_open=True),
+    "gap_abs": OptionRule("real", 0, 1e12, unit="EUR"),
+    "max_iterations": OptionRule("int", 1, 10**6),
+    "milp_rounds": OptionRule("int", 1, 1000),
+    "stall_rounds": OptionRule("int", 1, 10**6),
+}
+
+
+def check_option(name: str, value, *, shown: str | None = None) -> None:
+    """Raise `InputError` naming the option (`shown`, e.g. a command-line flag, else `name`) and what it
+    accepts unless `value` is acceptable."""
+    rule = OPTION_RULES[name]
+    if not rule.accepts(value):
+        raise InputError(f"{shown or name} = {value!r} is invalid: must be {rule.describe()}")
+
+
+def check_options(options: dict) -> None:
+    """Unknown option names and unacceptable values are `InputError`s (before anything is read or solved)."""
+    unknown = set(options) - registry.ALL_OPTIONS
+    if unknown:
+        raise InputError(f"unknown option(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(OPTION_RULES))})")
+    for name, value in options.items():
+        check_option(name, value)
+
+
+def check_instance_argument(instance) -> None:
+    """`clear(instance)` takes an `Instance` or the path of an instance folder."""
+    if hasattr(instance, "buses") or isinstance(instance, (str, os.PathLike)):
+        return
+    raise InputError(
+        f"instance must be an Instance (tdmarket.load) or the path of an instance folder, got {type(instance).__name__}"
+    )
+
+
+def check_prices_below_penalty(instance, slack_penalty: float) -> None:
+    """The slack penalty must exceed every order price (docs/model.md §5); the error names the price's cell."""
+    price = instance.orders.segments.price
+    instance.provenance["segments"].check(
+        np.abs(price) >= slack_penalty,
+        "price",
+        lambda i: (
+            f"price {float(price[i]):g} €/MWh is not below the slack penalty {float(slack_penalty):g} €/MWh "
+            "(raise slack_penalty, command line --slack-penalty)"
+        ),
+    )
 
 
 def scheme_names() -> list[str]:
@@ -90,15 +217,17 @@ def clear(instance, scheme: str = "centralized", *, incentives: bool = True, **o
 
     Options a scheme does not take are ignored (so one set of options can drive a comparison); unknown option
     names are an error.  `incentives=False` skips the lost-opportunity-cost and settlement computation."""
+    check_instance_argument(instance)
+    check_options(options)
+    if not isinstance(incentives, bool):
+        raise InputError(f"incentives = {incentives!r} is invalid: must be True or False")
+    spec = registry.get(scheme)
     if not hasattr(instance, "buses"):
         from .io import read
 
         instance = read(instance)
-    spec = registry.get(scheme)
-    unknown = set(options) - registry.ALL_OPTIONS
-    if unknown:
-        raise InputError(f"unknown option(s) {', '.join(sorted(unknown))}")
     given = {k: v for k, v in options.items() if spec.accepts(k)}
+    check_prices_below_penalty(instance, given.get("slack_penalty", ModelOptions.slack_penalty))
     model_options = {k: v for k, v in given.items() if k in OPTION_GROUPS["model"]}
     relax = bool(given.get("relax", False))
     ctx = SchemeContext(

@@ -120,7 +120,11 @@ def test_two_interfaces_are_rejected():
 def test_island_without_interface_is_rejected():
     with pytest.raises(InputError, match="distribution node 4 is not connected") as info:
         build_topology(network([1], [2, 3, 4], [(1, 1, 2), (2, 2, 3)]))
-    assert (info.value.file, info.value.row, info.value.column) == ("case/D.csv", None, "ID")
+    assert (info.value.file, info.value.row, info.value.column) == (
+        "case/D.csv",
+        4,
+        "ID",
+    )  # the node's own row (issue 14)
 
 
 def test_self_loop_is_rejected_before_the_mesh_check():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from .inputs import check_numbers, load_instance, model_solve_options
+from .inputs import check_numbers, instance_path, load_instance, model_solve_options
 from .progress import progress_display
 from .summary import print_summary
 
@@ -54,8 +54,11 @@ def add_gap_to_centralized(inst, result, options: dict, quiet: bool) -> None:
 def cmd_clear(args) -> int:
     check_numbers(args)
     from ..api import clear
-    from ..reporting.writer import dumps, write_results
+    from ..reporting.writer import check_results_folder, dumps, write_results
 
+    protect = (instance_path(args),)
+    if args.out is not None:  # a results folder that cannot be written is known now, not after the solve
+        check_results_folder(args.out, force=args.force, protect=protect)
     t0 = time.perf_counter()
     inst = load_instance(args)
     t_load = time.perf_counter() - t0
@@ -70,8 +73,8 @@ def cmd_clear(args) -> int:
     result.summary["timings_s"]["load"] = t_load
     if args.compare_centralized and args.scheme != "centralized" and args.scheme != "common":
         add_gap_to_centralized(inst, result, options, args.quiet)
-    if args.out:
-        out = write_results(result, args.out)
+    if args.out is not None:
+        out = write_results(result, args.out, force=args.force, protect=protect)
         log.info("results written to %s", out)
     if args.json:
         print(dumps(result.summary))

@@ -31,11 +31,22 @@ def report_path(args) -> Path:
     return Path(args.out) / "report.html" if args.out else Path("report.html")
 
 
+def check_report_path(report: Path) -> None:
+    """Before any solving: the report can be written (not a folder, its parent can be created)."""
+    from ..reporting.writer import check_creatable
+
+    path = report.expanduser().resolve()
+    if path.is_dir():
+        raise InputError("report path is a folder", file=str(path))
+    check_creatable(path)
+
+
 def cmd_compare(args) -> int:
     from ..reporting.compare import format_rows, run_comparison, write_report
     from ..reporting.writer import dumps
 
     check_numbers(args)
+    check_report_path(report_path(args))
     schemes = _chosen_schemes(args)
     inst = load_instance(args)
     options = model_solve_options(args) | {"executor": args.executor, "workers": args.workers}

@@ -22,7 +22,13 @@ def load_instance(args):
     """Read the instance (optionally with scaled distribution ratings); the reader logs its warnings."""
     from ..io import read
 
-    inst = read(instance_path(args), edges_file=getattr(args, "edges_file", "Edges.csv"))
+    read_options = dict(edges_file=getattr(args, "edges_file", "Edges.csv"))
+    max_mb = getattr(args, "max_file_mb", None)
+    if max_mb is not None:
+        if not 0 < max_mb <= 2**20:
+            raise InputError(f"--max-file-mb = {max_mb!r} is invalid: must be a number in (0, 1048576] MiB")
+        read_options["max_file_mb"] = max_mb
+    inst = read(instance_path(args), **read_options)
     scale = getattr(args, "d_rating_scale", None)
     if scale is not None:
         if not scale > 0:
@@ -31,22 +37,28 @@ def load_instance(args):
     return inst
 
 
+# command-line flag -> option of `tdmarket.clear` (whose rules, `tdmarket.api.OPTION_RULES`, apply)
+FLAG_OPTIONS = {
+    "--mip-gap": "mip_gap",
+    "--time-limit": "time_limit",
+    "--threads": "threads",
+    "--slack-penalty": "slack_penalty",
+    "--workers": "workers",
+    "--curve-tol": "curve_tol",
+    "--max-curve-evals": "max_evals",
+    "--gap": "gap",
+    "--max-rounds": "max_iterations",
+}
+
+
 def check_numbers(args) -> None:
-    """Reject out-of-range numeric options with a one-line error (exit 2)."""
-    checks = [
-        ("--mip-gap", getattr(args, "mip_gap", None), lambda v: v >= 0),
-        ("--time-limit", getattr(args, "time_limit", None), lambda v: v is None or v > 0),
-        ("--threads", getattr(args, "threads", None), lambda v: v >= 1),
-        ("--slack-penalty", getattr(args, "slack_penalty", None), lambda v: v > 0),
-        ("--workers", getattr(args, "workers", None), lambda v: v is None or v >= 1),
-        ("--curve-tol", getattr(args, "curve_tol", None), lambda v: v is None or v > 0),
-        ("--max-curve-evals", getattr(args, "max_curve_evals", None), lambda v: v is None or v >= 2),
-        ("--gap", getattr(args, "gap", None), lambda v: v is None or 0 < v < 1),
-        ("--max-rounds", getattr(args, "max_rounds", None), lambda v: v is None or v >= 1),
-    ]
-    for flag, value, ok in checks:
-        if value is not None and not ok(value):
-            raise InputError(f"{flag} {value} is out of range")
+    """Reject out-of-range numeric options with a one-line error (exit 2), before anything is read."""
+    from ..api import check_option
+
+    for flag, name in FLAG_OPTIONS.items():
+        attr = flag.removeprefix("--").replace("-", "_")
+        if hasattr(args, attr):
+            check_option(name, getattr(args, attr), shown=flag)
 
 
 def model_solve_options(args) -> dict:

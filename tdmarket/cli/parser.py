@@ -22,6 +22,13 @@ def add_instance_args(sp, stress: bool = False) -> None:
     sp.add_argument("path", nargs="?", help="instance folder in SmartNet CSV format (docs/format.md)")
     sp.add_argument("--example", action="store_true", help="use the built-in example instance")
     sp.add_argument("--edges-file", default="Edges.csv", help="edge file name (e.g. Edges_hard.csv)")
+    sp.add_argument(
+        "--max-file-mb",
+        type=float,
+        default=None,
+        metavar="MB",
+        help="refuse input files larger than this many MiB before reading them (default 16)",
+    )
     if stress:
         sp.add_argument(
             "--d-rating-scale",
@@ -100,6 +107,12 @@ def add_clear_parser(sub) -> None:
     )
     clear.add_argument("--relax", action="store_true", help="continuous relaxation of the binaries (logic kept)")
     clear.add_argument("--out", help="write a results folder (CSV/Parquet tables + summary.json)")
+    clear.add_argument(
+        "--force",
+        action="store_true",
+        help="let --out replace an existing non-empty folder that tdmarket did not write (never the working "
+        "folder, its parents or a folder holding the input)",
+    )
     clear.add_argument("--mip-gap", type=float, default=1e-3, help="relative MIP gap target (default 1e-3)")
     clear.add_argument("--time-limit", type=float, default=None, help="time limit in seconds for the MIP")
     clear.add_argument("--threads", type=int, default=1, help="solver threads (default 1, deterministic)")

@@ -16,7 +16,8 @@ Table names and the roles their `columns` map (role -> the column name an error 
 * ``mindur``      bid1, period2
 * ``half_planes`` qtbid
 * ``discs``       radius
-* ``sub_areas``   edge
+* ``sub_areas``   edge, area
+* ``flag:NoNewAct``, ``flag:AlphaOmegaSet``   flag (one row per bid, 0 where unflagged): the flag came from its file
 """
 
 from __future__ import annotations
@@ -67,6 +68,22 @@ class Origin:
             return int(idx[0])
         order = np.lexsort((self.row[idx], self._part()[idx]))
         return int(idx[order[0]])
+
+    def first_of_groups(self, keys: np.ndarray) -> np.ndarray:
+        """For every row, the position of the row with the same key that comes first in the input."""
+        keys = np.asarray(keys)
+        n = len(keys)
+        if n == 0:
+            return np.zeros(0, np.int64)
+        if len(self.row) >= n:  # by key, then file, then editor row
+            order = np.lexsort((self.row[:n], self._part()[:n], keys))
+        else:  # no record: model order
+            order = np.lexsort((np.arange(n), keys))
+        ordered = keys[order]
+        starts = np.r_[True, ordered[1:] != ordered[:-1]]
+        out = np.empty(n, np.int64)
+        out[order] = order[np.flatnonzero(starts)][np.cumsum(starts) - 1]
+        return out
 
     def error(self, reason: str, *, index: int | None = None, role: str | None = None) -> InputError:
         row = None

@@ -22,7 +22,6 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components, dijkstra
 
-from ..errors import InputError
 from .arrays import lookup
 from .instance import Areas, Branches, BranchKind, Buses, Instance
 from .provenance import Origin, Provenance
@@ -71,19 +70,28 @@ def reference_nodes(buses: Buses, br: Branches, origin: Origin, mode: str = "err
     t_bus = np.flatnonzero(~buses.is_dist)
     refs_per_comp = np.bincount(comp[t_bus[buses.is_ref[t_bus]]], minlength=ncomp)
     t_comps = np.unique(comp[t_bus])
-    where = dict(file=origin.file_of(~buses.is_dist), column=origin.column("is_ref"))
     if (refs_per_comp[t_comps] == 0).any():
         c = t_comps[refs_per_comp[t_comps] == 0][0]
-        example = buses.id[t_bus[comp[t_bus] == c][0]]
-        raise InputError(
-            f"the transmission component containing node {example} has no reference node (RefNode=1)", **where
+        pos = int(origin.first(~buses.is_dist & (comp == c)))  # its node that comes first in the file
+        raise origin.error(
+            f"the transmission component containing node {int(buses.id[pos])} has no reference node (RefNode=1)",
+            index=pos,
+            role="is_ref",
         )
     if not (refs_per_comp[t_comps] > 1).any():
         return []
     if mode != "lowest":
         c = t_comps[refs_per_comp[t_comps] > 1][0]
-        ref_ids = buses.id[t_bus[(comp[t_bus] == c) & buses.is_ref[t_bus]]]
-        raise InputError(f"several reference nodes in one transmission component: {list(ref_ids)}", **where)
+        in_c = ~buses.is_dist & buses.is_ref & (comp == c)
+        ref_ids = ", ".join(str(int(v)) for v in buses.id[in_c])
+        first = int(origin.first(in_c))
+        second = int(origin.first(in_c & (np.arange(len(buses)) != first)))
+        raise origin.error(
+            f"several reference nodes in one transmission component: {ref_ids} (use reference='lowest' to keep "
+            "the lowest id)",
+            index=second,
+            role="is_ref",
+        )
     ref = np.flatnonzero(buses.is_ref & ~buses.is_dist)  # ascending position = ascending id
     comps, first = np.unique(comp[ref], return_index=True)
     drop = np.ones(len(ref), bool)
@@ -111,12 +119,13 @@ def operator_areas(buses: Buses, br: Branches, prov: Provenance) -> Areas:
     edges = prov["branches"]
     if (n_iface[dcomps] == 0).any():
         c = dcomps[n_iface[dcomps] == 0][0]
-        example = buses.id[d_bus[comp[d_bus] == c][0]]
         nodes = prov["buses"]
-        raise InputError(
-            f"distribution node {example} is not connected to any transmission node through an interface edge",
-            file=nodes.file_of(buses.is_dist),
-            column=nodes.column("id"),
+        pos = int(nodes.first(buses.is_dist & (comp == c)))  # its node that comes first in the file
+        raise nodes.error(
+            f"distribution node {int(buses.id[pos])} is not connected to any transmission node through an "
+            "interface edge",
+            index=pos,
+            role="id",
         )
     if (n_iface[dcomps] > 1).any():
         c = dcomps[n_iface[dcomps] > 1][0]
@@ -217,7 +226,8 @@ def split_sub_areas(buses: Buses, br: Branches, areas: Areas, splits: AreaSplits
     br.area[dd] = buses.area[br.f[dd]]
     br.kind[e_pos] = BranchKind.INTERFACE
     br.area[e_pos] = new
-    names = [str(splits.name[k]) or f"DSO-{buses.id[r]}" for k, r in zip(order, child)]
+    names = [str(splits.name[k]) or f"DSO-{int(buses.id[r])}" for k, r in zip(order, child)]
+    _check_area_names(areas, names, order, buses, origin)
     return Areas(
         name=list(areas.name) + names,
         parent=np.concatenate([areas.parent, buses.area[host]]),
@@ -226,6 +236,28 @@ def split_sub_areas(buses: Buses, br: Branches, areas: Areas, splits: AreaSplits
         interface=np.concatenate([areas.interface, e_pos]),
         root_is_from=np.concatenate([areas.root_is_from, br.f[e_pos] == child]),
     )
+
+
+def _check_area_names(areas: Areas, names: list[str], rows: np.ndarray, buses: Buses, origin: Origin) -> None:
+    """The new areas' names (`names[m]` from row `rows[m]` of the splits) are new and distinct: the schemes
+    address operators by name."""
+    by_row = np.empty(len(names), dtype=object)
+    by_row[rows] = names
+    taken = list(areas.name)
+    clash = np.isin(by_row, np.array(taken, dtype=object))
+    first = origin.first_of_groups(by_row.astype(str))
+    repeated = first != np.arange(len(by_row))
+
+    def reason(i: int) -> str:
+        name = by_row[i]
+        if name in taken:
+            a = taken.index(name)
+            owner = "the TSO" if a == 0 else f"the DSO area rooted at node {int(buses.id[areas.root_bus[a]])}"
+            return f"area name {name!r} is already the name of {owner}"
+        where = origin.error("", index=int(first[i])).row
+        return f"area name {name!r} is given twice" + (f" (first at row {where})" if where else "")
+
+    origin.check(clash | repeated, "area", reason)
 
 
 # ---------------------------------------------------------------------------------------------- area tree

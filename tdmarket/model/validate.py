@@ -24,6 +24,7 @@ def validate(inst: Instance) -> Instance:
     """Check `inst` (raises `InputError`) and apply the corrections in place; warnings are appended."""
     prov = inst.provenance
     check_positions(inst, prov)
+    check_finite(inst)
     check_buses(inst, prov["buses"])
     check_branches(inst, prov["branches"])
     check_injections(inst, prov["injections"])
@@ -57,6 +58,32 @@ def check_positions(inst: Instance, prov: Provenance) -> None:
         ("discs", o.disc_bid, "bid"),
     ):
         _in_range(arr, len(bids), prov[table], role, "bid")
+
+
+def check_finite(inst: Instance) -> None:
+    """Every number is finite, except the bounds where infinity means "none" (Vsqmax, ratings).  A reader
+    already rejects non-finite cells with their row; this covers instances built in memory."""
+    br, bu, seg, o = inst.branches, inst.buses, inst.orders.segments, inst.orders
+    arrays = {
+        "buses": (bu.vsq_min, bu.g_shunt, bu.b_shunt, np.where(np.isposinf(bu.vsq_max), 0.0, bu.vsq_max)),
+        "branches": (br.r, br.x, br.b, br.tap, br.shift_deg, np.where(np.isposinf(br.rating), 0.0, br.rating)),
+        "segments": (seg.lo, seg.hi, seg.price, seg.xlb),
+        "ramp": (o.ramp_delta,),
+        "half_planes": (o.hp_slope, o.hp_offset),
+        "discs": (o.disc_radius,),
+    }
+    for table, columns in arrays.items():
+        for values in columns:
+            bad = ~np.isfinite(np.asarray(values, dtype=float))
+            if bad.any():
+                raise inst.provenance[table].error("value is not a finite number", index=int(np.flatnonzero(bad)[0]))
+    injections = np.isinf(inst.p_inj) | np.isinf(inst.q_inj)  # NaN = missing, reported by check_injections
+    if injections.any():
+        b, t = np.argwhere(injections)[0]
+        raise InputError(
+            f"injection of node {int(inst.buses.id[b])} in period {int(inst.periods[t])} is not finite",
+            file=inst.provenance["injections"].file(),
+        )
 
 
 def check_buses(inst: Instance, origin: Origin) -> None:
@@ -110,10 +137,12 @@ def check_segments(inst: Instance, prov: Provenance) -> None:
         lambda i: f"segment {lo[i]}..{hi[i]} MW crosses zero or is reversed (need 0 <= LoQ <= HiQ or HiQ <= LoQ <= 0)",
     )
     origin.check((xlb < 0) | (xlb > 1), "xlb", lambda i: f"Xlb must be in [0, 1], got {xlb[i]}")
-    prov["bids"].check(
+    flagged_by_file = prov["flag:NoNewAct"]  # the flag came from NoNewAct.csv: blame that file's row
+    origin, role = (flagged_by_file, "flag") if len(flagged_by_file) else (prov["bids"], "no_new_act")
+    origin.check(
         bids.no_new_act & ~bids.alpha_omega,
-        "no_new_act",
-        lambda i: f"QBid {bids.id[i]} has NoNewAct without AlphaOmegaSet",
+        role,
+        lambda i: f"QBid {int(bids.id[i])} has NoNewAct without AlphaOmegaSet",
     )
     if (xlb > 0).any() and ((xlb > 0) & (xlb < 1)).any():
         inst.warnings.append(
@@ -172,12 +201,19 @@ def _drop_reactive_on_transmission(inst: Instance, prov: Provenance) -> None:
 
 
 def check_orders_vs_areas(inst: Instance, origin: Origin) -> None:
-    """Every QtBid lies in one operator area (its conditions are cleared by one operator)."""
-    b = inst.orders.bids
-    pairs = np.unique(np.stack([b.qtbid, inst.buses.area[b.bus]]), axis=1)
-    qts, n_areas = np.unique(pairs[0], return_counts=True)
-    if (n_areas > 1).any():
-        qt = int(qts[n_areas > 1][0])
-        raise InputError(
-            f"QtBid {qt} has bids in more than one operator area", file=origin.file(), column=origin.column("qtbid")
-        )
+    """Every QtBid lies in one operator area (its conditions are cleared by one operator); the error points at
+    the first bid (in file order) whose area differs from the area of its QtBid's first bid."""
+    b, names = inst.orders.bids, inst.areas.name
+    if len(b) == 0:
+        return
+    area = inst.buses.area[b.bus]
+    first_pos = origin.first_of_groups(b.qtbid)
+    elsewhere = area != area[first_pos]
+    origin.check(
+        elsewhere,
+        "qtbid",
+        lambda i: (
+            f"QtBid {int(b.qtbid[i])} has bids in more than one operator area "
+            f"({names[int(area[first_pos[i]])]} and {names[int(area[i])]})"
+        ),
+    )

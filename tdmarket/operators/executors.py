@@ -5,12 +5,24 @@ order, so runs are deterministic.  A request goes to its agent's home worker: th
 agent is new (dynamic load balancing of the first, largest stage), the same worker afterwards (the agent's models
 stay there).  A crashed worker does not hang the run: it is restarted and its requests are retried once (the
 runtime then re-sends the lost agents' data), then `ExecutionError` names the request that failed.
+
+Worker processes never outlive the run: they ignore Ctrl-C (the main process stops them), a run that ends by an
+exception (an interrupt included) kills the workers still busy instead of waiting for them, and every worker
+watches a pipe whose other end only the main process holds, so that it exits when the main process dies, even
+by SIGKILL.  A plain script that calls `tdmarket.clear` at its top level without a `__main__` guard would be
+run again by every worker (multiprocessing imports the main module in its children); such a call gets the
+inline executor with a warning instead.
 """
 
 from __future__ import annotations
 
+import ast
+import logging
 import multiprocessing as mp
 import os
+import signal
+import sys
+import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -23,6 +35,9 @@ from ..errors import InputError, TdmarketError
 from .host import host_call, host_forget
 
 EXECUTORS = ("process", "inline", "ray")
+ORPHANED_EXIT_CODE = 70  # exit status of a worker whose main process died
+
+log = logging.getLogger(__name__)
 
 
 class ExecutionError(TdmarketError):
@@ -77,6 +92,7 @@ class _Affinity:
 
     def __init__(self) -> None:
         self.home: dict[str, int] = {}
+        self.busy: set[int] = set()  # workers with a batch in flight (non-empty only if `run` was interrupted)
 
     def _submit(self, w: int, batch: list[Request]) -> Any:  # pragma: no cover - interface
         raise NotImplementedError
@@ -108,7 +124,7 @@ class _Affinity:
             units.appendleft((by_home[w], w))
         attempts: dict[int, int] = {}
         inflight: dict[Any, tuple[list[int], int]] = {}
-        busy: set[int] = set()
+        busy = self.busy
         done = 0
         while units or inflight:
             for w in range(self.workers):
@@ -170,6 +186,21 @@ def run_batch(target: Callable, batch: list[Request]) -> list:
     return out
 
 
+def _exit_when_main_dies(alive) -> None:
+    """Worker thread: block on the pipe from the main process; its end of file means the main process is gone."""
+    try:
+        alive.recv_bytes()
+    except (EOFError, OSError):
+        pass
+    os._exit(ORPHANED_EXIT_CODE)
+
+
+def _init_worker(alive) -> None:
+    """Worker start-up: Ctrl-C is the main process's to handle, and the worker must not outlive it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_when_main_dies, args=(alive,), name="tdmarket-watchdog", daemon=True).start()
+
+
 class ProcessExecutor(_Affinity):
     """Worker processes, one single-process pool each so that an agent always returns to its worker
     (forkserver start: workers never inherit solver threads of the parent)."""
@@ -183,11 +214,15 @@ class ProcessExecutor(_Affinity):
         self._ctx = mp.get_context("forkserver")
         self._ctx.set_forkserver_preload(["tdmarket.operators.host", "tdmarket.operators.agents"])
         self._pools: list[ProcessPoolExecutor | None] = [None] * self.workers
+        # the workers get the read end; the write end stays in this process and closes when it dies
+        self._alive_r, self._alive_w = self._ctx.Pipe(duplex=False)
 
     def _pool(self, w: int) -> ProcessPoolExecutor:
         pool = self._pools[w]
         if pool is None:
-            pool = self._pools[w] = ProcessPoolExecutor(max_workers=1, mp_context=self._ctx)
+            pool = self._pools[w] = ProcessPoolExecutor(
+                max_workers=1, mp_context=self._ctx, initializer=_init_worker, initargs=(self._alive_r,)
+            )
         return pool
 
     def _submit(self, w: int, batch: list[Request]):
@@ -210,10 +245,19 @@ class ProcessExecutor(_Affinity):
         self._pools[w] = None
 
     def close(self) -> None:
+        """Stop every worker: idle ones finish, busy ones (an interrupted or failed run) are killed, so that
+        closing never waits for operator work nobody will read."""
         for w, pool in enumerate(self._pools):
-            if pool is not None:
-                pool.shutdown(wait=True)
+            if pool is None:
+                continue
+            if w in self.busy:
+                for proc in list((pool._processes or {}).values()):  # the pool's own processes (private API)
+                    proc.kill()
+            pool.shutdown(wait=True, cancel_futures=True)
             self._pools[w] = None
+        self.busy.clear()
+        self._alive_w.close()
+        self._alive_r.close()
 
 
 class RayExecutor(_Affinity):
@@ -274,10 +318,55 @@ class _HostActor:
         return run_batch(self.host.call, batch)
 
 
+def _is_main_guard(node: ast.AST) -> bool:
+    """`if __name__ == "__main__":` (either operand order)."""
+    if not (isinstance(node, ast.If) and isinstance(node.test, ast.Compare)) or len(node.test.ops) != 1:
+        return False
+    operands = [node.test.left, *node.test.comparators]
+    names = {o.id for o in operands if isinstance(o, ast.Name)}
+    texts = {o.value for o in operands if isinstance(o, ast.Constant)}
+    return isinstance(node.test.ops[0], ast.Eq) and names == {"__name__"} and texts == {"__main__"}
+
+
+def unguarded_main_script() -> str | None:
+    """The main script's path if it is calling us from its top level outside `if __name__ == "__main__":`.
+
+    Worker processes started by forkserver (or spawn) run the main module again before they work; at the top
+    level of a plain script that would start the whole clearing again in every worker.  `python -m package`
+    (a package `__main__`) and interactive sessions are not re-run, so they are fine."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None:
+        return None
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None) or ""
+    if spec_name == "__main__" or spec_name.endswith(".__main__"):
+        return None
+    frame = sys._getframe(1)
+    while frame is not None and not (frame.f_globals is vars(main) and frame.f_code.co_name == "<module>"):
+        frame = frame.f_back
+    if frame is None:  # the script's top level is not running: a worker's re-run of it does not reach us
+        return None
+    try:
+        tree = ast.parse(open(path, "rb").read())
+    except (OSError, SyntaxError, ValueError):
+        return str(path)  # a worker could not run it either
+    line = frame.f_lineno
+    guarded = any(_is_main_guard(n) and n.lineno <= line <= (n.end_lineno or n.lineno) for n in ast.walk(tree))
+    return None if guarded else str(path)
+
+
 def make_executor(name: str = "process", workers: int | None = None, address: str | None = None):
     if name == "inline":
         return InlineExecutor()
     if name == "process":
+        script = unguarded_main_script()
+        if script is not None:
+            log.warning(
+                '%s calls tdmarket at its top level without `if __name__ == "__main__":`; worker processes '
+                "would run the script again, so operator work runs in this process (executor 'inline')",
+                script,
+            )
+            return InlineExecutor()
         return ProcessExecutor(workers)
     if name == "ray":
         return RayExecutor(workers, address)

@@ -138,11 +138,12 @@ def run_comparison(
     MIP rounds); its `close()` is called after each scheme if it has one.  `out`: a folder where each scheme's
     results are saved as soon as it is done, and from which schemes saved earlier with the same input files
     and options are loaded (`ComparisonFolder`).  The other options go to `tdmarket.clear`."""
-    from ..api import clear
+    from ..api import check_options, clear
     from ..errors import TdmarketError
     from ..schemes import registry
     from .resume import ComparisonFolder, comparison_provenance
 
+    check_options(options)  # a bad option is one error now, not one note per scheme
     schemes = list(schemes) if schemes is not None else registry.comparison_ids()
     power_flow = _ac_power_flow()
     notes = []

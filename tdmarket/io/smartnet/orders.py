@@ -18,7 +18,7 @@ BID_COLUMNS = ("Node", "QtBids", "QBid", "QBidSeg", "forT", "QuantityLoQ", "Quan
 
 
 def _origin(tab: Table, **columns: str) -> Origin:
-    return Origin(files=[tab.label], row=tab.line, columns=columns)
+    return Origin(files=[tab.label], row=tab.line, columns={role: tab.name(c) for role, c in columns.items()})
 
 
 class OrdersReader:
@@ -60,9 +60,11 @@ class OrdersReader:
             id=uq, qtbid=qt[first], bus=bus[first], period=per[first] - periods[0], alpha_omega=ao, no_new_act=nna
         )
         segments = Segments(id=seg_id, bid=inv.astype(np.int64), lo=lo, hi=hi, price=p_lo, xlb=xlb)
-        self.origins["segments"] = _origin(bd, hi="QuantityHiQ", xlb="Xlb")
-        nna_column = "NoNewAct" if bd.has("NoNewAct") else "QBid"
-        self.origins["bids"] = Origin([bd.label], bd.line[first], columns=dict(qtbid="QtBids", no_new_act=nna_column))
+        self.origins["segments"] = _origin(bd, hi="QuantityHiQ", xlb="Xlb", price="PriceLoQ")
+        nna_column = bd.name("NoNewAct") if bd.has("NoNewAct") else bd.name("QBid")
+        self.origins["bids"] = Origin(
+            [bd.label], bd.line[first], columns=dict(qtbid=bd.name("QtBids"), no_new_act=nna_column)
+        )
         return self.read_conditions(bids, periods, segments)
 
     def in_horizon(self, tab: Table, per: np.ndarray, periods: np.ndarray) -> None:
@@ -82,6 +84,8 @@ class OrdersReader:
         return seg[first]
 
     def flag_file(self, name: str, qbids: np.ndarray, qtbids: np.ndarray, per: np.ndarray) -> np.ndarray:
+        """Flags from a file of (QtBids, QBid) rows; its rows are recorded (origin `flag:<name>`, one editor row
+        per QBid, 0 where unflagged) so that a check on a flag blames this file, not `Bids.csv`."""
         tab = self.table(name, required=False)
         flags = np.zeros(len(qbids), bool)
         if tab is None or len(tab) == 0:
@@ -93,6 +97,11 @@ class OrdersReader:
         qt = tab.int("QtBids")
         self.check(tab, qtbids[pos] != qt, "QtBids", lambda i: f"QBid {q[i]} belongs to QtBid {qtbids[pos[i]]}")
         flags[pos] = True
+        rows = np.zeros(len(qbids), np.int64)
+        rows[pos] = tab.line
+        self.origins[f"flag:{name.removesuffix('.csv')}"] = Origin(
+            [tab.label], rows, columns={"flag": tab.name("QBid")}
+        )
         return flags
 
     def bid_ref(

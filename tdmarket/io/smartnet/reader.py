@@ -28,8 +28,9 @@ from ...model.arrays import dense, lookup
 from ...model.instance import UNRATED_MIN, Areas, Branches, Buses, Instance
 from ...model.provenance import Origin, Provenance
 from ...model.topology import AreaSplits
-from ..table import Table, read_table
+from ..table import MAX_FILE_MB, Table, read_table
 from .orders import OrdersReader
+from .ranges import MAX_PERIODS, ranges_of
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class ReadOptions:
     edges_file: str = "Edges.csv"
     nonpositive_rating_unlimited: bool = False  # research behaviour: S < 0 means unrated
     edge_pq_bounds: bool = False  # keep Pmin/Pmax/Qmin/Qmax of an Edges_hard-style file as flow bounds
+    max_file_mb: float = MAX_FILE_MB  # larger input files are refused before they are read
 
 
 OPTIONAL_FILES = (
@@ -64,7 +66,8 @@ class _Reader(OrdersReader):
         path = self.folder / name
         if not required and not path.exists():
             return None
-        return read_table(path, self.label(name))
+        max_bytes = int(self.options.max_file_mb * 2**20)
+        return read_table(path, self.label(name), ranges=ranges_of(name), max_bytes=max_bytes)
 
     @staticmethod
     def check(table: Table, bad: np.ndarray, column: str, reason) -> None:
@@ -106,9 +109,13 @@ class _Reader(OrdersReader):
         start, end = int(gp.int("StartTime")[0]), int(gp.int("EndTime")[0])
         if start > end:
             raise gp.error(f"StartTime {start} > EndTime {end}", index=0, column="StartTime")
+        if end - start + 1 > MAX_PERIODS:  # before any (node, period) array is allocated
+            raise gp.error(
+                f"the horizon {start}..{end} has {end - start + 1} periods, more than {MAX_PERIODS}",
+                index=0,
+                column="EndTime",
+            )
         base = float(gp.float("baseMVA", 1.0)[0])
-        if base <= 0:
-            raise gp.error("baseMVA must be positive", index=0, column="baseMVA")
         return np.arange(start, end + 1), base
 
     # ------------------------------------------------------------------ network
@@ -176,7 +183,12 @@ class _Reader(OrdersReader):
         self.origins["branches"] = Origin(
             files=[ed.label],
             row=ed.line,
-            columns=dict(id="ID", f="NodeFrom", t="NodeTo", r="R", x="X", rating="S", tap="Tap", pq_bound="Pmin"),
+            columns={
+                role: ed.name(c)
+                for role, c in dict(
+                    id="ID", f="NodeFrom", t="NodeTo", r="R", x="X", rating="S", tap="Tap", pq_bound="Pmin"
+                ).items()
+            },
         )
         return Branches(
             id=ids,
@@ -201,8 +213,10 @@ class _Reader(OrdersReader):
         sub.require("Edge", "Area")
         edge_ids = sub.int("Edge")
         sub.unique_key("Edge", values=[edge_ids])
-        self.origins["sub_areas"] = Origin(files=[sub.label], row=sub.line, columns=dict(edge="Edge"))
-        return AreaSplits(edge=edge_ids, name=[str(a) for a in sub.cells["Area"]])
+        self.origins["sub_areas"] = Origin(
+            files=[sub.label], row=sub.line, columns=dict(edge=sub.name("Edge"), area=sub.name("Area"))
+        )
+        return AreaSplits(edge=edge_ids, name=[str(a) for a in sub.text("Area")])
 
     # ------------------------------------------------------------------ injections
     def read_injections(self, buses: Buses, periods: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -215,6 +229,16 @@ class _Reader(OrdersReader):
         ni.unique_key("Node", "forT", values=[ni.int("Node"), per])
         p, q = ni.float("P"), ni.float("Q")
         shape = (len(buses), len(periods))
+        if len(ni) < shape[0] * shape[1]:  # name the first missing pair without allocating (node, period) arrays
+            keys = np.sort(pos * shape[1] + (per - periods[0]))
+            gaps = np.flatnonzero(keys != np.arange(len(keys)))
+            b, t = divmod(int(gaps[0]) if len(gaps) else len(keys), shape[1])
+            raise InputError(
+                f"no injection row for node {int(buses.id[b])} in period {int(periods[t])} "
+                f"({shape[0] * shape[1] - len(ni)} (node, period) pairs missing; give explicit 0 rows)",
+                file=ni.label,
+                column=ni.name("Node"),
+            )
         self.origins["injections"] = Origin(files=[ni.label], columns=dict(node="Node"))
         return dense(pos, per - periods[0], p, shape), dense(pos, per - periods[0], q, shape)
 
