@@ -43,6 +43,9 @@ from ..solvers.result import Solution
 
 ACTIVITY_TOL = 1e-6  # a row or variable within this (× (1 + |bound|)) of a bound is at that bound
 CONE_TOL = 1e-6  # s0 − |s̄| <= CONE_TOL·(1 + s0): the cone point is on the boundary
+# face LPs with more rows + columns than this start by interior point when they have no warm basis (below it a
+# cold simplex is faster: a DSO area's face has a few thousand)
+COLD_IPM_SIZE = 50_000
 DUAL_SLACK = 1e-7  # € per unit: extra room in every reduced-cost sign condition beyond the solver's own residual
 
 
@@ -138,9 +141,8 @@ class DualFace:
         # without the program's simplex basis (an interior-point solve, e.g. with cones) the first objective is
         # solved by interior point + crossover, the later ones warm by simplex (measured on the italy-652
         # integrated clearing: 60 s cold simplex, 34 s with presolve, 14 s interior point + crossover)
-        self._cold = True
-        if sol.basis is not None and not self.n_alpha:
-            self._cold = not self._warm_start(sol.basis, keep)
+        warm = sol.basis is not None and not self.n_alpha and self._warm_start(sol.basis, keep)
+        self._cold = not warm and M.shape[0] + M.shape[1] > COLD_IPM_SIZE
         self.build_s = time.perf_counter() - t0
 
     def _warm_start(self, basis: tuple[np.ndarray, np.ndarray], keep: np.ndarray) -> bool:
