@@ -6,6 +6,7 @@ import argparse
 
 from .clear import cmd_clear
 from .compare import cmd_compare
+from .generate import add_generate_parser
 from .info import cmd_info
 from .variant import add_variant_parser
 
@@ -49,6 +50,14 @@ def add_info_parser(sub) -> None:
     )
     add_instance_args(info)
     info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.add_argument(
+        "--compare",
+        nargs="+",
+        default=None,
+        metavar="PATH",
+        help="also print the order-book calibration figures (docs/generate.md §3) of this instance, of each PATH "
+        "and the generator's targets, side by side",
+    )
     info.set_defaults(func=cmd_info)
 
 
@@ -188,4 +197,5 @@ def build_parser() -> argparse.ArgumentParser:
     add_clear_parser(sub)
     add_compare_parser(sub)
     add_variant_parser(sub)
+    add_generate_parser(sub)
     return p

@@ -1,0 +1,130 @@
+"""`tdmarket generate` (docs/generate.md): determinism, structure, calibration, and clearing of a small system.
+
+Needs pandapower and simbench (the `generate` extra); without them the module is skipped, except in CI
+(`CI` set), where a missing package is a failure.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+if importlib.util.find_spec("simbench") is None or importlib.util.find_spec("pandapower") is None:
+    if os.environ.get("CI"):
+        raise ImportError("tests/test_generate_real.py needs pandapower and simbench in CI (the 'generate' extra)")
+    pytest.skip("pandapower and simbench are not installed (pip install 'tdmarket[generate]')", allow_module_level=True)
+
+import tdmarket
+from tdmarket.cli import main
+from tdmarket.generate.calibration import CALIBRATION, REAL_FIGURES, measure
+from tdmarket.generate.system import MARKER, GenerateOptions, generate_system
+from tdmarket.model.instance import BranchKind
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "smartnet"
+OPTIONS = GenerateOptions(dsos=6, periods=2, seed=3, transmission="case118", sub_dso_depth=1)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("gen") / "system"
+    generate_system(out, OPTIONS)
+    return out
+
+
+@pytest.fixture(scope="module")
+def instance(generated):
+    return tdmarket.load(generated)
+
+
+def test_same_seed_gives_identical_files_and_another_seed_does_not(generated, tmp_path):
+    again = tmp_path / "again"
+    generate_system(again, OPTIONS)
+    names = sorted(p.name for p in generated.iterdir())
+    assert names == sorted(p.name for p in again.iterdir())
+    assert all((generated / n).read_bytes() == (again / n).read_bytes() for n in names)
+    other = tmp_path / "other"
+    generate_system(other, GenerateOptions(**{**OPTIONS.__dict__, "seed": 4}))
+    assert (other / "Bids.csv").read_bytes() != (generated / "Bids.csv").read_bytes()
+
+
+def test_structure_areas_radial_and_hosted_at_transmission(instance):
+    ar, bu, br = instance.areas, instance.buses, instance.branches
+    top = np.flatnonzero(ar.parent == 0)
+    sub = np.flatnonzero(ar.parent > 0)
+    assert len(top) == OPTIONS.dsos and len(sub) >= 1  # depth 1: at least one sub-DSO
+    assert not bu.is_dist[ar.host_bus[top]].any()  # every top area hangs at a T bus
+    assert bu.is_dist[ar.host_bus[sub]].all() and (ar.parent[ar.parent[sub]] == 0).all()
+    # radial: per area, D–D lines = nodes − 1 (the reader also rejects cycles)
+    dd = br.kind == BranchKind.DISTRIBUTION
+    nodes = np.bincount(bu.area[bu.is_dist], minlength=len(ar.parent))
+    lines = np.bincount(br.area[dd], minlength=len(ar.parent))
+    dso = ar.parent >= 0
+    assert (lines[dso] == nodes[dso] - 1).all()
+    assert (~bu.is_dist).sum() == 118 and np.isfinite(br.rating[br.kind == BranchKind.INTERFACE]).all()
+
+
+def test_statistics_within_tolerance_of_the_calibration(instance):
+    got = measure(instance)
+    for key in (
+        "node_share_d",
+        "two_way_share",
+        "up_share_one_way",
+        "aon_share_d",
+        "start_stop_share_d",
+        "exclusive_share",
+        "pq_no_pq",
+        "pq_one_sided",
+        "pq_fixed_pf",
+        "pq_disc",
+        "multi_period_share",
+    ):
+        assert abs(got[key] - CALIBRATION[key]) < 0.08, (key, got[key], CALIBRATION[key])
+    assert got["no_new_act_share"] == 1.0 and got["min_duration_share"] == 1.0
+    assert abs(got["bids_per_node_period_d"] - CALIBRATION["bids_per_node_period_d"]) < 0.4
+    assert abs(got["price_up_q"][3] - CALIBRATION["price_up_q"][3]) < 10  # median up price, €/MWh
+    assert abs(got["price_down_q"][3] - CALIBRATION["price_down_q"][3]) < 10
+    imb = instance.system_imbalance()
+    assert (np.sign(imb) == np.sign(imb[0])).all() and (np.abs(imb) > 0).all()
+
+
+@pytest.mark.skipif(not (SHARED / "italy-652").is_dir(), reason="../shared/smartnet/ is absent")
+def test_calibration_table_matches_the_real_instances():
+    for name, figures in REAL_FIGURES.items():
+        got = measure(tdmarket.load(SHARED / name))
+        for key, value in figures.items():
+            assert np.allclose(got[key], value, rtol=1e-3, atol=1e-9), (name, key)
+        assert got.keys() == CALIBRATION.keys()
+
+
+def test_common_and_hierarchical_clear_without_slack_at_the_same_cost(tmp_path):
+    # one level of areas: with a sub-DSO the SOC relaxation of a DSO dispatch can be inexact (docs/generate.md §5)
+    out = tmp_path / "flat"
+    generate_system(out, GenerateOptions(**{**OPTIONS.__dict__, "sub_dso_depth": 0, "dsos": 5}))
+    instance = tdmarket.load(out)
+    common = tdmarket.clear(instance, scheme="common", relax=True)
+    hier = tdmarket.clear(instance, scheme="hierarchical", relax=True, executor="inline", gap=1e-6)
+    assert common.summary["slack"]["p_mw"] < 1e-6 and hier.summary["slack"]["p_mw"] < 1e-6
+    assert abs(hier.total_cost - common.total_cost) <= 1e-4 * max(1.0, abs(common.total_cost))
+
+
+def test_cli_writes_info_reads_and_bad_options_exit_2(tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert main(["generate", str(out), "--dsos", "2", "--periods", "1", "--transmission", "case118"]) == 0
+    assert (out / MARKER).is_file()
+    assert main(["generate", str(out), "--dsos", "2", "--periods", "1", "--transmission", "case118"]) == 0  # ours
+    assert main(["info", str(out), "--compare", str(out)]) == 0
+    assert "calibration figures" in capsys.readouterr().out
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    assert main(["generate", str(foreign), "--dsos", "2"]) == 2
+    assert (foreign / "notes.txt").read_text() == "mine"
+    assert main(["generate", str(tmp_path / "x"), "--dsos", "0"]) == 2
+    assert main(["generate", str(tmp_path / "x"), "--dsos", "2", "--periods", "97"]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["generate", str(tmp_path / "x"), "--dsos", "2", "--feeder-size", "huge"])
+    assert exc.value.code == 2
