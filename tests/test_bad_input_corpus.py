@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 import tdmarket
 from tdmarket.errors import InputError
 from tdmarket.examples import builtin_path
+from tdmarket.io.smartnet.reader import OPTIONAL_FILES
 from tdmarket.model.stats import instance_stats
 
 CELL_VALUES = {  # kind -> text written into one cell
@@ -213,16 +214,7 @@ def test_bad_input_ends_in_a_result_or_one_clean_error(bases, tmp_path, case):
         assert outcome == "error"
 
 
-OPTIONAL = {
-    "ExclusiveQtBids.csv",
-    "RampConstraints.csv",
-    "MinDurationPairs.csv",
-    "HalfPlanes.csv",
-    "QPDisc.csv",
-    "AlphaOmegaSet.csv",
-    "NoNewAct.csv",
-    "SubAreas.csv",
-}
+OPTIONAL = set(OPTIONAL_FILES)  # the reader's own list: a missing optional file is no error
 
 
 def test_the_corpus_covers_every_file_and_column_and_kind():

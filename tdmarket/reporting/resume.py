@@ -31,7 +31,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..io.atomic import atomic_dir, atomic_file
-from .writer import dumps, read_results, write_result_files
+from .writer import dumps, parquet_available, read_results, write_result_files
 
 log = logging.getLogger(__name__)
 
@@ -170,12 +170,7 @@ class ComparisonFolder:
     ) -> Path:
         """Write the scheme's folder atomically (results, AC check, wall time)."""
         target = self.scheme_path(scheme)
-        try:
-            import pyarrow  # noqa: F401
-
-            parquet = True
-        except ImportError:
-            parquet = False
+        parquet = parquet_available()
         with atomic_dir(target) as tmp:
             write_result_files(result, tmp, parquet=parquet)
             if ac_table is not None:

@@ -105,12 +105,7 @@ def write_results(
     """Write the results folder atomically; the rules on an existing folder are `check_results_folder`'s."""
     out = check_results_folder(out_dir, force=force, protect=protect)
     if parquet is None:
-        try:
-            import pyarrow  # noqa: F401
-
-            parquet = True
-        except ImportError:
-            parquet = False
+        parquet = parquet_available()
     with atomic_dir(out) as tmp:
         write_result_files(result, tmp, parquet=parquet)
     return out
@@ -164,3 +159,12 @@ def read_results(folder: str | os.PathLike, *, exclude: tuple[str, ...] = ()):
         summary=summary,
         messages=messages,
     )
+
+
+def parquet_available() -> bool:
+    """Whether results can also be written as Parquet (pyarrow installed)."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
