@@ -111,6 +111,19 @@ def test_common_and_hierarchical_clear_without_slack_at_the_same_cost(tmp_path):
     assert abs(hier.total_cost - common.total_cost) <= 1e-4 * max(1.0, abs(common.total_cost))
 
 
+def test_sub_dso_curves_give_a_feasible_clearing_without_a_certified_bound(instance):
+    """With sub-DSOs the parent DSOs price their children by curves, which can over-estimate the children's cost:
+    on this system the exchange's bound was 9 € above the integrated optimum, so the scheme must not certify it."""
+    common = tdmarket.clear(instance, scheme="common", relax=True)
+    hier = tdmarket.clear(instance, scheme="hierarchical", relax=True, executor="inline")
+    cert = hier.summary["certificate"]
+    assert cert["certified"] is False
+    assert cert["lower_bound_eur"] is None and cert["dispatched_gap"] is None and cert["exchange_gap"] is None
+    assert any("not certified" in w for w in hier.summary["warnings"])
+    # a feasible clearing of the same relaxed problem: never below the integrated optimum
+    assert hier.total_cost >= common.total_cost - 1e-6 * max(1.0, abs(common.total_cost))
+
+
 def test_cli_writes_info_reads_and_bad_options_exit_2(tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["generate", str(out), "--dsos", "2", "--periods", "1", "--transmission", "case118"]) == 0
