@@ -885,6 +885,11 @@ def provenance_section(cmp: Comparison) -> Section:
     return Section("Provenance", f"<table class=meta>{rows}</table>", anchor="provenance")
 
 
+def _noise_free(value: float) -> str:
+    """A table number with 6 significant digits and solver noise (|v| < 1e-6: € or €/MWh) printed as 0."""
+    return "0" if abs(value) < 1e-6 else f"{value:.6g}"
+
+
 def _market_check_maker(index: int, anchor: str) -> SectionMaker:
     """The `index`-th section of `market_checks.market_check_sections` (defined prices, price verification,
     uplift by cause, revenue adequacy) as a report section."""
@@ -894,9 +899,7 @@ def _market_check_maker(index: int, anchor: str) -> SectionMaker:
         if index >= len(sections):
             return None
         ms = sections[index]
-        tables = "".join(
-            t.to_html(index=False, float_format=lambda v: f"{v:.6g}", border=0) for t in ms.tables if len(t)
-        )
+        tables = "".join(t.to_html(index=False, float_format=_noise_free, border=0) for t in ms.tables if len(t))
         return Section(ms.title, f"<p>{html.escape(ms.text)}</p>{tables}", ms.figure, anchor=anchor)
 
     maker.__name__ = f"{anchor.replace('-', '_')}_section"
