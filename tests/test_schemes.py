@@ -119,6 +119,7 @@ def test_compare_cli_writes_report_and_json(tmp_path, capsys):
         "settlement",
         "convergence",
         "feeder",
+        "uplift",  # uplift by cause (docs/model.md §8): the example has indivisibility uplift
     }
     assert [p.name for p in report.parent.iterdir()] == ["report.html"]  # nothing half-written left over
 
