@@ -42,6 +42,9 @@ class DistributionFormulation(ABC):
 
     name: ClassVar[str]  # the `ModelOptions.dist_model` key (concrete formulations only)
     conic: ClassVar[bool]  # circle limits are exact second-order cones (True) or inscribed K-gons (False)
+    # cone blocks that relax an equality of the AC model (P² + Q² = u·ℓ); the exact AC program turns them into
+    # equalities (`tdmarket.formulations.exact_ac`)
+    relaxation_cones: ClassVar[tuple[str, ...]] = ()
 
     line: np.ndarray
     bus: np.ndarray
@@ -83,6 +86,11 @@ class DistributionFormulation(ABC):
         """(len(line), T) relaxation gap (≥ 0 at a feasible point); zeros where the formulation is exact or has no
         relaxation."""
 
+    def fictitious_loss(self, x: np.ndarray) -> np.ndarray:
+        """(len(line), T) fictitious loss of the relaxation in MW: R·(ℓ − (P² + Q²)/u), the active power the
+        relaxed point loses on a line beyond the AC loss of its flows (zeros where the formulation is exact)."""
+        return np.zeros((len(self.line), self.inst.n_periods))
+
     @abstractmethod
     def loss_cost(self, n: int) -> np.ndarray:
         """(n,) cost vector pricing the losses at € 1 per MW: the coefficient of every column of a program with `n`
@@ -111,6 +119,7 @@ class DistributionFormulation(ABC):
                 "rating_mva": np.repeat(br.rating[self.line], T),
                 "loading": (np.maximum(np.hypot(pf, qf), np.hypot(pt, qt)) / S).ravel(),
                 "soc_gap": self.soc_gap(x).ravel(),
+                "fictitious_loss_mw": self.fictitious_loss(x).ravel(),
             }
         )
 

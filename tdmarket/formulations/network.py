@@ -85,6 +85,7 @@ class DCTransmission:
                 "rating_mva": np.repeat(br.rating[self.line], T),
                 "loading": (np.abs(fl) / br.rating[self.line][:, None]).ravel(),
                 "soc_gap": 0.0,
+                "fictitious_loss_mw": 0.0,
             }
         )
 
