@@ -71,7 +71,17 @@ _REPLACED = {
     "buses": (["node", "period"], ["vsq_pu", "slack_p_mw", "slack_q_mvar"]),
     "lines": (
         ["edge", "period"],
-        ["p_from_mw", "q_from_mvar", "p_to_mw", "q_to_mvar", "loss_mw", "loading", "soc_gap", "fictitious_loss_mw"],
+        [
+            "p_from_mw",
+            "q_from_mvar",
+            "p_to_mw",
+            "q_to_mvar",
+            "loss_mw",
+            "loading",
+            "soc_gap",
+            "fictitious_loss_mw",
+            "fictitious_vdrop_pu2",
+        ],
     ),
     "interfaces": (["area", "period"], ["export_mw", "export_mvar"]),
 }
@@ -133,7 +143,47 @@ class Recovery:
             "time_s": float(sum(a.time_s for a in tried)),
             "max_area_time_s": float(max((a.time_s for a in tried), default=0.0)),
             "dx_tolerance_mw": DX_TOL_MW,
+            "solver": f"ipopt (casadi {load_casadi().__version__})",
         }
+
+
+def require_recovery_stack() -> None:
+    """Raise `InputError` (exit 2 on the command line) with the extra to install unless pandapower and casadi are
+    importable."""
+    from ..errors import InputError
+    from .ac_network import load_pandapower
+
+    try:
+        load_pandapower()
+        load_casadi()
+    except ImportError as exc:
+        raise InputError(f"--ac-recovery: {exc}") from None
+
+
+def attach_recovery(result, rec: Recovery) -> None:
+    """Put a recovery on a `ClearingResult`: the delivered tables, the `ac_recovery` table (one row per area),
+    the `ac_check` table of the delivered dispatch, the summary block `ac_recovery`, the recovery cost in
+    `cost` and warnings for areas that stay undeliverable."""
+    summary = rec.summary()
+    result.tables = dict(rec.tables)
+    result.tables["ac_recovery"] = rec.table()
+    result.tables["ac_check"] = rec.ac_after
+    result.summary["ac_recovery"] = summary
+    cost = result.summary["cost"]
+    cost["recovery_eur"] = summary["extra_cost_eur"]
+    cost["total_with_recovery_eur"] = float(cost["total_cost_eur"]) + summary["extra_cost_eur"]
+    warnings = result.summary.setdefault("warnings", [])
+    if summary["areas_not_deliverable"]:
+        warnings.append(
+            f"AC check: {summary['areas_not_deliverable']} of {summary['areas_checked']} distribution areas not "
+            f"AC-deliverable as cleared ({summary['violations_before']} voltage/thermal violations, max |Δx| "
+            f"{summary['max_abs_dx_mw_before']:.3g} MW); {summary['areas_recovered']} recovered by the exact AC "
+            f"re-dispatch, {summary['violations_after']} violations remain"
+        )
+    if summary["areas_failed"]:
+        warnings.append(
+            f"AC recovery failed for {', '.join(summary['areas_failed'])}: their dispatch is kept as cleared"
+        )
 
 
 def deliverability(ac_areas: pd.DataFrame) -> pd.DataFrame:
