@@ -137,7 +137,7 @@ def add_clear_parser(sub) -> None:
         "--ac-recovery",
         action="store_true",
         help="check the distribution dispatch with an AC power flow and re-dispatch every area that is not "
-        "AC-deliverable with an exact AC OPF (Ipopt; needs tdmarket[ac]; docs/model.md §5(g))",
+        "AC-deliverable with an exact AC OPF (Ipopt; needs tdmarket[ac]; docs/model.md §5(h))",
     )
     _add_hierarchical_args(clear)
     clear.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -156,7 +156,7 @@ FICTITIOUS_VDROP_TOL_PU2 = 1e-6  # p.u.², the voltage-bound tolerance of the AC
 
 
 def exactness_summary(lines: pd.DataFrame | None) -> dict:
-    """How exact the relaxation of a dispatch is, from its `lines` table (D rows; docs/model.md §5(g)).
+    """How exact the relaxation of a dispatch is, from its `lines` table (D rows; docs/model.md §5(f) step 3).
 
     * `max`, `sum`: the cone gap u·ℓ − P² − Q² (MVA², p.u.² on the 1 MVA base) — not comparable between lines;
     * `fictitious_loss_mw_max_line`: max over (line, period) of R·(ℓ − (P² + Q²)/u), MW: the active power a line

@@ -1,4 +1,4 @@
-"""The exact AC model of a distribution area as a nonlinear program (docs/model.md §5(g)).
+"""The exact AC model of a distribution area as a nonlinear program (docs/model.md §5(h)).
 
 On a radial network the branch-flow model of docs/model.md §3.3 with the relaxed cone P² + Q² <= u·ℓ held as an
 *equality* is the AC power flow of the π-model (series impedance, charging, off-nominal taps, nodal shunts): the

@@ -1,5 +1,5 @@
 """AC recovery: an exact AC dispatch for every distribution area whose cleared dispatch is not AC-deliverable
-(docs/model.md §5(g)).
+(docs/model.md §5(h)).
 
 For each top-level distribution area (its tree below one T–D interface):
 
