@@ -257,9 +257,23 @@ def clear(instance, scheme: str = "centralized", *, incentives: bool = True, **o
             settles_at_interface=spec.settles_at_interface,
         )
     result.summary["provenance"] = record
+    _attach_exactness(result)
     for warning in result.summary.get("warnings", []):
         log.warning("%s: %s", scheme, warning)
     return result
+
+
+def _attach_exactness(result: ClearingResult) -> None:
+    """Every scheme's summary says how exact its relaxation is (`soc_gap`, MW figures) and warns when it is not."""
+    from .formulations.distribution import exactness_summary, exactness_warning
+
+    lines = result.tables.get("lines")
+    if lines is None or len(lines) == 0 or "soc_gap" not in lines:
+        return
+    result.summary["soc_gap"] = exactness = exactness_summary(lines)
+    warning = exactness_warning(exactness)
+    if warning is not None:
+        result.summary.setdefault("warnings", []).append(warning)
 
 
 def gap_to(result: ClearingResult, reference: ClearingResult) -> float:

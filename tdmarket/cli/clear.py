@@ -59,6 +59,10 @@ def cmd_clear(args) -> int:
     protect = (instance_path(args),)
     if args.out is not None:  # a results folder that cannot be written is known now, not after the solve
         check_results_folder(args.out, force=args.force, protect=protect)
+    if args.ac_recovery:  # a missing solver stack is known now, not after the clearing
+        from ..reporting.ac_recovery import require_recovery_stack
+
+        require_recovery_stack()
     t0 = time.perf_counter()
     inst = load_instance(args)
     t_load = time.perf_counter() - t0
@@ -71,6 +75,11 @@ def cmd_clear(args) -> int:
         if display is not None:
             display.close()
     result.summary["timings_s"]["load"] = t_load
+    if args.ac_recovery:
+        from ..reporting.ac_recovery import attach_recovery, recover
+
+        log.info("AC check and recovery ...")
+        attach_recovery(result, recover(inst, result.tables, options))
     if args.compare_centralized and args.scheme != "centralized" and args.scheme != "common":
         add_gap_to_centralized(inst, result, options, args.quiet)
     if args.out is not None:

@@ -52,7 +52,9 @@ def cmd_compare(args) -> int:
     options = model_solve_options(args) | {"executor": args.executor, "workers": args.workers}
     display = progress_display(args.quiet)
     try:
-        cmp = run_comparison(inst, schemes, progress=display, ac=not args.no_ac, out=args.out, **options)
+        cmp = run_comparison(
+            inst, schemes, progress=display, ac=not args.no_ac, ac_recovery=args.ac_recovery, out=args.out, **options
+        )
     finally:
         if display is not None:
             display.close()

@@ -133,6 +133,12 @@ def add_clear_parser(sub) -> None:
         help="reactive power of D orders without PQ limits (docs/model.md §4.3)",
     )
     clear.add_argument("--slack-penalty", type=float, default=1e4, help="balance slack penalty, EUR/MWh")
+    clear.add_argument(
+        "--ac-recovery",
+        action="store_true",
+        help="check the distribution dispatch with an AC power flow and re-dispatch every area that is not "
+        "AC-deliverable with an exact AC OPF (Ipopt; needs tdmarket[ac]; docs/model.md §5(h))",
+    )
     _add_hierarchical_args(clear)
     clear.add_argument("--json", action="store_true", help="print the summary as JSON")
     clear.add_argument("--quiet", action="store_true", help="no progress output (warnings still shown)")
@@ -173,6 +179,13 @@ def add_compare_parser(sub) -> None:
     )
     cmp.add_argument("--relax", action="store_true", help="continuous relaxation of the binaries")
     cmp.add_argument("--no-ac", action="store_true", help="skip the AC power-flow check")
+    cmp.add_argument(
+        "--ac-recovery",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="re-dispatch every area that is not AC-deliverable with an exact AC OPF and report violations "
+        "before and after and the recovery cost (default on; skipped with a note when casadi is missing)",
+    )
     cmp.add_argument("--mip-gap", type=float, default=1e-3)
     cmp.add_argument("--time-limit", type=float, default=None)
     cmp.add_argument("--threads", type=int, default=1)

@@ -21,7 +21,17 @@ def _print_cost_and_solver(s: dict) -> None:
             f"gap {fmt_percent(s['mip']['gap'], sign=False)}"
         )
     if "soc_gap" in s:
-        print(f"soc gap           max {s['soc_gap']['max']:.3g}, inexact lines {s['soc_gap']['inexact_lines']}")
+        g = s["soc_gap"]
+        if "fictitious_loss_mw_max_line" in g:
+            print(
+                f"soc gap           fictitious loss max {g['fictitious_loss_mw_max_line']:.3g} MW per line, "
+                f"{g['fictitious_loss_mw_max_period']:.3g} MW per period, voltage drop max "
+                f"{g.get('fictitious_vdrop_pu2_max', 0.0):.3g} p.u.²; inexact lines {g['inexact_lines']} "
+                f"(> {g['tolerance_mw']:.0e} MW or p.u.²), at solver tolerance {g['tolerance_lines']}; "
+                f"cone gap max {g['max']:.3g} MVA²"
+            )
+        else:  # a summary written before the MW figures existed
+            print(f"soc gap           max {g['max']:.3g} MVA², inexact lines {g['inexact_lines']}")
     if "solver" in s:
         print(f"solver            {s['solver']['name']} {s['solver']['status']} in {s['solver']['time_s']:.2f} s")
 
@@ -67,6 +77,18 @@ def print_summary(s: dict) -> None:
         print(
             f"gap to central.   {fmt_eur(diff, sign=True)} € ({fmt_percent(share)})  (centralized {fmt_eur(ref)} € "
             f"in {g['centralized_wall_s']:.2f} s; this scheme {s['timings_s']['wall']:.2f} s)"
+        )
+    if "ac_recovery" in s:
+        r = s["ac_recovery"]
+        print(
+            f"ac check          {r['violations_before']} violations, max |Δx| {r['max_abs_dx_mw_before']:.3g} MW; "
+            f"{r['areas_not_deliverable']} of {r['areas_checked']} areas not AC-deliverable "
+            f"(|Δx| tolerance {r['dx_tolerance_mw']:g} MW)"
+        )
+        print(
+            f"ac recovery       {r['areas_recovered']} of {r['areas_attempted']} areas recovered, extra cost "
+            f"{fmt_eur(r['extra_cost_eur'], sign=True)} €, {r['violations_after']} violations after, max |Δx| "
+            f"{r['max_abs_dx_mw_after']:.3g} MW, {r['time_s']:.2f} s (max {r['max_area_time_s']:.2f} s per area)"
         )
     for w in s.get("warnings", []):
         print(f"warning           {w}")

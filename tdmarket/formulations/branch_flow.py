@@ -195,6 +195,7 @@ class SOCBranchFlow(BranchFlow):
 
     name = "socp"
     conic = True
+    relaxation_cones = ("branch_flow_soc",)
 
     @classmethod
     def add_circles(cls, prog: Program, name: str, a: Affine, b: Affine, radius: np.ndarray, sides: int) -> None:
@@ -240,6 +241,24 @@ class SOCBranchFlow(BranchFlow):
         gap = u * x[self._l] - x[self.P_grid] ** 2 - x[self.Q_grid] ** 2
         gap[(self.r == 0) & (self.x == 0)] = 0.0
         return gap
+
+    def current_excess(self, x: np.ndarray) -> np.ndarray:
+        """ℓ − (P² + Q²)/u = gap/u per (line, period), p.u. (MVA² per p.u.² of voltage): the squared current the
+        relaxed point carries beyond its flows; 0 on zero-impedance lines."""
+        T = self.inst.n_periods
+        if len(self.line) == 0:
+            return np.zeros((0, T))
+        per = np.arange(T)
+        u = x[self.w_grid[self.inst.branches.f[self.line][:, None], per]] / self.tau2[:, None]
+        return self.soc_gap(x) / np.maximum(u, 1e-12)
+
+    def fictitious_loss(self, x: np.ndarray) -> np.ndarray:
+        """R·(ℓ − (P² + Q²)/u) per (line, period), MW (p.u. on 1 MVA)."""
+        return self.r[:, None] * self.current_excess(x)
+
+    def fictitious_voltage_drop(self, x: np.ndarray) -> np.ndarray:
+        """|z|²·(ℓ − (P² + Q²)/u) per (line, period), p.u.²: how much lower w_j is than the AC flows make it."""
+        return (self.r**2 + self.x**2)[:, None] * self.current_excess(x)
 
     def loss_cost(self, n: int) -> np.ndarray:
         """Loss of line e is p_fr + p_to = R ℓ: € R per unit of ℓ, zero elsewhere."""

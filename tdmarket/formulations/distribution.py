@@ -42,6 +42,9 @@ class DistributionFormulation(ABC):
 
     name: ClassVar[str]  # the `ModelOptions.dist_model` key (concrete formulations only)
     conic: ClassVar[bool]  # circle limits are exact second-order cones (True) or inscribed K-gons (False)
+    # cone blocks that relax an equality of the AC model (P² + Q² = u·ℓ); the exact AC program turns them into
+    # equalities (`tdmarket.formulations.exact_ac`)
+    relaxation_cones: ClassVar[tuple[str, ...]] = ()
 
     line: np.ndarray
     bus: np.ndarray
@@ -83,6 +86,17 @@ class DistributionFormulation(ABC):
         """(len(line), T) relaxation gap (≥ 0 at a feasible point); zeros where the formulation is exact or has no
         relaxation."""
 
+    def fictitious_loss(self, x: np.ndarray) -> np.ndarray:
+        """(len(line), T) fictitious loss of the relaxation in MW: R·(ℓ − (P² + Q²)/u), the active power the
+        relaxed point loses on a line beyond the AC loss of its flows (zeros where the formulation is exact)."""
+        return np.zeros((len(self.line), self.inst.n_periods))
+
+    def fictitious_voltage_drop(self, x: np.ndarray) -> np.ndarray:
+        """(len(line), T) voltage drop of the relaxation beyond the AC drop of the flows, p.u.²: |z|²·(ℓ − (P² +
+        Q²)/u) (zeros where the formulation is exact).  A gap on a line of small R and large X costs almost no
+        loss but can move voltages by this much."""
+        return np.zeros((len(self.line), self.inst.n_periods))
+
     @abstractmethod
     def loss_cost(self, n: int) -> np.ndarray:
         """(n,) cost vector pricing the losses at € 1 per MW: the coefficient of every column of a program with `n`
@@ -111,6 +125,8 @@ class DistributionFormulation(ABC):
                 "rating_mva": np.repeat(br.rating[self.line], T),
                 "loading": (np.maximum(np.hypot(pf, qf), np.hypot(pt, qt)) / S).ravel(),
                 "soc_gap": self.soc_gap(x).ravel(),
+                "fictitious_loss_mw": self.fictitious_loss(x).ravel(),
+                "fictitious_vdrop_pu2": self.fictitious_voltage_drop(x).ravel(),
             }
         )
 
@@ -132,6 +148,68 @@ def distribution_formulation(opts: ModelOptions) -> type[DistributionFormulation
 def distribution_formulations() -> dict[str, type[DistributionFormulation]]:
     """Every registered formulation by its `dist_model` key."""
     return dict(_REGISTRY)
+
+
+# A relaxation whose fictitious loss on a line stays at or below this is exact up to the interior-point tolerance.
+FICTITIOUS_LOSS_TOL_MW = 1e-6
+FICTITIOUS_VDROP_TOL_PU2 = 1e-6  # p.u.², the voltage-bound tolerance of the AC check
+
+
+def exactness_summary(lines: pd.DataFrame | None) -> dict:
+    """How exact the relaxation of a dispatch is, from its `lines` table (D rows; docs/model.md §5(f) step 3).
+
+    * `max`, `sum`: the cone gap u·ℓ − P² − Q² (MVA², p.u.² on the 1 MVA base) — not comparable between lines;
+    * `fictitious_loss_mw_max_line`: max over (line, period) of R·(ℓ − (P² + Q²)/u), MW: the active power a line
+      loses in the relaxed point beyond the AC loss of its flows;
+    * `fictitious_loss_mw_max_period`: max over periods of the sum over lines, MW: about the interface deviation
+      the gap causes (the AC exchange differs from the cleared one by the fictitious loss it does not have);
+    * `fictitious_vdrop_pu2_max`: max of |z|²·(ℓ − (P² + Q²)/u), p.u.²: the voltage error of the gap;
+    * `inexact_lines`: (line, period) pairs whose fictitious loss exceeds `FICTITIOUS_LOSS_TOL_MW` or whose
+      fictitious voltage drop exceeds `FICTITIOUS_VDROP_TOL_PU2`;
+      `tolerance_lines`: pairs with a cone gap above 1e-6 MVA² but a fictitious loss within the tolerance
+      (interior-point noise, not inexactness)."""
+    empty = {
+        "max": 0.0,
+        "sum": 0.0,
+        "unit": "MVA^2",
+        "fictitious_loss_mw_max_line": 0.0,
+        "fictitious_loss_mw_max_period": 0.0,
+        "fictitious_vdrop_pu2_max": 0.0,
+        "inexact_lines": 0,
+        "tolerance_lines": 0,
+        "tolerance_mw": FICTITIOUS_LOSS_TOL_MW,
+        "tolerance_vdrop_pu2": FICTITIOUS_VDROP_TOL_PU2,
+    }
+    if lines is None or len(lines) == 0 or "soc_gap" not in lines:
+        return empty
+    d = lines[lines["kind"] == "D"] if "kind" in lines else lines
+    if len(d) == 0:
+        return empty
+    gap = d["soc_gap"].to_numpy(float)
+    loss = d["fictitious_loss_mw"].to_numpy(float) if "fictitious_loss_mw" in d else np.zeros(len(d))
+    vdrop = d["fictitious_vdrop_pu2"].to_numpy(float) if "fictitious_vdrop_pu2" in d else np.zeros(len(d))
+    per_period = pd.Series(np.maximum(loss, 0.0)).groupby(d["period"].to_numpy()).sum()
+    inexact = (loss > FICTITIOUS_LOSS_TOL_MW) | (vdrop > FICTITIOUS_VDROP_TOL_PU2)
+    return empty | {
+        "max": float(np.nanmax(gap)),
+        "sum": float(np.nansum(gap)),
+        "fictitious_loss_mw_max_line": float(np.nanmax(loss)),
+        "fictitious_loss_mw_max_period": float(per_period.max()) if len(per_period) else 0.0,
+        "fictitious_vdrop_pu2_max": float(np.nanmax(vdrop)),
+        "inexact_lines": int(inexact.sum()),
+        "tolerance_lines": int(((gap > 1e-6) & ~inexact).sum()),
+    }
+
+
+def exactness_warning(exactness: dict) -> str | None:
+    """The warning of an inexact relaxation (None when it is exact up to the tolerance)."""
+    if exactness.get("inexact_lines", 0) == 0:
+        return None
+    return (
+        f"SOC relaxation inexact on {exactness['inexact_lines']} (line, period) pairs: fictitious loss up to "
+        f"{exactness['fictitious_loss_mw_max_line']:.3g} MW on a line and {exactness['fictitious_loss_mw_max_period']:.3g}"
+        f" MW in a period, fictitious voltage drop up to {exactness['fictitious_vdrop_pu2_max']:.3g} p.u.²; the dispatch may not be AC-deliverable (check and recover it with --ac-recovery)"
+    )
 
 
 # the concrete formulations register themselves when their module is imported (after the contract above exists)

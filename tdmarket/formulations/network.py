@@ -85,6 +85,8 @@ class DCTransmission:
                 "rating_mva": np.repeat(br.rating[self.line], T),
                 "loading": (np.abs(fl) / br.rating[self.line][:, None]).ravel(),
                 "soc_gap": 0.0,
+                "fictitious_loss_mw": 0.0,
+                "fictitious_vdrop_pu2": 0.0,
             }
         )
 

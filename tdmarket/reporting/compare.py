@@ -63,6 +63,31 @@ def _number(value) -> float:
     return np.nan if value is None else float(value)
 
 
+def _recovery():
+    try:
+        from ..solvers.ipopt import load_casadi
+        from .ac_recovery import recover
+
+        load_casadi()
+    except ImportError:
+        return None
+    return recover
+
+
+def _recovery_columns(rec, total_cost: float) -> dict:
+    """Comparison columns of one scheme's AC recovery: violations after, areas recovered, cost (€)."""
+    s = rec.summary()
+    return {
+        "ac_violations_after": int(s["violations_after"]),
+        "ac_areas_not_deliverable": int(s["areas_not_deliverable"]),
+        "ac_areas_recovered": int(s["areas_recovered"]),
+        "recovery_cost_eur": float(s["extra_cost_eur"]),
+        "total_cost_with_recovery_eur": float(total_cost) + float(s["extra_cost_eur"]),
+        "interface_deviation_after_mw": float(s["max_abs_dx_mw_after"]),
+        "recovery_s": float(s["time_s"]),
+    }
+
+
 def scheme_row(scheme: str, result, wall_s: float, ac_summary: dict | None) -> dict:
     """The comparison row of one scheme from its summary and, if checked, its AC summary."""
     s = result.summary
@@ -128,6 +153,7 @@ def run_comparison(
     *,
     progress=None,
     ac: bool = True,
+    ac_recovery: bool = False,
     out=None,
     **options,
 ) -> Comparison:
@@ -137,7 +163,10 @@ def run_comparison(
     `progress` is the structured progress callback of `tdmarket.clear` (hierarchical stages and cut rounds,
     MIP rounds); its `close()` is called after each scheme if it has one.  `out`: a folder where each scheme's
     results are saved as soon as it is done, and from which schemes saved earlier with the same input files
-    and options are loaded (`ComparisonFolder`).  The other options go to `tdmarket.clear`."""
+    and options are loaded (`ComparisonFolder`).  `ac_recovery`: after the AC check, re-dispatch every area that
+    is not AC-deliverable with the exact AC OPF (`tdmarket.reporting.ac_recovery`, needs casadi) and report
+    violations after recovery, the recovery cost and the total cost with it.  The other options go to
+    `tdmarket.clear`."""
     from ..api import check_options, clear
     from ..errors import TdmarketError
     from ..schemes import registry
@@ -151,6 +180,10 @@ def run_comparison(
         notes.append("AC check skipped: pandapower not installed (pip install 'tdmarket[ac]')")
         log.warning(notes[-1])
     check_ac = ac and power_flow is not None
+    recover = _recovery() if check_ac and ac_recovery else None
+    if check_ac and ac_recovery and recover is None:
+        notes.append("AC recovery skipped: casadi not installed (pip install 'tdmarket[ac]')")
+        log.warning(notes[-1])
     folder = ComparisonFolder.open(out, inst) if out is not None else None
     clear_options = options | ({"progress": progress} if progress is not None else {})
     cmp = Comparison(
@@ -160,6 +193,7 @@ def run_comparison(
         network=inst,
         provenance=comparison_provenance(inst, schemes, options, ac=check_ac),
     )
+    cmp.provenance["ac_recovery"] = recover is not None
     rows = []
     for scheme in schemes:
         saved = folder.load(scheme, options, need_ac=check_ac) if folder is not None else None
@@ -192,7 +226,10 @@ def run_comparison(
             cmp.ac[scheme] = ac_table
         if ac_lines is not None:
             cmp.ac_lines[scheme] = ac_lines
-        rows.append(scheme_row(scheme, res, wall, ac_summary_of(ac_table) if ac_table is not None else None))
+        row = scheme_row(scheme, res, wall, ac_summary_of(ac_table) if ac_table is not None else None)
+        if recover is not None and ac_table is not None:
+            row.update(_recovery_columns(recover(inst, res.tables, options, ac_before=ac_table), res.total_cost))
+        rows.append(row)
         if folder is not None and (saved is None or (check_ac and saved.ac_table is None)):
             path = folder.save(scheme, res, ac_table, ac_lines, wall)
             log.info("%s: saved to %s", scheme, path)
@@ -213,6 +250,10 @@ TEXT_COLUMNS = [
     ("ac_thermal_violations", "thermal", lambda v: fmt(v, "count")),
     ("ac_voltage_violations", "voltage", lambda v: fmt(v, "count")),
     ("ac_worst_loading", "worst loading %", lambda v: fmt(100 * v, "", 3)),
+    ("ac_violations", "AC viol. before", lambda v: fmt(v, "count")),
+    ("ac_violations_after", "after recovery", lambda v: fmt(v, "count")),
+    ("recovery_cost_eur", "recovery €", lambda v: fmt_eur(v, sign=True)),
+    ("total_cost_with_recovery_eur", "total with recovery €", fmt_eur),
     ("uplift_eur", "uplift €", fmt_eur),
     ("degenerate_prices", "degenerate prices", lambda v: fmt(v, "count")),
     ("kappa_no_slack_published", "κ prices w/o slack", lambda v: fmt(v, "count")),

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from ..formulations.clearing import ClearingProblem
+from ..formulations.distribution import exactness_summary
 from ..formulations.options import ModelOptions
 from ..market.incentives import attach_incentives
 from ..market.pricing import annotate_buses, price_summary, publish_prices
@@ -59,7 +60,6 @@ def summarise(cp: ClearingProblem, sol, tables, mip: dict, timings: dict, scheme
     chk = cp.check(sol.x)
     buses = tables["buses"]
     lines = tables["lines"]
-    soc = lines.loc[lines.kind == "D", "soc_gap"] if len(lines) else lines
     return {
         "scheme": scheme,
         "instance": inst.name,
@@ -82,11 +82,7 @@ def summarise(cp: ClearingProblem, sol, tables, mip: dict, timings: dict, scheme
             "max_cone_violation": chk.max_cone_violation,
             "feasible": chk.ok(1e-6),
         },
-        "soc_gap": {
-            "max": float(soc.max()) if len(soc) else 0.0,
-            "sum": float(soc.sum()) if len(soc) else 0.0,
-            "inexact_lines": int((soc > 1e-6).sum()) if len(soc) else 0,
-        },
+        "soc_gap": exactness_summary(lines),
         "solver": {
             "name": sol.solver,
             "status": sol.status.value,
