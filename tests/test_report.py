@@ -23,6 +23,7 @@ from tdmarket.reporting.report import (
     Section,
     add_section,
     build_sections,
+    recovery_section,
     render_html,
     supply_steps,
     violations_section,
@@ -162,6 +163,19 @@ def test_violations_without_any_is_a_table_not_an_empty_plot(comparison):
     assert section.figure is None
     assert "No thermal or voltage violation" in section.html and "<table" in section.html
     assert violations_section(comparison).figure is not None  # centralized-as-market overloads line 22
+
+
+def test_recovery_section_only_when_the_recovery_ran(comparison):
+    """Violations before/after the AC recovery, its cost and the total with it, per scheme."""
+    assert recovery_section(comparison) is None  # this comparison ran no recovery
+    rows = comparison.rows.copy()
+    rows["ac_violations_after"] = 0
+    rows["recovery_cost_eur"] = np.where(rows.scheme == "centralized-as-market", 12.5, 0.0)
+    rows["total_cost_with_recovery_eur"] = rows.total_cost_eur + rows.recovery_cost_eur
+    recovered = Comparison(instance="x", rows=rows, results=comparison.results, ac={}, network=comparison.network)
+    section = recovery_section(recovered)
+    assert section is not None and section.anchor == "recovery"
+    assert "centralized-as-market" in section.html and "+12.50" in section.html and "1,574.94" in section.html
 
 
 def test_cost_gap_is_relative_to_common_and_negative_costs_work(comparison):

@@ -159,6 +159,43 @@ def summary_section(cmp: Comparison) -> Section:
     return Section("Summary", text + _table(header, rows) + notes, anchor="summary")
 
 
+def recovery_section(cmp: Comparison) -> Section | None:
+    """AC violations before and after the AC recovery (docs/model.md §5(h)), its cost and the total including it;
+    only when `compare` ran the recovery."""
+    rows_in = cmp.rows
+    if not len(rows_in) or "ac_violations_after" not in rows_in:
+        return None
+    header = [
+        "scheme",
+        "AC violations before",
+        "AC violations after recovery",
+        "recovery cost (€)",
+        "total cost (€)",
+        "total with recovery (€)",
+    ]
+    rows = []
+    for _, r in rows_in.iterrows():
+        if isinstance(r.get("error"), str):
+            continue
+        rows.append(
+            [
+                html.escape(str(r["scheme"])),
+                fmt(_value(r, "ac_violations"), "count"),
+                fmt(_value(r, "ac_violations_after"), "count"),
+                fmt_eur(_value(r, "recovery_cost_eur"), sign=True),
+                fmt_eur(_value(r, "total_cost_eur")),
+                fmt_eur(_value(r, "total_cost_with_recovery_eur")),
+            ]
+        )
+    text = (
+        "<p>Every distribution area whose dispatch the AC power flow finds not deliverable (a violation, no "
+        "convergence, or an interface deviation) is re-dispatched with an exact AC program, its binaries and "
+        "exported power held; the recovered point is checked by the same power flow. The recovery cost is the "
+        "change of the area's clearing objective (€).</p>"
+    )
+    return Section("AC recovery: system security", text + _table(header, rows), anchor="recovery")
+
+
 def cost_section(cmp: Comparison) -> Section | None:
     """Cost per scheme as gap to `common` (€); `no-coordination` on its own axis."""
     plot = _plotly()
@@ -910,6 +947,7 @@ SECTIONS: list[SectionMaker] = [
     summary_section,
     cost_section,
     violations_section,
+    recovery_section,
     supply_curve_section,
     interface_section,
     price_section,
