@@ -2,13 +2,12 @@
 uplift by cause and operator, revenue adequacy and interface payments.
 
 Self-contained: `market_check_columns(result)` gives the columns one scheme adds to the `compare` table and JSON,
-`market_check_sections(comparison)` the report sections (title, explanation, tables, optional figure) built
-from the results alone; `sections_html` renders them for the current report.
+`defined_prices_section`, `verification_section`, `uplift_section` and `adequacy_section` the report sections
+(title, explanation, tables, optional figure), each built from the comparison's results alone.
 """
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -162,46 +161,42 @@ def _uplift_figure(table: pd.DataFrame):
     return fig
 
 
-def market_check_sections(cmp) -> list[ReportSection]:
-    """The four market-check sections of a comparison's report."""
-    results = cmp.results
-    uplift = _uplift_tables(results)
-    return [
-        ReportSection(
-            "Defined prices",
-            "A price is degenerate when its dual is an interval (no flexible resource sets it). Where it is, the "
-            "published price is the point of its interval nearest to the price of the market the node is coupled "
-            "to (docs/model.md §8); ±κ is published only where slack sets it. 'solver' counts what the solver "
-            "returned before that rule.",
-            [_prices_table(results)],
-        ),
-        ReportSection(
-            "Price verification of the orders",
-            "Every segment against its node's published price: accepted but out of the money, or not fully "
-            "accepted although in the money. Paradoxes that the participant's own order rules explain (no lost "
-            "opportunity cost) are counted but not listed; the list shows those with a lost opportunity cost.",
-            _verification_tables(results),
-        ),
-        ReportSection(
-            "Uplift by cause and operator",
-            "Every participant's lost opportunity cost booked to one cause: curve error, held exchange, price "
-            "degeneracy, indivisibility, other (docs/model.md §8).",
-            uplift,
-            _uplift_figure(uplift[0]),
-        ),
-        ReportSection(
-            "Revenue adequacy and interface payments",
-            "Each operator's merchandising surplus and its net interface payment; the TSO↔DSO payments of a "
-            "period sum to zero (residual column).",
-            [_adequacy_table(results)],
-        ),
-    ]
+def defined_prices_section(cmp) -> ReportSection:
+    return ReportSection(
+        "Defined prices",
+        "A price is degenerate when its dual is an interval (no flexible resource sets it). Where it is, the "
+        "published price is the point of its interval nearest to the price of the market the node is coupled "
+        "to (docs/model.md §8); ±κ is published only where slack sets it. 'solver' counts what the solver "
+        "returned before that rule.",
+        [_prices_table(cmp.results)],
+    )
 
 
-def sections_html(sections: list[ReportSection]) -> list[str]:
-    """HTML fragments of the sections, for the current report page."""
-    parts = []
-    for s in sections:
-        parts.append(f"<h2>{html.escape(s.title)}</h2><p>{html.escape(s.text)}</p>")
-        parts += [t.to_html(index=False, float_format=lambda v: f"{v:.6g}", border=0) for t in s.tables if len(t)]
-    return parts
+def verification_section(cmp) -> ReportSection:
+    return ReportSection(
+        "Price verification of the orders",
+        "Every segment against its node's published price: accepted but out of the money, or not fully "
+        "accepted although in the money. Paradoxes that the participant's own order rules explain (no lost "
+        "opportunity cost) are counted but not listed; the list shows those with a lost opportunity cost.",
+        _verification_tables(cmp.results),
+    )
+
+
+def uplift_section(cmp) -> ReportSection:
+    uplift = _uplift_tables(cmp.results)
+    return ReportSection(
+        "Uplift by cause and operator",
+        "Every participant's lost opportunity cost booked to one cause: curve error, held exchange, price "
+        "degeneracy, indivisibility, other (docs/model.md §8).",
+        uplift,
+        _uplift_figure(uplift[0]),
+    )
+
+
+def adequacy_section(cmp) -> ReportSection:
+    return ReportSection(
+        "Revenue adequacy and interface payments",
+        "Each operator's merchandising surplus and its net interface payment; the TSO↔DSO payments of a "
+        "period sum to zero (residual column).",
+        [_adequacy_table(cmp.results)],
+    )

@@ -26,7 +26,13 @@ import numpy as np
 import pandas as pd
 
 from .compare import Comparison
-from .market_checks import market_check_sections
+from .market_checks import (
+    ReportSection,
+    adequacy_section,
+    defined_prices_section,
+    uplift_section,
+    verification_section,
+)
 from .numbers import fmt, fmt_eur, fmt_percent
 
 log = logging.getLogger(__name__)
@@ -927,19 +933,16 @@ def _noise_free(value: float) -> str:
     return "0" if abs(value) < 1e-6 else f"{value:.6g}"
 
 
-def _market_check_maker(index: int, anchor: str) -> SectionMaker:
-    """The `index`-th section of `market_checks.market_check_sections` (defined prices, price verification,
-    uplift by cause, revenue adequacy) as a report section."""
+def _market_check_maker(build: Callable[[Comparison], ReportSection], anchor: str) -> SectionMaker:
+    """A market-check section (`market_checks`: defined prices, price verification, uplift by cause, revenue
+    adequacy) as a report section."""
 
-    def maker(cmp: Comparison) -> Section | None:
-        sections = market_check_sections(cmp)
-        if index >= len(sections):
-            return None
-        ms = sections[index]
+    def maker(cmp: Comparison) -> Section:
+        ms = build(cmp)
         tables = "".join(t.to_html(index=False, float_format=_noise_free, border=0) for t in ms.tables if len(t))
         return Section(ms.title, f"<p>{html.escape(ms.text)}</p>{tables}", ms.figure, anchor=anchor)
 
-    maker.__name__ = f"{anchor.replace('-', '_')}_section"
+    maker.__name__ = build.__name__
     return maker
 
 
@@ -954,10 +957,10 @@ SECTIONS: list[SectionMaker] = [
     settlement_section,
     convergence_section,
     feeder_section,
-    _market_check_maker(0, "defined-prices"),
-    _market_check_maker(1, "price-verification"),
-    _market_check_maker(2, "uplift"),
-    _market_check_maker(3, "revenue-adequacy"),
+    _market_check_maker(defined_prices_section, "defined-prices"),
+    _market_check_maker(verification_section, "price-verification"),
+    _market_check_maker(uplift_section, "uplift"),
+    _market_check_maker(adequacy_section, "revenue-adequacy"),
     provenance_section,
 ]
 
