@@ -159,9 +159,9 @@ class CutExchange:
         best_ub: float,
         t_master: float,
         known: ChildValues | None = None,
-    ):
+    ) -> tuple[float, ChildValues]:
         """One round: the children's values at the point (asked, or `known` when the exchanges were evaluated
-        before), its upper bound, the new cuts, the history entry."""
+        before), the new cuts, the history entry; returns the point's upper bound and the children's values."""
         t0 = time.perf_counter()
         vals = known if known is not None else self.evaluate(point.x, phase, k)
         t_eval = time.perf_counter() - t0
@@ -170,7 +170,6 @@ class CutExchange:
         if known is None:
             self.pool.add(np.arange(A), point.x, vals.costs, vals.slopes)
             self.master.add_cuts(np.arange(A), point.x, vals.costs, vals.slopes)
-        self._last_vals = vals
         entry = {
             "iteration": len(self.history) + 1,
             "master": phase,
@@ -190,7 +189,7 @@ class CutExchange:
         self.history.append(entry)
         if self.progress:
             self.progress({"stage": "iterate", **entry})
-        return ub
+        return ub, vals
 
     # ------------------------------------------------------------------ phases
     def _lp_phase(self, center: np.ndarray, prog: Progress) -> tuple[ParentPoint | None, float]:
@@ -217,11 +216,9 @@ class CutExchange:
                 level = prog.lower_bound + self.s.level * (best_ub - prog.lower_bound)
                 ms = self.master.solve_level(best.x, level)
                 point = self.master_point(ms if ms is not None else bound)
-            ub = self._round(point, "lp", prog.rounds, prog.lower_bound, best_ub, time.perf_counter() - t0)
+            ub, vals = self._round(point, "lp", prog.rounds, prog.lower_bound, best_ub, time.perf_counter() - t0)
             if ub < best_ub:
-                best, best_ub = point, ub
-                self._best_children = ub - point.own_cost
-                self._best_vals = self._last_vals
+                best, best_ub, self._best_vals = point, ub, vals
             prog.upper_bound = best_ub
             prog.gaps.append(prog.gap_eur)
             stop = first_stop(rules, prog)
@@ -233,7 +230,7 @@ class CutExchange:
         """The relaxed point published: the master with the exchanges fixed at the best proposal, so that the
         parent's prices are the duals of its own clearing at those exchanges (a level step has no prices)."""
         point = self.master_point(self.master.solve_fixed(best.x))
-        return point, point.own_cost + self._best_children
+        return point, point.own_cost + float(self._best_vals.costs.sum())
 
     def _milp_phase(self, lb: float) -> tuple[ParentPoint | None, float, float, tuple[str, str] | None]:
         best, best_ub = None, np.inf
@@ -247,7 +244,7 @@ class CutExchange:
             if point is not None:
                 x_same = np.allclose(point.x, self.lp_best.x, rtol=0.0, atol=1e-9)
                 known = self._best_vals if x_same else None
-                best_ub = self._round(point, "rounded", 0, lb, np.inf, time.perf_counter() - t0, known=known)
+                best_ub, _ = self._round(point, "rounded", 0, lb, np.inf, time.perf_counter() - t0, known=known)
                 best = point
                 prog.upper_bound = best_ub
                 stop = first_stop([RelativeGap(self.s.gap)], prog)
@@ -273,7 +270,7 @@ class CutExchange:
                 stop = ("milp_failed", str(exc))
                 break
             prog.lower_bound = max(prog.lower_bound, point.lower_bound)
-            ub = self._round(point, "milp", k, prog.lower_bound, best_ub, time.perf_counter() - t0)
+            ub, _ = self._round(point, "milp", k, prog.lower_bound, best_ub, time.perf_counter() - t0)
             if ub < best_ub:
                 best, best_ub = point, ub
             prog.upper_bound = best_ub
@@ -304,7 +301,7 @@ class CutExchange:
                 stopped_by, reason = stop
             if best is None and self.fallback is not None:
                 point = self.fallback(self.pool)
-                best_ub = self._round(point, "fallback", 1, lb, np.inf, 0.0)
+                best_ub, _ = self._round(point, "fallback", 1, lb, np.inf, 0.0)
                 best = point
                 self.warnings.append("no mixed-integer master point: published the fallback clearing")
         return ExchangeOutcome(best, best_ub, lb, stopped_by, reason, self.history, self.warnings)

@@ -156,9 +156,13 @@ class TSO:
             )
         return offers
 
+    def _build_with_cuts(self, names: list[str], pool: CutPool, *, integer: bool):
+        """The clearing with one θ per child and every cut in `pool` (no curves)."""
+        return self._build(self._cut_offers(names, pool), use_curves=False, use_cuts=True, integer=integer)
+
     def cut_master(self, names: list[str], pool: CutPool, threads: int = 1) -> CutMaster:
         """The relaxed master of the cut exchange, seeded with every cut in `pool`."""
-        cp, cols, maps, _ = self._build(self._cut_offers(names, pool), use_curves=False, use_cuts=True, integer=False)
+        cp, cols, maps, _ = self._build_with_cuts(names, pool, integer=False)
         master = CutMaster(cp.prog, cols, maps["theta"], threads=threads)
         master.context = (cp, cols, maps, names)
         return master
@@ -173,9 +177,7 @@ class TSO:
         at the point's (and, for an integer point, the binaries at its values), solved by simplex, so that its
         prices are the duals of the TSO's own clearing with every cut (the master keeps later cuts only in the
         solver).  Same exchanges, same own cost up to solver tolerance."""
-        cp, cols, maps, names = self._build(
-            self._cut_offers(names, pool), use_curves=False, use_cuts=True, integer=False
-        )
+        cp, cols, maps, names = self._build_with_cuts(names, pool, integer=False)
         held = point.handle
         fixed, values = cols.ravel(), point.x.ravel()
         if point.integer and held.sol is not None and len(held.sol.x) == cp.prog.n:
@@ -230,9 +232,7 @@ class TSO:
     ) -> ParentPoint:
         """Mixed-integer master: the TSO's own binaries with every cut so far; with `box` (lo, hi) (A, T) MW the
         exchanges stay inside it (then the result bounds nothing: lower_bound = −inf)."""
-        cp, cols, maps, names = self._build(
-            self._cut_offers(names, pool), use_curves=False, use_cuts=True, integer=True
-        )
+        cp, cols, maps, names = self._build_with_cuts(names, pool, integer=True)
         if box is not None:
             lo = np.maximum(cp.prog.lb[cols], box[0])
             hi = np.minimum(cp.prog.ub[cols], box[1])
@@ -245,9 +245,7 @@ class TSO:
     def clear_without_commitments(self, names: list[str], pool: CutPool, threads: int = 1) -> ParentPoint:
         """Fallback that is feasible by construction: every binary of the TSO at 0 (no all-or-nothing, start/stop
         or logic order activated), the rest cleared as an LP with the cuts; penalised slack closes any balance."""
-        cp, cols, maps, names = self._build(
-            self._cut_offers(names, pool), use_curves=False, use_cuts=True, integer=True
-        )
+        cp, cols, maps, names = self._build_with_cuts(names, pool, integer=True)
         ints = np.flatnonzero(cp.prog.integrality)
         cp.prog.set_bounds(ints, 0.0, 0.0)
         cp.prog.relax_integrality()
