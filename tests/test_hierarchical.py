@@ -225,3 +225,23 @@ def test_ray_executor_gives_the_inline_result(builtin):
     on_ray = run_hierarchical(builtin, relax=True, executor="ray", workers=2)
     assert on_ray.total_cost == pytest.approx(inline.total_cost, abs=1e-9)
     assert on_ray.summary["options"]["executor"] == "ray"
+
+
+@pytest.mark.parametrize("case", ["builtin", "italy-693"])
+def test_dispatch_model_from_the_relaxed_model_equals_a_fresh_integer_build(builtin, case):
+    """`AreaModel.with_binaries` (the DSO dispatch's model) is the model built with binaries, column for column."""
+    from tdmarket.decomposition.area_model import AreaModel
+    from tdmarket.formulations.options import ModelOptions
+
+    inst = builtin if case == "builtin" else tdmarket.load(shared_path(case))
+    opts = ModelOptions()
+    for a in range(1, min(inst.n_areas, 6)):
+        sub = inst.area_instance(a)
+        derived = AreaModel(sub, opts.relaxed()).with_binaries().cp.prog
+        fresh = AreaModel(sub, opts).cp.prog
+        assert derived.has_integers == fresh.has_integers
+        np.testing.assert_array_equal(derived.integrality, fresh.integrality)
+        for got, want in ((derived.lb, fresh.lb), (derived.ub, fresh.ub), (derived.c, fresh.c)):
+            np.testing.assert_array_equal(got, want)
+        assert (derived.A != fresh.A).nnz == 0 and (derived.cone_A != fresh.cone_A).nnz == 0
+        np.testing.assert_array_equal(derived.row_lo, fresh.row_lo)

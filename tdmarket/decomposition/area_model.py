@@ -5,7 +5,7 @@ exchange rows changes between evaluations."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -90,6 +90,20 @@ class AreaModel:
             if sol.status not in GOOD:  # then at the solver's reduced accuracy (measured: one in ~1 000 on a
                 sol = solve_clarabel(prog, tol=1e-7, max_iter=400)  # generated 73-area system)
         return sol
+
+    def with_binaries(self) -> AreaModel:
+        """The same area model with the order binaries restored (for the dispatch): a copy of the program with
+        its integrality set, instead of building the clearing problem again (the option `integer` changes
+        nothing else in the model; tests/test_hierarchical.py checks that)."""
+        import copy
+
+        other = copy.copy(self)
+        other.cp = copy.copy(self.cp)
+        other.cp.prog = self.cp.prog.copy()
+        other.cp.prog.set_integrality(self.cp.orders.binary_columns(other.cp.prog))
+        other.opts = other.cp.opts = replace(self.opts, integer=True)
+        other.evaluations, other._parametric, other._recent = 0, None, OrderedDict()
+        return other
 
     def relaxation_at(self, x_hat: np.ndarray):
         """The relaxed solution at exchange `x_hat` if it was evaluated recently (else None)."""

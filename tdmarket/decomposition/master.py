@@ -156,11 +156,15 @@ class CutMaster:
         # an empty level set is an expected answer (proven infeasible from the warm basis); only other failures get
         # a cold re-solve (measured on italy-652: a cold re-solve of an infeasible level LP took 35 s)
         if sol.status not in (SolveStatus.OPTIMAL, SolveStatus.INFEASIBLE):
-            # restart from the bound LP's basis, not from scratch (a cold re-solve took 30 000 iterations)
+            # the primal simplex from the same basis, then from the bound LP's basis, never from scratch (a cold
+            # re-solve took 30 000 iterations)
             self._note(sol, "level")
-            self._warm_level_from_bound(2 * self._k + 1)
-            sol = lp.solve()
+            sol = lp.solve_primal()
             self._note(sol)
+            if sol.status not in (SolveStatus.OPTIMAL, SolveStatus.INFEASIBLE):
+                self._warm_level_from_bound(2 * self._k + 1)
+                sol = lp.solve()
+                self._note(sol)
         if sol.status is not SolveStatus.OPTIMAL:
             return None
         x = sol.x[: self.prog.n]
@@ -217,10 +221,9 @@ class CutMaster:
         self.lp.set_col_bounds(flat, lo, hi)
         sol = self.lp.solve()
         self._note(sol)
-        if sol.status is not SolveStatus.OPTIMAL:  # warm start went astray: solve once more from scratch
+        if sol.status is not SolveStatus.OPTIMAL:  # warm start went astray: primal simplex, then cold with presolve
             self._note(sol, "bound")
-            self.lp.h.clearSolver()
-            sol = self.lp.solve()
+            sol = self.lp.solve_again()
             self._note(sol)
         if sol.status is not SolveStatus.OPTIMAL:
             raise SolverError(f"master LP failed: {sol.status.value} {sol.message}")

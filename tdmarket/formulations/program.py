@@ -246,6 +246,11 @@ class Program:
         self._freeze()
         self._frozen[3][:] = False
 
+    def set_integrality(self, index) -> None:
+        """Mark columns `index` integer (e.g. restore the binaries of a model built relaxed)."""
+        self._freeze()
+        self._frozen[3][index] = True
+
     def copy(self) -> Program:
         """Independent copy (arrays copied; later changes to either do not affect the other)."""
         import copy as _copy

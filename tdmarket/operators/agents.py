@@ -200,7 +200,10 @@ class DSO:
         own_offer = own_offer if own_offer is not None else self._own_offer
         opts = self.opts.relaxed() if relax else self.opts
         offers = self._offers()
-        model = AreaModel(self.sub, opts, offers, locked=self.locked)
+        if self._relaxed is not None and not relax and self.opts.integer:
+            model = self._relaxed.with_binaries()  # the agent's model with binaries: no second build
+        else:
+            model = AreaModel(self.sub, opts, offers, locked=self.locked)
         x_star = np.asarray(sched.export_mw)
         model.cp.prog.set_row_bounds(model.fix_rows, x_star, x_star)
         # the relaxation at x* is usually known: the cut exchange asked this DSO for C_d(x*)

@@ -137,27 +137,33 @@ class _HierarchicalRun:
         return pool
 
     def _evaluate(self, rt, eval_times: list[float]):
-        def evaluate(x: np.ndarray, phase: str, k: int) -> ChildValues:
+        def evaluate(x: np.ndarray, phase: str, k: int, areas: np.ndarray | None) -> ChildValues:
+            """C_d and a subgradient from the top-level DSOs `areas` (indices into `top`; None = all); the others
+            get NaN (the exchange fills in its inner bound)."""
+            asked = range(len(self.top_names)) if areas is None else [int(i) for i in areas]
             scheds = {
-                n: Schedule(
+                self.top_names[i]: Schedule(
                     sender="TSO",
-                    receiver=n,
+                    receiver=self.top_names[i],
                     stage="iterate",
                     periods=self.periods,
                     export_mw=x[i].tolist(),
                     price_eur_mwh=[],
                     iteration=k,
                 )
-                for i, n in enumerate(self.top_names)
+                for i in asked
             }
             for sched in scheds.values():
                 rt.log.add(sched)
             replies = rt.ask("evaluate", {n: (sched,) for n, sched in scheds.items()}, stage=f"{phase} {k}")
             eval_times.append(max((r.time_s for r in replies.values()), default=0.0))
-            for n in self.top_names:
-                rt.log.add(replies[n].value)
-            costs = np.array([replies[n].value.cost_eur for n in self.top_names], float)
-            slopes = np.array([replies[n].value.slope_eur_mw for n in self.top_names], float).reshape(-1, self.T)
+            costs = np.full(len(self.top_names), np.nan)
+            slopes = np.full((len(self.top_names), self.T), np.nan)
+            for i in asked:
+                reply = replies[self.top_names[i]].value
+                rt.log.add(reply)
+                costs[i] = reply.cost_eur
+                slopes[i] = reply.slope_eur_mw
             return ChildValues(costs, slopes)
 
         return evaluate

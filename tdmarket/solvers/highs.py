@@ -295,6 +295,27 @@ class PersistentLP:
         self.h.changeColsBounds(len(cols), cols, np.clip(lo, -inf, inf), np.clip(hi, -inf, inf))
         self.col_lb[cols], self.col_ub[cols] = lo, hi
 
+    def solve_primal(self) -> Solution:
+        """A warm re-solve with the primal simplex (after a dual simplex run that ended without a status)."""
+        strategy = self.h.getOptionValue("simplex_strategy")
+        strategy = strategy[1] if isinstance(strategy, tuple) else strategy  # (status, value) in some versions
+        self.h.setOptionValue("simplex_strategy", 4)
+        try:
+            return self.solve()
+        finally:
+            self.h.setOptionValue("simplex_strategy", strategy)
+
+    def solve_again(self) -> Solution:
+        """A re-solve after a warm solve that ended without optimality ("Unknown" after numerical trouble):
+        first the primal simplex from the same basis, then a cold solve with presolve (measured on italy-652: a
+        cold re-solve of the transmission master without presolve took 31 000 iterations)."""
+        sol = self.solve_primal()
+        if sol.status is SolveStatus.OPTIMAL:
+            return sol
+        self.h.clearSolver()
+        self._presolve_next = True
+        return self.solve()
+
     def solve(self) -> Solution:
         if self._presolve_next:
             self.h.setOptionValue("presolve", "on")
