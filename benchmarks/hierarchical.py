@@ -60,8 +60,12 @@ def measure(path: Path, workers: int) -> None:
             f"  stage {k:<9} wall {v['wall_s']:7.2f} s, slowest operator {v['slowest_operator_s']:.2f} s, "
             f"operator sum {v['sum_operator_s']:.2f} s"
         )
+    asked = sum(h.get("children_asked", 0) for h in hist)
+    top = hist[0].get("children_asked", 0) if hist else 0  # round 1 asks every top-level DSO
+    offered = top * sum(h["master"] in ("lp", "milp", "fallback") for h in hist)
     print(
-        f"  curve evaluations {s['curves']['evaluations']}, messages {s['communication']['messages']} "
+        f"  DSO evaluations in the exchange {asked} of {offered} (the others bracketed by cuts and inner bound); "
+        f"curve evaluations {s['curves']['evaluations']}, messages {s['communication']['messages']} "
         f"({s['communication']['bytes']} bytes), warnings {s.get('warnings', [])}"
     )
 
