@@ -29,6 +29,7 @@ def clear_options(args) -> dict:
         max_evals=args.max_curve_evals,
         gap=args.gap,
         max_iterations=args.max_rounds,
+        skip_bracketed=args.skip_bracketed,
     )
     options.update({k: v for k, v in extra.items() if spec.accepts(k)})
     return options

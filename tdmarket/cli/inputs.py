@@ -48,6 +48,7 @@ FLAG_OPTIONS = {
     "--max-curve-evals": "max_evals",
     "--gap": "gap",
     "--max-rounds": "max_iterations",
+    "--skip-bracketed": "skip_bracketed",
 }
 
 

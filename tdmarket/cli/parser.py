@@ -91,6 +91,13 @@ def _add_hierarchical_args(clear) -> None:
         help="stop the cut exchange at this certified relative gap (UB - LB) / max(1, |UB|) (default 1e-5)",
     )
     h.add_argument("--max-rounds", type=int, default=50, help="cap on relaxed cut-exchange rounds (default 50)")
+    h.add_argument(
+        "--skip-bracketed",
+        type=float,
+        default=0.05,
+        help="do not ask DSOs whose cost the TSO already brackets (cuts and inner bound) within this share of the "
+        "current gap, together (default 0.05; 0 asks every DSO every round; docs/model.md §6.3)",
+    )
     h.add_argument("--compare-centralized", action="store_true", help="also clear centrally and report the cost gap")
 
 

@@ -42,6 +42,7 @@ DEFAULTS = {
     "max_iterations": 50,
     "milp_rounds": 3,
     "stall_rounds": 8,
+    "skip_bracketed": 0.05,  # docs/model.md §6.3: DSOs bracketed within this share of the gap are not asked
 }
 
 
@@ -60,6 +61,7 @@ def settings_from(ctx: SchemeContext) -> tuple[float, int, ExchangeSettings]:
         max_rounds=int(o["max_iterations"]),
         milp_rounds=int(o["milp_rounds"]),
         stall_rounds=int(o["stall_rounds"]),
+        skip_share=float(o["skip_bracketed"]),
         time_limit_s=ctx.time_limit,
     )
     return float(o["curve_tol"]), int(o["max_evals"]), s
