@@ -155,6 +155,7 @@ class CutExchange:
         # the relaxed optimum with the parent's binaries rounded and the exchanges held (no child is asked again)
         self.round_integer = round_integer
         self._best_vals: ChildValues | None = None
+        self.lp_stop: tuple[str, str] = ("", "")  # (rule, reason) that ended the relaxed phase
         self.history: list[dict] = []
         self.lp_best: ParentPoint | None = None
         self.warnings: list[str] = []
@@ -271,6 +272,7 @@ class CutExchange:
         """The relaxed point published: the master with the exchanges fixed at the best proposal, so that the
         parent's prices are the duals of its own clearing at those exchanges (a level step has no prices)."""
         point = self.master_point(self.master.solve_fixed(best.x))
+        assert self._best_vals is not None  # set with the best point
         return point, point.own_cost + float(self._best_vals.costs.sum())
 
     def _milp_phase(self, lb: float) -> tuple[ParentPoint | None, float, float, tuple[str, str] | None]:
@@ -301,6 +303,7 @@ class CutExchange:
             box = None
             if k == 1 and self.lp_best is not None and self.s.milp_box_mw > 0:
                 box = (self.lp_best.x - self.s.milp_box_mw, self.lp_best.x + self.s.milp_box_mw)
+            assert self.clear_integer is not None  # given for integer runs
             try:
                 point = self.clear_integer(self.pool, self._remaining(), box)
             except TdmarketError as exc:
@@ -325,7 +328,7 @@ class CutExchange:
 
     def run(self, center: np.ndarray, integer: bool) -> ExchangeOutcome:
         prog = Progress()
-        self.lp_stop: tuple[str, str] = ("", "")
+        self.lp_stop = ("", "")
         try:
             best, best_ub = self._lp_phase(np.asarray(center, float), prog)
         except TdmarketError as exc:

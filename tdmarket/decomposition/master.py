@@ -12,6 +12,7 @@ the box still certifies a lower bound of the unrestricted master through its dua
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -48,7 +49,7 @@ class CutMaster:
         self._added: list[tuple[sp.csr_matrix, np.ndarray]] = []
         self.context: object = None  # what the owner needs to read a solution back (its columns, names)
         # simplex iterations and cold restarts since the last `take_stats` (reported per round in the history)
-        self.stats = {"simplex_iterations": 0, "cold_restarts": []}
+        self.stats: dict[str, Any] = {"simplex_iterations": 0, "cold_restarts": []}
 
     def take_stats(self) -> dict:
         out, self.stats = self.stats, {"simplex_iterations": 0, "cold_restarts": []}
@@ -122,6 +123,7 @@ class CutMaster:
         basis.col_status = list(src.col_status) + [highspy.HighsBasisStatus.kLower]
         basis.row_status = rows[: self.m0] + [highspy.HighsBasisStatus.kBasic] * extra_rows + rows[self.m0 :]
         basis.valid = True
+        assert self._level is not None  # built before its warm start
         self._level.h.setBasis(basis)
 
     def set_proposal_domain(self, lo: np.ndarray, hi: np.ndarray) -> None:
