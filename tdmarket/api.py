@@ -54,8 +54,9 @@ class OptionRule:
         kind = numbers.Integral if self.kind == "int" else numbers.Real
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, kind) or not math.isfinite(float(value)):
             return False
-        above = value > self.lo if self.lo_open else value >= self.lo
-        below = value < self.hi if self.hi_open else value <= self.hi
+        number = float(value)  # exact for the rules' bounds (below 2**53); numbers.Real declares no `>`
+        above = number > self.lo if self.lo_open else number >= self.lo
+        below = number < self.hi if self.hi_open else number <= self.hi
         return above and below
 
     def describe(self) -> str:

@@ -24,6 +24,10 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +106,8 @@ class ProgressDisplay:
         self.clock = clock
         self._last_line = -float("inf")
         self._stage: str | None = None
-        self._bar = None  # the bar of the current stage (terminal only)
-        self._rounds = None  # the cut-exchange bar (terminal only)
+        self._bar: tqdm | None = None  # the bar of the current stage (terminal only)
+        self._rounds: tqdm | None = None  # the cut-exchange bar (terminal only)
         self._last_round: dict | None = None  # the latest cut round not yet summarised
 
     def has_bars(self) -> bool:
@@ -190,12 +194,13 @@ class ProgressDisplay:
         if lb is None or not math.isfinite(lb):
             return
         if rec.get("round", 0) <= 1 or self._due():
-            found = ub is not None and math.isfinite(ub) and gap is not None and math.isfinite(gap)
             log.info(
                 "MIP round %s: bound %s €, %s (%.1f s)",
                 rec.get("round"),
                 f"{lb:,.2f}",
-                f"incumbent {ub:,.2f} €, gap {100 * gap:.3g} %" if found else "no incumbent yet",
+                f"incumbent {ub:,.2f} €, gap {100 * gap:.3g} %"
+                if ub is not None and math.isfinite(ub) and gap is not None and math.isfinite(gap)
+                else "no incumbent yet",
                 rec.get("elapsed_s", 0.0),
             )
 

@@ -5,6 +5,7 @@ exchange rows changes between evaluations."""
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -15,6 +16,7 @@ from ..formulations.program import Program
 from ..model.instance import Instance
 from ..solvers import SolveStatus, solve
 from ..solvers.clarabel import PersistentSOCP, solve_clarabel
+from ..solvers.result import Solution
 from .offers import Offer, add_offer_rows, bound_offers, child_exchange_columns
 
 GOOD = (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL)
@@ -40,7 +42,7 @@ class AreaModel:
         self,
         sub: Instance,
         opts: ModelOptions,
-        child_offers: list[Offer] = (),
+        child_offers: Sequence[Offer] = (),
         use_curves: bool = True,
         use_cuts: bool = False,
         locked: dict | None = None,
@@ -63,7 +65,7 @@ class AreaModel:
         self.rating = float(self.cp.iface.rating[np.flatnonzero(self.cp.iface.own)[0]])
         self.evaluations = 0
         self._parametric: PersistentSOCP | None = None
-        self._recent: OrderedDict[bytes, object] = OrderedDict()
+        self._recent: OrderedDict[bytes, Solution] = OrderedDict()
 
     def _solve(self, prog: Program):
         self.evaluations += 1
@@ -124,6 +126,7 @@ class AreaModel:
         if sol.status not in GOOD:
             raise EvaluationError(f"{self.inst.name}: evaluation at {x_hat} failed ({sol.status.value})")
         gap = float(self.cp.soc_gap(sol.x).max(initial=0.0))
+        assert sol.row_dual is not None  # a continuous solve has duals
         return Evaluation(cost=float(sol.objective), rho=sol.row_dual[self.fix_rows].copy(), soc_gap=gap, x=sol.x)
 
     def preferred(self) -> Evaluation:

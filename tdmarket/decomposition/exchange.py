@@ -155,6 +155,7 @@ class CutExchange:
         # the relaxed optimum with the parent's binaries rounded and the exchanges held (no child is asked again)
         self.round_integer = round_integer
         self._best_vals: ChildValues | None = None
+        self.lp_stop: tuple[str, str] = ("", "")  # (rule, reason) that ended the relaxed phase
         self.history: list[dict] = []
         self.lp_best: ParentPoint | None = None
         self.warnings: list[str] = []
@@ -255,7 +256,8 @@ class CutExchange:
                 # the level LP runs alongside the master with the level of the bound known so far; it is solved
                 # again after the master only if the new bound left it empty or made its step too timid
                 stale = prog.lower_bound + lam * (best_ub - prog.lower_bound)
-                bound, ms = self.master.solve_alongside(lambda: self.master.solve_level(best.x, stale))
+                center = best.x
+                bound, ms = self.master.solve_alongside(lambda: self.master.solve_level(center, stale))
                 prog.lower_bound = max(prog.lower_bound, bound.lower_bound)
                 prog.upper_bound = best_ub
                 stop = first_stop(rules, prog)
@@ -264,7 +266,7 @@ class CutExchange:
                     return best, best_ub
                 self._gap_eur = best_ub - prog.lower_bound
                 if ms is None or stale - prog.lower_bound < lam / 3 * (best_ub - prog.lower_bound):
-                    ms = self.master.solve_level(best.x, prog.lower_bound + lam * (best_ub - prog.lower_bound))
+                    ms = self.master.solve_level(center, prog.lower_bound + lam * (best_ub - prog.lower_bound))
                 point = self.master_point(ms if ms is not None else bound)
             ub, vals = self._round(point, "lp", prog.rounds, prog.lower_bound, best_ub, time.perf_counter() - t0)
             if ub < best_ub:
@@ -280,6 +282,7 @@ class CutExchange:
         """The relaxed point published: the master with the exchanges fixed at the best proposal, so that the
         parent's prices are the duals of its own clearing at those exchanges (a level step has no prices)."""
         point = self.master_point(self.master.solve_fixed(best.x))
+        assert self._best_vals is not None  # set with the best point
         return point, point.own_cost + float(self._best_vals.costs.sum())
 
     def _milp_phase(self, lb: float) -> tuple[ParentPoint | None, float, float, tuple[str, str] | None]:
@@ -310,6 +313,7 @@ class CutExchange:
             box = None
             if k == 1 and self.lp_best is not None and self.s.milp_box_mw > 0:
                 box = (self.lp_best.x - self.s.milp_box_mw, self.lp_best.x + self.s.milp_box_mw)
+            assert self.clear_integer is not None  # given for integer runs
             try:
                 point = self.clear_integer(self.pool, self._remaining(), box)
             except TdmarketError as exc:
@@ -334,7 +338,7 @@ class CutExchange:
 
     def run(self, center: np.ndarray, integer: bool) -> ExchangeOutcome:
         prog = Progress()
-        self.lp_stop: tuple[str, str] = ("", "")
+        self.lp_stop = ("", "")
         try:
             best, best_ub = self._lp_phase(np.asarray(center, float), prog)
         except TdmarketError as exc:

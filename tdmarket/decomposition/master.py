@@ -52,7 +52,7 @@ class CutMaster:
         self._added: list[tuple[sp.csr_matrix, np.ndarray]] = []
         self.context: object = None  # what the owner needs to read a solution back (its columns, names)
         # simplex iterations and cold restarts since the last `take_stats` (reported per round in the history)
-        self.stats = {"simplex_iterations": 0, "cold_restarts": []}
+        self.stats: dict[str, Any] = {"simplex_iterations": 0, "cold_restarts": []}
         self._stats_lock = threading.Lock()  # the bound and level LPs may run in two threads
 
     def take_stats(self) -> dict:
@@ -139,6 +139,7 @@ class CutMaster:
         basis.col_status = list(src.col_status) + [highspy.HighsBasisStatus.kLower]
         basis.row_status = rows[: self.m0] + [highspy.HighsBasisStatus.kBasic] * extra_rows + rows[self.m0 :]
         basis.valid = True
+        assert self._level is not None  # built before its warm start
         self._level.h.setBasis(basis)
 
     def set_proposal_domain(self, lo: np.ndarray, hi: np.ndarray) -> None:

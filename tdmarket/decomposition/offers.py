@@ -37,7 +37,7 @@ class SliceCurve:
     def hi(self) -> float:
         return self.xi[-1]
 
-    def value(self, x: np.ndarray | float) -> np.ndarray:
+    def value(self, x: np.ndarray | float) -> np.ndarray | float:
         return np.interp(x, self.xi, self.phi)
 
 

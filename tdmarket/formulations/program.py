@@ -161,7 +161,7 @@ class Program:
         self._G, self._h = [(0, G.tocoo())], [h]
         self._frozen = None
 
-    def _freeze(self):
+    def _freeze(self) -> tuple:
         if self._frozen is None:
             cat = lambda parts, dt=float: np.concatenate(parts) if parts else np.zeros(0, dt)
             self._frozen = (
@@ -224,40 +224,40 @@ class Program:
     # ---------------------------------------------------------------- mutation used by schemes
     def set_bounds(self, index, lb=None, ub=None) -> None:
         """Change variable bounds in place (e.g. fix binaries, fix an interface flow)."""
-        self._freeze()
+        frozen = self._freeze()
         if lb is not None:
-            self._frozen[0][index] = lb
+            frozen[0][index] = lb
         if ub is not None:
-            self._frozen[1][index] = ub
+            frozen[1][index] = ub
 
     def set_row_bounds(self, index, lo=None, hi=None) -> None:
-        self._freeze()
+        frozen = self._freeze()
         if lo is not None:
-            self._frozen[5][index] = lo
+            frozen[5][index] = lo
         if hi is not None:
-            self._frozen[6][index] = hi
+            frozen[6][index] = hi
 
     def set_cost(self, c) -> None:
         """Replace the objective vector (e.g. to minimise or maximise one variable)."""
-        self._freeze()
-        self._frozen[2][:] = c
+        frozen = self._freeze()
+        frozen[2][:] = c
 
     def relax_integrality(self) -> None:
-        self._freeze()
-        self._frozen[3][:] = False
+        frozen = self._freeze()
+        frozen[3][:] = False
 
     def set_integrality(self, index) -> None:
         """Mark columns `index` integer (e.g. restore the binaries of a model built relaxed)."""
-        self._freeze()
-        self._frozen[3][index] = True
+        frozen = self._freeze()
+        frozen[3][index] = True
 
     def copy(self) -> Program:
         """Independent copy (arrays copied; later changes to either do not affect the other)."""
         import copy as _copy
 
-        self._freeze()
+        frozen = self._freeze()
         other = _copy.copy(self)
-        other._frozen = tuple(a.copy() for a in self._frozen)
+        other._frozen = tuple(a.copy() for a in frozen)
         other.variables, other.rows, other.cones = dict(self.variables), dict(self.rows), dict(self.cones)
         other.cone_dims = list(self.cone_dims)
         other._consolidate()

@@ -217,3 +217,10 @@ CALIBRATION: dict[str, float | list[float]] = {
     "imbalance_ratio": 0.01615,
     "imbalance_negative_share": 0.5,
 }
+
+
+def target(key: str) -> float:
+    """A scalar target of `CALIBRATION` (the quantile lists are read as they are)."""
+    value = CALIBRATION[key]
+    assert not isinstance(value, list), key
+    return float(value)

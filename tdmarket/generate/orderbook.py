@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .calibration import CALIBRATION, PRICE_PROBS, SLOPES, WIDTH_PROBS
+from .calibration import CALIBRATION, PRICE_PROBS, SLOPES, WIDTH_PROBS, target
 
 MIN_DURATION_PERIODS = 4  # pairs (τ, t) with τ ≤ t < τ + 4: the real horizons have 3–4 periods, all covered
 DISC_MARGIN = 1.2  # disc radius over the QBid's largest segment width
@@ -42,7 +42,7 @@ def sample_orders(rng: np.random.Generator, nodes: NodeSet, periods: np.ndarray)
     """The order files (Bids, ExclusiveQtBids, RampConstraints, MinDurationPairs, HalfPlanes, QPDisc) as columns."""
     cal = CALIBRATION
     T = len(periods)
-    multi_share = float(cal["multi_period_share"]) if T > 1 else 1.0
+    multi_share = target("multi_period_share") if T > 1 else 1.0
     # --- which nodes bid, and how many QtBids each (mean QBids per node and period / QBids per QtBid and period)
     bidding = rng.random(len(nodes.node_id)) < _per_class("node_share", nodes.is_dist)
     per_period = multi_share + (1 - multi_share) / T
@@ -52,8 +52,8 @@ def sample_orders(rng: np.random.Generator, nodes: NodeSet, periods: np.ndarray)
     n_qt = len(q_node)
     q_dist = nodes.is_dist[q_node]
     # --- direction, prices (€/MWh) and widths (MW)
-    two_way = rng.random(n_qt) < float(cal["two_way_share"])
-    up_only = ~two_way & (rng.random(n_qt) < float(cal["up_share_one_way"]))
+    two_way = rng.random(n_qt) < target("two_way_share")
+    up_only = ~two_way & (rng.random(n_qt) < target("up_share_one_way"))
     has_up, has_down = two_way | up_only, two_way | ~up_only
     p_up = np.round(_quantile_sample(rng, PRICE_PROBS, cal["price_up_q"], n_qt), 2)
     p_down = np.round(_quantile_sample(rng, PRICE_PROBS, cal["price_down_q"], n_qt), 2)
@@ -78,7 +78,7 @@ def sample_orders(rng: np.random.Generator, nodes: NodeSet, periods: np.ndarray)
     b_qt = np.repeat(np.arange(n_qt), n_per)
     b_per = first[b_qt] + (np.arange(len(b_qt)) - np.repeat(np.cumsum(n_per) - n_per, n_per))
     b_ao = start_stop[b_qt]
-    b_nna = b_ao & (b_per > first[b_qt]) & (rng.random(len(b_qt)) < float(cal["no_new_act_share"]))
+    b_nna = b_ao & (b_per > first[b_qt]) & (rng.random(len(b_qt)) < target("no_new_act_share"))
     # --- segments: the up one, then the down one of each QBid
     seg_bid = np.concatenate([np.flatnonzero(has_up[b_qt]), np.flatnonzero(has_down[b_qt])])
     seg_up = np.r_[np.ones(has_up[b_qt].sum(), bool), np.zeros(has_down[b_qt].sum(), bool)]
@@ -115,7 +115,7 @@ def sample_orders(rng: np.random.Generator, nodes: NodeSet, periods: np.ndarray)
 
 def _min_duration(rng, b_qt, b_per, start_stop, periods) -> dict[str, np.ndarray]:
     """For start/stop QtBids drawn with `min_duration_share`: pairs (τ, t), τ ≤ t < τ + MIN_DURATION_PERIODS."""
-    chosen = start_stop & (rng.random(len(start_stop)) < float(CALIBRATION["min_duration_share"]))
+    chosen = start_stop & (rng.random(len(start_stop)) < target("min_duration_share"))
     b = pd.DataFrame({"qt": b_qt, "per": b_per, "bid": np.arange(len(b_qt))})
     b = b[chosen[b_qt]]
     pairs = b.merge(b, on="qt", suffixes=("1", "2"))
@@ -135,7 +135,7 @@ def _exclusive(rng, q_node) -> dict[str, np.ndarray]:
     rank = pd.Series(q_node).groupby(q_node).cumcount().to_numpy()
     size = np.bincount(q_node, minlength=q_node.max() + 1 if len(q_node) else 0)[q_node] if len(q_node) else q_node
     pairable = (rank // 2) * 2 + 1 < size  # the QtBid has a partner at its node
-    p = min(float(CALIBRATION["exclusive_share"]) / max(pairable.mean(), 1e-9), 1.0) if len(q_node) else 0.0
+    p = min(target("exclusive_share") / max(pairable.mean(), 1e-9), 1.0) if len(q_node) else 0.0
     lead = np.flatnonzero(pairable & (rank % 2 == 0))
     lead = lead[rng.random(len(lead)) < p]
     members = np.column_stack([lead, lead + 1]).ravel()
@@ -148,7 +148,7 @@ def _ramps(rng, b_qt, multi, q_dist, qt_width) -> dict[str, np.ndarray]:
     chosen = multi & (qt_width > 0) & (rng.random(len(multi)) < _per_class("ramp_share", q_dist))
     bids = np.flatnonzero(chosen[b_qt])
     qt = b_qt[bids]
-    delta = np.round(float(CALIBRATION["ramp_ratio"]) * qt_width[qt], 4)
+    delta = np.round(target("ramp_ratio") * qt_width[qt], 4)
     delta = np.maximum(delta, 1e-4)
     ramp_id = np.searchsorted(np.unique(qt), qt) + 1
     k = len(bids)
@@ -168,7 +168,7 @@ def _pq(rng, b_qt, q_dist, qt_width) -> tuple[dict[str, np.ndarray], dict[str, n
     cal = CALIBRATION
     probs = np.array([cal["pq_no_pq"], cal["pq_one_sided"], cal["pq_fixed_pf"], cal["pq_disc"]], float)
     cls = np.searchsorted(np.cumsum(probs / probs.sum()), rng.random(len(q_dist)), side="right")
-    slope = np.where(rng.random(len(q_dist)) < float(cal["slope_low_share"]), SLOPES[0], SLOPES[1])
+    slope = np.where(rng.random(len(q_dist)) < target("slope_low_share"), SLOPES[0], SLOPES[1])
     leq = q_dist & ((cls == 1) | (cls == 2))
     geq = q_dist & (cls == 2)
     qt = np.r_[np.flatnonzero(leq), np.flatnonzero(geq)]

@@ -52,7 +52,11 @@ def _order_area_masks(ws: Workspace, topo: Topology) -> dict[str, np.ndarray]:
 
 def _clone_counts(ws: Workspace, n: int, copies: float | None, target_areas: int | None) -> list[tuple[int, int]]:
     """(area, copy number) of every clone: each area gets the same number, random areas one more."""
-    total = target_areas if target_areas is not None else int(round(copies * n))
+    if target_areas is None:
+        assert copies is not None  # the caller gives one of the two
+        total = int(round(copies * n))
+    else:
+        total = target_areas
     if n == 0:
         raise InputError("the base instance has no DSO area to clone")
     if total < n:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.atomic import atomic_dir
-from .calibration import CALIBRATION
+from .calibration import target
 from .grids import (
     FEEDER_SIZES,
     SIMBENCH_MV_GRIDS,
@@ -173,8 +173,8 @@ def build_tables(opts: GenerateOptions) -> tuple[dict[str, dict[str, np.ndarray]
     dn_vol = np.bincount(
         bids["forT"] - FIRST_PERIOD, weights=np.maximum(-bids["QuantityHiQ"], 0) * divisible, minlength=T
     )
-    negative = rng.random() < float(CALIBRATION["imbalance_negative_share"])
-    ratio = float(CALIBRATION["imbalance_ratio"]) * rng.uniform(*IMBALANCE_SPREAD)
+    negative = rng.random() < target("imbalance_negative_share")
+    ratio = target("imbalance_ratio") * rng.uniform(*IMBALANCE_SPREAD)
     size = system_load * ratio * rng.uniform(1 - IMBALANCE_PERIOD_NOISE, 1 + IMBALANCE_PERIOD_NOISE, T)
     size = np.minimum(size, IMBALANCE_CAP * (up_vol if negative else dn_vol))
     imbalance = np.round(-size if negative else size, 3)

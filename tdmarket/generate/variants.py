@@ -114,7 +114,7 @@ PRESETS: dict[str, dict] = {
 }
 
 
-def _check(name: str, value, ok: bool, what: str) -> None:
+def _check(name: str, value, ok: bool | np.bool_, what: str) -> None:
     if not ok:
         raise InputError(f"{name} {value!r} {what}")
 

@@ -137,8 +137,8 @@ class Workspace:
             for col, role in roles.items():
                 if col in df.columns:
                     largest[role] = max(largest.get(role, 0), int(np.abs(ints(df, col)).max()))
-        roles = {r for roles in ID_ROLES.values() for r in roles.values()}
-        return {r: 10 ** max(len(str(largest.get(r, 0))), 1) for r in roles}
+        namespaces = {r for roles in ID_ROLES.values() for r in roles.values()}
+        return {r: 10 ** max(len(str(largest.get(r, 0))), 1) for r in namespaces}
 
     def row_qtbids(self, name: str) -> np.ndarray:
         return ints(self.t[name], ORDER_FILES[name])

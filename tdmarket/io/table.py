@@ -18,6 +18,7 @@ case are an error.  Every number read is checked against the plausible range the
 
 from __future__ import annotations
 
+import builtins
 import csv
 import io
 import os
@@ -111,6 +112,7 @@ class Table:
         """The column's cells as stripped text (object array of str)."""
         self.require(column)
         j = self.position(column)
+        assert j is not None  # required above
         if j not in self._texts:
             if len(self) == 0:
                 self._texts[j] = np.zeros(0, dtype=object)
@@ -126,7 +128,8 @@ class Table:
         and values outside the column's plausible range are errors."""
         if not self.has(column):
             if default is None:
-                self.require(column)
+                self.require(column)  # raises: the column is missing
+            assert default is not None
             return np.full(len(self), float(default))
         if valid is None:
             if column not in self.ranges:  # a programming error: every numeric column read declares its range
@@ -140,7 +143,7 @@ class Table:
             what = "empty value" if text == "" else f"value {text!r} is not a finite number"
             raise self.error(what, index=i, column=column)
         out = (values < valid.lo) | (values > valid.hi) if valid is not None else np.zeros(len(values), bool)
-        if out.any():
+        if valid is not None and out.any():
             i = int(np.flatnonzero(out)[0])
             raise self.error(
                 f"value {str(self.text(column)[i])!r} is outside the plausible range {valid.text()}",
@@ -152,6 +155,7 @@ class Table:
     def _numbers(self, column: str) -> np.ndarray:
         """The column as float64 (NaN where a cell is not a number)."""
         j = self.position(column)
+        assert j is not None  # callers read only present columns
         if j not in self._numbers_of:
             if len(self) == 0:
                 values = np.zeros(0)
@@ -173,7 +177,7 @@ class Table:
             raise self.error(f"value {str(self.text(column)[i])!r} is not an integer", index=i, column=column)
         return values.astype(np.int64)
 
-    def flag(self, column: str, default: int = 0) -> np.ndarray:
+    def flag(self, column: str, default: builtins.int = 0) -> np.ndarray:
         """0/1 column as bool."""
         values = self.int(column, default)
         bad = (values != 0) & (values != 1)

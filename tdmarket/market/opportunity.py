@@ -185,7 +185,7 @@ def lost_opportunity_costs(
         cost_b = np.bincount(seg.bid, seg.price * np.abs(p_seg) * dt, minlength=len(bids))
         profit_b = (lp * P_b + lq * Q_b) * dt - cost_b
         bid_part = qtbid_participant(inst, bids.qtbid)
-        profit_best = np.bincount(bid_part, profit_b, minlength=J)
+        profit_best: np.ndarray = np.bincount(bid_part, profit_b, minlength=J)
         attrs.update(
             solver=sol.solver,
             status=sol.status.value,

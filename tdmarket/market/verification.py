@@ -131,7 +131,7 @@ def verify_orders(inst: Instance, tables: dict[str, pd.DataFrame], loc: pd.DataF
 
 
 def _verification_summary(orders: pd.DataFrame) -> dict:
-    out = {"segments": int(len(orders))}
+    out: dict[str, int | float] = {"segments": int(len(orders))}
     for s, key in zip(STATUS[1:], ("paradoxically_accepted", "paradoxically_rejected")):
         sel = orders[orders.status == s] if len(orders) else orders
         unexplained = sel[~sel.explained_by_order_rules.astype(bool)] if len(sel) else sel

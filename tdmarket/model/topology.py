@@ -63,6 +63,13 @@ def _components(n: int, f: np.ndarray, t: np.ndarray) -> tuple[int, np.ndarray]:
     return connected_components(_graph(n, f, t), directed=False)
 
 
+def _first(origin: Origin, mask: np.ndarray) -> int:
+    """Position of the flagged row that comes first in the input; `mask` flags at least one row."""
+    pos = origin.first(mask)
+    assert pos is not None
+    return pos
+
+
 def reference_nodes(buses: Buses, br: Branches, origin: Origin, mode: str = "error") -> list[str]:
     """Check one reference node per connected T component; with `mode="lowest"` keep the lowest of several."""
     tt = br.kind == BranchKind.TRANSMISSION
@@ -72,7 +79,7 @@ def reference_nodes(buses: Buses, br: Branches, origin: Origin, mode: str = "err
     t_comps = np.unique(comp[t_bus])
     if (refs_per_comp[t_comps] == 0).any():
         c = t_comps[refs_per_comp[t_comps] == 0][0]
-        pos = int(origin.first(~buses.is_dist & (comp == c)))  # its node that comes first in the file
+        pos = _first(origin, ~buses.is_dist & (comp == c))  # its node that comes first in the file
         raise origin.error(
             f"the transmission component containing node {int(buses.id[pos])} has no reference node (RefNode=1)",
             index=pos,
@@ -84,8 +91,8 @@ def reference_nodes(buses: Buses, br: Branches, origin: Origin, mode: str = "err
         c = t_comps[refs_per_comp[t_comps] > 1][0]
         in_c = ~buses.is_dist & buses.is_ref & (comp == c)
         ref_ids = ", ".join(str(int(v)) for v in buses.id[in_c])
-        first = int(origin.first(in_c))
-        second = int(origin.first(in_c & (np.arange(len(buses)) != first)))
+        first_pos = _first(origin, in_c)
+        second = _first(origin, in_c & (np.arange(len(buses)) != first_pos))
         raise origin.error(
             f"several reference nodes in one transmission component: {ref_ids} (use reference='lowest' to keep "
             "the lowest id)",
@@ -120,7 +127,7 @@ def operator_areas(buses: Buses, br: Branches, prov: Provenance) -> Areas:
     if (n_iface[dcomps] == 0).any():
         c = dcomps[n_iface[dcomps] == 0][0]
         nodes = prov["buses"]
-        pos = int(nodes.first(buses.is_dist & (comp == c)))  # its node that comes first in the file
+        pos = _first(nodes, buses.is_dist & (comp == c))  # its node that comes first in the file
         raise nodes.error(
             f"distribution node {int(buses.id[pos])} is not connected to any transmission node through an "
             "interface edge",

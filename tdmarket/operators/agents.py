@@ -7,6 +7,7 @@ its own dispatch.  Children (sub-DSOs) are seen only through their offers.  The 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -57,7 +58,7 @@ class DSO:
         sub: Instance,
         opts: ModelOptions,
         parent: str,
-        child_offers: list[CurveOffer] = (),
+        child_offers: Sequence[CurveOffer] = (),
         locked: dict | None = None,
     ):
         self.sub = sub
@@ -154,6 +155,7 @@ class DSO:
         psol = solve(prog)
         if not psol.ok:
             return model.cp.prog, sol, sol.row_dual[model.fix_rows] / dt
+        assert psol.row_dual is not None  # a continuous solve has duals
         return prog, psol, pi + psol.row_dual[model.fix_rows] / dt
 
     @staticmethod
@@ -224,6 +226,7 @@ class DSO:
         price_cp = cp if pricing_prog is cp.prog else _with_program(cp, pricing_prog)
         priced, intervals = publish_prices(price_cp, priced, interface_price=reference, carry_rows=model.fix_rows)
         row_dual = priced.row_dual
+        assert row_dual is not None  # published duals of a continuous solve
         rho = row_dual[model.fix_rows] / dt
         if pricing_prog is not cp.prog:
             rho = pi + rho

@@ -28,7 +28,8 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any
+from types import FrameType
+from typing import Any, TypeGuard
 
 from ..decomposition.messages import AgentInit
 from ..errors import InputError, TdmarketError
@@ -122,7 +123,7 @@ class _Affinity:
                 units.append(([i], None))
         for w in sorted(by_home):
             units.appendleft((by_home[w], w))
-        attempts: dict[int, int] = {}
+        attempts: dict[tuple[int, ...], int] = {}
         inflight: dict[Any, tuple[list[int], int]] = {}
         busy = self.busy
         done = 0
@@ -275,7 +276,7 @@ class RayExecutor(_Affinity):
         self.ray = ray
         if not ray.is_initialized():
             kw = {"address": address} if address else {"num_cpus": workers or os.cpu_count()}
-            ray.init(ignore_reinit_error=True, include_dashboard=False, logging_level="ERROR", **kw)
+            ray.init(ignore_reinit_error=True, include_dashboard=False, logging_level=logging.ERROR, **kw)
         self.workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         self._actor_cls = ray.remote(num_cpus=1, max_restarts=1, max_task_retries=0)(_HostActor)
         self._actors: list[Any] = [None] * self.workers
@@ -318,7 +319,7 @@ class _HostActor:
         return run_batch(self.host.call, batch)
 
 
-def _is_main_guard(node: ast.AST) -> bool:
+def _is_main_guard(node: ast.AST) -> TypeGuard[ast.If]:
     """`if __name__ == "__main__":` (either operand order)."""
     if not (isinstance(node, ast.If) and isinstance(node.test, ast.Compare)) or len(node.test.ops) != 1:
         return False
@@ -341,7 +342,7 @@ def unguarded_main_script() -> str | None:
     spec_name = getattr(getattr(main, "__spec__", None), "name", None) or ""
     if spec_name == "__main__" or spec_name.endswith(".__main__"):
         return None
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None and not (frame.f_globals is vars(main) and frame.f_code.co_name == "<module>"):
         frame = frame.f_back
     if frame is None:  # the script's top level is not running: a worker's re-run of it does not reach us

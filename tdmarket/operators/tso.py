@@ -18,6 +18,12 @@ from ..schemes.centralized import solve_clearing
 from ..solvers.result import Solution
 
 
+def _master_context(master: CutMaster) -> tuple[ClearingProblem, np.ndarray, dict, list[str]]:
+    """What `TSO.cut_master` left on the master to read its solutions back: (problem, columns, maps, names)."""
+    assert isinstance(master.context, tuple)
+    return master.context
+
+
 @dataclass
 class TSOClearing:
     """A transmission clearing: exports x (A, T) MW of the child areas `names`, interface prices π (A, T)
@@ -76,6 +82,7 @@ class TSO:
         interval of every degenerate price, the defined price inside it) and recompute the interface prices π."""
         if res.sol is None or res.sol.row_dual is None or res.intervals is not None:
             return res
+        assert res.cp is not None  # a solved clearing keeps its problem
         res.sol, res.intervals = publish_prices(res.cp, res.sol)
         res.pi = self._interface_prices(res.cp, res.names, res.sol)
         res._tables = None
@@ -168,7 +175,7 @@ class TSO:
         return master
 
     def master_point(self, master: CutMaster, ms: MasterSolution) -> ParentPoint:
-        cp, cols, maps, names = master.context
+        cp, cols, maps, names = _master_context(master)
         res = self._result(cp, cols, maps, names, ms.sol, {"binaries": 0, "lower_bound": ms.lower_bound})
         return ParentPoint(x=res.x, own_cost=res.own_cost, lower_bound=ms.lower_bound, handle=res, integer=False)
 
@@ -194,7 +201,7 @@ class TSO:
         """The relaxed master point with the TSO's binaries rounded to 0/1 and the exchanges held at the point's:
         a mixed-integer clearing at exchanges the children already priced (None if that LP is infeasible or the
         point carries no primal solution)."""
-        cp, cols, _, _ = master.context
+        cp, cols, _, _ = _master_context(master)
         res = point.handle
         if not isinstance(res, TSOClearing) or res.sol is None:
             return None

@@ -113,6 +113,7 @@ def _selected_trees(inst: Instance, area_names) -> np.ndarray:
 def _set_period(inst: Instance, tree: Tree, d: Dispatch, t: int, period) -> tuple[np.ndarray, np.ndarray, float]:
     """Put period t's injections and root voltage on the tree's network; returns (p_bus, q_bus, vm_root)."""
     net = tree.net
+    assert net is not None  # built before the periods are checked
     p_bus, q_bus = d.P[tree.bus, t].copy(), d.Q[tree.bus, t].copy()
     for loc, c in zip(tree.child_root, tree.child_area):  # boundary child roots inject their export
         xc, yc = d.iface.get((inst.areas.name[c], int(period)), (0.0, 0.0)) if c >= 0 else (0.0, 0.0)
@@ -188,6 +189,7 @@ def _check_period(inst: Instance, tree: Tree, lim: _Limits, d: Dispatch, t: int,
     flow did not converge)."""
     b, br = inst.buses, inst.branches
     net, n, m = tree.net, len(tree.bus), len(tree.line)
+    assert net is not None  # built before the periods are checked
     p_bus, q_bus, vm_root = _set_period(inst, tree, d, t, period)
     x_star, y_star = d.iface.get((tree.name, int(period)), (np.nan, np.nan))
     gaps = d.gap[tree.line, t]

@@ -39,10 +39,14 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..model.instance import Instance
+
+if TYPE_CHECKING:
+    from pandapower.auxiliary import pandapowerNet
 
 PF_TOLERANCES = ((1e-10, 20), (1e-8, 30), (1e-6, 50))  # (tolerance_mva, max_iteration) tried in turn
 _ZERO_Z_TAP_X = 1e-7  # p.u. reactance given to a zero-impedance branch with an off-nominal tap
@@ -78,7 +82,7 @@ class Tree:
     b_sh: np.ndarray
     child_root: np.ndarray  # local indices of boundary child roots fed from the interfaces table
     child_area: np.ndarray  # their areas
-    net: object = None
+    net: pandapowerNet | None = None  # built by `build_net`
 
 
 def top_areas(inst: Instance) -> np.ndarray:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -243,7 +244,7 @@ def _recover_area(inst: Instance, a: int, tables: dict, opts: ModelOptions, ac_k
     table after)."""
     t0 = time.perf_counter()
     name = inst.areas.name[a]
-    base = dict(
+    base: dict[str, Any] = dict(
         area=name,
         deliverable=False,
         violations_before=int(row.violations),

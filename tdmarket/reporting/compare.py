@@ -14,12 +14,16 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from .market_checks import market_check_columns
 from .numbers import fmt, fmt_eur, fmt_percent, relative_gap
+
+if TYPE_CHECKING:
+    from ..model.instance import Instance
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +40,7 @@ class Comparison:
     ac: dict = field(default_factory=dict)  # scheme -> per-(area, period) AC check table
     ac_lines: dict = field(default_factory=dict)  # scheme -> AC loading per (area, edge, period) of D branches
     notes: list[str] = field(default_factory=list)
-    network: object | None = None  # the Instance compared (topology for the feeder diagram)
+    network: Instance | None = None  # the Instance compared (topology for the feeder diagram)
     provenance: dict = field(default_factory=dict)  # versions, input checksum, options of the comparison
     loaded: list[str] = field(default_factory=list)  # schemes loaded from a results folder, not recomputed
 

@@ -21,6 +21,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -34,6 +35,9 @@ from .market_checks import (
     verification_section,
 )
 from .numbers import fmt, fmt_eur, fmt_percent
+
+if TYPE_CHECKING:
+    from plotly.graph_objects import Figure
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +62,7 @@ class Section:
 
     title: str
     html: str = ""
-    figure: object | None = None  # plotly.graph_objects.Figure
+    figure: Figure | None = None
     anchor: str = ""
 
 
@@ -574,11 +578,7 @@ def price_section(cmp: Comparison) -> Section | None:
 def settlement_section(cmp: Comparison) -> Section | None:
     """Net payment received per actor type and scheme (€); `no-coordination` on its own axis."""
     plot = _plotly()
-    totals = {
-        s: (r.summary.get("settlement") or {}).get("totals_eur")
-        for s, r in cmp.results.items()
-        if (r.summary.get("settlement") or {}).get("totals_eur")
-    }
+    totals = {s: t for s, r in cmp.results.items() if (t := (r.summary.get("settlement") or {}).get("totals_eur"))}
     if plot is None or not totals:
         return None
     go, make_subplots = plot
@@ -735,6 +735,7 @@ def feeder_section(cmp: Comparison) -> Section | None:
     from .feeder import feeder_layout
 
     go, _ = plot
+    assert cmp.network is not None  # _feeder_choice found the area in it
     layout = feeder_layout(cmp.network, area)
     schemes = list(cmp.results)
     values = {s: _feeder_values(cmp, layout, s) for s in schemes}

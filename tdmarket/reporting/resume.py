@@ -26,12 +26,17 @@ import platform
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from ..errors import InputError
 from ..io.atomic import atomic_dir, atomic_file
 from .writer import dumps, parquet_available, read_results, write_result_files
+
+if TYPE_CHECKING:
+    from ..model.instance import Instance
+    from ..schemes.result import ClearingResult
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +74,11 @@ class SavedScheme:
     """A scheme's results loaded from a comparison folder."""
 
     path: Path
-    result: object  # ClearingResult
+    result: ClearingResult
     ac_table: pd.DataFrame | None
     ac_lines: pd.DataFrame | None
     wall_s: float
-    created_utc: str
+    created_utc: str | None
 
 
 def _roundtrip(obj):
@@ -89,7 +94,7 @@ class ComparisonFolder:
     """`DIR` of `compare --out DIR` for one instance."""
 
     path: Path
-    inst: object
+    inst: Instance
 
     @classmethod
     def open(cls, out: str | os.PathLike, inst) -> ComparisonFolder:

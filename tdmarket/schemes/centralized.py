@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 from ..formulations.clearing import ClearingProblem
 from ..formulations.distribution import exactness_summary
@@ -39,7 +40,7 @@ def solve_clearing(
     Raises SolverError unless the solution passes `tdmarket.solvers.acceptance` against the clearing program
     (status, and rows, bounds, cones and integrality of the point)."""
     prog = cp.prog
-    mip = {"binaries": int(prog.integrality.sum()), "lower_bound": None, "gap": None, "rounds": []}
+    mip: dict[str, Any] = {"binaries": int(prog.integrality.sum()), "lower_bound": None, "gap": None, "rounds": []}
     if not prog.has_integers:
         sol = solve(prog)
     elif not prog.has_cones:

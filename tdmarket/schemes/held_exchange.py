@@ -11,6 +11,7 @@ Sub-DSOs are merged into their top-level DSO for these schemes (one balancing re
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 
@@ -130,6 +131,10 @@ def run_held_exchange(inst: Instance, ctx: SchemeContext, schedule: str) -> Clea
     return result
 
 
+def _runner(schedule: str) -> Callable[[Instance, SchemeContext], ClearingResult]:
+    return lambda inst, ctx: run_held_exchange(inst, ctx, schedule)
+
+
 for _id, _schedule, _text in (
     ("shared-balancing", "base", "exchanges held at each DSO's base case; TSO and DSOs balance their own areas"),
     ("no-coordination", "zero", "exchanges held at zero; every area covers its whole net position alone"),
@@ -137,7 +142,7 @@ for _id, _schedule, _text in (
     register(
         SchemeSpec(
             id=_id,
-            runner=lambda inst, ctx, _s=_schedule: run_held_exchange(inst, ctx, _s),
+            runner=_runner(_schedule),
             option_groups=("model", "solve", "decentral"),
             settles_at_interface=False,
             description=_text,

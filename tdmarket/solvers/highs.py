@@ -284,7 +284,8 @@ class PersistentLP:
         rows = np.asarray(rows, dtype=np.int32)
         lo = np.broadcast_to(np.asarray(lo, float), rows.shape)
         hi = np.broadcast_to(np.asarray(hi, float), rows.shape)
-        self.h.changeRowsBounds(len(rows), rows, np.clip(lo, -inf, inf), np.clip(hi, -inf, inf))
+        # changeRowsBounds exists at runtime (highspy 1.16) but is missing from highspy's stubs
+        self.h.changeRowsBounds(len(rows), rows, np.clip(lo, -inf, inf), np.clip(hi, -inf, inf))  # type: ignore[attr-defined]
         self.row_lo[rows], self.row_hi[rows] = lo, hi
 
     def set_col_bounds(self, cols: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
@@ -297,8 +298,8 @@ class PersistentLP:
 
     def solve_primal(self) -> Solution:
         """A warm re-solve with the primal simplex (after a dual simplex run that ended without a status)."""
-        strategy = self.h.getOptionValue("simplex_strategy")
-        strategy = strategy[1] if isinstance(strategy, tuple) else strategy  # (status, value) in some versions
+        value = self.h.getOptionValue("simplex_strategy")
+        strategy = value[1] if isinstance(value, tuple) else value  # (status, value) in some versions
         self.h.setOptionValue("simplex_strategy", 4)
         try:
             return self.solve()

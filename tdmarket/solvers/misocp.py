@@ -152,10 +152,12 @@ def _initial_cuts(prog: Program, x: np.ndarray) -> tuple[list, list]:
     cuts, rhs = [], []
     C, d, _ = tangent_cuts(prog, x)
     if C is not None:
-        cuts.append(C), rhs.append(d)
+        cuts.append(C)
+        rhs.append(d)
     C, d = circle_cuts(prog)
     if C is not None:
-        cuts.append(C), rhs.append(d)
+        cuts.append(C)
+        rhs.append(d)
     return cuts, rhs
 
 
@@ -219,8 +221,9 @@ def solve_misocp(
     hist = OAHistory()
     relaxed = prog.copy()
     relaxed.relax_integrality()
-    usable = relaxation is not None and relaxation.x is not None and len(relaxation.x) == prog.n
-    rel = relaxation if usable else solve_clarabel(relaxed)
+    rel = relaxation
+    if rel is None or rel.x is None or len(rel.x) != prog.n:
+        rel = solve_clarabel(relaxed)
     # The relaxation only bounds and guides the search (every incumbent is checked strictly), so an interior-point
     # point slightly outside the residual tolerance is still used (measured: a DSO dispatch of italy-652 ended
     # "almost solved" with a scaled row residual of 1.7e-5); beyond RELAXATION_TOL it is refused.
@@ -247,6 +250,7 @@ def solve_misocp(
     }
     _record(hist, rec, progress)
     if rec["gap"] <= mip_gap:
+        assert inc.best is not None  # a finite gap needs an incumbent
         return _finish(inc.best, inc.lb, inc.ub, t0), hist
     _oa_rounds(prog, inc, cuts, rhs, hist, t0, mip_gap, time_limit, threads, max_rounds, cone_tol, progress)
     inc.adopt_loose()

@@ -64,6 +64,8 @@ class Solution:
     # ALMOST_OPTIMAL counts as usable only when the caller opts in: docs/model.md §3.3 shows conic solutions that
     # look fine but violate balance rows, so loosened-tolerance results are rejected by default.
     accept_almost_optimal: bool = False
+    # HiGHS LP only (`PersistentLP`): the reduced costs, None when the solve gave no duals
+    col_dual: np.ndarray | None = None
 
     @property
     def ok(self) -> bool:

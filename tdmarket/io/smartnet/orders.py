@@ -7,6 +7,8 @@ agreeing on node, QtBid, period and flags, and the format's own conventions (con
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from ...model.arrays import lookup
@@ -23,6 +25,15 @@ def _origin(tab: Table, **columns: str) -> Origin:
 
 class OrdersReader:
     """Order part of the SmartNet reader (mixed into `reader._Reader`, which provides the file access)."""
+
+    if TYPE_CHECKING:  # provided by `reader._Reader`
+        origins: dict[str, Origin]
+
+        def table(self, name: str) -> Table: ...
+        def optional_table(self, name: str) -> Table | None: ...
+        def bus_pos(self, table: Table, column: str) -> np.ndarray: ...
+        @staticmethod
+        def check(table: Table, bad: np.ndarray, column: str, reason) -> None: ...
 
     def read_orders(self, periods: np.ndarray) -> OrderBook:
         bd = self.table("Bids.csv")
@@ -86,7 +97,7 @@ class OrdersReader:
     def flag_file(self, name: str, qbids: np.ndarray, qtbids: np.ndarray, per: np.ndarray) -> np.ndarray:
         """Flags from a file of (QtBids, QBid) rows; its rows are recorded (origin `flag:<name>`, one editor row
         per QBid, 0 where unflagged) so that a check on a flag blames this file, not `Bids.csv`."""
-        tab = self.table(name, required=False)
+        tab = self.optional_table(name)
         flags = np.zeros(len(qbids), bool)
         if tab is None or len(tab) == 0:
             return flags
@@ -124,6 +135,7 @@ class OrdersReader:
             lambda i: f"QBid {qb[i]} belongs to QtBid {bids.qtbid[pos[i]]}, not {qt[i]}",
         )
         if period_col is not None:
+            assert periods is not None  # given with period_col
             t = tab.int(period_col)
             self.check(
                 tab,
@@ -141,7 +153,7 @@ class OrdersReader:
 
     def optional(self, name: str, *columns: str) -> Table | None:
         """An optional condition file with rows (None if absent or header-only), its columns required."""
-        tab = self.table(name, required=False)
+        tab = self.optional_table(name)
         if tab is None or len(tab) == 0:
             return None
         tab.require(*columns)

@@ -62,12 +62,15 @@ class _Reader(OrdersReader):
     def label(self, name: str) -> str:
         return f"{self.folder.name}/{name}"
 
-    def table(self, name: str, required: bool = True) -> Table | None:
-        path = self.folder / name
-        if not required and not path.exists():
-            return None
+    def table(self, name: str) -> Table:
         max_bytes = int(self.options.max_file_mb * 2**20)
-        return read_table(path, self.label(name), ranges=ranges_of(name), max_bytes=max_bytes)
+        return read_table(self.folder / name, self.label(name), ranges=ranges_of(name), max_bytes=max_bytes)
+
+    def optional_table(self, name: str) -> Table | None:
+        """The file's table, None if the file does not exist."""
+        if not (self.folder / name).exists():
+            return None
+        return self.table(name)
 
     @staticmethod
     def check(table: Table, bad: np.ndarray, column: str, reason) -> None:
@@ -207,7 +210,7 @@ class _Reader(OrdersReader):
 
     def read_sub_areas(self) -> AreaSplits | None:
         """tdmarket extension (docs/model.md §6.4): `SubAreas.csv` (Edge, Area) marks the D-D edges to split at."""
-        sub = self.table("SubAreas.csv", required=False)
+        sub = self.optional_table("SubAreas.csv")
         if sub is None:
             return None
         sub.require("Edge", "Area")
