@@ -34,7 +34,7 @@ def test_named_pipe_as_csv_is_a_clean_error_not_a_hang(tmp_path):
     os.mkfifo(folder / "Bids.csv")  # nobody ever writes to it: opening it for reading would block
     t0 = time.monotonic()
     assert_error(read_error(folder), "Bids.csv", None, None, "named pipe, not a regular file")
-    assert time.monotonic() - t0 < 2.0
+    assert time.monotonic() - t0 < 30.0  # a hang would never return; the bound only has to end the test
 
 
 def test_folder_in_place_of_a_csv_file(tmp_path):
@@ -50,20 +50,20 @@ _MEASURE = textwrap.dedent(
     import tdmarket
     from tdmarket.errors import InputError
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: a loaded machine stretches wall time, not the work done
     try:
         tdmarket.load(sys.argv[1])
         print("loaded")
     except InputError as err:
         print(err.one_line()[:300])
     grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    print(f"{time.perf_counter() - t0:.3f} {grown_mb:.1f}")
+    print(f"{time.process_time() - t0:.3f} {grown_mb:.1f}")
     """
 )
 
 
 def _load_in_child(folder: Path) -> tuple[str, float, float]:
-    """(message, seconds, MB of peak memory added) of `tdmarket.load(folder)` in a fresh interpreter."""
+    """(message, CPU seconds, MB of peak memory added) of `tdmarket.load(folder)` in a fresh interpreter."""
     out = subprocess.run(
         [sys.executable, "-c", _MEASURE, str(folder)], capture_output=True, text=True, cwd=WORKTREE, timeout=120
     )
@@ -101,9 +101,9 @@ def test_a_long_line_under_the_size_limit_fails_before_parsing(tmp_path):
 @pytest.mark.parametrize("end", ["10000000", "1000000000000"])
 def test_absurd_horizon_is_refused_before_allocating(tmp_path, end):
     folder = make_case(tmp_path, GeneralParam=f"StartTime,EndTime,baseMVA\n1,{end},1")
-    t0 = time.monotonic()
+    t0 = time.process_time()  # CPU time: allocating the horizon would take seconds of work, a load only wall time
     err = read_error(folder)
-    assert time.monotonic() - t0 < 2.0
+    assert time.process_time() - t0 < 2.0
     assert_error(err, "GeneralParam.csv", 2, "EndTime")
     assert "more than 10000" in err.reason or "plausible range" in err.reason
 
