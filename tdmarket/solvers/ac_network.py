@@ -82,11 +82,14 @@ class Tree:
 
 
 def top_areas(inst: Instance) -> np.ndarray:
-    """Areas whose interface connects a distribution root to a transmission bus."""
+    """Areas whose interface connects a distribution root to a transmission bus, and, in a sub-DSO's own
+    sub-instance (`Instance.area_instance`), its area: its parent's side is a boundary bus, so its tree starts at
+    its root as well."""
     ar, b = inst.areas, inst.buses
     ok = (ar.root_bus >= 0) & (ar.host_bus >= 0)
     out = np.zeros(len(ar), bool)
-    out[ok] = b.is_dist[ar.root_bus[ok]] & ~b.is_dist[ar.host_bus[ok]]
+    root, host = ar.root_bus[ok], ar.host_bus[ok]
+    out[ok] = b.is_dist[root] & ~b.is_boundary[root] & (~b.is_dist[host] | b.is_boundary[host])
     return np.flatnonzero(out)
 
 

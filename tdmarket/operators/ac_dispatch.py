@@ -1,0 +1,278 @@
+"""An operator's exact AC re-dispatch of its own distribution area (docs/model.md §5(h)).
+
+One area, from its own sub-instance and its rows of a clearing's result tables:
+
+1. the area's clearing problem is rebuilt with the clearing's model options; every binary is fixed at its cleared
+   value, the export P at the cleared exchange, and each child area's (sub-DSO's) exchange P and Q at its
+   cleared value (the child root is a boundary bus of this area that injects them);
+2. the SOC program with these fixings gives the start point and the reference cost;
+3. the exact AC program (`tdmarket.formulations.exact_ac`) is solved by Ipopt from there
+   (`tdmarket.solvers.ipopt`): a *local optimum*, labelled `LOCAL_OPTIMUM_LABEL`;
+4. the certificate is the AC power flow (`tdmarket.solvers.ac_powerflow`) of the recovered dispatch.
+
+A sub-DSO is re-dispatched after its parent (parent first): its boundary condition is the parent's AC state at
+its root.  It then also holds its reactive export at the cleared value (the parent's recovery assumed it) and
+its root's squared voltage at the parent's AC value (`AreaTask.root_vsq_pu`); its certificate is the AC power
+flow of its own area with that root voltage, and it must deliver both the cleared P and Q.  Children first
+would not work: a child does not know its root voltage before its parent is re-dispatched.
+
+This module is operator work: `recover_area` runs inside a DSO agent (`DSO.ac_redispatch`) or as one request
+of an executor (`recovery_task`, the executor target used by `tdmarket.reporting.ac_recovery`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ..formulations.clearing import ClearingProblem
+from ..formulations.exact_ac import exact_ac_program, integer_values_from_tables
+from ..formulations.options import ModelOptions
+from ..model.instance import Instance
+from ..solvers import solve
+from ..solvers.ac_powerflow import ac_power_flow
+from ..solvers.ipopt import solve_exact_ac
+
+DX_TOL_MW = 1e-3  # MW (Mvar for a sub-DSO's Q) per period: an AC exchange this close to the cleared one is delivered
+SLACK_TOL_MW = 1e-4  # MW: a recovered dispatch may not use more slack than the cleared one beyond this
+LOCAL_OPTIMUM_LABEL = "local optimum (Ipopt)"
+
+
+@dataclass
+class AreaRecovery:
+    """The recovery of one distribution area (costs in €, exchange deviations and slack in MW, times in s)."""
+
+    area: str
+    deliverable: bool  # the cleared dispatch passed the AC check (nothing done)
+    attempted: bool
+    recovered: bool
+    status: str  # Ipopt's return status, or why nothing was attempted
+    violations_before: int
+    violations_after: int
+    max_abs_dx_mw_before: float
+    max_abs_dx_mw_after: float
+    soc_cost_eur: float = float("nan")
+    ac_cost_eur: float = float("nan")
+    extra_cost_eur: float = 0.0
+    slack_mw_before: float = float("nan")
+    slack_mw_after: float = float("nan")
+    iterations: int = 0
+    time_s: float = 0.0
+    parent: str = ""  # the parent area of a sub-DSO ("" for an area below the TSO)
+    optimality: str = ""  # LOCAL_OPTIMUM_LABEL when Ipopt converged
+    soc_start_s: float = 0.0  # the SOC program with the fixings (start point, reference cost)
+    build_s: float = 0.0  # the CasADi function (derivatives) of the exact AC program
+    ipopt_s: float = 0.0
+    certificate_s: float = 0.0  # the AC power flow of the recovered dispatch
+
+
+@dataclass
+class AreaTask:
+    """What one area's re-dispatch needs: its sub-instance (`Instance.area_instance`), its rows of the result
+    tables (`area_tables`), the model options of the clearing and the AC check before."""
+
+    area: str
+    sub: Instance
+    tables: dict[str, pd.DataFrame]
+    opts: ModelOptions
+    violations_before: int
+    max_abs_dx_mw_before: float
+    parent: str = ""
+    root_vsq_pu: np.ndarray | None = None  # sub-DSO: the parent's AC squared voltage at its root per period (p.u.²)
+
+
+@dataclass
+class AreaOutcome:
+    """The re-dispatch of one area: the report, the delivered tables of its sub-instance (None when the area
+    keeps its cleared dispatch), its certificate (`ac_power_flow(...)["areas"]`) and the AC squared voltage
+    (p.u.², per period) at each child root, for the children's re-dispatch."""
+
+    recovery: AreaRecovery
+    tables: dict[str, pd.DataFrame] | None
+    ac_areas: pd.DataFrame | None
+    child_root_vsq_pu: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def deliverability(ac_areas: pd.DataFrame) -> pd.DataFrame:
+    """Per area of an `ac_power_flow` `areas` table: violations, max |Δx| (MW), max |Δy| (Mvar) and whether it is
+    deliverable (converged, no violation, |Δx| ≤ `DX_TOL_MW`)."""
+    if len(ac_areas) == 0:
+        return pd.DataFrame(
+            columns=["area", "violations", "max_abs_dx_mw", "max_abs_dy_mvar", "converged", "deliverable"]
+        )
+    frame = ac_areas.assign(
+        violations=ac_areas["n_voltage_violations"] + ac_areas["n_overloads"],
+        abs_dx=ac_areas["dx_mw"].abs().fillna(np.inf),
+        abs_dy=ac_areas["dy_mvar"].abs().fillna(np.inf),
+    )
+    per = frame.groupby("area", sort=False).agg(
+        violations=("violations", "sum"),
+        max_abs_dx_mw=("abs_dx", "max"),
+        max_abs_dy_mvar=("abs_dy", "max"),
+        converged=("converged", "all"),
+    )
+    per["deliverable"] = per["converged"] & (per["violations"] == 0) & (per["max_abs_dx_mw"] <= DX_TOL_MW)
+    return per.reset_index()
+
+
+_TABLE_KEYS = {
+    "segments": ("segment", lambda s: s.orders.segments.id),
+    "bids": ("bid", lambda s: s.orders.bids.id),
+    "buses": ("node", lambda s: s.buses.id),
+    "lines": ("edge", lambda s: s.branches.id),
+    "interfaces": ("area", lambda s: np.asarray(s.areas.name)),
+}
+
+
+def area_tables(sub: Instance, tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+    """The rows of the result tables `tables` that belong to the sub-instance `sub` (what an area's task ships)."""
+    out = {}
+    for name, (key, ids) in _TABLE_KEYS.items():
+        frame = tables.get(name)
+        if frame is not None and key in frame:
+            out[name] = frame[frame[key].isin(ids(sub))].reset_index(drop=True)
+    return out
+
+
+def _per_period(frame: pd.DataFrame | None, area: str, column: str, periods: np.ndarray) -> np.ndarray:
+    if frame is None or len(frame) == 0 or column not in frame:
+        return np.zeros(len(periods))
+    rows = frame[frame["area"] == area].drop_duplicates("period").set_index("period")[column]
+    return rows.reindex(periods).fillna(0.0).to_numpy(float)
+
+
+def _slack_mw(tables: dict, sub: Instance) -> float:
+    buses = tables.get("buses")
+    if buses is None or len(buses) == 0:
+        return 0.0
+    own = sub.buses.id[~sub.buses.is_boundary]
+    return float(buses.loc[buses["node"].isin(own), "slack_p_mw"].abs().sum())
+
+
+def _fix_boundary(cp: ClearingProblem, prog, task: AreaTask) -> None:
+    """Fix the children's exchanges (P, Q) at their cleared values and, for a sub-DSO, its own Q export and its
+    root's squared voltage."""
+    iface, sub = cp.iface, task.sub
+    iface_table = task.tables.get("interfaces")
+    names = np.asarray(sub.areas.name)
+    for i in np.flatnonzero(~iface.root_modelled):  # children: their roots are boundary buses here
+        name = str(names[iface.area[i]])
+        for grid, column in ((iface.x_grid, "export_mw"), (iface.y_grid, "export_mvar")):
+            value = _per_period(iface_table, name, column, sub.periods)
+            prog.set_bounds(grid[i], value, value)
+    if task.root_vsq_pu is None:
+        return
+    own = np.flatnonzero(iface.own)
+    q = _per_period(iface_table, task.area, "export_mvar", sub.periods)
+    prog.set_bounds(iface.y_grid[own[0]], q, q)
+    w_cols = getattr(cp.dist, "w_grid", None)
+    if w_cols is not None:
+        root = sub.areas.root_bus[0]
+        prog.set_bounds(w_cols[root], task.root_vsq_pu, task.root_vsq_pu)
+
+
+def _child_root_vsq(sub: Instance, ac_buses: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The AC squared voltage (p.u.², per period) at each child root of `sub` from a power flow's `buses` table."""
+    out = {}
+    if len(ac_buses) == 0:
+        return out
+    for c in range(1, sub.n_areas):
+        root = sub.buses.id[sub.areas.root_bus[c]]
+        rows = ac_buses[ac_buses["node"] == root].drop_duplicates("period").set_index("period")["vsq_pu"]
+        out[str(sub.areas.name[c])] = rows.reindex(sub.periods).to_numpy(float)
+    return out
+
+
+def recover_area(task: AreaTask) -> AreaOutcome:
+    """The exact AC re-dispatch of one area (module docstring)."""
+    t0 = time.perf_counter()
+    sub, opts = task.sub, task.opts
+    base = dict(
+        area=task.area,
+        deliverable=False,
+        violations_before=task.violations_before,
+        max_abs_dx_mw_before=task.max_abs_dx_mw_before,
+        parent=task.parent,
+    )
+    cp = ClearingProblem(sub, opts)
+    export = _per_period(task.tables.get("interfaces"), task.area, "export_mw", sub.periods)
+    integers = integer_values_from_tables(cp, task.tables.get("segments"), task.tables.get("bids"))
+    eprog = exact_ac_program(cp, integers, export)
+    _fix_boundary(cp, eprog.prog, task)
+    slack_before = _slack_mw(task.tables, sub)
+    soc = solve(eprog.prog)
+    t_soc = time.perf_counter() - t0
+    if not soc.ok:
+        return AreaOutcome(
+            AreaRecovery(
+                **base,
+                attempted=False,
+                recovered=False,
+                status=f"not attempted: the SOC problem with the cleared binaries and exchange is {soc.status.value}",
+                violations_after=task.violations_before,
+                max_abs_dx_mw_after=task.max_abs_dx_mw_before,
+                slack_mw_before=slack_before,
+                soc_start_s=t_soc,
+                time_s=time.perf_counter() - t0,
+            ),
+            None,
+            None,
+        )
+    nlp = solve_exact_ac(eprog, soc.x)
+    # costs as the clearing reports them (slacks clipped at 0: an interior point leaves them at about -1e-9 MW,
+    # which the 1e4 €/MWh penalty would turn into cents)
+    soc_cost = cp.cost_parts(soc.x)["total_cost_eur"]
+    ac_cost = cp.cost_parts(nlp.x)["total_cost_eur"]
+    t1 = time.perf_counter()
+    candidate = cp.extract(nlp.x, None)
+    flow = ac_power_flow(sub, candidate, pi_model=opts.pi_model, zero_root_q=opts.zero_root_q)
+    after = flow["areas"]
+    t_cert = time.perf_counter() - t1
+    check = deliverability(after)
+    check = check[check["area"] == task.area]
+    row = check.iloc[0] if len(check) else None
+    slack_after = _slack_mw(candidate, sub)
+    q_ok = task.root_vsq_pu is None or (row is not None and float(row.max_abs_dy_mvar) <= DX_TOL_MW)
+    recovered = bool(
+        nlp.converged
+        and row is not None
+        and bool(row.deliverable)
+        and q_ok
+        and slack_after <= slack_before + SLACK_TOL_MW
+    )
+    report = AreaRecovery(
+        **base,
+        attempted=True,
+        recovered=recovered,
+        status=nlp.status,
+        violations_after=int(row.violations) if row is not None else -1,
+        max_abs_dx_mw_after=float(row.max_abs_dx_mw) if row is not None else float("nan"),
+        soc_cost_eur=soc_cost,
+        ac_cost_eur=ac_cost,
+        extra_cost_eur=ac_cost - soc_cost,
+        slack_mw_before=slack_before,
+        slack_mw_after=slack_after,
+        iterations=nlp.iterations,
+        optimality=LOCAL_OPTIMUM_LABEL if nlp.converged else "",
+        soc_start_s=t_soc,
+        build_s=nlp.build_time_s,
+        ipopt_s=nlp.solve_time_s,
+        certificate_s=t_cert,
+        time_s=time.perf_counter() - t0,
+    )
+    # an unconverged or uncertified point is not delivered: the area keeps its cleared dispatch
+    if not recovered:
+        return AreaOutcome(report, None, None)
+    own = candidate["buses"]["node"].isin(sub.buses.id[~sub.buses.is_boundary])
+    candidate["buses"] = candidate["buses"][own].reset_index(drop=True)  # boundary buses are the neighbours'
+    return AreaOutcome(report, candidate, after, _child_root_vsq(sub, flow["buses"]))
+
+
+def recovery_task(key: str, method: str, args: tuple, kwargs: dict, init=None) -> AreaOutcome:
+    """Executor target (`tdmarket.operators.executors`): one request `("recover", (AreaTask,))` per area."""
+    if method != "recover":
+        raise ValueError(f"unknown AC recovery request {method!r} for {key}")
+    return recover_area(*args, **kwargs)
