@@ -57,7 +57,7 @@ class AreaRecovery:
     soc_cost_eur: float = float("nan")
     ac_cost_eur: float = float("nan")
     extra_cost_eur: float = 0.0
-    slack_mw_before: float = float("nan")
+    slack_mw_before: float = float("nan")  # Σ |active| + |reactive| slack of the area (MW + Mvar)
     slack_mw_after: float = float("nan")
     iterations: int = 0
     time_s: float = 0.0
@@ -145,11 +145,13 @@ def _per_period(frame: pd.DataFrame | None, area: str, column: str, periods: np.
 
 
 def _slack_mw(tables: dict, sub: Instance) -> float:
+    """Σ |active slack| + |reactive slack| over the area's own buses and periods (MW + Mvar): a dispatch that
+    needs either is not delivered by real resources."""
     buses = tables.get("buses")
     if buses is None or len(buses) == 0:
         return 0.0
-    own = sub.buses.id[~sub.buses.is_boundary]
-    return float(buses.loc[buses["node"].isin(own), "slack_p_mw"].abs().sum())
+    own = buses[buses["node"].isin(sub.buses.id[~sub.buses.is_boundary])]
+    return float(sum(own[c].abs().sum() for c in ("slack_p_mw", "slack_q_mvar") if c in own))
 
 
 def _fix_boundary(cp: ClearingProblem, prog, task: AreaTask) -> None:

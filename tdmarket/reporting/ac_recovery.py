@@ -285,6 +285,7 @@ def recover(
     top_of = inst.areas.top_level()
     while level:
         tasks = []
+        known = _with_sub_dso_exchanges(inst, delivered)
         for a, parent, root_vsq in level:
             sub = inst.area_instance(a)
             row = status.loc[names[int(top_of[a])]]
@@ -292,7 +293,7 @@ def recover(
                 AreaTask(
                     area=names[a],
                     sub=sub,
-                    tables=area_tables(sub, delivered),
+                    tables=area_tables(sub, known),
                     opts=opts,
                     violations_before=int(row.violations) if not parent else 0,
                     max_abs_dx_mw_before=float(row.max_abs_dx_mw) if not parent else float("nan"),
@@ -342,8 +343,12 @@ def recover(
                     r.status += "; the tree as a whole is not AC-deliverable"
         else:
             after_frames.pop(name, None)
-    if any(not r.recovered for a in trees_with_children for r in _tree(reports, inst, a)):
-        delivered = _restore_failed_trees(inst, tables, delivered, reports, trees_with_children)
+    failed = [a for a in trees_with_children if not all(r.recovered for r in _tree(reports, inst, a))]
+    if failed:
+        delivered = _restore_trees(inst, tables, delivered, failed)
+        delivered, after_frames = _recover_whole_trees(
+            inst, failed, delivered, status, reports, opts, after_frames, (executor, workers, address)
+        )
     ac_after = ac_before
     if after_frames:
         kept = ac_before[~ac_before["area"].isin(list(after_frames))]
@@ -352,18 +357,75 @@ def recover(
     return Recovery(areas=areas, tables=delivered, ac_before=ac_before, ac_after=ac_after)
 
 
+def _with_sub_dso_exchanges(inst: Instance, tables: dict) -> dict:
+    """`tables` with an `interfaces` row per sub-DSO and period: an integrated clearing models a sub-DSO's
+    interface as an ordinary line, so its exchange (the child's export, MW and Mvar) is the line's terminal flow
+    at the child root (`lines` table)."""
+    ar, br, lines = inst.areas, inst.branches, tables.get("lines")
+    iface = tables.get("interfaces")
+    subs = [c for c in range(len(ar)) if ar.parent[c] > 0 and ar.interface[c] >= 0]
+    if not subs or lines is None or len(lines) == 0 or iface is None:
+        return tables
+    frames = [iface]
+    for c in subs:
+        if (iface["area"] == ar.name[c]).any():
+            continue
+        e = int(ar.interface[c])
+        end = "to" if br.t[e] == ar.root_bus[c] else "from"
+        rows = lines[lines["edge"] == br.id[e]].drop_duplicates("period")
+        frames.append(
+            pd.DataFrame(
+                {
+                    "area": ar.name[c],
+                    "period": rows["period"].to_numpy(),
+                    "export_mw": rows[f"p_{end}_mw"].to_numpy(float),
+                    "export_mvar": rows[f"q_{end}_mvar"].to_numpy(float),
+                }
+            )
+        )
+    return {**tables, "interfaces": pd.concat(frames, ignore_index=True)}
+
+
 def _tree(reports: dict[int, AreaRecovery], inst: Instance, a: int) -> list[AreaRecovery]:
     return [reports[int(c)] for c in inst.subtree(a) if int(c) in reports]
 
 
-def _restore_failed_trees(inst: Instance, cleared: dict, delivered: dict, reports, trees: list[int]) -> dict:
-    """A tree with sub-DSOs is delivered whole or not at all: the cleared rows of every area of a tree where some
-    area was not recovered."""
+def _restore_trees(inst: Instance, cleared: dict, delivered: dict, trees: list[int]) -> dict:
+    """`delivered` with the cleared rows of every area of the trees `trees` (a tree with sub-DSOs is delivered
+    whole or not at all)."""
     out = delivered
     for a in trees:
-        if all(r.recovered for r in _tree(reports, inst, a)):
-            continue
         for c in inst.subtree(a):
-            sub = inst.area_instance(int(c))
-            out = _replace(out, area_tables(sub, cleared))
+            out = _replace(out, area_tables(inst.area_instance(int(c)), cleared))
     return out
+
+
+def _recover_whole_trees(inst, trees, delivered, status, reports, opts, after_frames, where):
+    """Fallback for trees with sub-DSOs whose parent-first re-dispatch failed: the whole tree as one exact AC
+    program (`Instance.area_instance(a, with_descendants=True)`: the sub-DSO interfaces are ordinary lines, so
+    the exchanges between parent and children may move; binaries and the T–D exchange stay fixed).  The area
+    reports of a recovered tree say so; the top area carries the tree's extra cost."""
+    names = list(inst.areas.name)
+    tasks = []
+    for a in trees:
+        sub = inst.area_instance(a, with_descendants=True)
+        row = status.loc[names[a]]
+        tasks.append(
+            AreaTask(names[a], sub, area_tables(sub, delivered), opts, int(row.violations), float(row.max_abs_dx_mw))
+        )
+    log.info("AC recovery of the whole trees of %s ...", ", ".join(t.area for t in tasks))
+    for a, out in zip(trees, _run_tasks(tasks, *where)):
+        item = out.recovery
+        if out.tables is None:
+            reports[a].status += f"; as one tree: {item.status}, not recovered"
+            continue
+        delivered = _replace(delivered, out.tables)
+        after_frames[names[a]] = out.ac_areas
+        item.status = f"{item.status} (the whole tree, sub-DSO exchanges free)"
+        reports[a] = item
+        for c in inst.subtree(a)[1:]:
+            r = reports.get(int(c))
+            if r is not None:
+                r.recovered, r.status = True, f"recovered with the whole tree of {names[a]}"
+                r.extra_cost_eur, r.violations_after, r.max_abs_dx_mw_after = 0.0, 0, 0.0
+    return delivered, after_frames

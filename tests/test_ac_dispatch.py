@@ -1,0 +1,121 @@
+"""AC re-dispatch as operator work (docs/model.md §5(h)): areas recovered in parallel through the executors with
+results in area order, sub-DSO trees (parent first, then each child at its parent's AC voltage; the whole tree
+as one program when that fails)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("pandapower")
+pytest.importorskip("casadi")
+
+from casebuilder import write_case  # noqa: E402
+
+import tdmarket  # noqa: E402
+from tdmarket.io import read  # noqa: E402
+from tdmarket.reporting.ac_recovery import recover  # noqa: E402
+
+OPTIONS = {"reactive_policy": "zero"}
+R, X = 0.05, 0.05  # p.u., the lossy lines where the SOC relaxation burns power
+SURPLUS = 1.0  # MW fixed injection at T node 1 per area below it
+
+
+def _down(node: int, qtbid: int, mw: float, price: float) -> dict:
+    """A down order (consume up to `mw` MW at `price` €/MWh)."""
+    return dict(node=node, qtbid=qtbid, qbid=10 * qtbid + 1, seg=100 * qtbid + 11, t=1, lo=0.0, hi=-mw, price=price)
+
+
+@pytest.fixture(scope="module")
+def two_burning_feeders(tmp_path_factory):
+    """T node 1 (2 MW surplus, a 100 €/MWh down order) feeding two areas DSO-2 (2 → 3) and DSO-4 (4 → 5), each a
+    lossy line to a bus with a down order (40 and 30 €/MWh): the SOC relaxation burns the surplus on both lines
+    for free, so neither area is AC-deliverable."""
+    return read(
+        write_case(
+            tmp_path_factory.mktemp("two") / "case",
+            t_nodes=[(1, 1)],
+            d_nodes=[(2, 1.0, 1.0), (3, 0.81, 1.21), (4, 1.0, 1.0), (5, 0.81, 1.21)],
+            edges=[(10, 2, 1, 0.0, 0.001, 20.0), (20, 2, 3, R, X, 5.0), (30, 4, 1, 0.0, 0.001, 20.0), (40, 4, 5, R, X, 5.0)],
+            injections={(1, 1): (2 * SURPLUS, 0.0)},
+            bids=[_down(1, 1, 1.0, 100.0), _down(3, 2, 1.0, 40.0), _down(5, 3, 1.0, 30.0)],
+        )
+    )
+
+
+def test_areas_recover_in_parallel_with_the_same_result(two_burning_feeders):
+    inst = two_burning_feeders
+    res = tdmarket.clear(inst, "common", incentives=False, **OPTIONS)
+    inline = recover(inst, res.tables, OPTIONS, executor="inline")
+    parallel = recover(inst, res.tables, OPTIONS, executor="process", workers=2)
+    assert [a.area for a in parallel.areas] == ["DSO-2", "DSO-4"]  # area order, whatever finished first
+    assert all(a.attempted and a.recovered for a in parallel.areas)
+    assert parallel.summary()["violations_after"] == 0 and parallel.summary()["max_abs_dx_mw_after"] < 1e-6
+    for name in ("bids", "buses", "lines", "interfaces"):
+        pd.testing.assert_frame_equal(parallel.tables[name], inline.tables[name])
+    cost = ["extra_cost_eur", "ac_cost_eur", "iterations"]
+    assert inline.table()[cost].to_numpy().tolist() == parallel.table()[cost].to_numpy().tolist()
+    # each area's import goes to its own order once the fictitious loss is gone (the AC loss is a few %)
+    bids = parallel.tables["bids"].set_index("bid")
+    assert 0.9 < -bids.loc[21, "p_mw"] < 1.0 and 0.9 < -bids.loc[31, "p_mw"] < 1.0
+
+
+def _nested(folder, r: float, r_child: float):
+    """T node 1 (1 MW surplus) — D root 2 — line 20 — bus 3 (a 0.1 MW down order at 40 €/MWh) — line 30, the
+    interface of the sub-DSO DSO-4 — its root 4 — line 40 — bus 5 (a 1 MW down order at 40 €/MWh with a
+    capability disc of radius 1.5 MVA).  Lines 20 and 30 have R = X = `r`, line 40 R = X = `r_child` (p.u.)."""
+    folder = write_case(
+        folder,
+        t_nodes=[(1, 1)],
+        d_nodes=[(2, 1.0, 1.0), (3, 0.81, 1.21), (4, 0.81, 1.21), (5, 0.81, 1.21)],
+        edges=[(10, 2, 1, 0.0, 0.001, 20.0), (20, 2, 3, r, r, 5.0), (30, 3, 4, r, r, 5.0), (40, 4, 5, r_child, r_child, 5.0)],
+        injections={(1, 1): (SURPLUS, 0.0)},
+        bids=[_down(1, 1, 1.0, 100.0), _down(3, 2, 0.1, 40.0), _down(5, 3, 1.0, 40.0)],
+        discs=[(3, 31, 1.5)],
+    )
+    (folder / "SubAreas.csv").write_text("Edge,Area\n30,DSO-4\n")
+    return read(folder)
+
+
+def _assert_tree_delivers(rec, res):
+    s = rec.summary()
+    assert s["areas_failed"] == [] and s["violations_after"] == 0 and s["max_abs_dx_mw_after"] < 1e-6
+    (after,) = rec.ac_after.itertuples()  # the whole tree checked as one network
+    assert after.area == "DSO-2" and after.converged
+    # independent balance of the pandapower certificate: the surplus is consumed or lost, nothing burnt
+    bids = rec.tables["bids"].set_index("bid")
+    assert -(bids.loc[21, "p_mw"] + bids.loc[31, "p_mw"]) + after.losses_mw == pytest.approx(SURPLUS, abs=1e-6)
+    assert rec.tables["lines"]["fictitious_loss_mw"].abs().max() < 1e-6
+    buses = rec.tables["buses"]
+    assert (buses["slack_p_mw"].abs() + buses["slack_q_mvar"].abs()).max() < 1e-6
+
+
+def test_sub_dso_recovered_after_its_parent(tmp_path):
+    """The relaxation burns the surplus on the child's line 40 (the parent's lines have R = 1e-4): the parent
+    re-dispatches with the child's exchange (P, Q) fixed, then the child at the parent's AC root voltage."""
+    inst = _nested(tmp_path / "case", 1e-4, 0.05)
+    res = tdmarket.clear(inst, "common", incentives=False, **OPTIONS)
+    assert res.summary["soc_gap"]["fictitious_loss_mw_max_line"] > 0.9
+    rec = recover(inst, res.tables, OPTIONS)
+    parent, child = rec.areas
+    assert (parent.area, child.area, child.parent) == ("DSO-2", "DSO-4", "DSO-2")
+    assert parent.recovered and child.recovered and child.attempted
+    assert "whole tree" not in parent.status
+    assert abs(parent.extra_cost_eur) < 0.1 and child.extra_cost_eur > 35.0  # the child pays for its consumption
+    _assert_tree_delivers(rec, res)
+    # the child ran at its parent's AC voltage at node 4
+    v4 = rec.tables["buses"].set_index("node").loc[4, "vsq_pu"]
+    assert rec.ac_after.iloc[0]["v_min_pu"] ** 2 <= v4 + 1e-9
+
+
+def test_sub_dso_tree_recovered_whole_when_parent_first_fails(tmp_path):
+    """Here the relaxation burns on the parent's lines (the child's line has R = 1e-4): with the child's exchange fixed at its cleared value
+    (about 0 MW) the parent cannot take the surplus without slack, so the tree is re-dispatched as one program."""
+    inst = _nested(tmp_path / "case", 0.05, 1e-4)
+    res = tdmarket.clear(inst, "common", incentives=False, **OPTIONS)
+    assert res.summary["soc_gap"]["fictitious_loss_mw_max_line"] > 0.3
+    rec = recover(inst, res.tables, OPTIONS)
+    parent, child = rec.areas
+    assert parent.recovered and "whole tree" in parent.status
+    assert child.recovered and child.status == "recovered with the whole tree of DSO-2"
+    _assert_tree_delivers(rec, res)
