@@ -52,7 +52,9 @@ def main() -> None:
     for a in areas:
         sub = inst.area_instance(a)
         row = status.loc[names[a]]
-        task = AreaTask(names[a], sub, area_tables(sub, res.tables), opts, int(row.violations), float(row.max_abs_dx_mw))
+        task = AreaTask(
+            names[a], sub, area_tables(sub, res.tables), opts, int(row.violations), float(row.max_abs_dx_mw)
+        )
         for k in range(args.repeat):
             r = recover_area(task).recovery
             n_bus = int((~sub.buses.is_boundary).sum())

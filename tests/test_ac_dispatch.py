@@ -36,7 +36,12 @@ def two_burning_feeders(tmp_path_factory):
             tmp_path_factory.mktemp("two") / "case",
             t_nodes=[(1, 1)],
             d_nodes=[(2, 1.0, 1.0), (3, 0.81, 1.21), (4, 1.0, 1.0), (5, 0.81, 1.21)],
-            edges=[(10, 2, 1, 0.0, 0.001, 20.0), (20, 2, 3, R, X, 5.0), (30, 4, 1, 0.0, 0.001, 20.0), (40, 4, 5, R, X, 5.0)],
+            edges=[
+                (10, 2, 1, 0.0, 0.001, 20.0),
+                (20, 2, 3, R, X, 5.0),
+                (30, 4, 1, 0.0, 0.001, 20.0),
+                (40, 4, 5, R, X, 5.0),
+            ],
             injections={(1, 1): (2 * SURPLUS, 0.0)},
             bids=[_down(1, 1, 1.0, 100.0), _down(3, 2, 1.0, 40.0), _down(5, 3, 1.0, 30.0)],
         )
@@ -68,7 +73,12 @@ def _nested(folder, r: float, r_child: float):
         folder,
         t_nodes=[(1, 1)],
         d_nodes=[(2, 1.0, 1.0), (3, 0.81, 1.21), (4, 0.81, 1.21), (5, 0.81, 1.21)],
-        edges=[(10, 2, 1, 0.0, 0.001, 20.0), (20, 2, 3, r, r, 5.0), (30, 3, 4, r, r, 5.0), (40, 4, 5, r_child, r_child, 5.0)],
+        edges=[
+            (10, 2, 1, 0.0, 0.001, 20.0),
+            (20, 2, 3, r, r, 5.0),
+            (30, 3, 4, r, r, 5.0),
+            (40, 4, 5, r_child, r_child, 5.0),
+        ],
         injections={(1, 1): (SURPLUS, 0.0)},
         bids=[_down(1, 1, 1.0, 100.0), _down(3, 2, 0.1, 40.0), _down(5, 3, 1.0, 40.0)],
         discs=[(3, 31, 1.5)],
@@ -119,3 +129,26 @@ def test_sub_dso_tree_recovered_whole_when_parent_first_fails(tmp_path):
     assert parent.recovered and "whole tree" in parent.status
     assert child.recovered and child.status == "recovered with the whole tree of DSO-2"
     _assert_tree_delivers(rec, res)
+
+
+def test_hierarchical_dispatch_with_the_exact_ac_model(tmp_path):
+    """`dispatch_model="ac"`: each DSO re-dispatches its own area exactly after its SOC dispatch (the sub-DSO after
+    its parent); the scheme's dispatch is then AC-deliverable and its summary labels the result a local optimum
+    and reports the extra cost.  With the default model nothing of that happens."""
+    from tdmarket.reporting.ac_check import ac_check
+
+    inst = _nested(tmp_path / "case", 1e-4, 0.05)
+    soc = tdmarket.clear(inst, "hierarchical", incentives=False, executor="inline", **OPTIONS)
+    assert "ac_dispatch" not in soc.summary
+    assert ac_check(inst, soc.tables)[1]["max_abs_dx_mw"] > 0.5  # the fictitious loss is not delivered
+    ac = tdmarket.clear(inst, "hierarchical", incentives=False, executor="inline", dispatch_model="ac", **OPTIONS)
+    block = ac.summary["ac_dispatch"]
+    assert block["optimality"] == "local optimum (Ipopt)" and block["areas_failed"] == []
+    assert block["areas_not_deliverable"] == 2 and block["areas_redispatched"] == 2
+    assert [a["area"] for a in block["areas"]] == ["DSO-2", "DSO-4"]
+    assert block["extra_cost_eur"] > 35.0  # the child's order now takes the surplus (40 €/MWh)
+    assert ac.summary["cost"]["recovery_eur"] == pytest.approx(block["extra_cost_eur"])
+    assert ac.total_cost == pytest.approx(soc.total_cost, abs=1e-6)  # prices and settlement stay the clearing's
+    check = ac_check(inst, ac.tables)[1]
+    assert check["total_violations"] == 0 and check["max_abs_dx_mw"] < 1e-3
+    assert list(ac.tables["buses"].columns) == list(soc.tables["buses"].columns)  # the DSOs' price columns kept

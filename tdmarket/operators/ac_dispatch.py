@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -137,6 +138,52 @@ def area_tables(sub: Instance, tables: dict[str, pd.DataFrame]) -> dict[str, pd.
     return out
 
 
+# columns of the result tables a recovered area's dispatch replaces (keys first)
+_REPLACED = {
+    "segments": (["segment"], ["accepted_fraction", "accepted_mw", "cost_eur"]),
+    "bids": (["bid"], ["p_mw", "q_mvar", "accepted"]),
+    "buses": (["node", "period"], ["vsq_pu", "slack_p_mw", "slack_q_mvar"]),
+    "lines": (
+        ["edge", "period"],
+        [
+            "p_from_mw",
+            "q_from_mvar",
+            "p_to_mw",
+            "q_to_mvar",
+            "loss_mw",
+            "loading",
+            "soc_gap",
+            "fictitious_loss_mw",
+            "fictitious_vdrop_pu2",
+        ],
+    ),
+    "interfaces": (["area", "period"], ["export_mw", "export_mvar"]),
+}
+
+
+def replace_dispatch(tables: dict, new: dict) -> dict:
+    """`tables` with the rows of `new` (e.g. an area's re-dispatched tables) replacing theirs in the dispatch
+    columns (`_REPLACED`); other columns (prices, ids) and rows stay as they are."""
+    out = dict(tables)
+    for name, (keys, cols) in _REPLACED.items():
+        old, fresh = tables.get(name), new.get(name)
+        if old is None or fresh is None or len(old) == 0 or len(fresh) == 0:
+            continue
+        if name == "lines":
+            fresh = fresh[fresh["kind"] == "D"]
+        cols = [c for c in cols if c in old and c in fresh]
+        frame = old.copy()
+        fresh = fresh.drop_duplicates(keys)
+        pos = pd.MultiIndex.from_frame(fresh[keys]).get_indexer(pd.MultiIndex.from_frame(frame[keys]))
+        hit = pos >= 0
+        if name == "lines" and "kind" in frame:
+            hit &= (frame["kind"] == "D").to_numpy()
+        for c in cols:
+            frame.loc[hit, c] = fresh[c].to_numpy()[pos[hit]]
+        out[name] = frame
+    return out
+
+
 def _per_period(frame: pd.DataFrame | None, area: str, column: str, periods: np.ndarray) -> np.ndarray:
     if frame is None or len(frame) == 0 or column not in frame:
         return np.zeros(len(periods))
@@ -178,7 +225,7 @@ def _fix_boundary(cp: ClearingProblem, prog, task: AreaTask) -> None:
 
 def _child_root_vsq(sub: Instance, ac_buses: pd.DataFrame) -> dict[str, np.ndarray]:
     """The AC squared voltage (p.u.², per period) at each child root of `sub` from a power flow's `buses` table."""
-    out = {}
+    out: dict[str, np.ndarray] = {}
     if len(ac_buses) == 0:
         return out
     for c in range(1, sub.n_areas):
@@ -192,7 +239,7 @@ def recover_area(task: AreaTask) -> AreaOutcome:
     """The exact AC re-dispatch of one area (module docstring)."""
     t0 = time.perf_counter()
     sub, opts = task.sub, task.opts
-    base = dict(
+    base: dict[str, Any] = dict(
         area=task.area,
         deliverable=False,
         violations_before=task.violations_before,
@@ -278,3 +325,31 @@ def recovery_task(key: str, method: str, args: tuple, kwargs: dict, init=None) -
     if method != "recover":
         raise ValueError(f"unknown AC recovery request {method!r} for {key}")
     return recover_area(*args, **kwargs)
+
+
+def redispatch_if_not_deliverable(task: AreaTask) -> AreaOutcome:
+    """The exact AC re-dispatch of an area only where its dispatch is not AC-deliverable: the AC power flow of
+    `task.tables` first (skipped for a sub-DSO given its parent's AC root voltage, whose boundary moved: it is
+    always re-dispatched), then `recover_area`.  A deliverable area returns its report with `tables` None."""
+    if task.root_vsq_pu is None:
+        ac = ac_power_flow(task.sub, task.tables, pi_model=task.opts.pi_model, zero_root_q=task.opts.zero_root_q)
+        check = deliverability(ac["areas"])
+        check = check[check["area"] == task.area]
+        if len(check):
+            row = check.iloc[0]
+            task.violations_before, task.max_abs_dx_mw_before = int(row.violations), float(row.max_abs_dx_mw)
+            if bool(row.deliverable):
+                report = AreaRecovery(
+                    area=task.area,
+                    deliverable=True,
+                    attempted=False,
+                    recovered=False,
+                    status="deliverable",
+                    violations_before=task.violations_before,
+                    violations_after=task.violations_before,
+                    max_abs_dx_mw_before=task.max_abs_dx_mw_before,
+                    max_abs_dx_mw_after=task.max_abs_dx_mw_before,
+                    parent=task.parent,
+                )
+                return AreaOutcome(report, None, ac["areas"], _child_root_vsq(task.sub, ac["buses"]))
+    return recover_area(task)

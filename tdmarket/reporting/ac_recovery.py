@@ -40,6 +40,7 @@ from ..operators.ac_dispatch import (
     area_tables,
     deliverability,
     recovery_task,
+    replace_dispatch,
 )
 from ..operators.executors import Request, make_executor
 from ..solvers.ac_network import top_areas
@@ -74,28 +75,6 @@ RECOVERY_COLUMNS = [
     "ipopt_s",
     "certificate_s",
 ]
-
-# columns of the result tables a recovered area's dispatch replaces (keys first)
-_REPLACED = {
-    "segments": (["segment"], ["accepted_fraction", "accepted_mw", "cost_eur"]),
-    "bids": (["bid"], ["p_mw", "q_mvar", "accepted"]),
-    "buses": (["node", "period"], ["vsq_pu", "slack_p_mw", "slack_q_mvar"]),
-    "lines": (
-        ["edge", "period"],
-        [
-            "p_from_mw",
-            "q_from_mvar",
-            "p_to_mw",
-            "q_to_mvar",
-            "loss_mw",
-            "loading",
-            "soc_gap",
-            "fictitious_loss_mw",
-            "fictitious_vdrop_pu2",
-        ],
-    ),
-    "interfaces": (["area", "period"], ["export_mw", "export_mvar"]),
-}
 
 
 @dataclass
@@ -180,28 +159,6 @@ def _model_options(options: dict) -> ModelOptions:
 
     model = {k: v for k, v in options.items() if k in OPTION_GROUPS["model"]}
     return ModelOptions(integer=not bool(options.get("relax", False)), **model)
-
-
-def _replace(tables: dict, new: dict) -> dict:
-    """`tables` with the rows of `new` (a sub-instance's tables) replacing theirs in the `_REPLACED` columns."""
-    out = dict(tables)
-    for name, (keys, cols) in _REPLACED.items():
-        old, fresh = tables.get(name), new.get(name)
-        if old is None or fresh is None or len(old) == 0 or len(fresh) == 0:
-            continue
-        if name == "lines":
-            fresh = fresh[fresh["kind"] == "D"]
-        cols = [c for c in cols if c in old and c in fresh]
-        frame = old.copy()
-        fresh = fresh.drop_duplicates(keys)
-        pos = pd.MultiIndex.from_frame(fresh[keys]).get_indexer(pd.MultiIndex.from_frame(frame[keys]))
-        hit = pos >= 0
-        if name == "lines" and "kind" in frame:
-            hit &= (frame["kind"] == "D").to_numpy()
-        for c in cols:
-            frame.loc[hit, c] = fresh[c].to_numpy()[pos[hit]]
-        out[name] = frame
-    return out
 
 
 def _not_deliverable(name: str, parent: str, row, status: str) -> AreaRecovery:
@@ -308,13 +265,16 @@ def recover(
             item = out.recovery
             reports[a] = item
             if out.tables is not None:
-                delivered = _replace(delivered, out.tables)
+                delivered = replace_dispatch(delivered, out.tables)
                 if not item.parent:
                     after_frames[item.area] = out.ac_areas
             for c in inst.areas.children(a):
                 if out.tables is None:
                     reports[int(c)] = _not_deliverable(
-                        names[int(c)], item.area, status.loc[names[int(top_of[a])]], "not attempted: parent not recovered"
+                        names[int(c)],
+                        item.area,
+                        status.loc[names[int(top_of[a])]],
+                        "not attempted: parent not recovered",
                     )
                 else:
                     following.append((int(c), item.area, out.child_root_vsq_pu.get(names[int(c)])))
@@ -396,7 +356,7 @@ def _restore_trees(inst: Instance, cleared: dict, delivered: dict, trees: list[i
     out = delivered
     for a in trees:
         for c in inst.subtree(a):
-            out = _replace(out, area_tables(inst.area_instance(int(c)), cleared))
+            out = replace_dispatch(out, area_tables(inst.area_instance(int(c)), cleared))
     return out
 
 
@@ -419,7 +379,7 @@ def _recover_whole_trees(inst, trees, delivered, status, reports, opts, after_fr
         if out.tables is None:
             reports[a].status += f"; as one tree: {item.status}, not recovered"
             continue
-        delivered = _replace(delivered, out.tables)
+        delivered = replace_dispatch(delivered, out.tables)
         after_frames[names[a]] = out.ac_areas
         item.status = f"{item.status} (the whole tree, sub-DSO exchanges free)"
         reports[a] = item

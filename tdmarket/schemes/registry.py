@@ -28,7 +28,16 @@ OPTION_GROUPS: dict[str, tuple[str, ...]] = {
     ),
     "solve": ("relax", "mip_gap", "time_limit", "threads", "progress"),
     "decentral": ("executor", "workers", "address"),
-    "decomposition": ("curve_tol", "max_evals", "gap", "gap_abs", "max_iterations", "milp_rounds", "stall_rounds"),
+    "decomposition": (
+        "curve_tol",
+        "max_evals",
+        "gap",
+        "gap_abs",
+        "max_iterations",
+        "milp_rounds",
+        "stall_rounds",
+        "dispatch_model",
+    ),
 }
 ALL_OPTIONS = frozenset(k for keys in OPTION_GROUPS.values() for k in keys)
 
