@@ -152,3 +152,34 @@ def test_hierarchical_dispatch_with_the_exact_ac_model(tmp_path):
     check = ac_check(inst, ac.tables)[1]
     assert check["total_violations"] == 0 and check["max_abs_dx_mw"] < 1e-3
     assert list(ac.tables["buses"].columns) == list(soc.tables["buses"].columns)  # the DSOs' price columns kept
+
+
+@pytest.mark.slow
+def test_generated_negative_price_surplus_is_recovered(tmp_path):
+    """A generated hard case (`tdmarket variant` of the built-in example: the imbalance turned into a surplus,
+    every down order at a negative price): the relaxation gets rid of the surplus as fictitious loss in every
+    area (2.8 MW in a period, on 12 lines), so no area is AC-deliverable.  The import cannot be consumed
+    by real resources without slack, so each area's exchange moves, paid at the interface price; afterwards
+    every area is AC-deliverable with no fictitious loss and no slack, and the deviation handed to the TSO is
+    reported."""
+    from tdmarket.examples import builtin_path
+    from tdmarket.generate.variants import make_variant
+
+    folder = make_variant(builtin_path(), tmp_path / "surplus", seed=1, imbalance_scale=-0.2, negative_price_share=1.0)
+    inst = tdmarket.load(folder)
+    res = tdmarket.clear(inst, "common", incentives=False, executor="inline")
+    gap = res.summary["soc_gap"]
+    assert gap["fictitious_loss_mw_max_period"] > 2.0 and gap["inexact_lines"] >= 10
+    rec = recover(inst, res.tables, {})
+    s = rec.summary()
+    assert s["areas_not_deliverable"] == 3 and s["areas_recovered"] == 3 and s["areas_failed"] == []
+    assert s["violations_after"] == 0 and s["max_abs_dx_mw_before"] > 1.0 and s["max_abs_dx_mw_after"] < 1e-6
+    assert all("exchange moved" in a.status and a.exchange_deviation_mw > 0.5 for a in rec.areas)
+    assert s["max_exchange_deviation_mw"] == pytest.approx(max(a.exchange_deviation_mw for a in rec.areas))
+    assert rec.tables["lines"].query("kind == 'D'")["fictitious_loss_mw"].abs().max() < 1e-6
+    buses = rec.tables["buses"]
+    d_nodes = buses["node"].isin(inst.buses.id[inst.buses.is_dist])
+    assert buses.loc[d_nodes, ["slack_p_mw", "slack_q_mvar"]].abs().to_numpy().max() < 1e-6
+    # the moved exchange is paid at the clearing's interface price: about 0 €/MWh where the relaxation disposed
+    # of power for free, so the recovery costs nothing at that price (the TSO re-balances the deviation)
+    assert abs(s["extra_cost_eur"]) < 0.01

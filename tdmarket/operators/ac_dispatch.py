@@ -33,7 +33,7 @@ from ..formulations.clearing import ClearingProblem
 from ..formulations.exact_ac import exact_ac_program, integer_values_from_tables
 from ..formulations.options import ModelOptions
 from ..model.instance import Instance
-from ..solvers import solve
+from ..solvers import SolveStatus, solve
 from ..solvers.ac_powerflow import ac_power_flow
 from ..solvers.ipopt import solve_exact_ac
 
@@ -68,6 +68,8 @@ class AreaRecovery:
     build_s: float = 0.0  # the CasADi function (derivatives) of the exact AC program
     ipopt_s: float = 0.0
     certificate_s: float = 0.0  # the AC power flow of the recovered dispatch
+    exchange_deviation_mw: float = 0.0  # max |x − x*| when the exchange had to move (the TSO re-balances it)
+    exchange_deviation_cost_eur: float = 0.0  # −Σ π·(x − x*)·Δt, included in extra_cost_eur
 
 
 @dataclass
@@ -254,7 +256,7 @@ def recover_area(task: AreaTask) -> AreaOutcome:
     slack_before = _slack_mw(task.tables, sub)
     soc = solve(eprog.prog)
     t_soc = time.perf_counter() - t0
-    if not soc.ok:
+    if soc.status not in (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL):  # a start point, not a price
         return AreaOutcome(
             AreaRecovery(
                 **base,
@@ -270,54 +272,136 @@ def recover_area(task: AreaTask) -> AreaOutcome:
             None,
             None,
         )
-    nlp = solve_exact_ac(eprog, soc.x)
     # costs as the clearing reports them (slacks clipped at 0: an interior point leaves them at about -1e-9 MW,
     # which the 1e4 €/MWh penalty would turn into cents)
     soc_cost = cp.cost_parts(soc.x)["total_cost_eur"]
-    ac_cost = cp.cost_parts(nlp.x)["total_cost_eur"]
-    t1 = time.perf_counter()
-    candidate = cp.extract(nlp.x, None)
-    flow = ac_power_flow(sub, candidate, pi_model=opts.pi_model, zero_root_q=opts.zero_root_q)
-    after = flow["areas"]
-    t_cert = time.perf_counter() - t1
-    check = deliverability(after)
-    check = check[check["area"] == task.area]
-    row = check.iloc[0] if len(check) else None
-    slack_after = _slack_mw(candidate, sub)
-    q_ok = task.root_vsq_pu is None or (row is not None and float(row.max_abs_dy_mvar) <= DX_TOL_MW)
-    recovered = bool(
-        nlp.converged
-        and row is not None
-        and bool(row.deliverable)
-        and q_ok
-        and slack_after <= slack_before + SLACK_TOL_MW
-    )
+    attempt = _attempt(cp, eprog, soc.x, task, slack_before)
+    price = _interface_price(task)
+    if not attempt.recovered and attempt.slack_grew and task.root_vsq_pu is None and price is not None:
+        # the cleared exchange itself cannot be delivered without slack: let it move, paid at the interface price
+        moved = exact_ac_program(cp, integers, export)
+        _fix_boundary(cp, moved.prog, task)
+        _free_exchange(cp, moved.prog, export, price)
+        second = _attempt(cp, moved, attempt.x if attempt.converged else soc.x, task, slack_before)
+        second.status += " (exchange moved, priced at the interface price)"
+        second.build_s += attempt.build_s
+        second.ipopt_s += attempt.ipopt_s
+        second.certificate_s += attempt.certificate_s
+        second.iterations += attempt.iterations
+        attempt = second
+    dx_mw = attempt.x[cp.own_x] - export
+    payment = -float(np.dot(price, dx_mw)) * opts.period_hours if price is not None else 0.0
+    ac_cost = cp.cost_parts(attempt.x)["total_cost_eur"]
     report = AreaRecovery(
         **base,
         attempted=True,
-        recovered=recovered,
-        status=nlp.status,
-        violations_after=int(row.violations) if row is not None else -1,
-        max_abs_dx_mw_after=float(row.max_abs_dx_mw) if row is not None else float("nan"),
+        recovered=attempt.recovered,
+        status=attempt.status,
+        violations_after=attempt.violations_after,
+        max_abs_dx_mw_after=attempt.max_abs_dx_mw_after,
         soc_cost_eur=soc_cost,
         ac_cost_eur=ac_cost,
-        extra_cost_eur=ac_cost - soc_cost,
+        extra_cost_eur=ac_cost + payment - soc_cost,
         slack_mw_before=slack_before,
-        slack_mw_after=slack_after,
-        iterations=nlp.iterations,
-        optimality=LOCAL_OPTIMUM_LABEL if nlp.converged else "",
+        slack_mw_after=attempt.slack_after,
+        iterations=attempt.iterations,
+        optimality=LOCAL_OPTIMUM_LABEL if attempt.converged else "",
         soc_start_s=t_soc,
+        build_s=attempt.build_s,
+        ipopt_s=attempt.ipopt_s,
+        certificate_s=attempt.certificate_s,
+        time_s=time.perf_counter() - t0,
+        exchange_deviation_mw=float(np.abs(dx_mw).max(initial=0.0)),
+        exchange_deviation_cost_eur=payment,
+    )
+    # an unconverged or uncertified point is not delivered: the area keeps its cleared dispatch
+    if not attempt.recovered:
+        return AreaOutcome(report, None, None)
+    candidate = attempt.tables
+    own = candidate["buses"]["node"].isin(sub.buses.id[~sub.buses.is_boundary])
+    candidate["buses"] = candidate["buses"][own].reset_index(drop=True)  # boundary buses are the neighbours'
+    return AreaOutcome(report, candidate, attempt.ac_areas, _child_root_vsq(sub, attempt.ac_buses))
+
+
+@dataclass
+class _Attempt:
+    """One Ipopt solve of an area's exact AC program and its certificate."""
+
+    x: np.ndarray
+    converged: bool
+    status: str
+    recovered: bool
+    slack_grew: bool
+    slack_after: float
+    violations_after: int
+    max_abs_dx_mw_after: float
+    iterations: int
+    build_s: float
+    ipopt_s: float
+    certificate_s: float
+    tables: dict
+    ac_areas: pd.DataFrame
+    ac_buses: pd.DataFrame
+
+
+def _attempt(cp: ClearingProblem, eprog, x0: np.ndarray, task: AreaTask, slack_before: float) -> _Attempt:
+    """Ipopt from `x0`, then the AC power flow of the point: recovered when Ipopt converged, the power flow is
+    deliverable (and delivers the fixed Q of a sub-DSO) and the slack did not grow."""
+    sub, opts = task.sub, task.opts
+    nlp = solve_exact_ac(eprog, x0)
+    t1 = time.perf_counter()
+    candidate = cp.extract(nlp.x, None)
+    flow = ac_power_flow(sub, candidate, pi_model=opts.pi_model, zero_root_q=opts.zero_root_q)
+    t_cert = time.perf_counter() - t1
+    check = deliverability(flow["areas"])
+    check = check[check["area"] == task.area]
+    row = check.iloc[0] if len(check) else None
+    slack_after = _slack_mw(candidate, sub)
+    slack_grew = slack_after > slack_before + SLACK_TOL_MW
+    q_ok = task.root_vsq_pu is None or (row is not None and float(row.max_abs_dy_mvar) <= DX_TOL_MW)
+    recovered = bool(nlp.converged and row is not None and bool(row.deliverable) and q_ok and not slack_grew)
+    return _Attempt(
+        x=nlp.x,
+        converged=nlp.converged,
+        status=nlp.status,
+        recovered=recovered,
+        slack_grew=slack_grew,
+        slack_after=slack_after,
+        violations_after=int(row.violations) if row is not None else -1,
+        max_abs_dx_mw_after=float(row.max_abs_dx_mw) if row is not None else float("nan"),
+        iterations=nlp.iterations,
         build_s=nlp.build_time_s,
         ipopt_s=nlp.solve_time_s,
         certificate_s=t_cert,
-        time_s=time.perf_counter() - t0,
+        tables=candidate,
+        ac_areas=flow["areas"],
+        ac_buses=flow["buses"],
     )
-    # an unconverged or uncertified point is not delivered: the area keeps its cleared dispatch
-    if not recovered:
-        return AreaOutcome(report, None, None)
-    own = candidate["buses"]["node"].isin(sub.buses.id[~sub.buses.is_boundary])
-    candidate["buses"] = candidate["buses"][own].reset_index(drop=True)  # boundary buses are the neighbours'
-    return AreaOutcome(report, candidate, after, _child_root_vsq(sub, flow["buses"]))
+
+
+def _interface_price(task: AreaTask) -> np.ndarray | None:
+    """The price of the area's exchange per period (€/MWh): the interface price of the clearing, else the price
+    at its root; None when neither is known."""
+    iface = task.tables.get("interfaces")
+    for column in ("interface_price_eur_mwh", "root_price_eur_mwh"):
+        if iface is not None and column in iface:
+            price = _per_period(iface, task.area, column, task.sub.periods)
+            rows = iface[iface["area"] == task.area][column].to_numpy(float)
+            if len(rows) and np.isfinite(rows).all():
+                return price
+    return None
+
+
+def _free_exchange(cp: ClearingProblem, prog, export_mw: np.ndarray, price: np.ndarray) -> None:
+    """Let the area's export move from the cleared `export_mw` (within the interface rating), every MW of it paid
+    at `price` (€/MWh): cost − π·(x − x*)·Δt, i.e. what the TSO's re-balancing costs at the margin."""
+    rows = prog.rows["exchange_fix"]
+    prog.set_row_bounds(np.arange(rows.start, rows.start + rows.size), -np.inf, np.inf)
+    c = prog.c.copy()
+    dt = cp.opts.period_hours
+    c[cp.own_x] -= price * dt
+    prog.set_cost(c)
+    prog.c0 = float(prog.c0 + np.dot(price, export_mw) * dt)
 
 
 def recovery_task(key: str, method: str, args: tuple, kwargs: dict, init=None) -> AreaOutcome:

@@ -74,6 +74,8 @@ RECOVERY_COLUMNS = [
     "build_s",
     "ipopt_s",
     "certificate_s",
+    "exchange_deviation_mw",
+    "exchange_deviation_cost_eur",
 ]
 
 
@@ -108,6 +110,9 @@ class Recovery:
             "max_abs_dx_mw_before": float(before["max_abs_dx_mw"]),
             "max_abs_dx_mw_after": float(after["max_abs_dx_mw"]),
             "extra_cost_eur": float(sum(a.extra_cost_eur for a in tried if a.recovered)),
+            "max_exchange_deviation_mw": float(
+                max((a.exchange_deviation_mw for a in tried if a.recovered), default=0.0)
+            ),
             "time_s": float(sum(a.time_s for a in tried)),
             "max_area_time_s": float(max((a.time_s for a in tried), default=0.0)),
             "dx_tolerance_mw": DX_TOL_MW,
@@ -147,6 +152,13 @@ def attach_recovery(result, rec: Recovery) -> None:
             f"AC-deliverable as cleared ({summary['violations_before']} voltage/thermal violations, max |Δx| "
             f"{summary['max_abs_dx_mw_before']:.3g} MW); {summary['areas_recovered']} recovered by the exact AC "
             f"re-dispatch, {summary['violations_after']} violations remain"
+        )
+    if summary["max_exchange_deviation_mw"] > 0:
+        moved = [a.area for a in rec.areas if a.recovered and a.exchange_deviation_mw > 0]
+        warnings.append(
+            f"AC recovery moved the exchange of {', '.join(moved)} (up to {summary['max_exchange_deviation_mw']:.3g} "
+            "MW): the cleared exchange could not be delivered without slack; the deviation is paid at the interface "
+            "price (in the recovery cost) and left to the TSO to re-balance"
         )
     if summary["areas_failed"]:
         warnings.append(
