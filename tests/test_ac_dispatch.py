@@ -183,3 +183,16 @@ def test_generated_negative_price_surplus_is_recovered(tmp_path):
     # the moved exchange is paid at the clearing's interface price: about 0 €/MWh where the relaxation disposed
     # of power for free, so the recovery costs nothing at that price (the TSO re-balances the deviation)
     assert abs(s["extra_cost_eur"]) < 0.01
+
+
+def test_newton_engine_matches_pandapower(builtin):
+    """The certificate's power flow engine (scipy Newton on the fused bus-injection model) gives pandapower's
+    voltages, flows and exchanges on the built-in example (line charging, a tap, a nodal shunt)."""
+    from tdmarket.solvers.ac_powerflow import ac_power_flow
+
+    res = tdmarket.clear(builtin, "common", relax=True, incentives=False)
+    ref = ac_power_flow(builtin, res.tables)
+    fast = ac_power_flow(builtin, res.tables, engine="newton")
+    for name in ("areas", "buses", "lines"):
+        pd.testing.assert_frame_equal(fast[name], ref[name], check_exact=False, rtol=0, atol=1e-9)
+    assert ref["areas"]["converged"].all() and len(ref["lines"]) > 10

@@ -8,7 +8,10 @@ One area, from its own sub-instance and its rows of a clearing's result tables:
 2. the SOC program with these fixings gives the start point and the reference cost;
 3. the exact AC program (`tdmarket.formulations.exact_ac`) is solved by Ipopt from there
    (`tdmarket.solvers.ipopt`): a *local optimum*, labelled `LOCAL_OPTIMUM_LABEL`;
-4. the certificate is the AC power flow (`tdmarket.solvers.ac_powerflow`) of the recovered dispatch.
+4. the certificate is the AC power flow (`tdmarket.solvers.ac_powerflow`, its scipy Newton engine: the same
+   equations and tolerances as the pandapower check, without building a pandapower network) of the recovered
+   dispatch.  When the cleared exchange cannot be delivered without slack, a second attempt lets the export
+   move, every MW of deviation paid at the interface price (the TSO re-balances it; reported).
 
 A sub-DSO is re-dispatched after its parent (parent first): its boundary condition is the parent's AC state at
 its root.  It then also holds its reactive export at the cleared value (the parent's recovery assumed it) and
@@ -351,7 +354,7 @@ def _attempt(cp: ClearingProblem, eprog, x0: np.ndarray, task: AreaTask, slack_b
     nlp = solve_exact_ac(eprog, x0)
     t1 = time.perf_counter()
     candidate = cp.extract(nlp.x, None)
-    flow = ac_power_flow(sub, candidate, pi_model=opts.pi_model, zero_root_q=opts.zero_root_q)
+    flow = ac_power_flow(sub, candidate, pi_model=opts.pi_model, zero_root_q=opts.zero_root_q, engine="newton")
     t_cert = time.perf_counter() - t1
     check = deliverability(flow["areas"])
     check = check[check["area"] == task.area]
@@ -416,7 +419,9 @@ def redispatch_if_not_deliverable(task: AreaTask) -> AreaOutcome:
     `task.tables` first (skipped for a sub-DSO given its parent's AC root voltage, whose boundary moved: it is
     always re-dispatched), then `recover_area`.  A deliverable area returns its report with `tables` None."""
     if task.root_vsq_pu is None:
-        ac = ac_power_flow(task.sub, task.tables, pi_model=task.opts.pi_model, zero_root_q=task.opts.zero_root_q)
+        ac = ac_power_flow(
+            task.sub, task.tables, pi_model=task.opts.pi_model, zero_root_q=task.opts.zero_root_q, engine="newton"
+        )
         check = deliverability(ac["areas"])
         check = check[check["area"] == task.area]
         if len(check):

@@ -45,6 +45,7 @@ import numpy as np
 from ..model.instance import Instance
 
 PF_TOLERANCES = ((1e-10, 20), (1e-8, 30), (1e-6, 50))  # (tolerance_mva, max_iteration) tried in turn
+DENSE_NEWTON_NODES = 400  # `newton_power_flow` uses dense algebra up to this many (fused) nodes
 _ZERO_Z_TAP_X = 1e-7  # p.u. reactance given to a zero-impedance branch with an off-nominal tap
 
 
@@ -78,7 +79,8 @@ class Tree:
     b_sh: np.ndarray
     child_root: np.ndarray  # local indices of boundary child roots fed from the interfaces table
     child_area: np.ndarray  # their areas
-    net: object = None
+    net: object = None  # the pandapower network (`build_net`)
+    system: object = None  # the bus-injection model for `newton_power_flow` (`newton_system`)
 
 
 def top_areas(inst: Instance) -> np.ndarray:
@@ -239,3 +241,99 @@ def zero_branch_flows(tree: Tree, V, s_inj, s_out):
     M = (A.T @ A).tocsc().astype(complex)
     sol = spsolve(M, A.T @ resid)
     return np.atleast_1d(sol)
+
+
+@dataclass
+class NewtonSystem:
+    """A tree's bus-injection model for `newton_power_flow`: buses joined by zero-impedance branches fused into one
+    node (`node` per tree bus), the admittance matrix of the fused nodes (π-model branches plus nodal shunts and
+    the charging of fused branches), and the node of the root."""
+
+    node: np.ndarray
+    Y: object  # scipy.sparse.csr_matrix, complex, p.u.
+    root: int
+
+
+def newton_system(tree: Tree) -> NewtonSystem:
+    """The `NewtonSystem` of a tree: the same network `build_net` gives pandapower (module docstring), assembled
+    with scipy.sparse."""
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    n = len(tree.bus)
+    zf, zt = tree.f[tree.zero], tree.t[tree.zero]
+    graph = sp.coo_matrix((np.ones(len(zf)), (zf, zt)), shape=(n, n))
+    k, node = connected_components(graph, directed=False)
+    nz = ~tree.zero
+    f, t = node[tree.f[nz]], node[tree.t[nz]]
+    shunt = tree.g_sh.astype(complex) + 1j * tree.b_sh
+    np.add.at(shunt, zf, 1j * tree.bc_zero[tree.zero])
+    np.add.at(shunt, zt, 1j * tree.bc_zero[tree.zero])
+    rows = np.concatenate([f, f, t, t, node])
+    cols = np.concatenate([f, t, f, t, node])
+    vals = np.concatenate([tree.yff[nz], tree.yft[nz], tree.ytf[nz], tree.ytt[nz], shunt])
+    Y = sp.csr_matrix((vals, (rows, cols)), shape=(k, k))
+    return NewtonSystem(node=node, Y=Y, root=int(node[tree.root]))
+
+
+def newton_power_flow(system: NewtonSystem, s_inj: np.ndarray, vm_root: float) -> tuple[np.ndarray, complex, float]:
+    """Newton–Raphson (polar; dense Jacobian up to `DENSE_NEWTON_NODES` nodes, sparse beyond) from a flat start
+    for the net injections `s_inj` (MW + j Mvar per tree bus) with the root at `vm_root` (p.u., angle 0).  It
+    stops at 1e-10 MVA, or when the mismatch stalls (no tenfold gain in three steps: the round-off floor of
+    1e-6 p.u. impedances) below the loosest tolerance of `PF_TOLERANCES`, at most 50 steps.  Returns the complex
+    voltage of every tree bus at the best iterate, the root's supply s_ext (what the tree imports, as
+    pandapower's ext_grid result) and the tolerance of `PF_TOLERANCES` that iterate meets (MVA; nan if none)."""
+    import scipy.sparse as sp
+    from scipy.sparse.linalg import spsolve
+
+    Y, root = system.Y, system.root
+    k = Y.shape[0]
+    s_node = np.zeros(k, complex)
+    np.add.at(s_node, system.node, s_inj)
+    pq = np.flatnonzero(np.arange(k) != root)
+    V = np.ones(k, complex)
+    V[root] = vm_root
+    limit = max(it for _, it in PF_TOLERANCES)
+    worst = max(tol for tol, _ in PF_TOLERANCES)
+    best = np.inf
+    dense = k <= DENSE_NEWTON_NODES
+    Yd = Y.toarray() if dense else None
+    m = len(pq)
+    target = min(tol for tol, _ in PF_TOLERANCES)
+    V_best, history = V.copy(), []
+    for _ in range(limit + 1):
+        current = Y @ V
+        mismatch = V * np.conj(current) - s_node
+        F = np.concatenate([mismatch[pq].real, mismatch[pq].imag])
+        size = float(np.abs(F).max(initial=0.0))
+        if not np.isfinite(size):
+            break
+        if size < best:
+            best, V_best = size, V.copy()
+        history.append(size)
+        # converged, or stalled at the round-off floor of the tree's admittances (no tenfold gain in 3 steps)
+        if best < target or (len(history) > 3 and best <= worst and min(history[-3:]) > 0.1 * history[-4]):
+            break
+        Vn = V / np.abs(V)
+        if Yd is not None:  # small trees: dense algebra is faster than building sparse matrices every iteration
+            dS_dVm = V[:, None] * np.conj(Yd * Vn[None, :])
+            dS_dVm[np.diag_indices(k)] += np.conj(current) * Vn
+            dS_dVa = -1j * V[:, None] * np.conj(Yd * V[None, :])
+            dS_dVa[np.diag_indices(k)] += 1j * V * np.conj(current)
+            A, M = dS_dVa[np.ix_(pq, pq)], dS_dVm[np.ix_(pq, pq)]
+            J = np.block([[A.real, M.real], [A.imag, M.imag]])
+            step = np.linalg.solve(J, -F)
+        else:
+            dV = sp.diags(V)
+            dS_dVm = dV @ np.conj(Y @ sp.diags(Vn)) + sp.diags(np.conj(current) * Vn)
+            dS_dVa = 1j * dV @ np.conj(sp.diags(current) - Y @ dV)
+            A, M = dS_dVa[pq][:, pq], dS_dVm[pq][:, pq]
+            J = sp.bmat([[A.real, M.real], [A.imag, M.imag]], format="csc")
+            step = spsolve(J, -F)
+        va = np.angle(V[pq]) + step[:m]
+        vm = np.abs(V[pq]) + step[m:]
+        V[pq] = vm * np.exp(1j * va)
+    tol = next((tol for tol, _ in PF_TOLERANCES if best < tol), float("nan"))
+    V = V_best
+    s_root = V[root] * np.conj((Y @ V)[root]) - s_node[root]
+    return V[system.node], complex(s_root), tol
