@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -221,7 +222,7 @@ def recover(
     executor = executor or options.get("executor") or "inline"
     workers = workers if workers is not None else options.get("workers")
     address = options.get("address")
-    ac_kw = {"pi_model": opts.pi_model, "zero_root_q": opts.zero_root_q}
+    ac_kw: dict[str, Any] = {"pi_model": opts.pi_model, "zero_root_q": opts.zero_root_q}
     if ac_before is None:
         ac_before = ac_power_flow(inst, tables, **ac_kw)["areas"]
     status = deliverability(ac_before).set_index("area")

@@ -41,6 +41,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..model.instance import Instance
 
@@ -80,7 +81,7 @@ class Tree:
     child_root: np.ndarray  # local indices of boundary child roots fed from the interfaces table
     child_area: np.ndarray  # their areas
     net: object = None  # the pandapower network (`build_net`)
-    system: object = None  # the bus-injection model for `newton_power_flow` (`newton_system`)
+    system: NewtonSystem | None = None  # the bus-injection model for `newton_power_flow` (`newton_system`)
 
 
 def top_areas(inst: Instance) -> np.ndarray:
@@ -250,14 +251,13 @@ class NewtonSystem:
     the charging of fused branches), and the node of the root."""
 
     node: np.ndarray
-    Y: object  # scipy.sparse.csr_matrix, complex, p.u.
+    Y: sp.csr_matrix  # complex, p.u.
     root: int
 
 
 def newton_system(tree: Tree) -> NewtonSystem:
     """The `NewtonSystem` of a tree: the same network `build_net` gives pandapower (module docstring), assembled
     with scipy.sparse."""
-    import scipy.sparse as sp
     from scipy.sparse.csgraph import connected_components
 
     n = len(tree.bus)
@@ -283,7 +283,6 @@ def newton_power_flow(system: NewtonSystem, s_inj: np.ndarray, vm_root: float) -
     1e-6 p.u. impedances) below the loosest tolerance of `PF_TOLERANCES`, at most 50 steps.  Returns the complex
     voltage of every tree bus at the best iterate, the root's supply s_ext (what the tree imports, as
     pandapower's ext_grid result) and the tolerance of `PF_TOLERANCES` that iterate meets (MVA; nan if none)."""
-    import scipy.sparse as sp
     from scipy.sparse.linalg import spsolve
 
     Y, root = system.Y, system.root

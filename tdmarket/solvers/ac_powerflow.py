@@ -198,6 +198,7 @@ def _check_period(inst: Instance, tree: Tree, lim: _Limits, d: Dispatch, t: int,
     x_star, y_star = d.iface.get((tree.name, int(period)), (np.nan, np.nan))
     gaps = d.gap[tree.line, t]
     if pp is None:
+        assert tree.system is not None
         V, s_ext, tol = newton_power_flow(tree.system, p_bus + 1j * q_bus, vm_root)
     else:
         tol = run_power_flow(net, pp)
