@@ -196,3 +196,15 @@ def test_newton_engine_matches_pandapower(builtin):
     for name in ("areas", "buses", "lines"):
         pd.testing.assert_frame_equal(fast[name], ref[name], check_exact=False, rtol=0, atol=1e-9)
     assert ref["areas"]["converged"].all() and len(ref["lines"]) > 10
+
+
+def test_cli_dispatch_model_ac(two_burning_feeders, capsys):
+    from tdmarket.cli import main
+
+    args = ["clear", two_burning_feeders.source, "--scheme", "hierarchical", "--executor", "inline"]
+    assert main([*args, "--reactive-policy", "zero", "--dispatch-model", "ac", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "ac dispatch" in out and "local optimum (Ipopt)" in out
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--dispatch-model", "exact"])
+    assert exc.value.code == 2
