@@ -11,7 +11,9 @@ For each distribution tree (everything below one T–D interface):
    (`tdmarket.operators.ac_dispatch.recover_area`: cleared binaries and exchanges fixed, SOC start, Ipopt, AC power
    flow certificate), level by level from the top: each area is one request of an executor (`inline`, `process`
    or `ray`, the schemes' executors), and the results are merged in area order whatever the completion order.
-   A sub-DSO is re-dispatched after its parent, at the parent's AC voltage at its root (its boundary condition).
+   A sub-DSO is re-dispatched after its parent, at the parent's AC voltage at its root (its boundary condition);
+   when that fails, the whole tree is re-dispatched as one program.  An area whose cleared exchange cannot be
+   delivered without slack moves its exchange, paid at the interface price (reported; the TSO re-balances it).
 3. **Certify.** The recovered dispatch replaces the area's rows of the result tables; a tree with sub-DSO areas is
    checked once more as a whole.
 
