@@ -29,10 +29,12 @@ IPOPT_OPTIONS = {
     "ipopt.acceptable_tol": 1e-6,
     "ipopt.max_iter": 3000,
     "ipopt.linear_solver": "mumps",
-    # from the SOC warm start a small fixed barrier: on the 4 italy-693 areas (D ratings x0.4) 36 / 28 / 32 / 19
-    # iterations instead of 150 / 82 / 32 / 19 with the adaptive strategy (87 at the defaults), same optima
+    # from the SOC warm start a tiny fixed barrier and no gradient scaling of the NLP (the €-objective with 1e4
+    # €/MWh slack penalties made Ipopt's scaling slow it down): 12-26 iterations on italy-693 and italy-652 areas
+    # (D ratings x0.4) where the adaptive strategy took 32-150, optima equal to 1e-7 relative
     "ipopt.mu_strategy": "monotone",
-    "ipopt.mu_init": 1e-6,
+    "ipopt.mu_init": 1e-8,
+    "ipopt.nlp_scaling_method": "none",
     "ipopt.bound_push": 1e-8,  # keep the SOC warm start where it is (interior-point default pushes it inwards)
     "ipopt.bound_frac": 1e-8,
     "print_time": False,
