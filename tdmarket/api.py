@@ -19,7 +19,7 @@ from importlib import metadata
 import numpy as np
 
 from .errors import InputError
-from .formulations.options import DIST_MODELS, REACTIVE_POLICIES, ModelOptions
+from .formulations.options import DISPATCH_MODELS, DIST_MODELS, REACTIVE_POLICIES, ModelOptions
 from .operators.executors import EXECUTORS
 from .schemes import registry
 from .schemes.registry import OPTION_GROUPS, SchemeContext
@@ -106,6 +106,7 @@ OPTION_RULES: dict[str, OptionRule] = {
     "milp_rounds": OptionRule("int", 1, 1000),
     "stall_rounds": OptionRule("int", 1, 10**6),
     "skip_bracketed": OptionRule("real", 0, 1),
+    "dispatch_model": OptionRule("choice", choices=DISPATCH_MODELS),
 }
 
 

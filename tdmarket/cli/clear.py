@@ -31,6 +31,8 @@ def clear_options(args) -> dict:
         max_iterations=args.max_rounds,
         skip_bracketed=args.skip_bracketed,
     )
+    if args.dispatch_model != "soc":  # the default stays out of the options (and of the results' identity)
+        extra["dispatch_model"] = args.dispatch_model
     options.update({k: v for k, v in extra.items() if spec.accepts(k)})
     return options
 
@@ -60,7 +62,7 @@ def cmd_clear(args) -> int:
     protect = (instance_path(args),)
     if args.out is not None:  # a results folder that cannot be written is known now, not after the solve
         check_results_folder(args.out, force=args.force, protect=protect)
-    if args.ac_recovery:  # a missing solver stack is known now, not after the clearing
+    if args.ac_recovery or args.dispatch_model == "ac":  # a missing solver stack is known now, not after the clearing
         from ..reporting.ac_recovery import require_recovery_stack
 
         require_recovery_stack()

@@ -50,6 +50,8 @@ def cmd_compare(args) -> int:
     schemes = _chosen_schemes(args)
     inst = load_instance(args)
     options = model_solve_options(args) | {"executor": args.executor, "workers": args.workers}
+    if args.dispatch_model != "soc":  # the default stays out of the options (and of the results' identity)
+        options["dispatch_model"] = args.dispatch_model
     display = progress_display(args.quiet)
     try:
         cmp = run_comparison(

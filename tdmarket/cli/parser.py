@@ -98,7 +98,21 @@ def _add_hierarchical_args(clear) -> None:
         help="do not ask DSOs whose cost the TSO already brackets (cuts and inner bound) within this share of the "
         "current gap, together (default 0.05; 0 asks every DSO every round; docs/model.md §6.3)",
     )
+    _add_dispatch_model_arg(h)
     h.add_argument("--compare-centralized", action="store_true", help="also clear centrally and report the cost gap")
+
+
+def _add_dispatch_model_arg(group) -> None:
+    from ..formulations.options import DISPATCH_MODELS
+
+    group.add_argument(
+        "--dispatch-model",
+        default="soc",
+        choices=DISPATCH_MODELS,
+        help="the DSOs' dispatch model: soc (default, the clearing's model) or ac: each DSO then re-dispatches its "
+        "area with the exact AC model (Ipopt, local optimum) where its dispatch is not AC-deliverable "
+        "(needs tdmarket[ac]; docs/model.md §5(h))",
+    )
 
 
 def add_clear_parser(sub) -> None:
@@ -201,6 +215,7 @@ def add_compare_parser(sub) -> None:
     cmp.add_argument("--slack-penalty", type=float, default=1e4)
     cmp.add_argument("--executor", default="process", choices=EXECUTORS)
     cmp.add_argument("--workers", type=int, default=None)
+    _add_dispatch_model_arg(cmp)
     cmp.add_argument("--json", action="store_true", help="print the comparison as JSON")
     cmp.add_argument("--quiet", action="store_true", help="no progress output (warnings still shown)")
     cmp.set_defaults(func=cmd_compare)

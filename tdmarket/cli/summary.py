@@ -90,5 +90,13 @@ def print_summary(s: dict) -> None:
             f"{fmt_eur(r['extra_cost_eur'], sign=True)} €, {r['violations_after']} violations after, max |Δx| "
             f"{r['max_abs_dx_mw_after']:.3g} MW, {r['time_s']:.2f} s (max {r['max_area_time_s']:.2f} s per area)"
         )
+    if "ac_dispatch" in s:
+        d = s["ac_dispatch"]
+        print(
+            f"ac dispatch       {d['areas_redispatched']} of {d['areas_not_deliverable']} undeliverable DSO areas "
+            f"re-dispatched with the exact AC model ({d['optimality']}), extra cost "
+            f"{fmt_eur(d['extra_cost_eur'], sign=True)} €, violations {d['violations_before']} -> "
+            f"{d['violations_after']}, {d['time_s']:.2f} s"
+        )
     for w in s.get("warnings", []):
         print(f"warning           {w}")

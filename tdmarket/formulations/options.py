@@ -8,6 +8,9 @@ from ..errors import InputError
 
 DIST_MODELS = ("socp", "lindistflow")  # the keys of the formulation registry (`distribution.py`), for the CLI
 REACTIVE_POLICIES = ("bounded", "zero", "free")
+# the DSOs' dispatch model in the hierarchical schemes: the clearing's (SOC or LinDistFlow) model, or that model then
+# the exact AC re-dispatch of every area that is not AC-deliverable (docs/model.md §5(h))
+DISPATCH_MODELS = ("soc", "ac")
 
 
 @dataclass(frozen=True)

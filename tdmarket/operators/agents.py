@@ -264,3 +264,18 @@ class DSO:
             solver_time_s=sol.solve_time_s,
             pricing_time_s=intervals.time_s,
         )
+
+    def ac_redispatch(self, tables: dict, parent: str = "", root_vsq_pu=None, *, relax: bool):
+        """The exact AC re-dispatch of this DSO's own area at its cleared exchange (docs/model.md §5(h); binaries,
+        exchange and children's exchanges fixed), when the AC power flow of its dispatch `tables` finds it not
+        deliverable (always for a sub-DSO given its parent's AC root voltage `root_vsq_pu`, p.u.² per period).
+        Returns an `AreaOutcome` whose `tables` are `tables` with the re-dispatch (None if nothing changed); the
+        result is a local optimum of the non-convex program (`LOCAL_OPTIMUM_LABEL`)."""
+        from .ac_dispatch import AreaTask, redispatch_if_not_deliverable, replace_dispatch
+
+        opts = self.opts.relaxed() if relax else self.opts
+        task = AreaTask(self.name, self.sub, tables, opts, 0, float("nan"), parent=parent, root_vsq_pu=root_vsq_pu)
+        out = redispatch_if_not_deliverable(task)
+        if out.tables is not None:
+            out.tables = replace_dispatch(tables, out.tables)
+        return out

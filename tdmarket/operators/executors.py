@@ -267,8 +267,9 @@ class RayExecutor(_Affinity):
 
     name = "ray"
 
-    def __init__(self, workers: int | None = None, address: str | None = None):
+    def __init__(self, workers: int | None = None, address: str | None = None, target: Callable | None = None):
         super().__init__()
+        self.target = target  # a module-level function (key, method, args, kwargs, init); None: the agent host
         try:
             import ray
         except ImportError:
@@ -283,7 +284,7 @@ class RayExecutor(_Affinity):
 
     def _actor(self, w: int):
         if self._actors[w] is None:
-            self._actors[w] = self._actor_cls.remote()
+            self._actors[w] = self._actor_cls.remote(self.target)
         return self._actors[w]
 
     def _submit(self, w: int, batch: list[Request]):
@@ -310,13 +311,14 @@ class RayExecutor(_Affinity):
 
 
 class _HostActor:
-    def __init__(self) -> None:
+    def __init__(self, target: Callable | None = None) -> None:
         from .host import AgentHost
 
         self.host = AgentHost()
+        self.target = target or self.host.call
 
     def call_batch(self, batch):
-        return run_batch(self.host.call, batch)
+        return run_batch(self.target, batch)
 
 
 def _is_main_guard(node: ast.AST) -> TypeGuard[ast.If]:
@@ -356,9 +358,14 @@ def unguarded_main_script() -> str | None:
     return None if guarded else str(path)
 
 
-def make_executor(name: str = "process", workers: int | None = None, address: str | None = None):
+def make_executor(
+    name: str = "process", workers: int | None = None, address: str | None = None, target: Callable = host_call
+):
+    """The executor `name` (one of `EXECUTORS`).  `target(key, method, args, kwargs, init)` is what a worker runs
+    for a request: by default the agent host (`host_call`); any module-level function for stateless work (e.g.
+    the AC recovery of an area, `tdmarket.operators.ac_dispatch.recovery_task`)."""
     if name == "inline":
-        return InlineExecutor()
+        return InlineExecutor(target)
     if name == "process":
         script = unguarded_main_script()
         if script is not None:
@@ -367,8 +374,8 @@ def make_executor(name: str = "process", workers: int | None = None, address: st
                 "would run the script again, so operator work runs in this process (executor 'inline')",
                 script,
             )
-            return InlineExecutor()
-        return ProcessExecutor(workers)
+            return InlineExecutor(target)
+        return ProcessExecutor(workers, target)
     if name == "ray":
-        return RayExecutor(workers, address)
+        return RayExecutor(workers, address, None if target is host_call else target)
     raise InputError(f"unknown executor {name!r} (choose from {', '.join(EXECUTORS)})")

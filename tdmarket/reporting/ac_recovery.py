@@ -1,50 +1,58 @@
 """AC recovery: an exact AC dispatch for every distribution area whose cleared dispatch is not AC-deliverable
 (docs/model.md §5(h)).
 
-For each top-level distribution area (its tree below one T–D interface):
+For each distribution tree (everything below one T–D interface):
 
-1. **Check.** The AC power flow of the cleared dispatch (`ac_power_flow`).  The area is *AC-deliverable* when the
+1. **Check.** The AC power flow of the cleared dispatch (`ac_power_flow`).  The tree is *AC-deliverable* when the
    power flow converges in every period, has no voltage or thermal violation, and the AC exchange with the
-   transmission grid differs from the cleared one by at most `DX_TOL_MW` in every period.  Deliverable areas are
+   transmission grid differs from the cleared one by at most `DX_TOL_MW` in every period.  Deliverable trees are
    left exactly as cleared.
-2. **Recover.** Otherwise the area's clearing problem is rebuilt from its sub-instance with the same model
-   options, the cleared binaries are fixed (`integer_values_from_tables`) and the export P fixed at the cleared
-   exchange; the SOC program with these fixings gives the start point and the reference cost, and the exact AC
-   program (`tdmarket.formulations.exact_ac`: relaxation cones as equalities, full π-model, voltage and thermal
-   limits, same objective) is solved with Ipopt from there (`tdmarket.solvers.ipopt`).
-3. **Certify.** The recovered dispatch replaces the area's rows of the result tables and the AC power flow is
-   run again on it: the area is *recovered* when Ipopt converged, the certificate shows no violation, no
-   exchange deviation above `DX_TOL_MW` and the slack did not grow.
+2. **Recover.** Otherwise every area of the tree is re-dispatched by its operator's exact AC program
+   (`tdmarket.operators.ac_dispatch.recover_area`: cleared binaries and exchanges fixed, SOC start, Ipopt, AC power
+   flow certificate), level by level from the top: each area is one request of an executor (`inline`, `process`
+   or `ray`, the schemes' executors), and the results are merged in area order whatever the completion order.
+   A sub-DSO is re-dispatched after its parent, at the parent's AC voltage at its root (its boundary condition);
+   when that fails, the whole tree is re-dispatched as one program.  An area whose cleared exchange cannot be
+   delivered without slack moves its exchange, paid at the interface price (reported; the TSO re-balances it).
+3. **Certify.** The recovered dispatch replaces the area's rows of the result tables; a tree with sub-DSO areas is
+   checked once more as a whole.
 
 The extra cost is the AC cost minus the SOC cost at the same fixings (€; order costs and penalised slack, as
 `ClearingProblem.cost_parts` counts them).  It can be a few cents negative: both points satisfy the balance rows
-only to the solvers' tolerances (1e-8 MW), and a slack priced at the penalty turns that into cents.  Prices and settlement stay those of the clearing: the recovery is a re-dispatch of the DSO.  Trees with
-sub-DSO areas are not recovered (reported as such).
+only to the solvers' tolerances (1e-8 MW), and a slack priced at the penalty turns that into cents.  Prices and
+settlement stay those of the clearing: the recovery is a re-dispatch of the DSO.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..formulations.clearing import ClearingProblem
-from ..formulations.exact_ac import exact_ac_program, integer_values_from_tables
 from ..formulations.options import ModelOptions
 from ..model.instance import Instance
-from ..solvers import solve
-from ..solvers.ipopt import load_casadi, solve_exact_ac
-from .ac_check import ac_power_flow
-from .ac_network import top_areas
+from ..operators.ac_dispatch import (
+    DX_TOL_MW,
+    SLACK_TOL_MW,
+    AreaOutcome,
+    AreaRecovery,
+    AreaTask,
+    area_tables,
+    deliverability,
+    recovery_task,
+    replace_dispatch,
+)
+from ..operators.executors import Request, make_executor
+from ..solvers.ac_network import top_areas
+from ..solvers.ac_powerflow import ac_power_flow
+from ..solvers.ipopt import load_casadi
 
 log = logging.getLogger(__name__)
 
-DX_TOL_MW = 1e-3  # MW per period: an AC exchange this close to the cleared one counts as delivered
-SLACK_TOL_MW = 1e-4  # MW: a recovered dispatch may not use more slack than the cleared one beyond this
+__all__ = ["DX_TOL_MW", "SLACK_TOL_MW", "AreaRecovery", "Recovery", "attach_recovery", "deliverability", "recover"]
 
 RECOVERY_COLUMNS = [
     "area",
@@ -63,51 +71,15 @@ RECOVERY_COLUMNS = [
     "slack_mw_after",
     "iterations",
     "time_s",
+    "parent",
+    "optimality",
+    "soc_start_s",
+    "build_s",
+    "ipopt_s",
+    "certificate_s",
+    "exchange_deviation_mw",
+    "exchange_deviation_cost_eur",
 ]
-
-# columns of the result tables a recovered area's dispatch replaces (keys first)
-_REPLACED = {
-    "segments": (["segment"], ["accepted_fraction", "accepted_mw", "cost_eur"]),
-    "bids": (["bid"], ["p_mw", "q_mvar", "accepted"]),
-    "buses": (["node", "period"], ["vsq_pu", "slack_p_mw", "slack_q_mvar"]),
-    "lines": (
-        ["edge", "period"],
-        [
-            "p_from_mw",
-            "q_from_mvar",
-            "p_to_mw",
-            "q_to_mvar",
-            "loss_mw",
-            "loading",
-            "soc_gap",
-            "fictitious_loss_mw",
-            "fictitious_vdrop_pu2",
-        ],
-    ),
-    "interfaces": (["area", "period"], ["export_mw", "export_mvar"]),
-}
-
-
-@dataclass
-class AreaRecovery:
-    """The recovery of one distribution area (costs in €, exchange deviations and slack in MW)."""
-
-    area: str
-    deliverable: bool  # the cleared dispatch passed the AC check (nothing done)
-    attempted: bool
-    recovered: bool
-    status: str  # Ipopt's return status, or why nothing was attempted
-    violations_before: int
-    violations_after: int
-    max_abs_dx_mw_before: float
-    max_abs_dx_mw_after: float
-    soc_cost_eur: float = float("nan")
-    ac_cost_eur: float = float("nan")
-    extra_cost_eur: float = 0.0
-    slack_mw_before: float = float("nan")
-    slack_mw_after: float = float("nan")
-    iterations: int = 0
-    time_s: float = 0.0
 
 
 @dataclass
@@ -141,6 +113,9 @@ class Recovery:
             "max_abs_dx_mw_before": float(before["max_abs_dx_mw"]),
             "max_abs_dx_mw_after": float(after["max_abs_dx_mw"]),
             "extra_cost_eur": float(sum(a.extra_cost_eur for a in tried if a.recovered)),
+            "max_exchange_deviation_mw": float(
+                max((a.exchange_deviation_mw for a in tried if a.recovered), default=0.0)
+            ),
             "time_s": float(sum(a.time_s for a in tried)),
             "max_area_time_s": float(max((a.time_s for a in tried), default=0.0)),
             "dx_tolerance_mw": DX_TOL_MW,
@@ -152,7 +127,7 @@ def require_recovery_stack() -> None:
     """Raise `InputError` (exit 2 on the command line) with the extra to install unless pandapower and casadi are
     importable."""
     from ..errors import InputError
-    from .ac_network import load_pandapower
+    from ..solvers.ac_network import load_pandapower
 
     try:
         load_pandapower()
@@ -181,25 +156,17 @@ def attach_recovery(result, rec: Recovery) -> None:
             f"{summary['max_abs_dx_mw_before']:.3g} MW); {summary['areas_recovered']} recovered by the exact AC "
             f"re-dispatch, {summary['violations_after']} violations remain"
         )
+    if summary["max_exchange_deviation_mw"] > 0:
+        moved = [a.area for a in rec.areas if a.recovered and a.exchange_deviation_mw > 0]
+        warnings.append(
+            f"AC recovery moved the exchange of {', '.join(moved)} (up to {summary['max_exchange_deviation_mw']:.3g} "
+            "MW): the cleared exchange could not be delivered without slack; the deviation is paid at the interface "
+            "price (in the recovery cost) and left to the TSO to re-balance"
+        )
     if summary["areas_failed"]:
         warnings.append(
             f"AC recovery failed for {', '.join(summary['areas_failed'])}: their dispatch is kept as cleared"
         )
-
-
-def deliverability(ac_areas: pd.DataFrame) -> pd.DataFrame:
-    """Per area of an `ac_power_flow` `areas` table: violations, max |Δx| (MW) and whether it is deliverable."""
-    if len(ac_areas) == 0:
-        return pd.DataFrame(columns=["area", "violations", "max_abs_dx_mw", "converged", "deliverable"])
-    frame = ac_areas.assign(
-        violations=ac_areas["n_voltage_violations"] + ac_areas["n_overloads"],
-        abs_dx=ac_areas["dx_mw"].abs().fillna(np.inf),
-    )
-    per = frame.groupby("area", sort=False).agg(
-        violations=("violations", "sum"), max_abs_dx_mw=("abs_dx", "max"), converged=("converged", "all")
-    )
-    per["deliverable"] = per["converged"] & (per["violations"] == 0) & (per["max_abs_dx_mw"] <= DX_TOL_MW)
-    return per.reset_index()
 
 
 def _model_options(options: dict) -> ModelOptions:
@@ -209,164 +176,231 @@ def _model_options(options: dict) -> ModelOptions:
     return ModelOptions(integer=not bool(options.get("relax", False)), **model)
 
 
-def _replace(tables: dict, new: dict) -> dict:
-    """`tables` with the rows of `new` (a sub-instance's tables) replacing theirs in the `_REPLACED` columns."""
-    out = dict(tables)
-    for name, (keys, cols) in _REPLACED.items():
-        old, fresh = tables.get(name), new.get(name)
-        if old is None or fresh is None or len(old) == 0 or len(fresh) == 0:
-            continue
-        if name == "lines":
-            fresh = fresh[fresh["kind"] == "D"]
-        cols = [c for c in cols if c in old and c in fresh]
-        frame = old.copy()
-        fresh = fresh.drop_duplicates(keys)
-        pos = pd.MultiIndex.from_frame(fresh[keys]).get_indexer(pd.MultiIndex.from_frame(frame[keys]))
-        hit = pos >= 0
-        if name == "lines" and "kind" in frame:
-            hit &= (frame["kind"] == "D").to_numpy()
-        for c in cols:
-            frame.loc[hit, c] = fresh[c].to_numpy()[pos[hit]]
-        out[name] = frame
-    return out
-
-
-def _slack_mw(tables: dict, sub: Instance) -> float:
-    buses = tables.get("buses")
-    if buses is None or len(buses) == 0:
-        return 0.0
-    own = sub.buses.id[~sub.buses.is_boundary]
-    return float(buses.loc[buses["node"].isin(own), "slack_p_mw"].abs().sum())
-
-
-def _recover_area(inst: Instance, a: int, tables: dict, opts: ModelOptions, ac_kw: dict, row) -> tuple:
-    """Recover area `a`; returns (AreaRecovery, tables with its recovered dispatch or the input tables, its AC
-    table after)."""
-    t0 = time.perf_counter()
-    name = inst.areas.name[a]
-    base: dict[str, Any] = dict(
+def _not_deliverable(name: str, parent: str, row, status: str) -> AreaRecovery:
+    return AreaRecovery(
         area=name,
         deliverable=False,
+        attempted=False,
+        recovered=False,
+        status=status,
         violations_before=int(row.violations),
+        violations_after=int(row.violations),
         max_abs_dx_mw_before=float(row.max_abs_dx_mw),
+        max_abs_dx_mw_after=float(row.max_abs_dx_mw),
+        parent=parent,
     )
-    if len(inst.areas.children(a)):
-        return (
-            AreaRecovery(
-                **base,
-                attempted=False,
-                recovered=False,
-                status="not attempted: the area has sub-DSO areas",
-                violations_after=int(row.violations),
-                max_abs_dx_mw_after=float(row.max_abs_dx_mw),
-            ),
-            tables,
-            None,
-        )
-    sub = inst.area_instance(a)
-    cp = ClearingProblem(sub, opts)
-    iface = tables["interfaces"]
-    export = iface[iface["area"] == name].set_index("period")["export_mw"].reindex(sub.periods).to_numpy(float)
-    eprog = exact_ac_program(cp, integer_values_from_tables(cp, tables.get("segments"), tables.get("bids")), export)
-    soc = solve(eprog.prog)
-    slack_before = _slack_mw(tables, sub)
-    if not soc.ok:
-        status = f"not attempted: the SOC problem with the cleared binaries and exchange is {soc.status.value}"
-        return (
-            AreaRecovery(
-                **base,
-                attempted=False,
-                recovered=False,
-                status=status,
-                violations_after=int(row.violations),
-                max_abs_dx_mw_after=float(row.max_abs_dx_mw),
-                slack_mw_before=slack_before,
-                time_s=time.perf_counter() - t0,
-            ),
-            tables,
-            None,
-        )
-    nlp = solve_exact_ac(eprog, soc.x)
-    # costs as the clearing reports them (slacks clipped at 0: an interior point leaves them at about -1e-9 MW,
-    # which the 1e4 €/MWh penalty would turn into cents)
-    soc_cost = cp.cost_parts(soc.x)["total_cost_eur"]
-    ac_cost = cp.cost_parts(nlp.x)["total_cost_eur"]
-    candidate = _replace(tables, cp.extract(nlp.x, None))
-    after = ac_power_flow(inst, candidate, area_names=[name], **ac_kw)["areas"]
-    check = deliverability(after).iloc[0] if len(after) else None
-    slack_after = _slack_mw(candidate, sub)
-    recovered = bool(
-        nlp.converged and check is not None and check.deliverable and slack_after <= slack_before + SLACK_TOL_MW
-    )
-    result = AreaRecovery(
-        **base,
-        attempted=True,
-        recovered=recovered,
-        status=nlp.status,
-        violations_after=int(check.violations) if check is not None else -1,
-        max_abs_dx_mw_after=float(check.max_abs_dx_mw) if check is not None else float("nan"),
-        soc_cost_eur=soc_cost,
-        ac_cost_eur=ac_cost,
-        extra_cost_eur=ac_cost - soc_cost,
-        slack_mw_before=slack_before,
-        slack_mw_after=slack_after,
-        iterations=nlp.iterations,
-        time_s=time.perf_counter() - t0,
-    )
-    # an unconverged or uncertified point is not delivered: the area keeps its cleared dispatch
-    return result, (candidate if recovered else tables), (after if recovered else None)
 
 
-def recover(inst: Instance, tables: dict, options: dict | None = None, *, ac_before: pd.DataFrame | None = None):
+def _run_tasks(tasks: list[AreaTask], executor: str, workers: int | None, address: str | None) -> list[AreaOutcome]:
+    """Every task as one request of the executor `executor` (results in task order); one task runs inline."""
+    if not tasks:
+        return []
+    requests = [Request(key=t.area, method="recover", args=(t,), label=t.area) for t in tasks]
+    name = executor if len(tasks) > 1 else "inline"
+    n = min(workers or len(tasks), len(tasks)) if name != "inline" else None
+    exe = make_executor(name, n, address, target=recovery_task)
+    try:
+        return exe.run(requests)
+    finally:
+        exe.close()
+
+
+def recover(
+    inst: Instance,
+    tables: dict,
+    options: dict | None = None,
+    *,
+    ac_before: pd.DataFrame | None = None,
+    executor: str | None = None,
+    workers: int | None = None,
+):
     """AC recovery of a clearing's dispatch (module docstring).  `tables`: the clearing's result tables;
-    `options`: the options it was cleared with (model options and `relax`); `ac_before`: its AC check
+    `options`: the options it was cleared with (model options, `relax`, and `executor`, `workers`, `address` for
+    where the areas run; `executor`/`workers` here override them, default `inline`); `ac_before`: its AC check
     (`ac_power_flow(...)["areas"]`) if already computed.  Returns a `Recovery`."""
     load_casadi()
     options = options or {}
     opts = _model_options(options)
-    ac_kw = {"pi_model": opts.pi_model, "zero_root_q": opts.zero_root_q}
+    executor = executor or options.get("executor") or "inline"
+    workers = workers if workers is not None else options.get("workers")
+    address = options.get("address")
+    ac_kw: dict[str, Any] = {"pi_model": opts.pi_model, "zero_root_q": opts.zero_root_q}
     if ac_before is None:
         ac_before = ac_power_flow(inst, tables, **ac_kw)["areas"]
     status = deliverability(ac_before).set_index("area")
     names = list(inst.areas.name)
-    delivered, areas, after_frames = dict(tables), [], {}
+    reports: dict[int, AreaRecovery] = {}
+    delivered, after_frames = dict(tables), {}
+    level: list[tuple[int, str, np.ndarray | None]] = []  # (area, parent name, root voltage) to re-dispatch now
+    trees_with_children = []
     for a in top_areas(inst):
         name = names[int(a)]
         if name not in status.index:
             continue
         row = status.loc[name]
         if bool(row.deliverable):
-            areas.append(
-                AreaRecovery(
-                    area=name,
-                    deliverable=True,
-                    attempted=False,
-                    recovered=False,
-                    status="deliverable",
-                    violations_before=int(row.violations),
-                    violations_after=int(row.violations),
-                    max_abs_dx_mw_before=float(row.max_abs_dx_mw),
-                    max_abs_dx_mw_after=float(row.max_abs_dx_mw),
-                )
+            reports[int(a)] = AreaRecovery(
+                area=name,
+                deliverable=True,
+                attempted=False,
+                recovered=False,
+                status="deliverable",
+                violations_before=int(row.violations),
+                violations_after=int(row.violations),
+                max_abs_dx_mw_before=float(row.max_abs_dx_mw),
+                max_abs_dx_mw_after=float(row.max_abs_dx_mw),
             )
             continue
-        log.info("AC recovery of %s ...", name)
-        item, delivered, after = _recover_area(inst, int(a), delivered, opts, ac_kw, row)
-        areas.append(item)
-        if after is not None:
-            after_frames[name] = after
-        log.info(
-            "%s: %s (%s), violations %d -> %d, extra cost %.2f EUR, %.2f s",
-            name,
-            "recovered" if item.recovered else "not recovered",
-            item.status,
-            item.violations_before,
-            item.violations_after,
-            item.extra_cost_eur,
-            item.time_s,
+        level.append((int(a), "", None))
+        if len(inst.areas.children(int(a))):
+            trees_with_children.append(int(a))
+    top_of = inst.areas.top_level()
+    while level:
+        tasks = []
+        known = _with_sub_dso_exchanges(inst, delivered)
+        for a, parent, root_vsq in level:
+            sub = inst.area_instance(a)
+            row = status.loc[names[int(top_of[a])]]
+            tasks.append(
+                AreaTask(
+                    area=names[a],
+                    sub=sub,
+                    tables=area_tables(sub, known),
+                    opts=opts,
+                    violations_before=int(row.violations) if not parent else 0,
+                    max_abs_dx_mw_before=float(row.max_abs_dx_mw) if not parent else float("nan"),
+                    parent=parent,
+                    root_vsq_pu=root_vsq,
+                )
+            )
+        log.info("AC recovery of %s ...", ", ".join(t.area for t in tasks))
+        outcomes = _run_tasks(tasks, executor, workers, address)
+        following = []
+        for (a, _, _), out in zip(level, outcomes):  # area order, whatever the completion order
+            item = out.recovery
+            reports[a] = item
+            if out.tables is not None:
+                delivered = replace_dispatch(delivered, out.tables)
+                if not item.parent:
+                    after_frames[item.area] = out.ac_areas
+            for c in inst.areas.children(a):
+                if out.tables is None:
+                    reports[int(c)] = _not_deliverable(
+                        names[int(c)],
+                        item.area,
+                        status.loc[names[int(top_of[a])]],
+                        "not attempted: parent not recovered",
+                    )
+                else:
+                    following.append((int(c), item.area, out.child_root_vsq_pu.get(names[int(c)])))
+            log.info(
+                "%s: %s (%s), violations %d -> %d, extra cost %.2f EUR, %.2f s",
+                item.area,
+                "recovered" if item.recovered else "not recovered",
+                item.status,
+                item.violations_before,
+                item.violations_after,
+                item.extra_cost_eur,
+                item.time_s,
+            )
+        level = sorted(following)
+    for a in trees_with_children:  # the certificate of a tree with sub-DSOs: its AC power flow as a whole
+        name = names[a]
+        tree = [reports[int(c)] for c in inst.subtree(a) if int(c) in reports]
+        if all(r.recovered for r in tree):
+            after_frames[name] = ac_power_flow(inst, delivered, area_names=[name], **ac_kw)["areas"]
+            whole = deliverability(after_frames[name]).iloc[0]
+            top = reports[a]
+            top.violations_after, top.max_abs_dx_mw_after = int(whole.violations), float(whole.max_abs_dx_mw)
+            if not bool(whole.deliverable):
+                for r in tree:
+                    r.recovered = False
+                    r.status += "; the tree as a whole is not AC-deliverable"
+        else:
+            after_frames.pop(name, None)
+    failed = [a for a in trees_with_children if not all(r.recovered for r in _tree(reports, inst, a))]
+    if failed:
+        delivered = _restore_trees(inst, tables, delivered, failed)
+        delivered, after_frames = _recover_whole_trees(
+            inst, failed, delivered, status, reports, opts, after_frames, (executor, workers, address)
         )
     ac_after = ac_before
     if after_frames:
         kept = ac_before[~ac_before["area"].isin(list(after_frames))]
         ac_after = pd.concat([kept, *after_frames.values()], ignore_index=True)
+    areas = [reports[a] for a in sorted(reports)]
     return Recovery(areas=areas, tables=delivered, ac_before=ac_before, ac_after=ac_after)
+
+
+def _with_sub_dso_exchanges(inst: Instance, tables: dict) -> dict:
+    """`tables` with an `interfaces` row per sub-DSO and period: an integrated clearing models a sub-DSO's
+    interface as an ordinary line, so its exchange (the child's export, MW and Mvar) is the line's terminal flow
+    at the child root (`lines` table)."""
+    ar, br, lines = inst.areas, inst.branches, tables.get("lines")
+    iface = tables.get("interfaces")
+    subs = [c for c in range(len(ar)) if ar.parent[c] > 0 and ar.interface[c] >= 0]
+    if not subs or lines is None or len(lines) == 0 or iface is None:
+        return tables
+    frames = [iface]
+    for c in subs:
+        if (iface["area"] == ar.name[c]).any():
+            continue
+        e = int(ar.interface[c])
+        end = "to" if br.t[e] == ar.root_bus[c] else "from"
+        rows = lines[lines["edge"] == br.id[e]].drop_duplicates("period")
+        frames.append(
+            pd.DataFrame(
+                {
+                    "area": ar.name[c],
+                    "period": rows["period"].to_numpy(),
+                    "export_mw": rows[f"p_{end}_mw"].to_numpy(float),
+                    "export_mvar": rows[f"q_{end}_mvar"].to_numpy(float),
+                }
+            )
+        )
+    return {**tables, "interfaces": pd.concat(frames, ignore_index=True)}
+
+
+def _tree(reports: dict[int, AreaRecovery], inst: Instance, a: int) -> list[AreaRecovery]:
+    return [reports[int(c)] for c in inst.subtree(a) if int(c) in reports]
+
+
+def _restore_trees(inst: Instance, cleared: dict, delivered: dict, trees: list[int]) -> dict:
+    """`delivered` with the cleared rows of every area of the trees `trees` (a tree with sub-DSOs is delivered
+    whole or not at all)."""
+    out = delivered
+    for a in trees:
+        for c in inst.subtree(a):
+            out = replace_dispatch(out, area_tables(inst.area_instance(int(c)), cleared))
+    return out
+
+
+def _recover_whole_trees(inst, trees, delivered, status, reports, opts, after_frames, where):
+    """Fallback for trees with sub-DSOs whose parent-first re-dispatch failed: the whole tree as one exact AC
+    program (`Instance.area_instance(a, with_descendants=True)`: the sub-DSO interfaces are ordinary lines, so
+    the exchanges between parent and children may move; binaries and the T–D exchange stay fixed).  The area
+    reports of a recovered tree say so; the top area carries the tree's extra cost."""
+    names = list(inst.areas.name)
+    tasks = []
+    for a in trees:
+        sub = inst.area_instance(a, with_descendants=True)
+        row = status.loc[names[a]]
+        tasks.append(
+            AreaTask(names[a], sub, area_tables(sub, delivered), opts, int(row.violations), float(row.max_abs_dx_mw))
+        )
+    log.info("AC recovery of the whole trees of %s ...", ", ".join(t.area for t in tasks))
+    for a, out in zip(trees, _run_tasks(tasks, *where)):
+        item = out.recovery
+        if out.tables is None:
+            reports[a].status += f"; as one tree: {item.status}, not recovered"
+            continue
+        delivered = replace_dispatch(delivered, out.tables)
+        after_frames[names[a]] = out.ac_areas
+        item.status = f"{item.status} (the whole tree, sub-DSO exchanges free)"
+        reports[a] = item
+        for c in inst.subtree(a)[1:]:
+            r = reports.get(int(c))
+            if r is not None:
+                r.recovered, r.status = True, f"recovered with the whole tree of {names[a]}"
+                r.extra_cost_eur, r.violations_after, r.max_abs_dx_mw_after = 0.0, 0, 0.0
+    return delivered, after_frames

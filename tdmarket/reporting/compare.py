@@ -78,15 +78,18 @@ def _recovery():
     return recover
 
 
-def _recovery_columns(rec, total_cost: float) -> dict:
-    """Comparison columns of one scheme's AC recovery: violations after, areas recovered, cost (€)."""
+def _recovery_columns(rec, total_cost: float, ac_dispatch: dict | None = None) -> dict:
+    """Comparison columns of one scheme's AC recovery: violations after, areas recovered, cost (€).  A scheme
+    whose DSOs dispatched with the exact AC model (`ac_dispatch`, `dispatch_model="ac"`) adds their re-dispatch
+    cost to the recovery cost."""
     s = rec.summary()
+    extra = float(s["extra_cost_eur"]) + float((ac_dispatch or {}).get("extra_cost_eur", 0.0))
     return {
         "ac_violations_after": int(s["violations_after"]),
         "ac_areas_not_deliverable": int(s["areas_not_deliverable"]),
         "ac_areas_recovered": int(s["areas_recovered"]),
-        "recovery_cost_eur": float(s["extra_cost_eur"]),
-        "total_cost_with_recovery_eur": float(total_cost) + float(s["extra_cost_eur"]),
+        "recovery_cost_eur": extra,
+        "total_cost_with_recovery_eur": float(total_cost) + extra,
         "interface_deviation_after_mw": float(s["max_abs_dx_mw_after"]),
         "recovery_s": float(s["time_s"]),
     }
@@ -232,7 +235,8 @@ def run_comparison(
             cmp.ac_lines[scheme] = ac_lines
         row = scheme_row(scheme, res, wall, ac_summary_of(ac_table) if ac_table is not None else None)
         if recover is not None and ac_table is not None:
-            row.update(_recovery_columns(recover(inst, res.tables, options, ac_before=ac_table), res.total_cost))
+            rec = recover(inst, res.tables, options, ac_before=ac_table)
+            row.update(_recovery_columns(rec, res.total_cost, res.summary.get("ac_dispatch")))
         rows.append(row)
         if folder is not None and (saved is None or (check_ac and saved.ac_table is None)):
             path = folder.save(scheme, res, ac_table, ac_lines, wall)

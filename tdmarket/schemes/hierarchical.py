@@ -251,6 +251,7 @@ def run_hierarchical(inst: Instance, ctx: SchemeContext, locked: dict[str, dict]
         outcome = run.exchange(rt, tso, curves)
         res = tso.publish(outcome.best.handle)
         dispatch, schedules = run.dispatch_top_down(rt, res)
+        ac_dispatch = _ac_dispatch(run, rt, dispatch) if ctx.options.get("dispatch_model") == "ac" else None
     finally:
         rt.close()
     result = assemble_decentralised(
@@ -271,7 +272,73 @@ def run_hierarchical(inst: Instance, ctx: SchemeContext, locked: dict[str, dict]
         res.tables(tso),
     )
     _certify(result, outcome, run.settings, sub_dsos=len(run.levels) > 1)
+    if ac_dispatch is not None:
+        _attach_ac_dispatch(result, ac_dispatch)
     return result
+
+
+def _ac_dispatch(run: _HierarchicalRun, rt, dispatch: dict) -> list:
+    """`dispatch_model="ac"`: each DSO, after its dispatch, checks it with the AC power flow and, where it is not
+    AC-deliverable, re-dispatches its own area with the exact AC model (binaries, exchange and children's
+    exchanges fixed; docs/model.md §5(h)), level by level from the top: a sub-DSO runs after its parent, at the
+    parent's AC voltage at its root when the parent was re-dispatched.  The DSOs' tables then hold the AC
+    dispatch; returns the agents' area reports (in area order)."""
+    t, reports, times = time.perf_counter(), [], []
+    root_vsq: dict[int, np.ndarray | None] = {}
+    for level in run.levels:
+        level_areas = sorted(a for a in run.dsos if run.depth[a] == level)
+        requests = {}
+        for a in level_areas:  # (own dispatch tables, parent's name for a sub-DSO, parent's AC root voltage)
+            parent = run.names[run.parent[a]] if level > 1 else ""
+            requests[run.names[a]] = (dispatch[a].tables, parent, root_vsq.get(a))
+        replies = rt.ask("ac_redispatch", requests, stage=f"AC dispatch (level {level})", relax=run.ctx.relax)
+        for a in level_areas:
+            out = replies[run.names[a]].value
+            times.append(replies[run.names[a]].time_s)
+            reports.append(out.recovery)
+            if out.tables is not None:
+                dispatch[a].tables = out.tables
+                for c in run.children.get(a, []):
+                    root_vsq[c] = out.child_root_vsq_pu.get(run.names[c])
+    run.stage_times["ac_dispatch"] = _stage_times(time.perf_counter() - t, times)
+    return reports
+
+
+def _attach_ac_dispatch(result: ClearingResult, reports: list) -> None:
+    """The summary block `ac_dispatch` (label, per-area outcome, extra cost €) and the recovery cost in `cost`."""
+    redone = [r for r in reports if r.attempted]
+    extra = float(sum(r.extra_cost_eur for r in redone if r.recovered))
+    failed = [r.area for r in reports if not r.deliverable and not r.recovered]
+    result.summary["ac_dispatch"] = {
+        "dispatch_model": "ac",
+        "optimality": "local optimum (Ipopt)" if redone else "not needed (every DSO dispatch AC-deliverable)",
+        "areas_checked": len(reports),
+        "areas_not_deliverable": sum(not r.deliverable for r in reports),
+        "areas_redispatched": sum(r.recovered for r in redone),
+        "areas_failed": failed,
+        "violations_before": int(sum(r.violations_before for r in reports)),
+        "violations_after": int(sum(r.violations_after for r in reports)),
+        "extra_cost_eur": extra,
+        "time_s": float(sum(r.time_s for r in redone)),
+        "areas": [
+            {
+                "area": r.area,
+                "status": r.status,
+                "optimality": r.optimality,
+                "violations_before": r.violations_before,
+                "violations_after": r.violations_after,
+                "extra_cost_eur": r.extra_cost_eur,
+            }
+            for r in reports
+        ],
+    }
+    cost = result.summary["cost"]
+    cost["recovery_eur"] = extra
+    cost["total_with_recovery_eur"] = float(cost["total_cost_eur"]) + extra
+    if failed:
+        result.summary.setdefault("warnings", []).append(
+            f"AC dispatch: the exact AC re-dispatch failed for {', '.join(failed)}; their SOC dispatch is kept"
+        )
 
 
 def _certify(result: ClearingResult, outcome, settings: ExchangeSettings, sub_dsos: bool = False) -> None:

@@ -37,6 +37,7 @@ OPTION_GROUPS: dict[str, tuple[str, ...]] = {
         "milp_rounds",
         "stall_rounds",
         "skip_bracketed",
+        "dispatch_model",
     ),
 }
 ALL_OPTIONS = frozenset(k for keys in OPTION_GROUPS.values() for k in keys)

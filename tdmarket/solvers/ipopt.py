@@ -9,7 +9,9 @@ prints nothing.
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +29,12 @@ IPOPT_OPTIONS = {
     "ipopt.acceptable_tol": 1e-6,
     "ipopt.max_iter": 3000,
     "ipopt.linear_solver": "mumps",
-    "ipopt.mu_strategy": "adaptive",  # from the SOC warm start: 32 instead of 87 iterations on italy-693 areas
+    # from the SOC warm start a tiny fixed barrier and no gradient scaling of the NLP (the €-objective with 1e4
+    # €/MWh slack penalties made Ipopt's scaling slow it down): 12-26 iterations on italy-693 and italy-652 areas
+    # (D ratings x0.4) where the adaptive strategy took 32-150, optima equal to 1e-7 relative
+    "ipopt.mu_strategy": "monotone",
+    "ipopt.mu_init": 1e-8,
+    "ipopt.nlp_scaling_method": "none",
     "ipopt.bound_push": 1e-8,  # keep the SOC warm start where it is (interior-point default pushes it inwards)
     "ipopt.bound_frac": 1e-8,
     "print_time": False,
@@ -66,44 +73,92 @@ def _sparse(ca, M) -> object:
     return ca.DM(pattern, M.data.astype(float))
 
 
-def solve_exact_ac(eprog: ExactACProgram, x0: np.ndarray) -> NLPSolution:
-    """Solve the exact AC program from the start point `x0` (e.g. the SOC solution with the same fixings)."""
-    ca = load_casadi()
-    t0 = time.perf_counter()
+_SOLVERS: OrderedDict[str, object] = OrderedDict()  # CasADi Ipopt functions by program structure (see `_solver`)
+_SOLVER_CACHE_SIZE = 64
+
+
+def _structure_key(eprog: ExactACProgram) -> str:
+    """A digest of everything the CasADi function depends on: the row and cone matrices, cone right-hand side,
+    costs and the cone blocks.  Bounds are not in it: fixing binaries or the exchange only moves bounds, so an
+    area's program has the same function whatever its fixings."""
+    p = eprog.prog
+    h = hashlib.sha1()
+    for M in (p.A, p.cone_A):
+        if M is None:
+            continue
+        M = sp.csr_matrix(M)
+        M.sort_indices()
+        h.update(repr(M.shape).encode())
+        for arr in (M.indptr, M.indices, M.data):
+            h.update(np.ascontiguousarray(arr).tobytes())
+    for arr in (p.cone_b, p.c):
+        h.update(np.ascontiguousarray(np.asarray(arr, float)).tobytes())
+    h.update(repr((p.n, p.m, p.k, float(p.c0), [(c.start, c.count, c.dim, c.equality) for c in eprog.cones])).encode())
+    return h.hexdigest()
+
+
+def _solver(ca, eprog: ExactACProgram):
+    """The CasADi Ipopt function of the program (built once per program structure and process, then reused: a DSO
+    agent or a worker re-dispatching the same area again skips the symbolic build and derivative generation)."""
+    key = _structure_key(eprog)
+    solver = _SOLVERS.get(key)
+    if solver is not None:
+        _SOLVERS.move_to_end(key)
+        return solver
     p = eprog.prog
     x = ca.SX.sym("x", p.n)
-    g, lbg, ubg = [], [], []
+    g = []
     if p.m:
         g.append(ca.mtimes(_sparse(ca, p.A), x))
-        lbg.append(p.row_lo)
-        ubg.append(p.row_hi)
     if p.k:
         s = ca.DM(p.cone_b) - ca.mtimes(_sparse(ca, p.cone_A), x)
         for c in eprog.cones:
             block = ca.reshape(s[c.start : c.start + c.dim * c.count], c.dim, c.count)
             lead = block[0, :].T
-            quad = lead**2 - ca.sum1(block[1:, :] ** 2).T
-            g.append(quad)
-            lbg.append(np.zeros(c.count))
-            ubg.append(np.zeros(c.count) if c.equality else np.full(c.count, np.inf))
+            g.append(lead**2 - ca.sum1(block[1:, :] ** 2).T)
             if not c.equality:
                 g.append(lead)
-                lbg.append(np.zeros(c.count))
-                ubg.append(np.full(c.count, np.inf))
     objective = ca.dot(ca.DM(p.c), x) + p.c0
     nlp = {"x": x, "f": objective, "g": ca.vertcat(*g) if g else ca.SX(0, 1)}
     solver = ca.nlpsol("exact_ac", "ipopt", nlp, IPOPT_OPTIONS)
+    _SOLVERS[key] = solver
+    while len(_SOLVERS) > _SOLVER_CACHE_SIZE:
+        _SOLVERS.popitem(last=False)
+    return solver
+
+
+def _constraint_bounds(eprog: ExactACProgram) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds of the constraint vector of `_solver` (rows, then per cone block s₀² − ‖s₁…‖² and, for an inequality
+    cone, s₀ ≥ 0)."""
+    p = eprog.prog
+    lbg, ubg = [], []
+    if p.m:
+        lbg.append(p.row_lo)
+        ubg.append(p.row_hi)
+    if p.k:
+        for c in eprog.cones:
+            lbg.append(np.zeros(c.count))
+            ubg.append(np.zeros(c.count) if c.equality else np.full(c.count, np.inf))
+            if not c.equality:
+                lbg.append(np.zeros(c.count))
+                ubg.append(np.full(c.count, np.inf))
+    if not lbg:
+        return np.zeros(0), np.zeros(0)
+    return np.concatenate(lbg), np.concatenate(ubg)
+
+
+def solve_exact_ac(eprog: ExactACProgram, x0: np.ndarray) -> NLPSolution:
+    """Solve the exact AC program from the start point `x0` (e.g. the SOC solution with the same fixings)."""
+    ca = load_casadi()
+    t0 = time.perf_counter()
+    p = eprog.prog
+    solver = _solver(ca, eprog)
+    lbg, ubg = _constraint_bounds(eprog)
     build = time.perf_counter() - t0
     lbx, ubx = p.lb.copy(), p.ub.copy()
     start = np.clip(np.asarray(x0, float), lbx, ubx)
     t1 = time.perf_counter()
-    out = solver(
-        x0=start,
-        lbx=lbx,
-        ubx=ubx,
-        lbg=np.concatenate(lbg) if lbg else np.zeros(0),
-        ubg=np.concatenate(ubg) if ubg else np.zeros(0),
-    )
+    out = solver(x0=start, lbx=lbx, ubx=ubx, lbg=lbg, ubg=ubg)
     stats = solver.stats()
     status = str(stats.get("return_status", "unknown"))
     return NLPSolution(
