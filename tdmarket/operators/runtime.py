@@ -114,9 +114,10 @@ class Runtime:
 
     def tso(self, sub, opts):
         """The TSO's agent, in this process (the TSO drives the exchange)."""
+        from .host import load_agent_data
         from .tso import TSO
 
-        return TSO(sub, opts)
+        return TSO(load_agent_data(sub), opts)
 
     def close(self) -> None:
         self.exe.close()
