@@ -201,3 +201,16 @@ def test_generate_writes_an_operator_layout(tmp_path):
     ref = tdmarket.clear(inst, scheme="hierarchical", executor="inline", relax=True, incentives=False)
     got = tdmarket.clear(str(lay), scheme="hierarchical", executor="inline", relax=True, incentives=False)
     assert got.total_cost == ref.total_cost
+
+
+def test_commands_read_the_layout(example_layout, capsys):
+    import json
+
+    assert main(["info", str(example_layout), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert main(["info", str(builtin_path()), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["network"] == info["network"]
+    ref = tdmarket.clear(builtin_path(), scheme="hierarchical", executor="inline")
+    argv = ["clear", str(example_layout), "--scheme", "hierarchical", "--executor", "inline", "--quiet", "--json"]
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["cost"]["total_cost_eur"] == ref.total_cost
