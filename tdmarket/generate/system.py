@@ -290,7 +290,7 @@ def generate_system(out: str | Path, opts: GenerateOptions, *, force: bool = Fal
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(prefix=f".{out.name}.flat-", dir=out.parent) as flat:
             _columns(tables, Path(flat))
-            inst = read(flat)
+            inst = read(flat, max_file_mb=4096.0)  # our own files (a 1 000-area Bids.csv has ~17 MiB)
         write_layout(inst, out, force=True, extra={MARKER: text})  # OUT was checked above
         return manifest
     with atomic_dir(out) as tmp:
