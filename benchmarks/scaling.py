@@ -79,6 +79,7 @@ def run_one(path: str, scheme: str, executor: str, workers: int) -> None:
         "stages": s.get("timings_s", {}).get("stages", {}),
         "asks": asks,
         "self_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "tso_cpu_s": sum(resource.getrusage(resource.RUSAGE_SELF)[:2]),
     }
     print(json.dumps(record))
 
@@ -93,6 +94,16 @@ def _status_kib(pid: int, key: str) -> int:
     except (OSError, ValueError):
         pass
     return 0
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU time of a process so far (s)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _processes() -> dict[int, tuple[int, str]]:
@@ -137,11 +148,13 @@ def measure(path: Path, scheme: str, executor: str, workers: int, limit_s: float
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
     )
     peak_main = peak_worker = 0
+    worker_cpu: dict[int, float] = {}
     stopped = None
     while proc.poll() is None:
         peak_main = max(peak_main, _status_kib(proc.pid, "VmHWM"))
         for w in _workers(proc.pid, executor):
             peak_worker = max(peak_worker, _status_kib(w, "VmHWM"))
+            worker_cpu[w] = max(worker_cpu.get(w, 0.0), _cpu_s(w))
         total = _status_kib(proc.pid, "VmRSS") + sum(_status_kib(w, "VmRSS") for w in _workers(proc.pid, executor))
         elapsed = time.perf_counter() - t0
         if elapsed > limit_s or total > limit_gib * 2**20:
@@ -160,6 +173,7 @@ def measure(path: Path, scheme: str, executor: str, workers: int, limit_s: float
         peak_main = max(peak_main, int(record["self_maxrss_mib"] * 1024))
     record["peak_tso_mib"] = peak_main / 1024
     record["peak_worker_mib"] = peak_worker / 1024
+    record["workers_cpu_s"] = sum(worker_cpu.values())  # sampled every 0.5 s: up to 0.5 s per worker missing
     if "asks" in record:
         record.update(projection(record))
     return record
@@ -205,7 +219,8 @@ def print_row(n: int, r: dict) -> None:
     print(
         f"{n:>6} {r['scheme']:<13} {r['executor']:<8} {r['wall_s']:8.1f} {_fmt(r.get('critical_path_s')):>8} "
         f"{r['peak_tso_mib']:8.0f} {r['peak_worker_mib']:8.0f} {_fmt(r.get('rounds'), 'd') if r.get('rounds') else '-':>6} "
-        f"{_fmt(r.get('projected_64_s')):>8} {_fmt(r.get('projected_512_s')):>8}  {r['total_cost_eur']:.2f}"
+        f"{_fmt(r.get('projected_64_s')):>8} {_fmt(r.get('projected_512_s')):>8} "
+        f"{r.get('tso_cpu_s', 0.0):8.1f} {r.get('workers_cpu_s', 0.0):8.1f}  {r['total_cost_eur']:.2f}"
     )
 
 
@@ -267,7 +282,7 @@ def main() -> None:
     print(f"# {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; workers {args.workers}")
     print(
         f"{'DSOs':>6} {'scheme':<13} {'executor':<8} {'wall s':>8} {'crit s':>8} {'TSO MiB':>8} {'wkr MiB':>8} "
-        f"{'rounds':>6} {'P=64 s':>8} {'P=512 s':>8}  cost EUR"
+        f"{'rounds':>6} {'P=64 s':>8} {'P=512 s':>8} {'TSO cpu':>8} {'wkr cpu':>8}  cost EUR"
     )
     for n in sizes:
         path, t_gen = system(n, args.cache, args.seed)
