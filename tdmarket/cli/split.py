@@ -28,7 +28,8 @@ def add_split_parser(sub) -> None:
         "holds the TSO's grid and orders, OUT/<area>/ each DSO area's, and OUT/operators.csv says who is whose "
         "parent and which interface joins them. Every command reads OUT; the hierarchical scheme lets each "
         "operator read only its own folder (docs/layout.md).",
-        epilog="Documentation: docs/layout.md (the layout) and docs/format.md (the files of each folder).",
+        epilog="Documentation: docs/layout.md (the layout), docs/format.md (the files of each folder) and "
+        "docs/model.md (the model, §6 for the operators and their messages).",
     )
     sp.add_argument("instance", metavar="INSTANCE", help="instance folder (SmartNet CSV, docs/format.md)")
     sp.add_argument("out", metavar="OUT", help="output folder (new, empty, or an operator layout)")
