@@ -19,6 +19,7 @@ assumed to cost what it cost here (in-machine pickling), see docs/scaling.md.
 
     python benchmarks/scaling.py [--sizes 10 100 1000] [--huge] [--workers 2] [--executors process ray]
         [--skip-centralized] [--cache DIR] [--out DIR]
+    python benchmarks/scaling.py --from-json A/scaling.json B/scaling.json --out DIR   # merge runs, plot
 
 The table goes to stdout and OUT/scaling.json; the log-log plot to OUT/scaling.png.
 """
@@ -31,6 +32,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -144,9 +146,10 @@ def measure(path: Path, scheme: str, executor: str, workers: int, limit_s: float
     cmd = [sys.executable, __file__, "--run-one", str(path), scheme, executor, str(workers)]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True
-    )
+    # output to files, not pipes: a pipe that nobody reads until the end blocks the child once it is full
+    out_file = tempfile.TemporaryFile("w+")
+    err_file = tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen(cmd, stdout=out_file, stderr=err_file, text=True, env=env, start_new_session=True)
     peak_main = peak_worker = 0
     worker_cpu: dict[int, float] = {}
     stopped = None
@@ -162,7 +165,10 @@ def measure(path: Path, scheme: str, executor: str, workers: int, limit_s: float
             os.killpg(proc.pid, signal.SIGKILL)
             break
         time.sleep(0.5)
-    out, err = proc.communicate()
+    proc.wait()
+    out_file.seek(0)
+    err_file.seek(0)
+    out, err = out_file.read(), err_file.read()
     record: dict = {"scheme": scheme, "executor": executor if scheme == "hierarchical" else "-", "workers": workers}
     if stopped is not None:
         record.update(stopped=stopped, wall_s=time.perf_counter() - t0)
@@ -267,7 +273,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
     ap.add_argument("--huge", action="store_true", help="add the 5 000-area system")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--executors", nargs="+", default=["process", "ray"], choices=["process", "ray", "inline"])
+    ap.add_argument("--executors", nargs="*", default=["process", "ray"], choices=["process", "ray", "inline"])
     ap.add_argument("--skip-centralized", action="store_true")
     ap.add_argument("--central-limit-s", type=float, default=600.0)
     ap.add_argument("--central-limit-gib", type=float, default=16.0)
@@ -275,10 +281,20 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "tdmarket-scaling")
     ap.add_argument("--out", type=Path, default=Path("results/scaling"))
+    ap.add_argument("--from-json", type=Path, nargs="+", default=None, help="table and plot of earlier runs' JSON")
     args = ap.parse_args()
     sizes = sorted(set(args.sizes + ([5000] if args.huge else [])))
     args.out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
+    if args.from_json:
+        rows = [r for f in args.from_json for r in json.loads(f.read_text())]
+        rows.sort(key=lambda r: (r["dsos"], r["scheme"] != "hierarchical", r["executor"]))
+        for r in rows:
+            print_row(r["dsos"], r)
+        (args.out / "scaling.json").write_text(json.dumps(rows, indent=1))
+        plot(rows, args.out / "scaling.png")
+        print(f"# table {args.out / 'scaling.json'}, plot {args.out / 'scaling.png'}")
+        return
     print(f"# {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start; workers {args.workers}")
     print(
         f"{'DSOs':>6} {'scheme':<13} {'executor':<8} {'wall s':>8} {'crit s':>8} {'TSO MiB':>8} {'wkr MiB':>8} "
