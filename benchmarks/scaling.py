@@ -161,7 +161,7 @@ def measure(path: Path, scheme: str, executor: str, workers: int, limit_s: float
         total = _status_kib(proc.pid, "VmRSS") + sum(_status_kib(w, "VmRSS") for w in _workers(proc.pid, executor))
         elapsed = time.perf_counter() - t0
         if elapsed > limit_s or total > limit_gib * 2**20:
-            stopped = f"stopped at {elapsed:.0f} s, {total / 2**20:.1f} GiB resident"
+            stopped = f"stopped at {elapsed:.0f} s ({_cpu_s(proc.pid):.0f} s CPU), {total / 2**20:.1f} GiB resident"
             os.killpg(proc.pid, signal.SIGKILL)
             break
         time.sleep(0.5)
