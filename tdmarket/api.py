@@ -128,8 +128,10 @@ def check_options(options: dict) -> None:
 
 
 def check_instance_argument(instance) -> None:
-    """`clear(instance)` takes an `Instance` or the path of an instance folder."""
-    if hasattr(instance, "buses") or isinstance(instance, (str, os.PathLike)):
+    """`clear(instance)` takes an `Instance`, an operator layout's index or the path of an instance folder."""
+    from .io.layout import OperatorLayout
+
+    if hasattr(instance, "buses") or isinstance(instance, (str, os.PathLike, OperatorLayout)):
         return
     raise InputError(
         f"instance must be an Instance (tdmarket.load) or the path of an instance folder, got {type(instance).__name__}"
@@ -137,7 +139,11 @@ def check_instance_argument(instance) -> None:
 
 
 def check_prices_below_penalty(instance, slack_penalty: float) -> None:
-    """The slack penalty must exceed every order price (docs/model.md §5); the error names the price's cell."""
+    """The slack penalty must exceed every order price (docs/model.md §5); the error names the price's cell
+    (for an operator layout's index: the operator's row of `operators.csv`)."""
+    if not hasattr(instance, "orders"):
+        instance.check_prices_below(slack_penalty)
+        return
     price = instance.orders.segments.price
     instance.provenance["segments"].check(
         np.abs(price) >= slack_penalty,
@@ -225,10 +231,7 @@ def clear(instance, scheme: str = "centralized", *, incentives: bool = True, **o
     if not isinstance(incentives, bool):
         raise InputError(f"incentives = {incentives!r} is invalid: must be True or False")
     spec = registry.get(scheme)
-    if not hasattr(instance, "buses"):
-        from .io import read
-
-        instance = read(instance)
+    instance = instance_for(spec, instance)
     given = {k: v for k, v in options.items() if spec.accepts(k)}
     check_prices_below_penalty(instance, given.get("slack_penalty", ModelOptions.slack_penalty))
     model_options = {k: v for k, v in given.items() if k in OPTION_GROUPS["model"]}
@@ -252,7 +255,7 @@ def clear(instance, scheme: str = "centralized", *, incentives: bool = True, **o
 
         opts = ModelOptions(integer=not options.get("relax", False), **model_options)
         attach_incentives(
-            instance,
+            integrated(instance),
             result.tables,
             result.summary,
             opts,
@@ -264,6 +267,32 @@ def clear(instance, scheme: str = "centralized", *, incentives: bool = True, **o
     for warning in result.summary.get("warnings", []):
         log.warning("%s: %s", scheme, warning)
     return result
+
+
+def instance_for(spec, instance):
+    """What `spec`'s runner gets: an `Instance` as given; for a path, the instance read from it; an operator
+    layout (a path or its index) stays an index for a scheme that reads operator folders (each operator reads
+    its own folder) and is assembled into the integrated instance for the others."""
+    from .io import read
+    from .io.layout import OperatorLayout, detect, read_index
+
+    if hasattr(instance, "buses"):
+        return instance
+    if isinstance(instance, OperatorLayout):
+        return instance if spec.reads_operator_folders else read(instance.root)
+    if spec.reads_operator_folders and detect(instance):
+        return read_index(instance)
+    return read(instance)
+
+
+def integrated(instance):
+    """The integrated instance (an operator layout's folders assembled: the settlement covers every order)."""
+    if hasattr(instance, "buses"):
+        return instance
+    from .io import read
+
+    log.info("settlement: assembling the operator folders of %s", instance.source)
+    return read(instance.root)
 
 
 def _attach_exactness(result: ClearingResult) -> None:

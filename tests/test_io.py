@@ -737,7 +737,7 @@ def test_read_rejects_an_unknown_format_listing_the_known_ones(tmp_path):
     folder = make_case(tmp_path)
     with pytest.raises(InputError) as info:
         read(folder, format="matpower")
-    assert info.value.reason == "unknown input format 'matpower'; known formats: smartnet"
+    assert info.value.reason == "unknown input format 'matpower'; known formats: smartnet, layout"
     assert info.value.file == str(folder)
 
 
@@ -792,3 +792,14 @@ def test_atomic_file_replaces_or_leaves_the_file(tmp_path):
             tmp.write_text("two")
             raise RuntimeError("boom")
     assert path.read_text() == "one" and [p.name for p in path.parent.iterdir()] == ["report.html"]
+
+
+def test_a_very_large_size_limit_reads_only_what_the_file_holds(tmp_path):
+    """The limit is a bound, not a buffer size: 1 TiB does not allocate 1 TiB (it raised MemoryError)."""
+    from tdmarket.io.table import read_bytes
+
+    path = tmp_path / "small.csv"
+    path.write_bytes(b"ID\n1\n")
+    assert read_bytes(path, "small.csv", 2**40) == b"ID\n1\n"
+    with pytest.raises(InputError, match="more than the limit"):
+        read_bytes(path, "small.csv", 3)

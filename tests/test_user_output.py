@@ -211,7 +211,7 @@ def test_quickstart_example_runs_and_plots(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------- docs
-@pytest.mark.parametrize("command", [[], ["info"], ["clear"], ["compare"], ["variant"]])
+@pytest.mark.parametrize("command", [[], ["info"], ["clear"], ["compare"], ["variant"], ["split"]])
 def test_every_help_points_to_the_docs_in_the_repository(command):
     out = subprocess.run(
         [sys.executable, "-m", "tdmarket", *command, "--help"], capture_output=True, text=True, cwd=ROOT, check=True

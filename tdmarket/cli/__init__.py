@@ -3,7 +3,7 @@
 User errors (bad input data, bad options) print one line to stderr and exit with code 2; no traceback.
 Ctrl-C (SIGINT) and SIGTERM stop the run, its worker processes included, and exit with 130 and 143.
 
-One module per command (`info`, `clear`, `compare`, `variant`, `generate`); `parser` builds the argument parser,
+One module per command (`info`, `clear`, `compare`, `variant`, `generate`, `split`); `parser` builds the argument parser,
 `inputs` loads the instance and checks numeric options, `progress` and `summary` print what `clear` reports.
 """
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from .inputs import check_numbers, instance_path, load_instance, model_solve_options
+from .inputs import check_numbers, instance_path, load_instance, load_layout_index, model_solve_options
 from .progress import progress_display
 from .summary import print_summary
 
@@ -56,7 +56,7 @@ def add_gap_to_centralized(inst, result, options: dict, quiet: bool) -> None:
 
 def cmd_clear(args) -> int:
     check_numbers(args)
-    from ..api import clear
+    from ..api import clear, integrated
     from ..reporting.writer import check_results_folder, dumps, write_results
 
     protect = (instance_path(args),)
@@ -67,7 +67,7 @@ def cmd_clear(args) -> int:
 
         require_recovery_stack()
     t0 = time.perf_counter()
-    inst = load_instance(args)
+    inst = load_layout_index(args) or load_instance(args)
     t_load = time.perf_counter() - t0
     log.info("clearing %s with scheme %s%s ...", inst.name, args.scheme, " (relaxed)" if args.relax else "")
     options = clear_options(args)
@@ -82,7 +82,7 @@ def cmd_clear(args) -> int:
         from ..reporting.ac_recovery import attach_recovery, recover
 
         log.info("AC check and recovery ...")
-        attach_recovery(result, recover(inst, result.tables, options))
+        attach_recovery(result, recover(integrated(inst), result.tables, options))
     if args.compare_centralized and args.scheme != "centralized" and args.scheme != "common":
         add_gap_to_centralized(inst, result, options, args.quiet)
     if args.out is not None:

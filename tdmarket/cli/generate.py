@@ -17,7 +17,7 @@ def cmd_generate(args) -> int:
         sub_dso_depth=args.sub_dso_depth,
     )
     start = time.perf_counter()
-    manifest = generate_system(args.out, opts, force=args.force)
+    manifest = generate_system(args.out, opts, force=args.force, layout=args.layout)
     fig = manifest["figures"]
     print(
         f"tdmarket: generated {args.out} in {time.perf_counter() - start:.1f} s: {manifest['transmission']['case']} "
@@ -65,6 +65,13 @@ def add_generate_parser(sub) -> None:
         default=0,
         choices=(0, 1),
         help="0: no nesting (default); 1: a quarter of the areas hold a sub-DSO area (SubAreas.csv)",
+    )
+    g.add_argument(
+        "--layout",
+        default="smartnet",
+        choices=("smartnet", "operators"),
+        help="smartnet: one SmartNet folder (default); operators: one folder per operator and an index "
+        "operators.csv (docs/layout.md), as `tdmarket split` writes",
     )
     g.add_argument("--force", action="store_true", help="replace a non-empty OUT that tdmarket generate did not write")
     g.set_defaults(func=cmd_generate)

@@ -37,6 +37,19 @@ def load_instance(args):
     return inst
 
 
+def load_layout_index(args):
+    """The index of an operator layout (docs/layout.md) when the scheme lets each operator read its own folder
+    and nothing asks for the integrated instance up front (no --d-rating-scale); else None."""
+    from ..io.layout import detect, read_index
+    from ..schemes import registry
+
+    if getattr(args, "example", False) or args.path is None or getattr(args, "d_rating_scale", None) is not None:
+        return None
+    if getattr(args, "edges_file", "Edges.csv") != "Edges.csv" or not registry.get(args.scheme).reads_operator_folders:
+        return None
+    return read_index(args.path) if detect(args.path) else None
+
+
 # command-line flag -> option of `tdmarket.clear` (whose rules, `tdmarket.api.OPTION_RULES`, apply)
 FLAG_OPTIONS = {
     "--mip-gap": "mip_gap",

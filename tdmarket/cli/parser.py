@@ -8,6 +8,7 @@ from .clear import cmd_clear
 from .compare import cmd_compare
 from .generate import add_generate_parser
 from .info import cmd_info
+from .split import add_split_parser
 from .variant import add_variant_parser
 
 # Every --help ends with where the documentation is (in the repository, and in the source distribution).
@@ -233,4 +234,5 @@ def build_parser() -> argparse.ArgumentParser:
     add_compare_parser(sub)
     add_variant_parser(sub)
     add_generate_parser(sub)
+    add_split_parser(sub)
     return p

@@ -94,7 +94,8 @@ class DispatchReport(Message):
 @dataclass
 class AgentInit:
     """Market setup (operator → its own agent, never to another operator): what a DSO agent is built from —
-    its own sub-instance and options, its parent's name, its children's curve offers, and any activations locked
+    its own sub-instance (or, in an operator layout, the `tdmarket.io.layout.OperatorFolder` that its host reads
+    on the worker) and options, its parent's name, its children's curve offers, and any activations locked
     by an earlier local clearing.  Sent once, to the worker that hosts the agent."""
 
     sub: Any

@@ -269,13 +269,31 @@ def check_output(out: Path, force: bool) -> None:
             )
 
 
-def generate_system(out: str | Path, opts: GenerateOptions, *, force: bool = False) -> dict:
-    """Write the generated system into `out` atomically (temporary sibling, then rename); returns the manifest."""
+def generate_system(out: str | Path, opts: GenerateOptions, *, force: bool = False, layout: str = "smartnet") -> dict:
+    """Write the generated system into `out` atomically (temporary sibling, then rename); returns the manifest.
+
+    `layout="operators"` writes an operator layout instead of one SmartNet folder (`tdmarket.io.layout`: one
+    folder per operator and the index `operators.csv`), with the manifest in its root."""
+    if layout not in ("smartnet", "operators"):
+        raise InputError(f"unknown layout {layout!r} (smartnet or operators)")
     out = Path(out)
     opts.check()
     check_output(out, force)
     tables, manifest = build_tables(opts)
+    text = json.dumps(manifest, indent=1, sort_keys=True) + "\n"
+    if layout == "operators":
+        import tempfile
+
+        from ..io import read
+        from ..io.layout import write_layout
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f".{out.name}.flat-", dir=out.parent) as flat:
+            _columns(tables, Path(flat))
+            inst = read(flat, max_file_mb=4096.0)  # our own files (a 1 000-area Bids.csv has ~17 MiB)
+        write_layout(inst, out, force=True, extra={MARKER: text})  # OUT was checked above
+        return manifest
     with atomic_dir(out) as tmp:
         _columns(tables, tmp)
-        (tmp / MARKER).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        (tmp / MARKER).write_text(text, encoding="utf-8")
     return manifest

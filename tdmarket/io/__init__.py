@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..model.instance import Instance
 
-FORMATS = ("smartnet",)  # module tdmarket.io.<name> provides detect(path) -> bool and parse(path, **options)
+FORMATS = ("smartnet", "layout")  # module tdmarket.io.<name> provides detect(path) -> bool and parse(path, **options)
 DEFAULT_FORMAT = "smartnet"
 
 log = logging.getLogger(__name__)

@@ -263,7 +263,15 @@ def read_bytes(path: Path, label: str, max_bytes: int) -> bytes:
             raise InputError(f"file has {_size_text(info.st_size)}, more than the limit of {limit_text}", file=label)
         os.set_blocking(fd, True)
         try:
-            data = fh.read(max_bytes + 1)
+            # read what the file holds (not a buffer of the limit's size: a limit of many GiB is allowed)
+            want = min(max_bytes, info.st_size) + 1
+            data = fh.read(want)
+            if len(data) == want and want <= max_bytes:  # it grew since fstat: read on, up to the limit
+                parts, total = [data], len(data)
+                while total <= max_bytes and (chunk := fh.read(min(1 << 20, max_bytes + 1 - total))):
+                    parts.append(chunk)
+                    total += len(chunk)
+                data = b"".join(parts)
         except OSError as exc:
             raise InputError(f"cannot read file ({exc.strerror})", file=label) from None
     if len(data) > max_bytes:  # it grew while we read it

@@ -317,6 +317,21 @@ class Instance:
         )
         return replace(self, buses=buses, branches=branches, areas=areas, warnings=list(self.warnings))
 
+    def area_sizes(self) -> np.ndarray:
+        """Own buses per area (boundary buses excluded)."""
+        own = ~self.buses.is_boundary
+        return np.bincount(self.buses.area[own], minlength=self.n_areas)
+
+    def max_abs_price_eur_mwh(self) -> float:
+        """The largest |price| of any order segment (€/MWh; 0 without orders)."""
+        price = self.orders.segments.price
+        return float(np.abs(price).max()) if len(price) else 0.0
+
+    def agent_data(self, a: int) -> Instance:
+        """What area `a`'s agent is built from: its sub-instance (an operator layout hands out the folder
+        instead, `tdmarket.io.layout.OperatorLayout.agent_data`)."""
+        return self.area_instance(a)
+
     def subtree(self, a: int) -> np.ndarray:
         """Areas in the subtree rooted at area `a` (including `a`)."""
         from .topology import subtree_mask

@@ -17,12 +17,14 @@ inline executor with a warning instead.
 from __future__ import annotations
 
 import ast
+import itertools
 import logging
 import multiprocessing as mp
 import os
 import signal
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -37,6 +39,7 @@ from .host import host_call, host_forget
 
 EXECUTORS = ("process", "inline", "ray")
 ORPHANED_EXIT_CODE = 70  # exit status of a worker whose main process died
+TRANSIENT_WAIT_S = 120.0  # how long a run waits for a worker that is being restarted (a Ray actor)
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +113,10 @@ class _Affinity:
     def _crashed(self, exc: BaseException) -> bool:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def _transient(self, exc: BaseException) -> bool:
+        """The worker is temporarily unavailable (being restarted): retry without counting an attempt."""
+        return False
+
     def run(self, requests: list[Request], progress: Progress = None) -> list:
         """Requests of agents that already have a home go to it in one batch per worker (one round trip per
         worker and round); new agents are placed one request at a time on the first free worker."""
@@ -127,6 +134,7 @@ class _Affinity:
         inflight: dict[Any, tuple[list[int], int]] = {}
         busy = self.busy
         done = 0
+        started = time.monotonic()
         while units or inflight:
             for w in range(self.workers):
                 if w in busy:
@@ -146,6 +154,10 @@ class _Affinity:
                 try:
                     out = self._result(h)
                 except Exception as exc:
+                    if self._transient(exc) and time.monotonic() - started < TRANSIENT_WAIT_S:
+                        time.sleep(0.2)  # the worker is being restarted: send the batch again when it is back
+                        units.appendleft((idx, w))
+                        continue
                     if self._crashed(exc):
                         self._restart(w)
                     key = tuple(idx)
@@ -263,9 +275,18 @@ class ProcessExecutor(_Affinity):
 
 class RayExecutor(_Affinity):
     """One Ray actor per worker hosts that worker's agents (optional extra `tdmarket[ray]`); local cluster by
-    default, or `address`.  A killed actor is restarted by Ray (state lost; the runtime re-sends the data)."""
+    default, or `address`.
+
+    Each actor is an agent host (`host.AgentHost`): an agent is built on its first request from its data (its
+    sub-instance, or in an operator layout the path of its folder, which the actor reads itself) and keeps its
+    models there across the curve, cut and dispatch rounds.  The actors are spread over the nodes of the cluster
+    (`SPREAD` scheduling, one CPU each).  A killed or crashed actor is restarted by Ray (up to `MAX_RESTARTS`
+    times); its agents are lost with it, so it answers `MISSING` and the runtime sends their data again (a
+    request that was running when it died is retried once)."""
 
     name = "ray"
+    MAX_RESTARTS = 4
+    NAME_PREFIX = "tdmarket-host"
 
     def __init__(self, workers: int | None = None, address: str | None = None, target: Callable | None = None):
         super().__init__()
@@ -279,13 +300,24 @@ class RayExecutor(_Affinity):
             kw = {"address": address} if address else {"num_cpus": workers or os.cpu_count()}
             ray.init(ignore_reinit_error=True, include_dashboard=False, logging_level=logging.ERROR, **kw)
         self.workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        self._actor_cls = ray.remote(num_cpus=1, max_restarts=1, max_task_retries=0)(_HostActor)
+        self._actor_cls = ray.remote(num_cpus=1, max_restarts=self.MAX_RESTARTS, max_task_retries=0)(_HostActor)
         self._actors: list[Any] = [None] * self.workers
+        self._tag = f"{self.NAME_PREFIX}-{os.getpid()}-{next(_RAY_EXECUTORS)}"
 
     def _actor(self, w: int):
         if self._actors[w] is None:
-            self._actors[w] = self._actor_cls.remote(self.target)
+            self._actors[w] = self._actor_cls.options(name=f"{self._tag}-{w}", scheduling_strategy="SPREAD").remote(
+                self.target
+            )
         return self._actors[w]
+
+    def actors(self) -> list:
+        """The actor handles of the workers started so far (None for a worker not yet used)."""
+        return list(self._actors)
+
+    def placement(self) -> list[str]:
+        """The Ray node id of every worker's actor (starting the actors that are not running yet)."""
+        return self.ray.get([self._actor(w).node_id.remote() for w in range(self.workers)])
 
     def _submit(self, w: int, batch: list[Request]):
         return self._actor(w).call_batch.remote(batch)
@@ -300,14 +332,21 @@ class RayExecutor(_Affinity):
     def _crashed(self, exc: BaseException) -> bool:
         return isinstance(exc, self.ray.exceptions.RayActorError)
 
+    def _transient(self, exc: BaseException) -> bool:
+        unavailable = getattr(self.ray.exceptions, "ActorUnavailableError", ())
+        return bool(unavailable) and isinstance(exc, unavailable)
+
     def _restart(self, w: int) -> None:
         pass  # Ray restarts the actor itself (max_restarts)
 
     def close(self) -> None:
         for a in self._actors:
             if a is not None:
-                self.ray.kill(a)
+                self.ray.kill(a, no_restart=True)
         self._actors = [None] * self.workers
+
+
+_RAY_EXECUTORS = itertools.count(1)
 
 
 class _HostActor:
@@ -319,6 +358,11 @@ class _HostActor:
 
     def call_batch(self, batch):
         return run_batch(self.target, batch)
+
+    def node_id(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
 
 
 def _is_main_guard(node: ast.AST) -> TypeGuard[ast.If]:

@@ -8,6 +8,7 @@ and returns the replies, and `log` records each message object that crosses an o
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from .executors import Request, make_executor
 from .host import MISSING
 
 _RUN_IDS = itertools.count(1)
+log = logging.getLogger(__name__)
 
 UPWARD = ("CurveOffer", "CutReply", "DispatchReport")
 
@@ -74,6 +76,7 @@ class Runtime:
         self._run = next(_RUN_IDS)
         self._init: dict[str, AgentInit] = {}
         self._started: set[str] = set()
+        self.rebuilt: list[str] = []  # agents rebuilt from their data after their worker lost them (a restart)
 
     @property
     def name(self) -> str:
@@ -108,15 +111,18 @@ class Runtime:
         self._started.update(areas)
         lost = [a for a, r in zip(areas, out) if isinstance(r, str) and r == MISSING]
         if lost:  # a restarted worker lost its agents: rebuild them from their data
+            log.info("rebuilding %d agent(s) whose worker was restarted: %s", len(lost), ", ".join(lost))
+            self.rebuilt.extend(lost)
             again = self.exe.run([request(a, True) for a in lost], None)
             out = [again[lost.index(a)] if a in lost else r for a, r in zip(areas, out)]
         return {a: Reply(v, dt) for a, (v, dt) in zip(areas, out)}
 
     def tso(self, sub, opts):
         """The TSO's agent, in this process (the TSO drives the exchange)."""
+        from .host import load_agent_data
         from .tso import TSO
 
-        return TSO(sub, opts)
+        return TSO(load_agent_data(sub), opts)
 
     def close(self) -> None:
         self.exe.close()

@@ -69,7 +69,7 @@ def settings_from(ctx: SchemeContext) -> tuple[float, int, ExchangeSettings]:
 
 def _by_size(inst: Instance, areas: list[int]) -> list[int]:
     """Largest areas first (longest-processing-time order balances the workers), ties by index."""
-    size = np.bincount(inst.buses.area, minlength=len(inst.areas))
+    size = inst.area_sizes()
     return sorted(areas, key=lambda a: (-int(size[a]), a))
 
 
@@ -88,13 +88,13 @@ class _HierarchicalRun:
         self.inst, self.ctx, self.locked = inst, ctx, locked or {}
         self.curve_tol, self.max_evals, self.settings = settings_from(ctx)
         self.opts = ModelOptions(integer=not ctx.relax, **ctx.model_options)
-        prices = inst.orders.segments.price
-        self.opts.validate(float(np.abs(prices).max()) if len(prices) else 0.0)
+        self.opts.validate(inst.max_abs_price_eur_mwh())
         ar = inst.areas
         self.names, self.parent, self.depth = ar.name, ar.parent, ar.depth()
         self.dsos = _by_size(inst, list(range(1, len(ar))))
-        # 1. market setup: every operator holds its own data only
-        self.subs = {a: inst.area_instance(a) for a in range(len(ar))}
+        # 1. market setup: every operator holds its own data only (its sub-instance, or the folder of an operator
+        # layout, which its agent reads itself: tdmarket.io.layout)
+        self.subs = {a: inst.agent_data(a) for a in range(len(ar))}
         self.children = {a: [c for c in self.dsos if self.parent[c] == a] for a in range(len(ar))}
         self.top = sorted(self.children[0])
         self.top_names = [self.names[a] for a in self.top]
@@ -389,5 +389,6 @@ register(
         runner=run,
         option_groups=("model", "solve", "decentral", "decomposition"),
         description="DSOs offer residual supply curves and cuts; the TSO clears; certified cut exchange",
+        reads_operator_folders=True,
     )
 )

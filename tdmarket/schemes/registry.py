@@ -94,6 +94,9 @@ class SchemeSpec:
     option_groups: tuple[str, ...] = ("model", "solve")
     settles_at_interface: bool = True  # False: held exchanges are schedules, not market results
     in_comparison: bool = True  # part of `tdmarket compare`'s default set
+    # True: the runner also takes an operator layout's index (tdmarket.io.layout.OperatorLayout) and never needs
+    # the integrated instance (each operator reads its own folder); other schemes get the assembled instance
+    reads_operator_folders: bool = False
 
     def accepts(self, option: str) -> bool:
         return any(option in OPTION_GROUPS[g] for g in self.option_groups)

@@ -51,6 +51,21 @@ def _instance_files(inst: Instance) -> dict[str, dict[str, np.ndarray]]:
     return files
 
 
+def operator_files(sub: Instance) -> dict[str, dict[str, np.ndarray]]:
+    """File name -> columns of an operator's folder (`tdmarket.io.layout`): its sub-instance with the boundary
+    buses (the parent's host bus, the children's roots) and the interface edges that reach them, so that the
+    folder alone rebuilds the sub-instance; no `SubAreas.csv` (the layout's index says who is whose parent)."""
+    keep = np.ones(len(sub.buses), bool)
+    files = _network_files(sub, keep)
+    files.update(_order_files(sub, keep))
+    return files
+
+
+def write_csv(path: Path, columns: dict[str, np.ndarray]) -> None:
+    """One canonical CSV file (LF line endings, full float precision)."""
+    _write_csv(path, columns)
+
+
 def _network_files(inst: Instance, keep: np.ndarray) -> dict[str, dict[str, np.ndarray]]:
     """GeneralParam, the node files, Edges and NetInjections."""
     bu, br = inst.buses, inst.branches
