@@ -64,9 +64,7 @@ def flows_table(fed: Federation, flows_mw: np.ndarray, prices: list[np.ndarray],
             "flow_mw": flows_mw.ravel(),
             "atc_forward_mw": ic.atc_forward_mw.ravel(),
             "atc_backward_mw": ic.atc_backward_mw.ravel(),
-            "congested": (
-                (flows_mw >= ic.atc_forward_mw - 1e-6) | (flows_mw <= -ic.atc_backward_mw + 1e-6)
-            ).ravel()
+            "congested": ((flows_mw >= ic.atc_forward_mw - 1e-6) | (flows_mw <= -ic.atc_backward_mw + 1e-6)).ravel()
             & ((ic.atc_forward_mw + ic.atc_backward_mw) > 0).ravel(),
             "price_from_eur_mwh": p_from.ravel(),
             "price_to_eur_mwh": p_to.ravel(),

@@ -29,7 +29,9 @@ class InterconnectorBlock:
     atc_backward_mw: np.ndarray
 
     def add_variables(self, prog: Program) -> None:
-        prog.add_variables("interconnector_flow", self.atc_forward_mw.size, -self.atc_backward_mw.ravel(), self.atc_forward_mw.ravel())
+        prog.add_variables(
+            "interconnector_flow", self.atc_forward_mw.size, -self.atc_backward_mw.ravel(), self.atc_forward_mw.ravel()
+        )
 
     def add_constraints(self, prog: Program, balance: Balance) -> None:
         K, T = self.atc_forward_mw.shape

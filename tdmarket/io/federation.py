@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..model.federation import Federation, Interconnectors
+from ..model.instance import Instance
 from .table import ID_RANGE, Range, read_table
 
 MEMBERS_FILE = "Members.csv"
@@ -53,7 +54,7 @@ def read_federation(path: str | os.PathLike, **read_options) -> Federation:
         raise InputError(f"a federation needs at least two members, got {len(names)}", file=members_label)
     seen: dict[str, int] = {}
     seen_dir: dict[Path, int] = {}
-    instances = []
+    instances: list[Instance] = []
     for i, (member, rel) in enumerate(zip(names, paths)):
         if member == "" or "/" in member:
             raise mt.error(f"member name {member!r} must be non-empty and contain no '/'", index=i, column="Member")
@@ -138,7 +139,9 @@ def _read_interconnectors(folder: Path, name: str, names: list[str], instances, 
     same = ends["From"][0] == ends["To"][0]
     if same.any():
         i = int(np.flatnonzero(same)[0])
-        raise t.error("an interconnector joins two different members (both ends are one member)", index=i, column="ToMember")
+        raise t.error(
+            "an interconnector joins two different members (both ends are one member)", index=i, column="ToMember"
+        )
     period = t.int("Period")
     period_pos = np.searchsorted(periods, period)
     bad = (period_pos >= len(periods)) | (periods[np.minimum(period_pos, len(periods) - 1)] != period)

@@ -170,7 +170,10 @@ def merged_instance(fed: Federation) -> MergedFederation:
     if has_pq:
         free = np.array([-np.inf, np.inf, -np.inf, np.inf])
         pq = np.vstack(
-            [i.branches.pq_bound if i.branches.pq_bound is not None else np.tile(free, (len(i.branches), 1)) for i in insts]
+            [
+                i.branches.pq_bound if i.branches.pq_bound is not None else np.tile(free, (len(i.branches), 1))
+                for i in insts
+            ]
         )
     branches = Branches(
         **{
@@ -193,7 +196,11 @@ def merged_instance(fed: Federation) -> MergedFederation:
     areas = Areas(
         name=names,
         parent=np.concatenate(
-            [[-1]] + [np.where(i.areas.parent[1:] > 0, am[np.maximum(i.areas.parent[1:], 0)], 0) for i, am in zip(insts, area_map)]
+            [[-1]]
+            + [
+                np.where(i.areas.parent[1:] > 0, am[np.maximum(i.areas.parent[1:], 0)], 0)
+                for i, am in zip(insts, area_map)
+            ]
         ).astype(np.int64),
         root_bus=np.concatenate([[-1]] + [dso(i, "root_bus", s) for i, s in zip(insts, bus_start)]).astype(np.int64),
         host_bus=np.concatenate([[-1]] + [dso(i, "host_bus", s) for i, s in zip(insts, bus_start)]).astype(np.int64),

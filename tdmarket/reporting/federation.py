@@ -195,7 +195,10 @@ FLOW_COLUMNS = [
 
 def format_federation(cmp: FederationComparison) -> str:
     """The comparison as text: the schemes, the cross-border flows and rents, the members' prices."""
-    parts = [f"federation {cmp.federation}: members {', '.join(cmp.members)}", _table(cmp.rows, row_columns(cmp.members))]
+    parts = [
+        f"federation {cmp.federation}: members {', '.join(cmp.members)}",
+        _table(cmp.rows, row_columns(cmp.members)),
+    ]
     if len(cmp.flows):
         parts += ["", "cross-border flows (MW, + from → to), prices at both ends and congestion rent:"]
         parts.append(_table(cmp.flows, FLOW_COLUMNS))
@@ -203,7 +206,7 @@ def format_federation(cmp: FederationComparison) -> str:
         wide = cmp.prices.pivot_table(index=["scheme", "member"], columns="period", values="price_eur_mwh", sort=False)
         wide.columns = [f"t={int(c)}" for c in wide.columns]
         wide = wide.reset_index()
-        cols = [("scheme", "scheme", str), ("member", "member", str)]
+        cols: list[tuple] = [("scheme", "scheme", str), ("member", "member", str)]
         cols += [(c, f"{c} €/MWh", lambda v: fmt(v, "EUR/MWh")) for c in wide.columns[2:]]
         parts += ["", "cross-border marginal price per member (mean over its border nodes):", _table(wide, cols)]
     parts += [f"note: {n}" for n in cmp.notes]
@@ -214,7 +217,10 @@ def write_federation_report(cmp: FederationComparison, path) -> None:
     """A self-contained HTML page with the comparison's tables (written to a temporary file, then renamed)."""
     from ..io.atomic import atomic_file
 
-    body = [f"<h1>Federation {html.escape(cmp.federation)}</h1>", f"<p>members: {html.escape(', '.join(cmp.members))}</p>"]
+    body = [
+        f"<h1>Federation {html.escape(cmp.federation)}</h1>",
+        f"<p>members: {html.escape(', '.join(cmp.members))}</p>",
+    ]
     for title, frame in (
         ("Platform schemes", cmp.rows),
         ("Cross-border flows and congestion rents", cmp.flows),
