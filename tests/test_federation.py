@@ -249,3 +249,30 @@ def test_compare_federation_prints_the_four_schemes(tmp_path, capsys):
         assert word in out
     assert report.is_file() and "Cross-border flows" in report.read_text()
     assert (tmp_path / "out" / "dso-unaware" / "flows.csv").is_file()
+
+
+def test_info_federation(capsys):
+    assert main(["info", str(federation_path())]) == 0
+    out = capsys.readouterr().out
+    assert "north: 6 T nodes, 15 D nodes, 3 DSO areas" in out
+    assert "2: north/103 → south/105  forward 6 / 3 / 6  backward 4 / 4 / 4" in out
+
+
+def test_members_with_other_period_numbers_are_aligned_by_position(example_federation):
+    """A member whose periods are numbered 4–6 is cleared with its own numbers; the federation keeps the first
+    member's (docs/format.md §6): prices and flows are found at the same positions."""
+    north, south = example_federation.instances
+    shifted = replace(example_federation, instances=[north, replace(south, periods=south.periods + 3)])
+    a = clear_federation(example_federation, "isolated", relax=True)
+    b = clear_federation(shifted, "isolated", relax=True)
+    assert b.total_cost == pytest.approx(a.total_cost, rel=1e-9)
+    np.testing.assert_allclose(b.member_prices.price_eur_mwh, a.member_prices.price_eur_mwh, atol=1e-9)
+    assert b.flows.period.tolist() == a.flows.period.tolist()
+
+
+def test_members_must_share_the_horizon_length(tmp_path):
+    path = write_federation(tmp_path / "fed", "Member,Path\na,a\nshort,short\n", GOOD_ROWS)
+    assert main(["variant", "--example", str(tmp_path / "fed" / "short"), "--seed", "0", "--periods", "2"]) == 0
+    with pytest.raises(InputError, match="Members.csv, row 3, column Path") as err:
+        read_federation(path)
+    assert "has 2 periods [1, 2]" in str(err.value) and "members must share the horizon length" in str(err.value)

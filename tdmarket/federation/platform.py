@@ -55,7 +55,7 @@ def evaluate_member(fed: Federation, m: int, flows_mw: np.ndarray, scheme: str, 
     inst = fed.member_with_flows(m, flows_mw)
     res = clear(inst, scheme=scheme, incentives=False, **options)
     bus = border_buses(fed, m)
-    price = price_at(res.tables["buses"], inst.buses.id[bus], fed.periods)
+    price = price_at(res.tables["buses"], inst.buses.id[bus], inst.periods)  # the member's own period numbers
     if np.isnan(price).any():
         raise RuntimeError(f"member {fed.members[m]}: no price at a border node in the {scheme} result")
     dense = np.zeros((len(inst.buses), fed.n_periods))

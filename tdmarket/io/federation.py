@@ -4,7 +4,8 @@ A federation folder holds two files:
 
 * `Members.csv` — columns `Member` (a name, unique) and `Path` (the member's instance folder, relative to the
   federation folder or absolute; an ordinary SmartNet folder with its own DSOs and sub-DSOs);
-* `Interconnectors.csv` — one row per interconnector and period: `ID`, `FromMember`, `FromNode`, `ToMember`,
+* `Interconnectors.csv` — one row per interconnector and period (the period numbers of the first member; members
+  with other numbers but as many periods are aligned by position): `ID`, `FromMember`, `FromNode`, `ToMember`,
   `ToNode`, `Period`, `ATCForward` (MW, from → to), `ATCBackward` (MW, to → from).
 
 Every member is read with `tdmarket.io.read` (its own files are checked as usual).  Then: a member that appears
@@ -16,6 +17,7 @@ naming the file, editor row and column.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -25,6 +27,8 @@ from ..errors import InputError
 from ..model.federation import Federation, Interconnectors
 from ..model.instance import Instance
 from .table import ID_RANGE, Range, read_table
+
+log = logging.getLogger(__name__)
 
 MEMBERS_FILE = "Members.csv"
 INTERCONNECTORS_FILE = "Interconnectors.csv"
@@ -75,12 +79,19 @@ def read_federation(path: str | os.PathLike, **read_options) -> Federation:
             )
         seen_dir[member_dir] = i
         inst = read(member_dir, **read_options)
-        if instances and not np.array_equal(inst.periods, instances[0].periods):
+        if instances and len(inst.periods) != len(instances[0].periods):
             raise mt.error(
-                f"member {member!r} has periods {inst.periods.tolist()} but {names[0]!r} has "
-                f"{instances[0].periods.tolist()}: members must share the horizon",
+                f"member {member!r} has {len(inst.periods)} periods {inst.periods.tolist()} but {names[0]!r} has "
+                f"{len(instances[0].periods)} {instances[0].periods.tolist()}: members must share the horizon length",
                 index=i,
                 column="Path",
+            )
+        if instances and not np.array_equal(inst.periods, instances[0].periods):
+            log.info(
+                "member %s: periods %s aligned by position with %s (the federation's period numbers)",
+                member,
+                inst.periods.tolist(),
+                instances[0].periods.tolist(),
             )
         inst.name = member
         instances.append(inst)

@@ -41,7 +41,7 @@ class Federation:
     """Members (name and instance, in file order) and the interconnectors between them."""
 
     name: str
-    periods: np.ndarray  # the members' common horizon (file period numbers)
+    periods: np.ndarray  # the federation's periods: the first member's numbers (others aligned by position)
     members: list[str]
     instances: list[Instance]
     interconnectors: Interconnectors
