@@ -260,7 +260,7 @@ def test_info_federation(capsys):
 
 def test_members_with_other_period_numbers_are_aligned_by_position(example_federation):
     """A member whose periods are numbered 4–6 is cleared with its own numbers; the federation keeps the first
-    member's (docs/format.md §6): prices and flows are found at the same positions."""
+    member's (docs/format.md §7): prices and flows are found at the same positions."""
     north, south = example_federation.instances
     shifted = replace(example_federation, instances=[north, replace(south, periods=south.periods + 3)])
     a = clear_federation(example_federation, "isolated", relax=True)

@@ -84,7 +84,7 @@ def cmd_compare(args) -> int:
 
 
 def is_federation_path(args) -> bool:
-    """The path is a federation folder (it holds `Members.csv`, docs/format.md §6)."""
+    """The path is a federation folder (it holds `Members.csv`, docs/format.md §7)."""
     from ..io.federation import is_federation
 
     return args.path is not None and not getattr(args, "example", False) and is_federation(instance_path(args))

@@ -1,4 +1,4 @@
-"""Reader of a federation folder (docs/format.md §6, docs/model.md §12).
+"""Reader of a federation folder (docs/format.md §7, docs/model.md §12).
 
 A federation folder holds two files:
 
