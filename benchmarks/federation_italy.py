@@ -62,6 +62,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("work", type=Path)
     ap.add_argument("--schemes", default="integrated,hierarchical,dso-unaware,isolated")
+    ap.add_argument("--executor", default="inline", help="executor of the members' DSO work (inline, process)")
     args = ap.parse_args()
     fed = build(args.work)
     cmd = [
@@ -72,7 +73,7 @@ def main() -> int:
         str(fed),
         "--relax",
         "--executor",
-        "inline",
+        args.executor,
         "--quiet",
         "--schemes",
         args.schemes,

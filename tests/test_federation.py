@@ -276,3 +276,41 @@ def test_members_must_share_the_horizon_length(tmp_path):
     with pytest.raises(InputError, match="Members.csv, row 3, column Path") as err:
         read_federation(path)
     assert "has 2 periods [1, 2]" in str(err.value) and "members must share the horizon length" in str(err.value)
+
+
+def test_dso_unaware_platform_is_certified_and_checked_in_ac(example_federation):
+    """T-level values only (D grids collapsed): the platform's gap is certified on those values, and the AC check of
+    the members' distribution dispatch shows what ignoring the D grids does (docs/model.md §12.3)."""
+    from tdmarket.reporting.federation import federation_ac
+
+    res = clear_federation(example_federation, "dso-unaware", relax=True)
+    cert = res.summary["certificate"]
+    assert cert["certified"] and cert["gap"] <= 1e-5 and cert["lower_bound_eur"] <= res.total_cost + 1e-6
+    assert all(r.summary["scheme"] == "centralized-as-market" for r in res.members.values())
+    f = res.flows
+    assert (f.flow_mw <= f.atc_forward_mw + 1e-7).all() and (f.flow_mw >= -f.atc_backward_mw - 1e-7).all()
+    pytest.importorskip("pandapower")
+    from tdmarket.reporting.ac_check import ac_power_flow, summarise
+
+    ac = summarise(federation_ac(res, ac_power_flow))
+    assert ac["thermal_violations"] > 0  # the north's feeders cannot carry the T-level dispatch
+    integrated = clear_federation(example_federation, "integrated", relax=True)
+    assert summarise(federation_ac(integrated, ac_power_flow))["total_violations"] == 0
+
+
+def test_without_interconnectors_every_platform_scheme_is_isolated(example_federation):
+    ic = example_federation.interconnectors
+    none = Interconnectors(
+        id=ic.id[:0],
+        from_member=ic.from_member[:0],
+        from_bus=ic.from_bus[:0],
+        to_member=ic.to_member[:0],
+        to_bus=ic.to_bus[:0],
+        atc_forward_mw=ic.atc_forward_mw[:0],
+        atc_backward_mw=ic.atc_backward_mw[:0],
+    )
+    fed = replace(example_federation, interconnectors=none)
+    isolated = clear_federation(fed, "isolated", relax=True).total_cost
+    assert clear_federation(fed, "integrated", relax=True).total_cost == pytest.approx(isolated, rel=1e-7)
+    unaware = clear_federation(fed, "dso-unaware", relax=True)
+    assert unaware.summary["certificate"]["stopped_by"] == "no_exchange" and len(unaware.flows) == 0

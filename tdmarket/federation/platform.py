@@ -28,6 +28,7 @@ import numpy as np
 
 from ..decomposition.exchange import ChildValues, CutExchange, CutPool, ExchangeSettings, ParentPoint
 from ..decomposition.master import CutMaster
+from ..errors import SolverError
 from ..formulations.options import ModelOptions
 from ..formulations.program import Program
 from ..model.federation import Federation
@@ -57,7 +58,7 @@ def evaluate_member(fed: Federation, m: int, flows_mw: np.ndarray, scheme: str, 
     bus = border_buses(fed, m)
     price = price_at(res.tables["buses"], inst.buses.id[bus], inst.periods)  # the member's own period numbers
     if np.isnan(price).any():
-        raise RuntimeError(f"member {fed.members[m]}: no price at a border node in the {scheme} result")
+        raise SolverError(f"member {fed.members[m]}: no price at a border node in the {scheme} result")
     dense = np.zeros((len(inst.buses), fed.n_periods))
     dense[bus] = price
     period_hours = float(options.get("period_hours", ModelOptions.period_hours))
