@@ -10,7 +10,9 @@ cost with respect to a fixed withdrawal).  The platform's master is
 
 the same `CutMaster` / `CutPool` / `CutExchange` as between a TSO and its DSOs, with the platform as parent (own
 cost 0) and every member seeing the whole flow vector g (its slopes are zero on interconnectors it does not
-touch).  The first round evaluates every member at g = 0 (the isolated clearing).  After the exchange stops, each
+touch; each member's cuts are written on its own copy of g, tied to the others by equality rows).  A member
+clearing that fails at one proposal is replaced by that member's integrated clearing (`common`, the same value
+without the decomposition), and the summary lists it (`member_fallbacks`).  The first round evaluates every member at g = 0 (the isolated clearing).  After the exchange stops, each
 member's result at the best flows is its dispatch: its TSO and DSOs clear with the border flows fixed (schedules
 go down platform → TSO → DSO → sub-DSO).
 
@@ -21,14 +23,16 @@ nothing; the certificate says so.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..decomposition.exchange import ChildValues, CutExchange, CutPool, ExchangeSettings, ParentPoint
 from ..decomposition.master import CutMaster
-from ..errors import SolverError
+from ..errors import SolverError, TdmarketError
 from ..formulations.options import ModelOptions
 from ..formulations.program import Program
 from ..model.federation import Federation
@@ -37,6 +41,8 @@ from ..schemes.result import ClearingResult
 from .common import base_summary, border_buses, flows_table, member_prices_table, price_at
 from .messages import PLATFORM, FlowCut, FlowSchedule
 from .result import FederationResult
+
+log_ = logging.getLogger(__name__)
 
 
 @dataclass
@@ -81,8 +87,10 @@ def run_platform(
     log = MessageLog()
     member_comm = {"messages": 0, "bytes": 0}
     cache: dict[bytes, list[MemberValue]] = {}
+    evaluated: list[np.ndarray] = []  # flows asked so far, in order
     touches = [np.flatnonzero(fed.touches(m)) for m in range(M)]
     evaluations = [0]
+    fallbacks: list[dict] = []
 
     def ask_members(g: np.ndarray, rnd: int) -> list[MemberValue]:
         key = np.round(g, 7).tobytes()  # a proposal repriced by the master may differ by round-off
@@ -102,7 +110,22 @@ def run_platform(
                     round=rnd,
                 )
             )
-            val = evaluate_member(fed, m, g, member_scheme, options)
+            try:
+                val = evaluate_member(fed, m, g, member_scheme, options)
+            except TdmarketError as exc:
+                if member_scheme == "common":
+                    raise
+                # a member clearing that fails at one proposal (e.g. a DSO solve refused by the acceptance rule)
+                # must not stop the platform: that member's value is taken from its integrated clearing, labelled
+                fallbacks.append({"member": name, "round": rnd, "reason": str(exc)})
+                log_.warning(
+                    "platform round %d: %s failed in %s (%s); its value taken from common",
+                    rnd,
+                    name,
+                    member_scheme,
+                    exc,
+                )
+                val = evaluate_member(fed, m, g, "common", options)
             evaluations[0] += 1
             _add_communication(member_comm, val.result.summary)
             log.add(
@@ -119,6 +142,7 @@ def run_platform(
             )
             out.append(val)
         cache[key] = out
+        evaluated.append(g.copy())
         return out
 
     zero = np.zeros((K, T))
@@ -129,11 +153,19 @@ def run_platform(
         certificate = {"kind": "no interconnector: every member alone", "stopped_by": "no_exchange"}
     else:
         prog = Program()
-        g_cols = prog.add_variables(
-            "interconnector_flow", K * T, -ic.atc_backward_mw.ravel(), ic.atc_forward_mw.ravel()
-        ).index
+        # one copy of the flows per member, tied by g_m = g_0: the master's column operations (trust box, level
+        # box, fixing at the best point) take each column once (HiGHS refuses a bound change that names a column
+        # twice)
+        lo, hi = -ic.atc_backward_mw.ravel(), ic.atc_forward_mw.ravel()
+        x_cols = np.stack([prog.add_variables(f"interconnector_flow_{m}", K * T, lo, hi).index for m in range(M)])
         theta = prog.add_variables("theta", M, -np.inf, np.inf, 1.0).index
-        x_cols = np.tile(g_cols, (M, 1))
+        if M > 1:
+            n_tie = (M - 1) * K * T
+            rows = np.tile(np.arange(n_tie), 2)
+            cols = np.concatenate([x_cols[1:].ravel(), np.tile(x_cols[0], M - 1)])
+            vals = np.concatenate([np.ones(n_tie), -np.ones(n_tie)])
+            tie = sp.csr_matrix((vals, (rows, cols)), shape=(n_tie, prog.n))
+            prog.add_rows("same_flows", tie, np.zeros(n_tie), np.zeros(n_tie))
         master = CutMaster(prog, x_cols, theta, threads=int(options.get("threads", 1)))
         pool = CutPool(K * T)
         seed = ask_members(zero, 0)  # round 0: the isolated members
@@ -158,6 +190,11 @@ def run_platform(
             outcome.warnings.append("the platform master failed: published the isolated clearing")
         else:
             best_g = outcome.best.x[0].reshape(K, T)
+            # the repriced best point differs from the proposal the members evaluated only by round-off: take the
+            # evaluated flows (no extra round of member clearings for the dispatch)
+            dist = [float(np.abs(g - best_g).max()) for g in evaluated]
+            if min(dist) <= 1e-6:
+                best_g = evaluated[int(np.argmin(dist))]
         history = outcome.history
         relax = bool(options.get("relax", False))
         certificate = {
@@ -191,6 +228,11 @@ def run_platform(
     summary["certificate"] = certificate
     summary["iterations"] = history
     summary["member_evaluations"] = evaluations[0]
+    summary["member_fallbacks"] = fallbacks
+    if fallbacks:
+        certificate.setdefault("warnings", []).append(
+            f"{len(fallbacks)} member clearing(s) failed in {member_scheme} and were replaced by common"
+        )
     platform_comm = log.totals()
     summary["communication"] = {
         "platform": {"messages": platform_comm["messages"], "bytes": platform_comm["bytes"]},
