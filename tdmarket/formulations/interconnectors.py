@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from .balance import Balance
 from .program import Program
@@ -44,21 +43,3 @@ class InterconnectorBlock:
     def flows_mw(self, x: np.ndarray) -> np.ndarray:
         """(K, T) flows of a primal point, MW."""
         return x[self.g_grid]
-
-    def table(self, x: np.ndarray, lam_p: np.ndarray, periods: np.ndarray, period_hours: float) -> pd.DataFrame:
-        """Flows, prices at both ends (`lam_p` (n_bus, T) €/MWh) and the congestion rent g·(λ_to − λ_from)·Δ (€)."""
-        g = self.flows_mw(x)
-        K, T = g.shape
-        p_from, p_to = lam_p[self.from_bus], lam_p[self.to_bus]
-        return pd.DataFrame(
-            {
-                "interconnector": np.repeat(self.id, T),
-                "period": np.tile(periods, K),
-                "flow_mw": g.ravel(),
-                "atc_forward_mw": self.atc_forward_mw.ravel(),
-                "atc_backward_mw": self.atc_backward_mw.ravel(),
-                "price_from_eur_mwh": p_from.ravel(),
-                "price_to_eur_mwh": p_to.ravel(),
-                "congestion_rent_eur": (g * (p_to - p_from) * period_hours).ravel(),
-            }
-        )
