@@ -23,3 +23,20 @@ def three_level(tmp_path_factory):
     shutil.copytree(builtin_path(), folder)
     (folder / "SubAreas.csv").write_text("Edge,Area\n22,DSO-203\n")
     return tdmarket.load(folder)
+
+
+@pytest.fixture(scope="session")
+def example_federation():
+    """The shipped example federation (built-in example `north` + its variant `south`, two interconnectors)."""
+    from tdmarket.examples import federation_path
+    from tdmarket.io.federation import read_federation
+
+    return read_federation(federation_path())
+
+
+@pytest.fixture(scope="session")
+def example_federation_hierarchical(example_federation):
+    """The example federation cleared by the hierarchical platform scheme (relaxed, inline): ~25 s, shared."""
+    from tdmarket.federation import clear_federation
+
+    return clear_federation(example_federation, "hierarchical", relax=True, executor="inline")

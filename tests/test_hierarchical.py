@@ -47,43 +47,68 @@ def test_builtin_relaxed_within_certified_gap_of_centralized(builtin):
     assert [h["upper_bound"] for h in hist] == sorted((h["upper_bound"] for h in hist), reverse=True)
 
 
-def test_privacy_audit_no_dso_internal_id_reaches_the_tso(builtin):
+def assert_tso_receives_interface_level_only(inst, messages, tso: str = "TSO"):
     """Only interface-level data crosses: the TSO's own sub-instance and every message it receives contain no
     DSO-internal bus, line or order id."""
-    res = run_hierarchical(builtin, relax=True, executor="inline")
-    b, br = builtin.buses, builtin.branches
-    roots = set(b.id[builtin.areas.root_bus[1:]].tolist())
+    b, br = inst.buses, inst.branches
+    roots = set(b.id[inst.areas.root_bus[1:]].tolist())
     internal_buses = set(b.id[b.is_dist].tolist()) - roots
     internal_lines = set(br.id[br.kind == BranchKind.DISTRIBUTION].tolist())
-    d_bid = b.is_dist[builtin.orders.bids.bus]
-    internal_orders = set(builtin.orders.bids.id[d_bid].tolist()) | set(builtin.orders.bids.qtbid[d_bid].tolist())
-    internal_orders |= set(builtin.orders.segments.id[d_bid[builtin.orders.segments.bid]].tolist())
     # what the TSO holds
-    tso = builtin.area_instance(0)
-    assert not set(tso.buses.id.tolist()) & internal_buses
-    assert not set(tso.branches.id.tolist()) & internal_lines
-    assert not tso.buses.is_dist[tso.orders.bids.bus].any()
+    tso_inst = inst.area_instance(0)
+    assert not set(tso_inst.buses.id.tolist()) & internal_buses
+    assert not set(tso_inst.branches.id.tolist()) & internal_lines
+    assert not tso_inst.buses.is_dist[tso_inst.orders.bids.bus].any()
     # what the TSO receives
     allowed = {
         "CurveOffer": {"periods", "xi_mw", "cost_eur", "eps_eur", "flags", "cuts"},
         "CutReply": {"point_mw", "cost_eur", "slope_eur_mw", "uses_slack", "iteration"},
         "DispatchReport": {"slack_mw", "curve_error_eur", "rho_eur_mwh", "integrality_cost_eur", "soc_gap_max"},
     }
-    received = [json.loads(m["message"]) for m in res.messages if m["to"] == "TSO"]
+    received = [json.loads(m["message"]) for m in messages if m["to"] == tso]
     assert {m["kind"] for m in received} == set(allowed)
     for msg in received:
         assert set(msg["payload"]) <= allowed[msg["kind"]], msg["kind"]
-        assert msg["from"] in builtin.areas.name
+        assert msg["from"] in inst.areas.name
         text = json.dumps(msg["payload"])
         for word in ("node", "bus", "edge", "line", "bid", "segment"):
             assert word not in text
     # cut points are exchanges (MW), one value per period
     for msg in received:
         for cut in msg["payload"].get("cuts", []):
-            assert set(cut) == {"point", "value", "slope"} and len(cut["point"]) == builtin.n_periods
+            assert set(cut) == {"point", "value", "slope"} and len(cut["point"]) == inst.n_periods
     # every message is logged with its size
+    assert all(m["bytes"] == len(m["message"].encode()) for m in messages)
+
+
+def test_privacy_audit_no_dso_internal_id_reaches_the_tso(builtin):
+    res = run_hierarchical(builtin, relax=True, executor="inline")
+    assert_tso_receives_interface_level_only(builtin, res.messages)
+
+
+@pytest.mark.slow
+def test_privacy_audit_at_every_level_of_a_federation(example_federation, example_federation_hierarchical):
+    """docs/model.md §12.5: no member-internal bus, line, order or DSO name reaches the platform (it receives only
+    costs and slopes per interconnector it declared), and within every member no DSO-internal id reaches the TSO."""
+    fed, res = example_federation, example_federation_hierarchical
+    ic_ids = set(fed.interconnectors.id.tolist())
+    received = [json.loads(m["message"]) for m in res.messages if m["to"] == "platform"]
+    assert {m["kind"] for m in received} == {"FlowCut"} and {m["from"] for m in received} == set(fed.members)
+    for msg in received:
+        assert set(msg["payload"]) == {"interconnectors", "periods", "cost_eur", "slope_eur_mw", "round"}
+        assert set(msg["payload"]["interconnectors"]) <= ic_ids
+        text = json.dumps(msg["payload"])
+        for word in ("node", "bus", "edge", "line", "bid", "segment", "DSO", "TSO"):
+            assert word not in text
+    # what the platform sends: flows on each member's own interconnectors only
+    sent = [json.loads(m["message"]) for m in res.messages if m["from"] == "platform"]
+    for msg in sent:
+        m = fed.members.index(msg["to"])
+        assert set(msg["payload"]["interconnectors"]) == set(fed.interconnectors.id[fed.touches(m)].tolist())
     assert all(m["bytes"] == len(m["message"].encode()) for m in res.messages)
-    del internal_orders
+    # one level down: each member's TSO at the platform's flows receives interface-level data only
+    for name, member in res.members.items():
+        assert_tso_receives_interface_level_only(res.member_instances[name], member.messages)
 
 
 def test_three_level_recursion_matches_centralized(three_level):

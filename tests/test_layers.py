@@ -21,6 +21,7 @@ ORDER = [
     "operators",
     "generate",
     "api",
+    "federation",
     "reporting",
     "cli",
 ]

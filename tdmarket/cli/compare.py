@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 from ..errors import InputError
-from .inputs import check_numbers, load_instance, model_solve_options
+from .inputs import check_numbers, instance_path, load_instance, model_solve_options
 from .progress import progress_display
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ def cmd_compare(args) -> int:
 
     check_numbers(args)
     check_report_path(report_path(args))
+    if is_federation_path(args):
+        return cmd_compare_federation(args)
     schemes = _chosen_schemes(args)
     inst = load_instance(args)
     options = model_solve_options(args) | {"executor": args.executor, "workers": args.workers}
@@ -79,5 +81,44 @@ def cmd_compare(args) -> int:
         )
     else:
         print(format_rows(cmp))
+        print(f"report: {report}")
+    return 0
+
+
+def is_federation_path(args) -> bool:
+    """The path is a federation folder (it holds `Members.csv`, docs/format.md §7)."""
+    from ..io.federation import is_federation
+
+    return args.path is not None and not getattr(args, "example", False) and is_federation(instance_path(args))
+
+
+def cmd_compare_federation(args) -> int:
+    """`compare FEDERATION`: the platform-level schemes side by side (docs/model.md §12.4)."""
+    from ..io.federation import read_federation
+    from ..reporting.federation import (
+        federation_json,
+        format_federation,
+        run_federation_comparison,
+        save_federation_results,
+        write_federation_report,
+    )
+    from ..reporting.writer import dumps
+
+    schemes = [x.strip() for x in args.schemes.split(",")] if args.schemes else None
+    fed = read_federation(instance_path(args), edges_file=getattr(args, "edges_file", "Edges.csv"))
+    options = model_solve_options(args) | {"executor": args.executor, "workers": args.workers}
+    options.pop("progress", None)
+    cmp = run_federation_comparison(fed, schemes, ac=not args.no_ac, **options)
+    if args.ac_recovery and not args.no_ac:
+        cmp.notes.append("AC recovery is not run for a federation (the AC check per member is)")
+    report = report_path(args)
+    write_federation_report(cmp, report)
+    if args.out:
+        save_federation_results(cmp, args.out)
+    log.info("report written to %s", report)
+    if args.json:
+        print(dumps(federation_json(cmp) | {"report": str(report)}))
+    else:
+        print(format_federation(cmp))
         print(f"report: {report}")
     return 0

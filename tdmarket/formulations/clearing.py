@@ -47,7 +47,7 @@ class ClearingProblem:
     * `slack`   — `SlackBlock`, penalised nodal balances (`balance` is its triplet accumulator).
     """
 
-    def __init__(self, inst: Instance, opts: ModelOptions | None = None):
+    def __init__(self, inst: Instance, opts: ModelOptions | None = None, extra_blocks: tuple = ()):
         opts = opts or ModelOptions()
         prices = inst.orders.segments.price
         opts.validate(float(np.abs(prices).max()) if len(prices) else 0.0)
@@ -60,8 +60,10 @@ class ClearingProblem:
         self.balance = Balance(inst)
         self.slack = SlackBlock(inst, opts, self.balance)
         prog = Program()
-        # the order of the blocks fixes the column and row order of the program
-        blocks = (self.orders, self.trans, self.iface, self.dist, self.slack)
+        # the order of the blocks fixes the column and row order of the program; `extra_blocks` (e.g. a
+        # federation's interconnectors, docs/model.md §12.3) write into the balances before the slack block
+        self.extra_blocks = tuple(extra_blocks)
+        blocks = (self.orders, self.trans, self.iface, self.dist, *self.extra_blocks, self.slack)
         for b in blocks:
             b.add_variables(prog)
         for b in blocks:

@@ -1,0 +1,289 @@
+"""The platform clearing as the cut exchange one level up (docs/model.md §12.2).
+
+Member m's value V_m(g) — its least cost when the interconnector flows g (K, T) MW are imposed as fixed injections
+at its border nodes — is evaluated by the member's own scheme (`hierarchical`: its TSO with its DSOs' curves and
+cuts; `centralized-as-market` for the DSO-unaware platform; `common` for isolated members).  Its subgradient is
+∂V_m/∂g = Δ·(λ_from − λ_to) at the member's border nodes (docs/model.md §1: a nodal price is the derivative of the
+cost with respect to a fixed withdrawal).  The platform's master is
+
+    min Σ_m θ_m   s.t.  θ_m >= V_m(ĝ) + s_mᵀ(g − ĝ) for every cut received,   −ATC_backward <= g <= ATC_forward,
+
+the same `CutMaster` / `CutPool` / `CutExchange` as between a TSO and its DSOs, with the platform as parent (own
+cost 0) and every member seeing the whole flow vector g (its slopes are zero on interconnectors it does not
+touch; each member's cuts are written on its own copy of g, tied to the others by equality rows).  A member
+clearing that fails at one proposal is replaced by that member's integrated clearing (`common`, the same value
+without the decomposition), and the summary lists it (`member_fallbacks`).  The first round evaluates every member at g = 0 (the isolated clearing).  After the exchange stops, each
+member's result at the best flows is its dispatch: its TSO and DSOs clear with the border flows fixed (schedules
+go down platform → TSO → DSO → sub-DSO).
+
+The lower bound is certified when every member clearing is continuous (`relax=True`) and exact: V_m is then
+convex and every cut valid.  With binaries the cuts come from the clearing priced at fixed binaries and bound
+nothing; the certificate says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..decomposition.exchange import ChildValues, CutExchange, CutPool, ExchangeSettings, ParentPoint
+from ..decomposition.master import CutMaster
+from ..errors import SolverError, TdmarketError
+from ..formulations.options import ModelOptions
+from ..formulations.program import Program
+from ..model.federation import Federation
+from ..operators.runtime import MessageLog
+from ..schemes.result import ClearingResult
+from .common import base_summary, border_buses, flows_table, member_prices_table, price_at
+from .messages import PLATFORM, FlowCut, FlowSchedule
+from .result import FederationResult
+
+log_ = logging.getLogger(__name__)
+
+
+@dataclass
+class MemberValue:
+    """A member TSO's reply at flows ĝ: V_m(ĝ) (€), ∂V_m/∂g (K, T) €/MW, its border prices (€/MWh) and result."""
+
+    cost_eur: float
+    slope_eur_mw: np.ndarray
+    border_price_eur_mwh: np.ndarray  # (len(border_buses(m)), T)
+    result: ClearingResult
+
+
+def evaluate_member(fed: Federation, m: int, flows_mw: np.ndarray, scheme: str, options: dict) -> MemberValue:
+    """Member m's clearing with `scheme` at the flows imposed (what its TSO does on receiving a `FlowSchedule`)."""
+    from ..api import clear
+
+    inst = fed.member_with_flows(m, flows_mw)
+    res = clear(inst, scheme=scheme, incentives=False, **options)
+    bus = border_buses(fed, m)
+    price = price_at(res.tables["buses"], inst.buses.id[bus], inst.periods)  # the member's own period numbers
+    if np.isnan(price).any():
+        raise SolverError(f"member {fed.members[m]}: no price at a border node in the {scheme} result")
+    dense = np.zeros((len(inst.buses), fed.n_periods))
+    dense[bus] = price
+    period_hours = float(options.get("period_hours", ModelOptions.period_hours))
+    return MemberValue(res.total_cost, fed.flow_slope(m, dense, period_hours), price, res)
+
+
+def _add_communication(total: dict, summary: dict) -> None:
+    comm = summary.get("communication") or {}
+    total["messages"] += int(comm.get("messages", 0))
+    total["bytes"] += int(comm.get("bytes", 0))
+
+
+def run_platform(
+    fed: Federation, scheme_id: str, member_scheme: str, options: dict, settings: ExchangeSettings
+) -> FederationResult:
+    """The platform's cut exchange with every member evaluated by `member_scheme` (module docstring)."""
+    t0 = time.perf_counter()
+    ic = fed.interconnectors
+    K, T, M = len(ic), fed.n_periods, fed.n_members
+    log = MessageLog()
+    member_comm = {"messages": 0, "bytes": 0}
+    cache: dict[bytes, list[MemberValue]] = {}
+    evaluated: list[np.ndarray] = []  # flows asked so far, in order
+    touches = [np.flatnonzero(fed.touches(m)) for m in range(M)]
+    evaluations = [0]
+    fallbacks: list[dict] = []
+
+    def ask_members(g: np.ndarray, rnd: int) -> list[MemberValue]:
+        key = np.round(g, 7).tobytes()  # a proposal repriced by the master may differ by round-off
+        if key in cache:
+            return cache[key]
+        out = []
+        for m, name in enumerate(fed.members):
+            mine = touches[m]
+            log.add(
+                FlowSchedule(
+                    PLATFORM,
+                    name,
+                    "platform",
+                    interconnectors=[int(i) for i in ic.id[mine]],
+                    periods=[int(p) for p in fed.periods],
+                    flow_mw=g[mine].tolist(),
+                    round=rnd,
+                )
+            )
+            try:
+                val = evaluate_member(fed, m, g, member_scheme, options)
+            except TdmarketError as exc:
+                if member_scheme == "common":
+                    raise
+                # a member clearing that fails at one proposal (e.g. a DSO solve refused by the acceptance rule)
+                # must not stop the platform: that member's value is taken from its integrated clearing, labelled
+                fallbacks.append({"member": name, "round": rnd, "reason": str(exc)})
+                log_.warning(
+                    "platform round %d: %s failed in %s (%s); its value taken from common",
+                    rnd,
+                    name,
+                    member_scheme,
+                    exc,
+                )
+                val = evaluate_member(fed, m, g, "common", options)
+            evaluations[0] += 1
+            _add_communication(member_comm, val.result.summary)
+            log.add(
+                FlowCut(
+                    name,
+                    PLATFORM,
+                    "platform",
+                    interconnectors=[int(i) for i in ic.id[mine]],
+                    periods=[int(p) for p in fed.periods],
+                    cost_eur=float(val.cost_eur),
+                    slope_eur_mw=val.slope_eur_mw[mine].tolist(),
+                    round=rnd,
+                )
+            )
+            out.append(val)
+        cache[key] = out
+        evaluated.append(g.copy())
+        return out
+
+    zero = np.zeros((K, T))
+    history: list[dict] = []
+    certificate: dict
+    if K == 0:
+        best_g = zero
+        certificate = {"kind": "no interconnector: every member alone", "stopped_by": "no_exchange"}
+    else:
+        prog = Program()
+        # one copy of the flows per member, tied by g_m = g_0: the master's column operations (trust box, level
+        # box, fixing at the best point) take each column once (HiGHS refuses a bound change that names a column
+        # twice)
+        lo, hi = -ic.atc_backward_mw.ravel(), ic.atc_forward_mw.ravel()
+        x_cols = np.stack([prog.add_variables(f"interconnector_flow_{m}", K * T, lo, hi).index for m in range(M)])
+        theta = prog.add_variables("theta", M, -np.inf, np.inf, 1.0).index
+        if M > 1:
+            n_tie = (M - 1) * K * T
+            rows = np.tile(np.arange(n_tie), 2)
+            cols = np.concatenate([x_cols[1:].ravel(), np.tile(x_cols[0], M - 1)])
+            vals = np.concatenate([np.ones(n_tie), -np.ones(n_tie)])
+            tie = sp.csr_matrix((vals, (rows, cols)), shape=(n_tie, prog.n))
+            prog.add_rows("same_flows", tie, np.zeros(n_tie), np.zeros(n_tie))
+        master = CutMaster(prog, x_cols, theta, threads=int(options.get("threads", 1)))
+        pool = CutPool(K * T)
+        seed = ask_members(zero, 0)  # round 0: the isolated members
+        seed_slopes = np.stack([v.slope_eur_mw.ravel() for v in seed])
+        seed_costs = np.array([v.cost_eur for v in seed])
+        pool.add(np.arange(M), np.zeros((M, K * T)), seed_costs, seed_slopes)
+        master.add_cuts(np.arange(M), np.zeros((M, K * T)), seed_costs, seed_slopes)
+
+        def evaluate(x: np.ndarray, phase: str, k: int, asked: np.ndarray | None) -> ChildValues:
+            # every member is asked every round (the platform's settings do not skip: skip_share 0)
+            vals = ask_members(x[0].reshape(K, T), k)
+            return ChildValues(
+                costs=np.array([v.cost_eur for v in vals]), slopes=np.stack([v.slope_eur_mw.ravel() for v in vals])
+            )
+
+        def master_point(ms) -> ParentPoint:
+            return ParentPoint(x=ms.x, own_cost=0.0, lower_bound=ms.lower_bound, handle=ms, integer=False)
+
+        exchange = CutExchange(master, pool, evaluate, master_point, None, None, settings)
+        outcome = exchange.run(np.zeros((M, K * T)), integer=False)
+        if outcome.best is None:
+            best_g = zero
+            outcome.warnings.append("the platform master failed: published the isolated clearing")
+        else:
+            best_g = outcome.best.x[0].reshape(K, T)
+            # the repriced best point differs from the proposal the members evaluated only by round-off: take the
+            # evaluated flows (no extra round of member clearings for the dispatch)
+            dist = [float(np.abs(g - best_g).max()) for g in evaluated]
+            if min(dist) <= 1e-6:
+                best_g = evaluated[int(np.argmin(dist))]
+        history = outcome.history
+        relax = bool(options.get("relax", False))
+        certificate = {
+            "kind": "certified (continuous member clearings: V_m convex; each V_m as exact as its own scheme's gap)"
+            if relax
+            else "not certified (members with binaries: V_m not convex, cuts from the clearing at fixed binaries)",
+            "certified": relax,
+            "upper_bound_eur": float(outcome.upper_bound),
+            "lower_bound_eur": float(outcome.lower_bound),
+            "gap": float(outcome.certified_gap),
+            "stopped_by": outcome.stopped_by,
+            "reason": outcome.reason,
+            "rounds": len(history),
+            "warnings": list(outcome.warnings),
+        }
+    final = ask_members(best_g, len(history) + 1)  # cached: the schedules of the best point
+    # schedules down: the final flows to every member (its TSO then dispatches its DSOs with them fixed)
+    member_costs = {}
+    for m, name in enumerate(fed.members):
+        s = final[m].result.summary["cost"]
+        member_costs[name] = {
+            "market_cost_eur": float(s["market_cost_eur"]),
+            "slack_cost_eur": float(s["slack_cost_eur"]),
+            "total_cost_eur": float(s["total_cost_eur"]),
+        }
+    prices = [v.border_price_eur_mwh for v in final]
+    period_hours = float(options.get("period_hours", ModelOptions.period_hours))
+    ft = flows_table(fed, best_g, prices, period_hours)
+    summary = base_summary(fed, scheme_id, member_costs, ft)
+    summary["member_scheme"] = member_scheme
+    summary["certificate"] = certificate
+    summary["iterations"] = history
+    summary["member_evaluations"] = evaluations[0]
+    summary["member_fallbacks"] = fallbacks
+    if fallbacks:
+        certificate.setdefault("warnings", []).append(
+            f"{len(fallbacks)} member clearing(s) failed in {member_scheme} and were replaced by common"
+        )
+    platform_comm = log.totals()
+    summary["communication"] = {
+        "platform": {"messages": platform_comm["messages"], "bytes": platform_comm["bytes"]},
+        "member": member_comm,
+        "messages": platform_comm["messages"] + member_comm["messages"],
+        "bytes": platform_comm["bytes"] + member_comm["bytes"],
+    }
+    summary["timings_s"] = {"total": time.perf_counter() - t0}
+    return FederationResult(
+        scheme=scheme_id,
+        federation=fed.name,
+        summary=summary,
+        flows=ft,
+        member_prices=member_prices_table(fed, prices),
+        members={name: final[m].result for m, name in enumerate(fed.members)},
+        member_instances={name: fed.member_with_flows(m, best_g) for m, name in enumerate(fed.members)},
+        messages=log.entries,
+    )
+
+
+def run_isolated(fed: Federation, options: dict, member_scheme: str = "common") -> FederationResult:
+    """Every member alone (no exchange, g = 0), cleared by `member_scheme` (docs/model.md §12.3)."""
+    t0 = time.perf_counter()
+    K, T = len(fed.interconnectors), fed.n_periods
+    zero = np.zeros((K, T))
+    vals = [evaluate_member(fed, m, zero, member_scheme, options) for m in range(fed.n_members)]
+    member_comm = {"messages": 0, "bytes": 0}
+    member_costs = {}
+    for m, name in enumerate(fed.members):
+        _add_communication(member_comm, vals[m].result.summary)
+        s = vals[m].result.summary["cost"]
+        member_costs[name] = {k: float(s[k]) for k in ("market_cost_eur", "slack_cost_eur", "total_cost_eur")}
+    prices = [v.border_price_eur_mwh for v in vals]
+    period_hours = float(options.get("period_hours", ModelOptions.period_hours))
+    ft = flows_table(fed, zero, prices, period_hours)
+    summary = base_summary(fed, "isolated", member_costs, ft)
+    summary["member_scheme"] = member_scheme
+    summary["certificate"] = {"kind": "every member alone (no exchange)"}
+    summary["communication"] = {
+        "platform": {"messages": 0, "bytes": 0},
+        "member": member_comm,
+        **member_comm,
+    }
+    summary["timings_s"] = {"total": time.perf_counter() - t0}
+    return FederationResult(
+        scheme="isolated",
+        federation=fed.name,
+        summary=summary,
+        flows=ft,
+        member_prices=member_prices_table(fed, prices),
+        members={name: vals[m].result for m, name in enumerate(fed.members)},
+        member_instances={name: fed.instances[m] for m, name in enumerate(fed.members)},
+    )
