@@ -245,28 +245,18 @@ class CutExchange:
         while True:
             prog.rounds += 1
             t0 = time.perf_counter()
+            bound = self.master.solve()
+            prog.lower_bound = max(prog.lower_bound, bound.lower_bound)
             if best is None:
-                if self.first_point is not None:  # the parent's first clearing alongside the master
-                    bound, point = self.master.solve_alongside(self.first_point)
-                else:
-                    bound = self.master.solve()
-                    point = self.master_point(bound)
-                prog.lower_bound = max(prog.lower_bound, bound.lower_bound)
+                point = self.first_point() if self.first_point is not None else self.master_point(bound)
             else:
-                # the level LP runs alongside the master with the level of the bound known so far; it is solved
-                # again after the master only if the new bound left it empty or made its step too timid
-                stale = prog.lower_bound + lam * (best_ub - prog.lower_bound)
-                center = best.x
-                bound, ms = self.master.solve_alongside(lambda: self.master.solve_level(center, stale))
-                prog.lower_bound = max(prog.lower_bound, bound.lower_bound)
                 prog.upper_bound = best_ub
                 stop = first_stop(rules, prog)
                 if stop is not None:  # the new bound closed the gap: no further proposal needed
                     self.lp_stop = stop
                     return best, best_ub
                 self._gap_eur = best_ub - prog.lower_bound
-                if ms is None or stale - prog.lower_bound < lam / 3 * (best_ub - prog.lower_bound):
-                    ms = self.master.solve_level(center, prog.lower_bound + lam * (best_ub - prog.lower_bound))
+                ms = self.master.solve_level(best.x, prog.lower_bound + lam * (best_ub - prog.lower_bound))
                 point = self.master_point(ms if ms is not None else bound)
             ub, vals = self._round(point, "lp", prog.rounds, prog.lower_bound, best_ub, time.perf_counter() - t0)
             if ub < best_ub:

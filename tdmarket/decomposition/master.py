@@ -11,9 +11,6 @@ the box still certifies a lower bound of the unrestricted master through its dua
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,28 +50,15 @@ class CutMaster:
         self.context: object = None  # what the owner needs to read a solution back (its columns, names)
         # simplex iterations and cold restarts since the last `take_stats` (reported per round in the history)
         self.stats: dict[str, Any] = {"simplex_iterations": 0, "cold_restarts": []}
-        self._stats_lock = threading.Lock()  # the bound and level LPs may run in two threads
 
     def take_stats(self) -> dict:
         out, self.stats = self.stats, {"simplex_iterations": 0, "cold_restarts": []}
         return out
 
     def _note(self, sol, what: str | None = None) -> None:
-        with self._stats_lock:
-            self.stats["simplex_iterations"] += int(sol.iterations or 0)
-            if what is not None:
-                self.stats["cold_restarts"].append(f"{what}: {sol.status.value} {sol.message}")
-
-    def solve_alongside(self, other: Callable[[], Any]) -> tuple[MasterSolution, Any]:
-        """The master LP (`solve`) and `other` (e.g. the level LP, or the parent's first clearing) at the same
-        time in two threads: HiGHS releases the GIL while it runs (checked: a Python loop keeps running during a
-        solve), and the two use separate HiGHS instances, so a round's master work costs the longer of the two
-        instead of their sum.  Returns (master solution, other's result)."""
-        self._level_lp()  # built before the threads start: it copies the master's basis
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            bound = pool.submit(self.solve)
-            out = other()
-            return bound.result(), out
+        self.stats["simplex_iterations"] += int(sol.iterations or 0)
+        if what is not None:
+            self.stats["cold_restarts"].append(f"{what}: {sol.status.value} {sol.message}")
 
     def add_cuts(self, area: np.ndarray, points: np.ndarray, values: np.ndarray, slopes: np.ndarray) -> None:
         if len(area) == 0:
