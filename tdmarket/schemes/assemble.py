@@ -114,7 +114,9 @@ def _summary(
     slack = tso_cost["slack_cost_eur"] + sum(d.cost["slack_cost_eur"] for d in dispatch.values())
     reports = [dispatch[a].report for a in sorted(dispatch)]
     wall = time.perf_counter() - t_start
-    crit = sum(v["slowest_operator_s"] for v in stage_times.values())
+    # per stage: its own critical path when it has one (the cut exchange: master solves plus the slowest DSO of
+    # each round), else its slowest operator (one request round per stage and level)
+    crit = sum(v.get("critical_path_s", v["slowest_operator_s"]) for v in stage_times.values())
     summary = {
         "scheme": scheme_name,
         "variant": "cut-exchange" if curves else "fixed-exchange",

@@ -204,6 +204,10 @@ class _HierarchicalRun:
             # point is priced on the full clearing with every cut, its binaries and exchanges held
             outcome.best.handle = tso.priced_point(self.top_names, pool, outcome.best, threads=ctx.threads)
         self.stage_times["exchange"] = _stage_times(time.perf_counter() - t, eval_times)
+        # the exchange's critical path: the TSO's master solves (serial) plus the slowest DSO of every round
+        self.stage_times["exchange"]["critical_path_s"] = float(
+            sum(eval_times) + sum(h["master_s"] for h in outcome.history)
+        )
         return outcome
 
     def dispatch_top_down(self, rt, res) -> tuple[dict, dict[int, Schedule]]:
