@@ -278,3 +278,18 @@ def test_highs_thread_count_can_change_between_solves():
     # HiGHS sizes one process-wide thread pool; the adapter must reset it rather than fail with kError.
     for threads in (1, 2, 1):
         assert solve_highs(knapsack(), threads=threads).status is SolveStatus.OPTIMAL
+
+
+def test_persistent_lp_refuses_a_bound_change_naming_a_column_twice():
+    """HiGHS rejects such a change without changing anything; PersistentLP says so instead of solving the old model."""
+    from tdmarket.errors import SolverError
+    from tdmarket.solvers.highs import PersistentLP
+
+    prog = Program()
+    prog.add_variables("x", 2, 0.0, 1.0, 1.0)
+    prog.add_rows("sum", sp.csr_matrix(np.ones((1, 2))), 0.5, np.inf)
+    lp = PersistentLP(prog)
+    lp.set_col_bounds(np.array([0, 1]), np.array([0.2, 0.0]), np.array([1.0, 1.0]))  # distinct: accepted
+    assert lp.col_lb[0] == 0.2
+    with pytest.raises(SolverError, match="appears twice"):
+        lp.set_col_bounds(np.array([0, 0]), np.array([0.3, 0.3]), np.array([1.0, 1.0]))

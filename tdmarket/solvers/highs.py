@@ -210,6 +210,14 @@ def _basis(h: highspy.Highs) -> tuple[np.ndarray, np.ndarray] | None:
     )
 
 
+def _check_change(status, what: str, index: np.ndarray) -> None:
+    """HiGHS refuses a bound change silently (status kError, nothing changed) e.g. when an index appears twice;
+    the caller's model would then differ from the one it believes it solves."""
+    if status == highspy.HighsStatus.kError:
+        repeated = len(index) != len(np.unique(index))
+        raise SolverError(f"HiGHS refused a change of {what}" + (" (an index appears twice)" if repeated else ""))
+
+
 class PersistentLP:
     """An LP kept alive in HiGHS between solves, for cutting-plane loops: rows are appended with `add_rows`
     and the next `solve` starts from the previous basis (warm start), instead of rebuilding the model."""
@@ -285,7 +293,8 @@ class PersistentLP:
         lo = np.broadcast_to(np.asarray(lo, float), rows.shape)
         hi = np.broadcast_to(np.asarray(hi, float), rows.shape)
         # changeRowsBounds exists at runtime (highspy 1.16) but is missing from highspy's stubs
-        self.h.changeRowsBounds(len(rows), rows, np.clip(lo, -inf, inf), np.clip(hi, -inf, inf))  # type: ignore[attr-defined]
+        status = self.h.changeRowsBounds(len(rows), rows, np.clip(lo, -inf, inf), np.clip(hi, -inf, inf))  # type: ignore[attr-defined]
+        _check_change(status, "row bounds", rows)
         self.row_lo[rows], self.row_hi[rows] = lo, hi
 
     def set_col_bounds(self, cols: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
@@ -293,7 +302,8 @@ class PersistentLP:
         cols = np.asarray(cols, dtype=np.int32)
         lo = np.broadcast_to(np.asarray(lo, float), cols.shape)
         hi = np.broadcast_to(np.asarray(hi, float), cols.shape)
-        self.h.changeColsBounds(len(cols), cols, np.clip(lo, -inf, inf), np.clip(hi, -inf, inf))
+        status = self.h.changeColsBounds(len(cols), cols, np.clip(lo, -inf, inf), np.clip(hi, -inf, inf))
+        _check_change(status, "column bounds", cols)
         self.col_lb[cols], self.col_ub[cols] = lo, hi
 
     def solve_primal(self) -> Solution:
