@@ -110,7 +110,10 @@ class ExchangeSettings:
     gap: float = 1e-4  # relative (UB − LB)/max(1, |UB|)
     gap_abs_eur: float = 0.0
     max_rounds: int = 50  # LP phase
-    milp_rounds: int = 3
+    # mixed-integer rounds (only when rounding the relaxed optimum did not close the gap): measured on a generated
+    # 10-DSO system with many T binaries, 3 rounds ended at a certified gap of 2.2 % (+1.4 % to centralized) and 25
+    # closed it to 1.1e-5; the stall rule ends a round sequence that no longer makes progress
+    milp_rounds: int = 30
     stall_rounds: int = 8
     time_limit_s: float | None = None
     milp_box_mw: float = 1.0  # first mixed-integer round: exchanges within ± this of the relaxed optimum, MW
@@ -319,7 +322,8 @@ class CutExchange:
                 best, best_ub = point, ub
             prog.upper_bound = best_ub
             prog.rounds = k
-            stop = first_stop([RelativeGap(self.s.gap * self.s.integer_gap_factor)], prog)
+            prog.gaps.append(prog.gap_eur)
+            stop = first_stop([RelativeGap(self.s.gap * self.s.integer_gap_factor), Stall(self.s.stall_rounds)], prog)
             if stop is not None:
                 break
         else:
