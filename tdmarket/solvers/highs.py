@@ -306,21 +306,17 @@ class PersistentLP:
         _check_change(status, "column bounds", cols)
         self.col_lb[cols], self.col_ub[cols] = lo, hi
 
-    def solve_primal(self) -> Solution:
-        """A warm re-solve with the primal simplex (after a dual simplex run that ended without a status)."""
-        value = self.h.getOptionValue("simplex_strategy")
-        strategy = value[1] if isinstance(value, tuple) else value  # (status, value) in some versions
-        self.h.setOptionValue("simplex_strategy", 4)
-        try:
-            return self.solve()
-        finally:
-            self.h.setOptionValue("simplex_strategy", strategy)
-
     def solve_again(self) -> Solution:
         """A re-solve after a warm solve that ended without optimality ("Unknown" after numerical trouble):
         first the primal simplex from the same basis, then a cold solve with presolve (measured on italy-652: a
         cold re-solve of the transmission master without presolve took 31 000 iterations)."""
-        sol = self.solve_primal()
+        value = self.h.getOptionValue("simplex_strategy")
+        strategy = value[1] if isinstance(value, tuple) else value  # (status, value) in some versions
+        self.h.setOptionValue("simplex_strategy", 4)  # primal
+        try:
+            sol = self.solve()
+        finally:
+            self.h.setOptionValue("simplex_strategy", strategy)
         if sol.status is SolveStatus.OPTIMAL:
             return sol
         self.h.clearSolver()
