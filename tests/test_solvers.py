@@ -293,3 +293,29 @@ def test_persistent_lp_refuses_a_bound_change_naming_a_column_twice():
     assert lp.col_lb[0] == 0.2
     with pytest.raises(SolverError, match="appears twice"):
         lp.set_col_bounds(np.array([0, 0]), np.array([0.3, 0.3]), np.array([1.0, 1.0]))
+
+
+def test_misocp_retries_a_fixed_integer_socp_the_interior_point_did_not_finish():
+    """Regression (found by a hierarchical run of italy-652 with max_evals 3): a DSO dispatch at a cost of ~1e-5 €
+    whose fixed-integer SOCP ends "almost solved" at Clarabel's default tolerance (a cone violated by 1.5e-4),
+    with every MILP round proposing the same binaries, found no integer point ("no integer-feasible point").  The
+    retry at looser settings (solvers.clarabel.RETRY_SETTINGS) accepts it."""
+    from pathlib import Path
+
+    from tdmarket.decomposition.area_model import AreaModel
+    from tdmarket.formulations.options import ModelOptions
+    from tdmarket.io import read
+    from tdmarket.solvers.misocp import solve_misocp
+
+    path = Path(__file__).resolve().parents[1] / ".." / "shared" / "smartnet" / "italy-652"
+    if not (path / "GeneralParam.csv").is_file():
+        pytest.skip("shared SmartNet instance italy-652 not found")
+    inst = read(path)
+    area = list(inst.areas.name).index("DSO-12720000")
+    model = AreaModel(inst.agent_data(area), ModelOptions(integer=True))
+    x = np.array([-2.330681341102377, -2.324142262524447, -2.3262296025785645])
+    model.cp.prog.set_row_bounds(model.fix_rows, x, x)
+    sol, _ = solve_misocp(model.cp.prog, mip_gap=1e-3)
+    assert sol.status is SolveStatus.OPTIMAL, sol.message
+    assert sol.mip_gap is not None and sol.mip_gap <= 1e-3
+    assert np.allclose(sol.x[model.cp.own_x], x, atol=1e-6)

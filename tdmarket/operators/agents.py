@@ -134,6 +134,29 @@ class DSO:
             price_eur_mwh=[],
         )
 
+    def _dispatch_without_commitments(self, model: AreaModel, known, exc: Exception):
+        """Fallback when the mixed-integer dispatch finds no point (e.g. every fixed-integer SOCP refused): every
+        binary at 0 (no all-or-nothing, start/stop or logic order of this area activated), the rest dispatched as
+        a continuous clearing, feasible by construction (the penalised slack closes any balance).  Its certified
+        gap is taken against the relaxation at the same exchange; `mip["fallback"]` says why (a warning)."""
+        prog = model.cp.prog
+        ints = np.flatnonzero(prog.integrality)
+        relaxed = prog.copy()
+        relaxed.relax_integrality()
+        bound = known if known is not None else solve(relaxed)
+        fixed = relaxed.copy()
+        fixed.set_bounds(ints, 0.0, 0.0)
+        sol, mip = solve_clearing(_with_program(model.cp, fixed))
+        lb = float(bound.objective) if bound.status in (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL) else None
+        gap = None if lb is None else max(0.0, float(sol.objective) - lb) / max(1.0, abs(float(sol.objective)))
+        mip.update(
+            binaries=len(ints),
+            lower_bound=lb,
+            gap=gap,
+            fallback=f"mixed-integer dispatch failed ({exc}); dispatched with every binary at 0",
+        )
+        return sol, mip
+
     def _price_at_interface(self, model: AreaModel, sol, x_star: np.ndarray, pi: np.ndarray):
         """Price the own dispatch consistently with the interface price π (docs/model.md §6.2 step 4, §8).
 
@@ -212,7 +235,14 @@ class DSO:
         known = None
         if not relax and self._relaxed is not None and self._relaxed.cp.prog.m == model.cp.prog.m:
             known = self._relaxed.relaxation_at(x_star)
-        sol, mip = solve_clearing(model.cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads, relaxation=known)
+        try:
+            sol, mip = solve_clearing(
+                model.cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads, relaxation=known
+            )
+        except SolverError as exc:
+            if relax or not model.cp.prog.has_integers:
+                raise
+            sol, mip = self._dispatch_without_commitments(model, known, exc)
         cp = model.cp
         dt = self.opts.period_hours
         pi = np.asarray(sched.price_eur_mwh, float) if sched.price_eur_mwh else np.full(len(x_star), np.nan)

@@ -155,6 +155,7 @@ def _summary(
         "curve_error_at_solution_eur": float(sum(r.curve_error_eur for r in reports)),
         "integrality_cost_eur": float(sum(r.integrality_cost_eur for r in reports)),
         "dso_mip_gap_max": max([d.mip["gap"] or 0.0 for d in dispatch.values()], default=0.0),
+        "warnings": [f"{d.area}: {d.mip['fallback']}" for _, d in sorted(dispatch.items()) if d.mip.get("fallback")],
         "price_mismatch_max_eur_mwh": float(np.nan_to_num(tables["interfaces"].price_mismatch_eur_mwh).max())
         if len(tables["interfaces"])
         else 0.0,

@@ -370,7 +370,7 @@ def _certify(result: ClearingResult, outcome, settings: ExchangeSettings, sub_ds
         "rounds": len(outcome.history),
         "certified": not sub_dsos,
     }
-    s["warnings"] = list(outcome.warnings)
+    s["warnings"] = list(s.get("warnings", [])) + list(outcome.warnings)
     if sub_dsos:
         s["warnings"].append(
             "sub-DSOs offer residual supply curves to their parent DSO (no cut exchange below the TSO): the curves "
