@@ -106,6 +106,7 @@ OPTION_RULES: dict[str, OptionRule] = {
     "milp_rounds": OptionRule("int", 1, 1000),
     "stall_rounds": OptionRule("int", 1, 10**6),
     "skip_bracketed": OptionRule("real", 0, 1),
+    "repair_rounds": OptionRule("int", 0, 1000),
     "dispatch_model": OptionRule("choice", choices=DISPATCH_MODELS),
 }
 

@@ -298,3 +298,66 @@ def test_failed_dso_dispatch_falls_back_to_a_feasible_dispatch_with_a_warning(bu
     assert res.total_cost >= central.summary["mip"]["lower_bound"] - 1e-6
     assert res.total_cost - cert["lower_bound_eur"] >= res.total_cost - central.total_cost - 1e-6
     assert res.summary["check"]["feasible"]
+
+
+def test_rounded_point_priced_on_the_master_equals_the_rebuilt_clearing(tmp_path, monkeypatch):
+    """The published TSO clearing of a rounded master point is priced on the master itself (its program keeps every
+    cut); it must equal the clearing built again with every cut (`TSO.priced_point`): same cost, exchanges, and
+    published prices.  On a generated variant whose exchange ends on a rounded master point (the built-in example
+    ends on a mixed-integer master round)."""
+    from tdmarket.examples import builtin_path
+    from tdmarket.generate.variants import make_variant
+    from tdmarket.operators.tso import TSO
+
+    variant = dict(dso_copies=2, aon_share=0.4, start_stop_share=0.3, negative_price_share=0.23)
+    variant |= dict(interface_rating_scale=0.6, d_rating_scale=0.4, imbalance_scale=1.05, price_noise=0.1)
+    inst = tdmarket.load(make_variant(builtin_path(), tmp_path / "v", seed=2, **variant))
+    options = dict(executor="inline", max_evals=8, skip_bracketed=0.2, repair_rounds=0)
+
+    calls: list[str] = []
+    on_master = TSO.priced_on_master
+
+    def recorded(self, *args, **kw):
+        calls.append("master")
+        return on_master(self, *args, **kw)
+
+    monkeypatch.setattr(TSO, "priced_on_master", recorded)
+    fast = run_hierarchical(inst, **options)
+    assert calls == ["master"]  # the path under test was taken
+
+    def rebuilt(self, master, names, pool, point, threads=1):
+        return self.priced_point(names, pool, point, threads=threads)
+
+    monkeypatch.setattr(TSO, "priced_on_master", rebuilt)
+    slow = run_hierarchical(inst, **options)
+    assert fast.total_cost == pytest.approx(slow.total_cost, abs=1e-6)
+    a, b = fast.tables["interfaces"], slow.tables["interfaces"]
+    assert np.allclose(a.export_mw, b.export_mw, atol=1e-7)
+    assert np.allclose(a.interface_price_eur_mwh, b.interface_price_eur_mwh, atol=1e-6)
+    # the DSOs price their own dispatch at those interface prices; their degenerate prices move with them by
+    # round-off (measured: 4e-4 EUR/MWh at one bus)
+    pa, pb = fast.tables["buses"], slow.tables["buses"]
+    assert np.allclose(pa.price_p_eur_mwh, pb.price_p_eur_mwh, atol=1e-3, equal_nan=True)
+
+
+def test_integer_repair_moves_a_dso_whose_binaries_cannot_deliver_its_exchange(tmp_path):
+    """docs/model.md §6.3, integer repair.  On this generated variant the cut exchange (on the DSOs' relaxations)
+    clears DSO-201 at an exchange its all-or-nothing orders cannot deliver: its dispatch pays 0.14 MW of slack and
+    the clearing costs 88 % more than centralized.  DSO-201's best response at the interface prices moves the
+    exchange; the TSO's clearing with it held lowers the total to centralized's cost."""
+    from tdmarket.examples import builtin_path
+    from tdmarket.generate.variants import make_variant
+
+    inst = tdmarket.load(make_variant(builtin_path(), tmp_path / "v", seed=3, dso_copies=1, aon_share=0.3))
+    central = clear_centralized(inst, mip_gap=1e-6).total_cost
+    plain = run_hierarchical(inst, executor="inline", repair_rounds=0)
+    assert plain.total_cost > 1.5 * central  # what the repair is for
+    assert "integer_repair" not in plain.summary
+    res = run_hierarchical(inst, executor="inline")
+    repair = res.summary["integer_repair"]
+    assert repair["accepted"] >= 1 and "DSO-201" in repair["rounds"][0]["areas_moved"]
+    assert res.total_cost == pytest.approx(central, rel=1e-4)
+    assert res.summary["slack"]["p_mw"] < 1e-6
+    cert = res.summary["certificate"]
+    assert cert["lower_bound_eur"] <= central + 1e-6 and res.total_cost >= cert["lower_bound_eur"]
+    assert any(m["kind"] == "BestResponse" and m["from"] == "DSO-201" for m in res.messages)  # logged like all

@@ -30,6 +30,7 @@ def clear_options(args) -> dict:
         gap=args.gap,
         max_iterations=args.max_rounds,
         skip_bracketed=args.skip_bracketed,
+        repair_rounds=args.repair_rounds,
     )
     if args.dispatch_model != "soc":  # the default stays out of the options (and of the results' identity)
         extra["dispatch_model"] = args.dispatch_model

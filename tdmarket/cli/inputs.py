@@ -62,6 +62,7 @@ FLAG_OPTIONS = {
     "--gap": "gap",
     "--max-rounds": "max_iterations",
     "--skip-bracketed": "skip_bracketed",
+    "--repair-rounds": "repair_rounds",
 }
 
 

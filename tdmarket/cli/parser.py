@@ -99,6 +99,14 @@ def _add_hierarchical_args(clear) -> None:
         help="do not ask DSOs whose cost the TSO already brackets (cuts and inner bound) within this share of the "
         "current gap, together (default 0.05; 0 asks every DSO every round; docs/model.md §6.3)",
     )
+    h.add_argument(
+        "--repair-rounds",
+        type=int,
+        default=3,
+        help="integer repair after the dispatch: DSOs whose binaries could not deliver their exchange propose the "
+        "exchange they prefer at the interface prices; kept if the total cost falls (default 3 rounds; 0 = none; "
+        "docs/model.md §6.3)",
+    )
     _add_dispatch_model_arg(h)
     h.add_argument("--compare-centralized", action="store_true", help="also clear centrally and report the cost gap")
 

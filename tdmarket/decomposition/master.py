@@ -44,9 +44,9 @@ class CutMaster:
         self.lp.h.setOptionValue("simplex_dual_edge_weight_strategy", 1)  # Devex (see module docstring)
         flat = x_cols.ravel()
         self.x_lb, self.x_ub = prog.lb[flat].copy(), prog.ub[flat].copy()
-        self.m0 = prog.m
         self._level: PersistentLP | None = None
-        self._added: list[tuple[sp.csr_matrix, np.ndarray]] = []
+        self._level_m = 0  # rows of `prog` when the level LP was built (its box and level rows come next)
+        self._cut_blocks = 0
         self.context: object = None  # what the owner needs to read a solution back (its columns, names)
         # simplex iterations and cold restarts since the last `take_stats` (reported per round in the history)
         self.stats: dict[str, Any] = {"simplex_iterations": 0, "cold_restarts": []}
@@ -65,7 +65,10 @@ class CutMaster:
             return
         A, lo = cut_matrix(area, points, values, slopes, self.theta_cols, self.x_cols, self.prog.n)
         self.lp.add_rows(A, lo, np.inf)
-        self._added.append((A, lo))
+        # the program keeps every cut too, so that a master solution is a solution of `prog` (row for row): a point
+        # is published and priced on the master itself, without building the clearing with every cut again
+        self._cut_blocks += 1
+        self.prog.add_rows(f"master_cuts_{self._cut_blocks}", A, lo, np.inf)
         if self._level is not None:
             self._level.add_rows(self._widen(A), lo, np.inf)
 
@@ -102,10 +105,9 @@ class CutMaster:
             ).start
             self._level_row = prog.add_rows("level", sp.csr_matrix(cost).reshape(1, -1), -np.inf, 0.0).start
             self._level_c, self._level_c0, self._k = cost, c0, k
+            self._level_m = self.prog.m
             self._level = PersistentLP(prog, threads=self.lp.threads)
             self._level.h.setOptionValue("simplex_dual_edge_weight_strategy", 1)
-            for A, lo in self._added:  # cuts received before the level LP existed
-                self._level.add_rows(self._widen(A), lo, np.inf)
             self._warm_level_from_bound(2 * k + 1)
         return self._level
 
@@ -121,7 +123,8 @@ class CutMaster:
         rows = list(src.row_status)
         basis = highspy.HighsBasis()
         basis.col_status = list(src.col_status) + [highspy.HighsBasisStatus.kLower]
-        basis.row_status = rows[: self.m0] + [highspy.HighsBasisStatus.kBasic] * extra_rows + rows[self.m0 :]
+        m = self._level_m
+        basis.row_status = rows[:m] + [highspy.HighsBasisStatus.kBasic] * extra_rows + rows[m:]
         basis.valid = True
         assert self._level is not None  # built before its warm start
         self._level.h.setBasis(basis)
@@ -199,7 +202,6 @@ class CutMaster:
             self.lp.set_col_bounds(cols, lb, ub)
         if sol.status is not SolveStatus.OPTIMAL:
             return None
-        sol.row_dual = sol.row_dual[: self.m0] if sol.row_dual is not None else None
         return MasterSolution(
             sol=sol,
             x=sol.x[self.x_cols],
@@ -233,7 +235,6 @@ class CutMaster:
         lb = min(bound, objective) if np.isfinite(bound) else -np.inf
         if center is None:
             lb = objective
-        sol.row_dual = sol.row_dual[: self.m0] if sol.row_dual is not None else None
         return MasterSolution(
             sol=sol,
             x=sol.x[self.x_cols],

@@ -92,6 +92,18 @@ class DispatchReport(Message):
 
 
 @dataclass
+class BestResponse(Message):
+    """DSO → TSO in the integer repair (docs/model.md §6.3): the exchange this DSO prefers at the published
+    interface prices with its binaries decided (MW per period), its mixed-integer cost there and at the schedule
+    it was dispatched at (€, own orders, slack and children's offers; the exchange's value excluded)."""
+
+    periods: list[int] = field(default_factory=list)
+    export_mw: list[float] = field(default_factory=list)
+    cost_eur: float = 0.0
+    cost_at_schedule_eur: float = 0.0
+
+
+@dataclass
 class AgentInit:
     """Market setup (operator → its own agent, never to another operator): what a DSO agent is built from —
     its own sub-instance (or, in an operator layout, the `tdmarket.io.layout.OperatorFolder` that its host reads

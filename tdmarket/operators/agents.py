@@ -14,7 +14,7 @@ import numpy as np
 
 from ..decomposition.area_model import AreaModel
 from ..decomposition.curves import build_curves
-from ..decomposition.messages import CurveOffer, CutReply, DispatchReport, Schedule
+from ..decomposition.messages import BestResponse, CurveOffer, CutReply, DispatchReport, Schedule
 from ..decomposition.offers import Offer, offer_from_message
 from ..errors import SolverError
 from ..formulations.options import ModelOptions
@@ -70,6 +70,7 @@ class DSO:
         self.children = [m.sender for m in self.child_msgs]
         self._relaxed: AreaModel | None = None  # kept for the agent's lifetime: every round only moves x̂
         self._own_offer: CurveOffer | None = None  # the curves this agent sent its parent
+        self._dispatched: tuple[np.ndarray, float] | None = None  # last schedule dispatched (MW) and its cost (€)
 
     def _offers(self) -> list[Offer]:
         return [offer_from_message(m) for m in self.child_msgs]
@@ -133,6 +134,43 @@ class DSO:
             export_mw=x0.tolist(),
             price_eur_mwh=[],
         )
+
+    def best_response(self, sched: Schedule, *, mip_gap: float, time_limit: float | None) -> BestResponse:
+        """The exchange this DSO prefers at the interface prices π of `sched`, its binaries decided:
+        arg min_x C^MI(x) − Δ·πᵀx over the interface's range (docs/model.md §6.3, integer repair).  Sent when
+        its mixed-integer dispatch at the schedule cost more than its relaxation promised; the TSO decides
+        whether the exchange moves.  Without a better point (or on a solver failure) it proposes the schedule."""
+        x_star = np.asarray(sched.export_mw, float)
+        pi = np.asarray(sched.price_eur_mwh, float)
+        at_schedule = float("nan")
+        if self._dispatched is not None and np.array_equal(self._dispatched[0], x_star):
+            at_schedule = self._dispatched[1]
+        reply = BestResponse(
+            sender=self.name,
+            receiver=self.parent,
+            stage="repair",
+            periods=[int(p) for p in self.sub.periods],
+            export_mw=x_star.tolist(),
+            cost_eur=at_schedule,
+            cost_at_schedule_eur=at_schedule,
+        )
+        if not self.opts.integer or not np.isfinite(pi).all():
+            return reply
+        model = self.model().with_binaries()
+        prog = model.cp.prog
+        prog.set_row_bounds(model.fix_rows, np.full(len(x_star), -model.rating), np.full(len(x_star), model.rating))
+        value = pi * self.opts.period_hours  # € per MW exported
+        c = prog.c.copy()
+        c[model.cp.own_x] -= value
+        prog.set_cost(c)
+        try:
+            sol, _ = solve_clearing(model.cp, mip_gap=mip_gap, time_limit=time_limit)
+        except SolverError:
+            return reply
+        x = sol.x[model.cp.own_x]
+        reply.export_mw = x.tolist()
+        reply.cost_eur = float(sol.objective + value @ x)
+        return reply
 
     def _dispatch_without_commitments(self, model: AreaModel, known, exc: Exception):
         """Fallback when the mixed-integer dispatch finds no point (e.g. every fixed-integer SOCP refused): every
@@ -244,6 +282,7 @@ class DSO:
                 raise
             sol, mip = self._dispatch_without_commitments(model, known, exc)
         cp = model.cp
+        self._dispatched = (x_star.copy(), float(sol.objective))
         dt = self.opts.period_hours
         pi = np.asarray(sched.price_eur_mwh, float) if sched.price_eur_mwh else np.full(len(x_star), np.nan)
         pricing_prog, priced = cp.prog, sol

@@ -3,6 +3,7 @@ parent side of the cut exchange (its master, its mixed-integer rounds and its fa
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -194,6 +195,33 @@ class TSO:
         cp.prog.set_bounds(fixed, values, values)
         sol, mip = solve_clearing(cp, threads=threads)
         res = self._result(cp, cols, maps, names, sol, held.mip)
+        res.lower_bound = held.lower_bound
+        return res
+
+    def priced_on_master(
+        self, master: CutMaster, names: list[str], pool: CutPool, point: ParentPoint, threads: int = 1
+    ) -> TSOClearing:
+        """`priced_point` without building the clearing again: the master's program holds every cut, so the point
+        (its exchanges and, for an integer point, its binaries held) is re-solved warm on the master (measured on
+        italy-652: the rebuild and cold solve took 3.0 s), and the published problem is a copy of the master's
+        program with those columns fixed.  Falls back to `priced_point` if that LP is not optimal."""
+        cp, cols, maps, names = _master_context(master)
+        held = point.handle
+        fixed, values = cols.ravel(), point.x.ravel()
+        if point.integer:
+            if held.sol is None or len(held.sol.x) != cp.prog.n:
+                return self.priced_point(names, pool, point, threads=threads)
+            ints = cp.orders.binary_columns(cp.prog)
+            fixed = np.concatenate([ints, fixed])
+            values = np.concatenate([held.sol.x[ints], values])
+        ms = master.solve_with_columns_fixed(fixed, values)
+        if ms is None:
+            return self.priced_point(names, pool, point, threads=threads)
+        ms.sol.x[fixed] = values  # a fixed column may come back within the primal tolerance of its value
+        published = copy.copy(cp)
+        published.prog = cp.prog.copy()
+        published.prog.set_bounds(fixed, values, values)
+        res = self._result(published, cols, maps, names, ms.sol, held.mip)
         res.lower_bound = held.lower_bound
         return res
 

@@ -43,6 +43,9 @@ DEFAULTS = {
     "milp_rounds": 30,  # decomposition.exchange.ExchangeSettings: 3 left a generated system at a 2.2 % gap
     "stall_rounds": 8,
     "skip_bracketed": 0.05,  # docs/model.md §6.3: DSOs bracketed within this share of the gap are not asked
+    # integer repair rounds after the dispatch (0: none); measured on 12 generated variants of the built-in
+    # example, one round brought the gap to centralized from up to 17x to at most 1.2e-2
+    "repair_rounds": 3,
 }
 
 
@@ -101,6 +104,8 @@ class _HierarchicalRun:
         self.T, self.periods = inst.n_periods, inst.periods.tolist()
         self.stage_times: dict[str, dict] = {}
         self.levels = range(1, int(self.depth.max(initial=0)) + 1)
+        self.repair: dict | None = None  # what the integer repair did (summary block `integer_repair`)
+        self.repair_rounds = int(ctx.options.get("repair_rounds", DEFAULTS["repair_rounds"]))
 
     def curves_bottom_up(self, rt) -> dict[int, CurveOffer]:
         curves: dict[int, CurveOffer] = {}
@@ -200,9 +205,10 @@ class _HierarchicalRun:
         if outcome.best is None:
             raise InputError("hierarchical clearing found no feasible point")  # unreachable with complete recourse
         if outcome.best.integer and outcome.best.handle.cp is master.context[0]:
-            # a rounded master point: the master's program holds only the cuts known when it was built, so the
-            # point is priced on the full clearing with every cut, its binaries and exchanges held
-            outcome.best.handle = tso.priced_point(self.top_names, pool, outcome.best, threads=ctx.threads)
+            # a rounded master point: priced on the master with its binaries and exchanges held (a relaxed point is
+            # published as solved: its exchanges stay free, so that the interface price is the children's
+            # marginal cost from their cuts, not an end of the interval that fixing the exchange opens)
+            outcome.best.handle = tso.priced_on_master(master, self.top_names, pool, outcome.best, threads=ctx.threads)
         self.stage_times["exchange"] = _stage_times(time.perf_counter() - t, eval_times)
         # the exchange's critical path: the TSO's master solves (serial) plus the slowest DSO of every round
         self.stage_times["exchange"]["critical_path_s"] = float(
@@ -244,6 +250,82 @@ class _HierarchicalRun:
         self.stage_times["dispatch"] = _stage_times(time.perf_counter() - t, times)
         return dispatch, schedules
 
+    def integer_repair(self, rt, tso, res, dispatch: dict, schedules: dict) -> tuple:
+        """Integer repair (docs/model.md §6.3): the cut exchange prices the DSOs' relaxations, so a DSO whose
+        binaries cannot deliver the cleared exchange pays its integrality cost at dispatch (measured on generated
+        variants of the built-in example: up to 17 times the centralized cost, in slack).  Each such top-level DSO
+        sends the exchange it prefers at the published interface prices with its binaries decided; the TSO clears
+        with those exchanges held, and the move is kept only if the total cost falls; up to `repair_rounds` times.
+        Returns the (TSO clearing, dispatch, schedules) kept."""
+        rounds: list[dict] = []
+        t, times = time.perf_counter(), list[float]()
+        for _ in range(self.repair_rounds if self.opts.integer and not self.ctx.relax else 0):
+            step = self._repair_round(rt, tso, res, dispatch, times)
+            if step is None:
+                break
+            info, better = step
+            rounds.append(info)
+            if better is None:
+                break
+            res, dispatch, schedules = better
+        if rounds:
+            self.repair = {"rounds": rounds, "accepted": sum(r["accepted"] for r in rounds)}
+            self.stage_times["repair"] = _stage_times(time.perf_counter() - t, times)
+        return res, dispatch, schedules
+
+    def _repair_round(self, rt, tso, res, dispatch: dict, times: list[float]):
+        """One round of `integer_repair`: None if no DSO's integrality cost exceeds the gap tolerance, else (what
+        was done, the repaired (clearing, dispatch, schedules) or None if the move did not lower the cost)."""
+        total = float(res.cost["total_cost_eur"]) + sum(float(d.cost["total_cost_eur"]) for d in dispatch.values())
+        tol = self.settings.gap * max(1.0, abs(total))
+        costly = [a for a in self.top if dispatch[a].report.integrality_cost_eur > tol]
+        if not costly:
+            return None
+        requests = {}
+        for a in costly:
+            i = self.top.index(a)
+            sched = Schedule(
+                sender="TSO",
+                receiver=self.names[a],
+                stage="repair",
+                periods=self.periods,
+                export_mw=res.x[i].tolist(),
+                price_eur_mwh=res.pi[i].tolist(),
+            )
+            rt.log.add(sched)
+            requests[self.names[a]] = (sched,)
+        replies = rt.ask(
+            "best_response", requests, stage="integer repair", mip_gap=self.ctx.mip_gap, time_limit=self.ctx.time_limit
+        )
+        times.append(max(r.time_s for r in replies.values()))
+        schedule = {self.names[a]: res.x[i].copy() for i, a in enumerate(self.top)}
+        dso_change, moved = 0.0, []
+        for a in costly:
+            reply = replies[self.names[a]].value
+            rt.log.add(reply)
+            x = np.asarray(reply.export_mw, float)
+            change = reply.cost_eur - reply.cost_at_schedule_eur
+            if np.isfinite(change) and change < -tol and not np.allclose(x, schedule[self.names[a]], atol=1e-9):
+                schedule[self.names[a]] = x
+                dso_change += change
+                moved.append(self.names[a])
+        info = {
+            "total_before_eur": total,
+            "areas_asked": [self.names[a] for a in costly],
+            "areas_moved": moved,
+            "accepted": False,
+        }
+        if not moved:
+            return info, None
+        held = tso.clear_fixed(schedule, integer=True, mip_gap=min(self.ctx.mip_gap, 1e-4), threads=self.ctx.threads)
+        tso_change = float(held.cost["total_cost_eur"]) - float(res.cost["total_cost_eur"])
+        info.update(tso_change_eur=tso_change, dso_change_eur=dso_change)
+        if tso_change + dso_change >= -tol:
+            return info, None
+        info["accepted"] = True
+        held.names = [self.names[a] for a in self.top]  # the order every later step reads
+        return info, (held, *self.dispatch_top_down(rt, held))
+
 
 def run_hierarchical(inst: Instance, ctx: SchemeContext, locked: dict[str, dict] | None = None) -> ClearingResult:
     t_start = time.perf_counter()
@@ -255,6 +337,7 @@ def run_hierarchical(inst: Instance, ctx: SchemeContext, locked: dict[str, dict]
         outcome = run.exchange(rt, tso, curves)
         res = tso.publish(outcome.best.handle)
         dispatch, schedules = run.dispatch_top_down(rt, res)
+        res, dispatch, schedules = run.integer_repair(rt, tso, res, dispatch, schedules)
         ac_dispatch = _ac_dispatch(run, rt, dispatch) if ctx.options.get("dispatch_model") == "ac" else None
     finally:
         rt.close()
@@ -276,6 +359,8 @@ def run_hierarchical(inst: Instance, ctx: SchemeContext, locked: dict[str, dict]
         res.tables(tso),
     )
     _certify(result, outcome, run.settings, sub_dsos=len(run.levels) > 1)
+    if run.repair is not None:
+        result.summary["integer_repair"] = run.repair
     if ac_dispatch is not None:
         _attach_ac_dispatch(result, ac_dispatch)
     return result

@@ -37,6 +37,7 @@ OPTION_GROUPS: dict[str, tuple[str, ...]] = {
         "milp_rounds",
         "stall_rounds",
         "skip_bracketed",
+        "repair_rounds",
         "dispatch_model",
     ),
 }
