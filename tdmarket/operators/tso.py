@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from ..decomposition.exchange import CutPool, ParentPoint
 from ..decomposition.master import CutMaster, MasterSolution
@@ -76,6 +77,21 @@ class TSO:
         buses = tables["buses"][~tables["buses"].node.isin(b.id[b.is_boundary])].reset_index(drop=True)
         tables["buses"] = annotate_buses(self.sub, buses, intervals)
         return tables
+
+    def node_prices(self, res: TSOClearing) -> pd.DataFrame:
+        """Active-power price (€/MWh) of every own bus and period in a clearing, from its duals as solved (no
+        price intervals): columns node, period, price_p_eur_mwh."""
+        assert res.cp is not None and res.sol is not None  # a solved clearing keeps its problem
+        lam_p, _ = res.cp.slack.prices(res.cp.prog, res.sol.row_dual)
+        b, T = self.sub.buses, self.sub.n_periods
+        own = np.flatnonzero(~b.is_boundary)
+        return pd.DataFrame(
+            {
+                "node": np.repeat(b.id[own], T),
+                "period": np.tile(self.sub.periods, len(own)),
+                "price_p_eur_mwh": lam_p[own].ravel(),
+            }
+        )
 
     def publish(self, res: TSOClearing) -> TSOClearing:
         """Replace the solver's duals of a priced clearing by the published ones (`tdmarket.market.pricing`: the
