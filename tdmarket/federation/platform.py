@@ -12,9 +12,11 @@ the same `CutMaster` / `CutPool` / `CutExchange` as between a TSO and its DSOs, 
 cost 0) and every member seeing the whole flow vector g (its slopes are zero on interconnectors it does not
 touch; each member's cuts are written on its own copy of g, tied to the others by equality rows).  A member
 clearing that fails at one proposal is replaced by that member's integrated clearing (`common`, the same value
-without the decomposition), and the summary lists it (`member_fallbacks`).  The first round evaluates every member at g = 0 (the isolated clearing).  After the exchange stops, each
-member's result at the best flows is its dispatch: its TSO and DSOs clear with the border flows fixed (schedules
-go down platform → TSO → DSO → sub-DSO).
+without the decomposition), and the summary lists it (`member_fallbacks`).  The first round evaluates every member at g = 0 (the isolated clearing).  A hierarchical member is a
+`MemberSession` for the whole run: its DSO agents, curves and cuts are kept, each round re-runs only its TSO's
+cut exchange, and its slope comes from the TSO's cut model (`MemberSession.evaluate`).  After the exchange stops,
+each member's result at the best flows is its dispatch: its TSO and DSOs clear with the border flows fixed
+(schedules go down platform → TSO → DSO → sub-DSO; a session's DSOs dispatch only then).
 
 The lower bound is certified when every member clearing is continuous (`relax=True`) and exact: V_m is then
 convex and every cut valid.  With binaries the cuts come from the clearing priced at fixed binaries and bound
@@ -60,25 +62,21 @@ class MemberValue:
     point: SessionPoint | None = None
 
 
-def _member_value(
-    fed: Federation,
-    m: int,
-    inst,
-    buses: pd.DataFrame,
-    cost: float,
-    scheme: str,
-    options: dict,
-    slope_buses: pd.DataFrame | None = None,
-) -> MemberValue:
-    """V_m and its slope from the member's cost and the prices at its border nodes in its `buses` table (the
-    slope from those in `slope_buses` when given)."""
-    bus = border_buses(fed, m)
-    price = price_at(buses, inst.buses.id[bus], inst.periods)  # the member's own period numbers
-    slope_price = price if slope_buses is None else price_at(slope_buses, inst.buses.id[bus], inst.periods)
-    if np.isnan(price).any() or np.isnan(slope_price).any():
+def _border_prices(fed: Federation, m: int, inst, buses: pd.DataFrame, scheme: str) -> np.ndarray:
+    """(len(border_buses(m)), T) €/MWh: the prices at member m's border nodes in its `buses` table."""
+    price = price_at(buses, inst.buses.id[border_buses(fed, m)], inst.periods)  # the member's own period numbers
+    if np.isnan(price).any():
         raise SolverError(f"member {fed.members[m]}: no price at a border node in the {scheme} result")
+    return price
+
+
+def _member_value(
+    fed: Federation, m: int, inst, buses: pd.DataFrame, cost: float, scheme: str, options: dict
+) -> MemberValue:
+    """V_m and its slope from the member's cost and the prices at its border nodes in its `buses` table."""
+    price = _border_prices(fed, m, inst, buses, scheme)
     dense = np.zeros((len(inst.buses), fed.n_periods))
-    dense[bus] = slope_price
+    dense[border_buses(fed, m)] = price
     period_hours = float(options.get("period_hours", ModelOptions.period_hours))
     return MemberValue(cost, fed.flow_slope(m, dense, period_hours), price, None)
 
@@ -98,7 +96,9 @@ class MemberSession:
     """Member m's hierarchical scheme held open for a whole platform run (`HierarchicalSession`): the flows g
     change only fixed injections at the member's transmission border nodes, and a DSO's cost C_d does not depend
     on them, so its agent, curves and cuts are kept; each round re-runs only the TSO's cut exchange (seeded with
-    every cut so far), and the DSOs dispatch only at the final flows (`result`)."""
+    every cut so far), and the DSOs dispatch only at the final flows (`result`).  V_m(ĝ) is the exchange's upper
+    bound (the TSO's own cost plus Σ_d C_d): with binaries the DSOs' integrality cost, known only at dispatch, is
+    not in it (the published member cost has it; the platform is not certified with binaries anyway)."""
 
     def __init__(self, fed: Federation, m: int, options: dict):
         from ..api import scheme_context
@@ -111,17 +111,12 @@ class MemberSession:
         point = self.session.exchange_at(inst)
         # the slope from the TSO's cut model (exchanges free): the published prices hold the exchanges, which is
         # not a subgradient of V_m where they sit at a kink of a DSO's cost (measured on the example federation:
-        # cuts 1.5 EUR above V_m at the integrated flows, the platform then stopped 1.7e-4 above integrated)
-        val = _member_value(
-            self.fed,
-            self.m,
-            inst,
-            point.tso_tables["buses"],
-            point.cost_eur,
-            SESSION_SCHEME,
-            self.options,
-            slope_buses=point.model_prices,
-        )
+        # cuts 1.5 EUR above V_m at the integrated flows, the platform then stopped 1.7e-4 above integrated); the
+        # published border prices replace these at the final flows (`result`)
+        buses = point.model_prices()
+        if buses is None:
+            buses = point.tso.publish(point.handle).tables(point.tso)["buses"]
+        val = _member_value(self.fed, self.m, inst, buses, point.cost_eur, SESSION_SCHEME, self.options)
         val.point = point
         return val
 
@@ -132,7 +127,10 @@ class MemberSession:
         assert val.point is not None
         res = self.session.result(val.point)
         record = provenance(val.point.inst, SESSION_SCHEME, self.options, incentives=False)
-        return complete(res, val.point.inst, SESSION_SCHEME, self.options, record, incentives=False)
+        res = complete(res, val.point.inst, SESSION_SCHEME, self.options, record, incentives=False)
+        # the published border prices (the flows table, the member prices), not the cut model's of the slope
+        val.border_price_eur_mwh = _border_prices(self.fed, self.m, val.point.inst, res.tables["buses"], SESSION_SCHEME)
+        return res
 
     def communication(self) -> dict:
         return self.session.rt.log.totals()

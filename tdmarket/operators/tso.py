@@ -25,6 +25,19 @@ def _master_context(master: CutMaster) -> tuple[ClearingProblem, np.ndarray, dic
     return master.context
 
 
+class TSOMaster(CutMaster):
+    """The TSO's master of the cut exchange; it keeps its last unrestricted solution (`last_bound`: the optimum of
+    the cut model with the exchanges free, whose duals are the cut model's prices)."""
+
+    last_bound: MasterSolution | None = None
+
+    def solve(self, center: np.ndarray | None = None, radius: float | None = None) -> MasterSolution:
+        ms = super().solve(center, radius)
+        if center is None:
+            self.last_bound = ms
+        return ms
+
+
 @dataclass
 class TSOClearing:
     """A transmission clearing: exports x (A, T) MW of the child areas `names`, interface prices π (A, T)
@@ -183,10 +196,10 @@ class TSO:
         """The clearing with one θ per child and every cut in `pool` (no curves)."""
         return self._build(self._cut_offers(names, pool), use_curves=False, use_cuts=True, integer=integer)
 
-    def cut_master(self, names: list[str], pool: CutPool, threads: int = 1) -> CutMaster:
+    def cut_master(self, names: list[str], pool: CutPool, threads: int = 1) -> TSOMaster:
         """The relaxed master of the cut exchange, seeded with every cut in `pool`."""
         cp, cols, maps, _ = self._build_with_cuts(names, pool, integer=False)
-        master = CutMaster(cp.prog, cols, maps["theta"], threads=threads)
+        master = TSOMaster(cp.prog, cols, maps["theta"], threads=threads)
         master.context = (cp, cols, maps, names)
         return master
 

@@ -9,6 +9,10 @@
 4. Dispatch top-down: each DSO dispatches its resources for the cleared exchange (MISOCP), prices its own
    dispatch and schedules its children.
 Only message objects cross operator boundaries; each is logged with its size.
+
+`HierarchicalSession` holds steps 1–2 open while only the TSO's own fixed injections change (a balancing platform's
+interconnector flows, docs/model.md §12.2): step 3 runs again per call, seeded with every cut so far; step 4 on
+demand.  `run_hierarchical` is one session with one exchange.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from ..decomposition.exchange import ChildValues, CutExchange, CutPool, Exchange
 from ..decomposition.master import CutMaster
 from ..decomposition.messages import AgentInit, CurveOffer, Schedule
 from ..decomposition.offers import offer_from_message
-from ..errors import InputError, TdmarketError
+from ..errors import InputError
 from ..formulations.options import ModelOptions
 from ..model.instance import Instance
 from .assemble import assemble_decentralised
@@ -104,7 +108,7 @@ class _HierarchicalRun:
         self.top_names = [self.names[a] for a in self.top]
         self.T, self.periods = inst.n_periods, inst.periods.tolist()
         self.stage_times: dict[str, dict] = {}
-        self.master: CutMaster | None = None
+        self.master: CutMaster | None = None  # the last exchange's
         self.levels = range(1, int(self.depth.max(initial=0)) + 1)
 
     def curves_bottom_up(self, rt) -> dict[int, CurveOffer]:
@@ -204,7 +208,7 @@ class _HierarchicalRun:
         )
         center = np.array([curves[a].cuts[0]["point"] for a in self.top]).reshape(-1, T)
         outcome = exchange.run(center, integer=not ctx.relax)
-        self.master = master  # the last exchange's master (a session reads its cut model)
+        self.master = master
         if outcome.best is None:
             raise InputError("hierarchical clearing found no feasible point")  # unreachable with complete recourse
         if outcome.best.integer and outcome.best.handle.cp is master.context[0]:
@@ -256,25 +260,31 @@ class _HierarchicalRun:
 @dataclass
 class SessionPoint:
     """One TSO clearing of a `HierarchicalSession`: the instance it was for, the TSO agent, the cut exchange's
-    outcome, the published TSO clearing and its tables, the exchange's stage times, and the TSO's node prices in
-    its master with every cut and the exchanges free (`model_prices`, None if that LP failed): the duals of the
-    cut model M(inst) <= the member's cost, so their derivatives with respect to the TSO's fixed injections are a
-    subgradient of M, which is within the exchange's gap of the cost at this point.  (The published prices are the
-    TSO's at the exchanges held: not a subgradient of the cost where the exchanges sit at a kink of a C_d.)"""
+    outcome, the TSO's clearing at its best point (published by `HierarchicalSession.result` only: the price
+    intervals cost more than the exchange on italy-652), the exchange's stage times."""
 
     inst: Instance
     tso: Any  # operators.tso.TSO (the runtime's layer)
     outcome: ExchangeOutcome
-    res: Any  # operators.tso.TSOClearing
-    tso_tables: dict
+    handle: Any  # operators.tso.TSOClearing
     exchange_times: dict
-    index: int
-    model_prices: pd.DataFrame | None = None
+    master: Any  # operators.tso.TSOMaster
 
     @property
     def cost_eur(self) -> float:
-        """The TSO's own cost plus Σ_d C_d at the published exchanges (the exchange's upper bound, €)."""
+        """The TSO's own cost plus Σ_d C_d at the best exchanges (the exchange's upper bound, €)."""
         return float(self.outcome.upper_bound)
+
+    def model_prices(self) -> pd.DataFrame | None:
+        """The TSO's node prices in its master with every cut and the exchanges free (None without a solved
+        master): the duals of the cut model M(inst) <= the cost, so their derivatives with respect to the TSO's
+        fixed injections are a subgradient of M, which is within the exchange's gap of the cost at this point.
+        (The published prices hold the exchanges: not a subgradient of the cost where an exchange sits at a kink
+        of a C_d.)"""
+        bound = getattr(self.master, "last_bound", None)
+        if bound is None or bound.sol.row_dual is None:
+            return None
+        return self.tso.node_prices(self.tso.master_point(self.master, bound).handle)
 
 
 class HierarchicalSession:
@@ -313,27 +323,20 @@ class HierarchicalSession:
         # every cut so far is the better one (example federation: 4.9 -> 3.6 s, the members' exchanges ended at
         # gaps of 1e-7 instead of 6e-6)
         outcome = run.exchange(self.rt, tso, self.curves, pool=self.pool, curve_first=self.points == 0)
-        res = tso.publish(outcome.best.handle)
         self.points += 1
-        point = SessionPoint(inst, tso, outcome, res, res.tables(tso), run.stage_times["exchange"], self.points)
-        assert run.master is not None  # set by the exchange
-        try:
-            model = tso.master_point(run.master, run.master.solve())  # warm: the last round's cuts added
-            point.model_prices = tso.node_prices(model.handle)
-        except TdmarketError:
-            pass
-        return point
+        return SessionPoint(inst, tso, outcome, outcome.best.handle, run.stage_times["exchange"], run.master)
 
     def result(self, point: SessionPoint) -> ClearingResult:
         """The DSOs' dispatch at `point` (schedules down) and the scheme's result there."""
         run, rt = self.run, self.rt
         run.stage_times["exchange"] = point.exchange_times
-        dispatch, schedules = run.dispatch_top_down(rt, point.res)
+        res = point.tso.publish(point.handle)
+        dispatch, schedules = run.dispatch_top_down(rt, res)
         ac_dispatch = _ac_dispatch(run, rt, dispatch) if run.ctx.options.get("dispatch_model") == "ac" else None
         result = assemble_decentralised(
             point.inst,
             run.opts,
-            point.res,
+            res,
             dispatch,
             self.curves,
             schedules,
@@ -345,7 +348,7 @@ class HierarchicalSession:
             run.ctx.relax,
             run.curve_tol,
             rt,
-            point.tso_tables,
+            res.tables(point.tso),
         )
         _certify(result, point.outcome, run.settings, sub_dsos=len(run.levels) > 1)
         if ac_dispatch is not None:
