@@ -113,7 +113,7 @@ class MemberSession:
         # not a subgradient of V_m where they sit at a kink of a DSO's cost (measured on the example federation:
         # cuts 1.5 EUR above V_m at the integrated flows, the platform then stopped 1.7e-4 above integrated); the
         # published border prices replace these at the final flows (`result`)
-        buses = point.model_prices()
+        buses = point.model_prices
         if buses is None:
             buses = point.tso.publish(point.handle).tables(point.tso)["buses"]
         val = _member_value(self.fed, self.m, inst, buses, point.cost_eur, SESSION_SCHEME, self.options)
@@ -126,6 +126,7 @@ class MemberSession:
 
         assert val.point is not None
         res = self.session.result(val.point)
+        res.summary["session"] = self.session.summary()
         record = provenance(val.point.inst, SESSION_SCHEME, self.options, incentives=False)
         res = complete(res, val.point.inst, SESSION_SCHEME, self.options, record, incentives=False)
         # the published border prices (the flows table, the member prices), not the cut model's of the slope

@@ -261,30 +261,25 @@ class _HierarchicalRun:
 class SessionPoint:
     """One TSO clearing of a `HierarchicalSession`: the instance it was for, the TSO agent, the cut exchange's
     outcome, the TSO's clearing at its best point (published by `HierarchicalSession.result` only: the price
-    intervals cost more than the exchange on italy-652), the exchange's stage times."""
+    intervals cost more than the exchange on italy-652), the exchange's stage times, and the TSO's node prices in
+    its master with every cut and the exchanges free (`model_prices`; None without a solved master).
+
+    The model prices are the duals of the cut model M(inst) <= the cost, so their derivatives with respect to the
+    TSO's fixed injections are a subgradient of M, which is within the exchange's gap of the cost at this point.
+    The published prices hold the exchanges: not a subgradient of the cost where an exchange sits at a kink of a
+    DSO's cost C_d."""
 
     inst: Instance
     tso: Any  # operators.tso.TSO (the runtime's layer)
     outcome: ExchangeOutcome
     handle: Any  # operators.tso.TSOClearing
     exchange_times: dict
-    master: Any  # operators.tso.TSOMaster
+    model_prices: pd.DataFrame | None
 
     @property
     def cost_eur(self) -> float:
         """The TSO's own cost plus Σ_d C_d at the best exchanges (the exchange's upper bound, €)."""
         return float(self.outcome.upper_bound)
-
-    def model_prices(self) -> pd.DataFrame | None:
-        """The TSO's node prices in its master with every cut and the exchanges free (None without a solved
-        master): the duals of the cut model M(inst) <= the cost, so their derivatives with respect to the TSO's
-        fixed injections are a subgradient of M, which is within the exchange's gap of the cost at this point.
-        (The published prices hold the exchanges: not a subgradient of the cost where an exchange sits at a kink
-        of a C_d.)"""
-        bound = getattr(self.master, "last_bound", None)
-        if bound is None or bound.sol.row_dual is None:
-            return None
-        return self.tso.node_prices(self.tso.master_point(self.master, bound).handle)
 
 
 class HierarchicalSession:
@@ -324,7 +319,12 @@ class HierarchicalSession:
         # gaps of 1e-7 instead of 6e-6)
         outcome = run.exchange(self.rt, tso, self.curves, pool=self.pool, curve_first=self.points == 0)
         self.points += 1
-        return SessionPoint(inst, tso, outcome, outcome.best.handle, run.stage_times["exchange"], run.master)
+        bound = getattr(run.master, "last_bound", None)  # the master's last solve with the exchanges free
+        prices = None
+        if bound is not None and bound.sol.row_dual is not None:
+            prices = tso.node_prices(tso.master_point(run.master, bound).handle)
+        assert outcome.best is not None  # the exchange raises otherwise
+        return SessionPoint(inst, tso, outcome, outcome.best.handle, run.stage_times["exchange"], prices)
 
     def result(self, point: SessionPoint) -> ClearingResult:
         """The DSOs' dispatch at `point` (schedules down) and the scheme's result there."""
@@ -353,8 +353,6 @@ class HierarchicalSession:
         _certify(result, point.outcome, run.settings, sub_dsos=len(run.levels) > 1)
         if ac_dispatch is not None:
             _attach_ac_dispatch(result, ac_dispatch)
-        if self.points > 1:
-            result.summary["session"] = self.summary()
         return result
 
     def summary(self) -> dict:
