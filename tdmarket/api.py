@@ -233,11 +233,21 @@ def clear(instance, scheme: str = "centralized", *, incentives: bool = True, **o
         raise InputError(f"incentives = {incentives!r} is invalid: must be True or False")
     spec = registry.get(scheme)
     instance = instance_for(spec, instance)
+    ctx = scheme_context(instance, scheme, options)
+    record = provenance(instance, scheme, options, incentives=incentives)
+    result = spec.runner(instance, ctx)
+    return complete(result, instance, scheme, options, record, incentives=incentives)
+
+
+def scheme_context(instance, scheme: str, options: dict) -> SchemeContext:
+    """What `scheme`'s runner gets besides the instance: the options it takes and the operators' runtime factory
+    (the options checked by `check_options` first; the order prices against the slack penalty here)."""
+    spec = registry.get(scheme)
     given = {k: v for k, v in options.items() if spec.accepts(k)}
     check_prices_below_penalty(instance, given.get("slack_penalty", ModelOptions.slack_penalty))
     model_options = {k: v for k, v in given.items() if k in OPTION_GROUPS["model"]}
     relax = bool(given.get("relax", False))
-    ctx = SchemeContext(
+    return SchemeContext(
         scheme=scheme,
         opts=ModelOptions(integer=not relax, **model_options),
         relax=relax,
@@ -249,11 +259,18 @@ def clear(instance, scheme: str = "centralized", *, incentives: bool = True, **o
         model_options=model_options,
         runtime_factory=_runtime_factory,
     )
-    record = provenance(instance, scheme, options, incentives=incentives)
-    result = spec.runner(instance, ctx)
+
+
+def complete(
+    result: ClearingResult, instance, scheme: str, options: dict, record: dict, *, incentives: bool = True
+) -> ClearingResult:
+    """What `clear` adds to every runner's result: the incentives and settlement (unless `incentives=False`),
+    the provenance `record`, the relaxation's exactness; its warnings are logged."""
+    spec = registry.get(scheme)
     if incentives:
         from .market.incentives import attach_incentives
 
+        model_options = {k: v for k, v in options.items() if spec.accepts(k) and k in OPTION_GROUPS["model"]}
         opts = ModelOptions(integer=not options.get("relax", False), **model_options)
         attach_incentives(
             integrated(instance),

@@ -36,7 +36,7 @@ def example_federation():
 
 @pytest.fixture(scope="session")
 def example_federation_hierarchical(example_federation):
-    """The example federation cleared by the hierarchical platform scheme (relaxed, inline): ~25 s, shared."""
+    """The example federation cleared by the hierarchical platform scheme (relaxed, inline): ~4 s, shared."""
     from tdmarket.federation import clear_federation
 
     return clear_federation(example_federation, "hierarchical", relax=True, executor="inline")

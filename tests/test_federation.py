@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import tdmarket
 from tdmarket.cli import main
 from tdmarket.errors import InputError
 from tdmarket.examples import builtin_path, federation_path
@@ -358,3 +359,78 @@ def test_a_member_that_fails_at_one_proposal_is_replaced_by_its_integrated_clear
     assert [f["member"] for f in res.summary["member_fallbacks"]] == ["south"]
     assert "replaced by common" in res.summary["certificate"]["warnings"][-1]
     assert "common" in calls and res.summary["certificate"]["stopped_by"] == "relative_gap"
+
+
+def test_hierarchical_platform_builds_each_dsos_curves_once(example_federation, monkeypatch):
+    """A member's DSO costs do not depend on the flows (they only move fixed injections at its transmission
+    border nodes): its DSO agents and curves are kept for the whole platform run (one curve request per DSO, was
+    one per DSO and platform round), and only the TSO's cut exchange runs again every round."""
+    from tdmarket.operators.agents import DSO
+
+    built = []
+    real = DSO.curve
+
+    def counted(self, *args, **kwargs):
+        built.append(self.name)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(DSO, "curve", counted)
+    res = clear_federation(example_federation, "hierarchical", relax=True, executor="inline")
+    n_dsos = sum(inst.n_areas - 1 for inst in example_federation.instances)
+    assert len(built) == n_dsos == 6
+    s = res.summary
+    assert s["member_evaluations"] >= 2 * (s["certificate"]["rounds"] + 1)  # both members, seed and every round
+    for name, inst in zip(example_federation.members, example_federation.instances):
+        session = s["member_sessions"][name]
+        assert session["curve_requests"] == inst.n_areas - 1
+        assert session["tso_exchanges"] == s["member_evaluations"] // 2
+        assert res.members[name].summary["session"] == session
+        # the member's messages: curves once, the cut rounds of every exchange, one dispatch
+        kinds = [m["kind"] for m in res.members[name].messages]
+        assert kinds.count("CurveOffer") == inst.n_areas - 1 and kinds.count("DispatchReport") == inst.n_areas - 1
+
+
+@pytest.mark.slow
+def test_hierarchical_member_at_the_final_flows_is_a_fresh_hierarchical_clearing(
+    example_federation, example_federation_hierarchical
+):
+    """Each member's published result (its session's TSO exchange at the final flows, its DSOs dispatched then)
+    is the hierarchical clearing of that member at those flows: same cost within the certified gaps, and the
+    same tables and summary as `tdmarket.clear` gives."""
+    res = example_federation_hierarchical
+    for name, member in res.members.items():
+        fresh = tdmarket.clear(
+            res.member_instances[name], scheme="hierarchical", incentives=False, relax=True, executor="inline"
+        )
+        gaps = [r.summary["certificate"]["dispatched_gap"] for r in (member, fresh)]
+        assert all(g is not None and g <= 1e-4 for g in gaps)
+        tol = (max(gaps) + 1e-7) * max(1.0, abs(fresh.total_cost))
+        assert member.total_cost == pytest.approx(fresh.total_cost, abs=tol)
+        assert set(member.tables) == set(fresh.tables)
+        for key, table in fresh.tables.items():
+            assert list(member.tables[key].columns) == list(table.columns), key
+            assert len(member.tables[key]) == len(table), key
+        assert set(fresh.summary) | {"session"} == set(member.summary)
+        assert member.summary["certificate"]["certified"] and member.summary["slack"]["p_mw"] < 1e-3
+        # the published border prices are the member's own at the final flows
+        mp = res.member_prices[res.member_prices.member == name]
+        buses = member.tables["buses"].drop_duplicates(["node", "period"]).set_index(["node", "period"])
+        mine = buses.loc[list(zip(mp.node, mp.period)), "price_p_eur_mwh"].to_numpy()
+        np.testing.assert_allclose(mp.price_eur_mwh.to_numpy(), mine)
+
+
+def test_a_hierarchical_session_changes_only_transmission_injections(builtin):
+    from tdmarket.api import scheme_context
+    from tdmarket.schemes.hierarchical import HierarchicalSession
+
+    session = HierarchicalSession(
+        builtin, scheme_context(builtin, "hierarchical", {"relax": True, "executor": "inline"})
+    )
+    try:
+        d_bus = int(np.flatnonzero(builtin.buses.area > 0)[0])
+        p = builtin.p_inj.copy()
+        p[d_bus] += 1.0
+        with pytest.raises(InputError, match="only fixed injections at transmission buses"):
+            session.exchange_at(replace(builtin, p_inj=p))
+    finally:
+        session.close()

@@ -12,9 +12,11 @@ the same `CutMaster` / `CutPool` / `CutExchange` as between a TSO and its DSOs, 
 cost 0) and every member seeing the whole flow vector g (its slopes are zero on interconnectors it does not
 touch; each member's cuts are written on its own copy of g, tied to the others by equality rows).  A member
 clearing that fails at one proposal is replaced by that member's integrated clearing (`common`, the same value
-without the decomposition), and the summary lists it (`member_fallbacks`).  The first round evaluates every member at g = 0 (the isolated clearing).  After the exchange stops, each
-member's result at the best flows is its dispatch: its TSO and DSOs clear with the border flows fixed (schedules
-go down platform → TSO → DSO → sub-DSO).
+without the decomposition), and the summary lists it (`member_fallbacks`).  The first round evaluates every member at g = 0 (the isolated clearing).  A hierarchical member is a
+`MemberSession` for the whole run: its DSO agents, curves and cuts are kept, each round re-runs only its TSO's
+cut exchange, and its slope comes from the TSO's cut model (`MemberSession.evaluate`).  After the exchange stops,
+each member's result at the best flows is its dispatch: its TSO and DSOs clear with the border flows fixed
+(schedules go down platform → TSO → DSO → sub-DSO; a session's DSOs dispatch only then).
 
 The lower bound is certified when every member clearing is continuous (`relax=True`) and exact: V_m is then
 convex and every cut valid.  With binaries the cuts come from the clearing priced at fixed binaries and bound
@@ -28,6 +30,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from ..decomposition.exchange import ChildValues, CutExchange, CutPool, ExchangeSettings, ParentPoint
@@ -37,22 +40,45 @@ from ..formulations.options import ModelOptions
 from ..formulations.program import Program
 from ..model.federation import Federation
 from ..operators.runtime import MessageLog
+from ..schemes.hierarchical import HierarchicalSession, SessionPoint
 from ..schemes.result import ClearingResult
 from .common import base_summary, border_buses, flows_table, member_prices_table, price_at
 from .messages import PLATFORM, FlowCut, FlowSchedule
 from .result import FederationResult
 
 log_ = logging.getLogger(__name__)
+SESSION_SCHEME = "hierarchical"  # the member scheme whose clearing is kept open between platform rounds
 
 
 @dataclass
 class MemberValue:
-    """A member TSO's reply at flows ĝ: V_m(ĝ) (€), ∂V_m/∂g (K, T) €/MW, its border prices (€/MWh) and result."""
+    """A member TSO's reply at flows ĝ: V_m(ĝ) (€), ∂V_m/∂g (K, T) €/MW, its border prices (€/MWh) and result
+    (None for a point of a `MemberSession` not dispatched yet: `point` then holds its TSO clearing)."""
 
     cost_eur: float
     slope_eur_mw: np.ndarray
     border_price_eur_mwh: np.ndarray  # (len(border_buses(m)), T)
-    result: ClearingResult
+    result: ClearingResult | None
+    point: SessionPoint | None = None
+
+
+def _border_prices(fed: Federation, m: int, inst, buses: pd.DataFrame, scheme: str) -> np.ndarray:
+    """(len(border_buses(m)), T) €/MWh: the prices at member m's border nodes in its `buses` table."""
+    price = price_at(buses, inst.buses.id[border_buses(fed, m)], inst.periods)  # the member's own period numbers
+    if np.isnan(price).any():
+        raise SolverError(f"member {fed.members[m]}: no price at a border node in the {scheme} result")
+    return price
+
+
+def _member_value(
+    fed: Federation, m: int, inst, buses: pd.DataFrame, cost: float, scheme: str, options: dict
+) -> MemberValue:
+    """V_m and its slope from the member's cost and the prices at its border nodes in its `buses` table."""
+    price = _border_prices(fed, m, inst, buses, scheme)
+    dense = np.zeros((len(inst.buses), fed.n_periods))
+    dense[border_buses(fed, m)] = price
+    period_hours = float(options.get("period_hours", ModelOptions.period_hours))
+    return MemberValue(cost, fed.flow_slope(m, dense, period_hours), price, None)
 
 
 def evaluate_member(fed: Federation, m: int, flows_mw: np.ndarray, scheme: str, options: dict) -> MemberValue:
@@ -61,14 +87,77 @@ def evaluate_member(fed: Federation, m: int, flows_mw: np.ndarray, scheme: str, 
 
     inst = fed.member_with_flows(m, flows_mw)
     res = clear(inst, scheme=scheme, incentives=False, **options)
-    bus = border_buses(fed, m)
-    price = price_at(res.tables["buses"], inst.buses.id[bus], inst.periods)  # the member's own period numbers
-    if np.isnan(price).any():
-        raise SolverError(f"member {fed.members[m]}: no price at a border node in the {scheme} result")
-    dense = np.zeros((len(inst.buses), fed.n_periods))
-    dense[bus] = price
-    period_hours = float(options.get("period_hours", ModelOptions.period_hours))
-    return MemberValue(res.total_cost, fed.flow_slope(m, dense, period_hours), price, res)
+    val = _member_value(fed, m, inst, res.tables["buses"], res.total_cost, scheme, options)
+    val.result = res
+    return val
+
+
+class MemberSession:
+    """Member m's hierarchical scheme held open for a whole platform run (`HierarchicalSession`): the flows g
+    change only fixed injections at the member's transmission border nodes, and a DSO's cost C_d does not depend
+    on them, so its agent, curves and cuts are kept; each round re-runs only the TSO's cut exchange (seeded with
+    every cut so far), and the DSOs dispatch only at the final flows (`result`).  V_m(ĝ) is the exchange's upper
+    bound (the TSO's own cost plus Σ_d C_d): with binaries the DSOs' integrality cost, known only at dispatch, is
+    not in it (the published member cost has it; the platform is not certified with binaries anyway)."""
+
+    def __init__(self, fed: Federation, m: int, options: dict):
+        from ..api import scheme_context
+
+        self.fed, self.m, self.options = fed, m, options
+        self.session = HierarchicalSession(fed.instances[m], scheme_context(fed.instances[m], SESSION_SCHEME, options))
+
+    def evaluate(self, flows_mw: np.ndarray) -> MemberValue:
+        inst = self.fed.member_with_flows(self.m, flows_mw)
+        point = self.session.exchange_at(inst)
+        # the slope from the TSO's cut model (exchanges free): the published prices hold the exchanges, which is
+        # not a subgradient of V_m where they sit at a kink of a DSO's cost (measured on the example federation:
+        # cuts 1.5 EUR above V_m at the integrated flows, the platform then stopped 1.7e-4 above integrated); the
+        # published border prices replace these at the final flows (`result`)
+        buses = point.model_prices
+        if buses is None:
+            buses = point.tso.publish(point.handle).tables(point.tso)["buses"]
+        val = _member_value(self.fed, self.m, inst, buses, point.cost_eur, SESSION_SCHEME, self.options)
+        val.point = point
+        return val
+
+    def result(self, val: MemberValue) -> ClearingResult:
+        """The member's result at the point of `val`: its DSOs dispatched, completed as `tdmarket.clear` does."""
+        from ..api import complete, provenance
+
+        assert val.point is not None
+        res = self.session.result(val.point)
+        res.summary["session"] = self.session.summary()
+        record = provenance(val.point.inst, SESSION_SCHEME, self.options, incentives=False)
+        res = complete(res, val.point.inst, SESSION_SCHEME, self.options, record, incentives=False)
+        # the published border prices (the flows table, the member prices), not the cut model's of the slope
+        val.border_price_eur_mwh = _border_prices(self.fed, self.m, val.point.inst, res.tables["buses"], SESSION_SCHEME)
+        return res
+
+    def communication(self) -> dict:
+        return self.session.rt.log.totals()
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _open_sessions(fed: Federation, member_scheme: str, options: dict) -> list[MemberSession | None]:
+    """A `MemberSession` per member for the hierarchical member scheme (None where opening one failed: that
+    member is then cleared in full every round, as for the other member schemes)."""
+    sessions: list[MemberSession | None] = [None] * fed.n_members
+    if member_scheme != SESSION_SCHEME:
+        return sessions
+    try:
+        for m, name in enumerate(fed.members):
+            try:
+                sessions[m] = MemberSession(fed, m, options)
+            except TdmarketError as exc:
+                log_.warning("%s: its hierarchical session did not open (%s); cleared in full every round", name, exc)
+    except BaseException:
+        for s in sessions:
+            if s is not None:
+                s.close()
+        raise
+    return sessions
 
 
 def _add_communication(total: dict, summary: dict) -> None:
@@ -82,6 +171,24 @@ def run_platform(
 ) -> FederationResult:
     """The platform's cut exchange with every member evaluated by `member_scheme` (module docstring)."""
     t0 = time.perf_counter()
+    sessions = _open_sessions(fed, member_scheme, options)
+    try:
+        return _run_platform(fed, scheme_id, member_scheme, options, settings, sessions, t0)
+    finally:
+        for s in sessions:
+            if s is not None:
+                s.close()
+
+
+def _run_platform(
+    fed: Federation,
+    scheme_id: str,
+    member_scheme: str,
+    options: dict,
+    settings: ExchangeSettings,
+    sessions: list[MemberSession | None],
+    t0: float,
+) -> FederationResult:
     ic = fed.interconnectors
     K, T, M = len(ic), fed.n_periods, fed.n_members
     log = MessageLog()
@@ -110,8 +217,9 @@ def run_platform(
                     round=rnd,
                 )
             )
+            session = sessions[m]
             try:
-                val = evaluate_member(fed, m, g, member_scheme, options)
+                val = session.evaluate(g) if session is not None else evaluate_member(fed, m, g, member_scheme, options)
             except TdmarketError as exc:
                 if member_scheme == "common":
                     raise
@@ -127,7 +235,8 @@ def run_platform(
                 )
                 val = evaluate_member(fed, m, g, "common", options)
             evaluations[0] += 1
-            _add_communication(member_comm, val.result.summary)
+            if val.result is not None:  # a session's messages are counted once, at the end
+                _add_communication(member_comm, val.result.summary)
             log.add(
                 FlowCut(
                     name,
@@ -211,11 +320,15 @@ def run_platform(
             "rounds": len(history),
             "warnings": list(outcome.warnings),
         }
-    final = ask_members(best_g, len(history) + 1)  # cached: the schedules of the best point
+    final = list(ask_members(best_g, len(history) + 1))  # cached: the schedules of the best point
     # schedules down: the final flows to every member (its TSO then dispatches its DSOs with them fixed)
+    results = _final_results(fed, best_g, final, sessions, options, fallbacks)
+    for session in sessions:
+        if session is not None:
+            _add_communication(member_comm, {"communication": session.communication()})
     member_costs = {}
     for m, name in enumerate(fed.members):
-        s = final[m].result.summary["cost"]
+        s = results[m].summary["cost"]
         member_costs[name] = {
             "market_cost_eur": float(s["market_cost_eur"]),
             "slack_cost_eur": float(s["slack_cost_eur"]),
@@ -230,6 +343,11 @@ def run_platform(
     summary["iterations"] = history
     summary["member_evaluations"] = evaluations[0]
     summary["member_fallbacks"] = fallbacks
+    if any(session is not None for session in sessions):
+        # what each member's hierarchical session reused: one curve request per DSO for the whole run
+        summary["member_sessions"] = {
+            name: session.session.summary() for name, session in zip(fed.members, sessions) if session is not None
+        }
     if fallbacks:
         certificate.setdefault("warnings", []).append(
             f"{len(fallbacks)} member clearing(s) failed in {member_scheme} and were replaced by common"
@@ -248,10 +366,38 @@ def run_platform(
         summary=summary,
         flows=ft,
         member_prices=member_prices_table(fed, prices),
-        members={name: final[m].result for m, name in enumerate(fed.members)},
+        members={name: results[m] for m, name in enumerate(fed.members)},
         member_instances={name: fed.member_with_flows(m, best_g) for m, name in enumerate(fed.members)},
         messages=log.entries,
     )
+
+
+def _final_results(
+    fed: Federation,
+    best_g: np.ndarray,
+    final: list[MemberValue],
+    sessions: list[MemberSession | None],
+    options: dict,
+    fallbacks: list[dict],
+) -> list[ClearingResult]:
+    """Every member's result at the final flows: a session's DSOs dispatch now (top-down); a member whose dispatch
+    fails is replaced by its integrated clearing (`common`) at those flows, listed in `fallbacks` (its values and
+    prices in `final` too)."""
+    out = []
+    for m, val in enumerate(final):
+        session = sessions[m]
+        if val.result is None and session is not None:
+            try:
+                val.result = session.result(val)
+            except TdmarketError as exc:
+                fallbacks.append({"member": fed.members[m], "round": "dispatch", "reason": str(exc)})
+                log_.warning(
+                    "%s: its dispatch at the platform's flows failed (%s); published common", fed.members[m], exc
+                )
+                final[m] = val = evaluate_member(fed, m, best_g, "common", options)
+        assert val.result is not None
+        out.append(val.result)
+    return out
 
 
 def run_isolated(fed: Federation, options: dict, member_scheme: str = "common") -> FederationResult:
@@ -262,9 +408,12 @@ def run_isolated(fed: Federation, options: dict, member_scheme: str = "common") 
     vals = [evaluate_member(fed, m, zero, member_scheme, options) for m in range(fed.n_members)]
     member_comm = {"messages": 0, "bytes": 0}
     member_costs = {}
+    results = [v.result for v in vals]
     for m, name in enumerate(fed.members):
-        _add_communication(member_comm, vals[m].result.summary)
-        s = vals[m].result.summary["cost"]
+        res = results[m]
+        assert res is not None
+        _add_communication(member_comm, res.summary)
+        s = res.summary["cost"]
         member_costs[name] = {k: float(s[k]) for k in ("market_cost_eur", "slack_cost_eur", "total_cost_eur")}
     prices = [v.border_price_eur_mwh for v in vals]
     period_hours = float(options.get("period_hours", ModelOptions.period_hours))
@@ -284,6 +433,6 @@ def run_isolated(fed: Federation, options: dict, member_scheme: str = "common") 
         summary=summary,
         flows=ft,
         member_prices=member_prices_table(fed, prices),
-        members={name: vals[m].result for m, name in enumerate(fed.members)},
+        members={name: r for name, r in zip(fed.members, results) if r is not None},
         member_instances={name: fed.instances[m] for m, name in enumerate(fed.members)},
     )

@@ -7,6 +7,7 @@ import copy
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from ..decomposition.exchange import CutPool, ParentPoint
 from ..decomposition.master import CutMaster, MasterSolution
@@ -23,6 +24,19 @@ def _master_context(master: CutMaster) -> tuple[ClearingProblem, np.ndarray, dic
     """What `TSO.cut_master` left on the master to read its solutions back: (problem, columns, maps, names)."""
     assert isinstance(master.context, tuple)
     return master.context
+
+
+class TSOMaster(CutMaster):
+    """The TSO's master of the cut exchange; it keeps its last unrestricted solution (`last_bound`: the optimum of
+    the cut model with the exchanges free, whose duals are the cut model's prices)."""
+
+    last_bound: MasterSolution | None = None
+
+    def solve(self, center: np.ndarray | None = None, radius: float | None = None) -> MasterSolution:
+        ms = super().solve(center, radius)
+        if center is None:
+            self.last_bound = ms
+        return ms
 
 
 @dataclass
@@ -77,6 +91,21 @@ class TSO:
         buses = tables["buses"][~tables["buses"].node.isin(b.id[b.is_boundary])].reset_index(drop=True)
         tables["buses"] = annotate_buses(self.sub, buses, intervals)
         return tables
+
+    def node_prices(self, res: TSOClearing) -> pd.DataFrame:
+        """Active-power price (€/MWh) of every own bus and period in a clearing, from its duals as solved (no
+        price intervals): columns node, period, price_p_eur_mwh."""
+        assert res.cp is not None and res.sol is not None  # a solved clearing keeps its problem
+        lam_p, _ = res.cp.slack.prices(res.cp.prog, res.sol.row_dual)
+        b, T = self.sub.buses, self.sub.n_periods
+        own = np.flatnonzero(~b.is_boundary)
+        return pd.DataFrame(
+            {
+                "node": np.repeat(b.id[own], T),
+                "period": np.tile(self.sub.periods, len(own)),
+                "price_p_eur_mwh": lam_p[own].ravel(),
+            }
+        )
 
     def publish(self, res: TSOClearing) -> TSOClearing:
         """Replace the solver's duals of a priced clearing by the published ones (`tdmarket.market.pricing`: the
@@ -168,10 +197,10 @@ class TSO:
         """The clearing with one θ per child and every cut in `pool` (no curves)."""
         return self._build(self._cut_offers(names, pool), use_curves=False, use_cuts=True, integer=integer)
 
-    def cut_master(self, names: list[str], pool: CutPool, threads: int = 1) -> CutMaster:
+    def cut_master(self, names: list[str], pool: CutPool, threads: int = 1) -> TSOMaster:
         """The relaxed master of the cut exchange, seeded with every cut in `pool`."""
         cp, cols, maps, _ = self._build_with_cuts(names, pool, integer=False)
-        master = CutMaster(cp.prog, cols, maps["theta"], threads=threads)
+        master = TSOMaster(cp.prog, cols, maps["theta"], threads=threads)
         master.context = (cp, cols, maps, names)
         return master
 
