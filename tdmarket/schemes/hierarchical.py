@@ -319,8 +319,12 @@ class _HierarchicalRun:
             reply = replies[self.names[a]].value
             rt.log.add(reply)
             x = np.asarray(reply.export_mw, float)
+            x_star = schedule[self.names[a]]
             change = reply.cost_eur - reply.cost_at_schedule_eur
-            if np.isfinite(change) and change < -tol and not np.allclose(x, schedule[self.names[a]], atol=1e-9):
+            # the DSO moves if it gains at the prices it was sent (its cost may rise when the exchange's value
+            # rises more); whether the move pays is decided below with the TSO's own cost change
+            gain = float(res.pi[self.top.index(a)] @ (x - x_star)) * self.opts.period_hours - change
+            if np.isfinite(gain) and gain > tol and not np.allclose(x, x_star, atol=1e-9):
                 schedule[self.names[a]] = x
                 dso_change += change
                 moved.append(self.names[a])
