@@ -228,18 +228,22 @@ class _HierarchicalRun:
         )
         return outcome
 
+    def _schedule(self, rt, res, a: int, stage: str) -> Schedule:
+        """The TSO's schedule of top-level DSO `a` in clearing `res` (exchange MW, interface price €/MWh), logged."""
+        i = self.top.index(a)
+        sched = Schedule(
+            sender="TSO",
+            receiver=self.names[a],
+            stage=stage,
+            periods=self.periods,
+            export_mw=res.x[i].tolist(),
+            price_eur_mwh=res.pi[i].tolist(),
+        )
+        rt.log.add(sched)
+        return sched
+
     def dispatch_top_down(self, rt, res) -> tuple[dict, dict[int, Schedule]]:
-        schedules: dict[int, Schedule] = {}
-        for i, a in enumerate(self.top):
-            schedules[a] = Schedule(
-                sender="TSO",
-                receiver=self.names[a],
-                stage="dispatch",
-                periods=self.periods,
-                export_mw=res.x[i].tolist(),
-                price_eur_mwh=res.pi[i].tolist(),
-            )
-            rt.log.add(schedules[a])
+        schedules = {a: self._schedule(rt, res, a, "dispatch") for a in self.top}
         t, times, dispatch = time.perf_counter(), [], {}
         for level in self.levels:
             level_areas = [a for a in self.dsos if self.depth[a] == level]
@@ -296,19 +300,7 @@ class _HierarchicalRun:
         if sum(integrality.values()) <= DISPATCH_SLACK * tol:
             return None
         costly = [a for a in self.top if integrality[a] > tol]
-        requests = {}
-        for a in costly:
-            i = self.top.index(a)
-            sched = Schedule(
-                sender="TSO",
-                receiver=self.names[a],
-                stage="repair",
-                periods=self.periods,
-                export_mw=res.x[i].tolist(),
-                price_eur_mwh=res.pi[i].tolist(),
-            )
-            rt.log.add(sched)
-            requests[self.names[a]] = (sched,)
+        requests = {self.names[a]: (self._schedule(rt, res, a, "repair"),) for a in costly}
         replies = rt.ask(
             "best_response", requests, stage="integer repair", mip_gap=self.ctx.mip_gap, time_limit=self.ctx.time_limit
         )
