@@ -305,37 +305,43 @@ class _HierarchicalRun:
             "best_response", requests, stage="integer repair", mip_gap=self.ctx.mip_gap, time_limit=self.ctx.time_limit
         )
         times.append(max(r.time_s for r in replies.values()))
-        schedule = {self.names[a]: res.x[i].copy() for i, a in enumerate(self.top)}
-        dso_change, moved = 0.0, []
+        current = {self.names[a]: res.x[i].copy() for i, a in enumerate(self.top)}
+        proposals: dict[str, tuple[np.ndarray, float, float]] = {}  # area: (exchange MW, its cost change €, gain €)
         for a in costly:
             reply = replies[self.names[a]].value
             rt.log.add(reply)
             x = np.asarray(reply.export_mw, float)
-            x_star = schedule[self.names[a]]
+            x_star = current[self.names[a]]
             change = reply.cost_eur - reply.cost_at_schedule_eur
             # the DSO moves if it gains at the prices it was sent (its cost may rise when the exchange's value
             # rises more); whether the move pays is decided below with the TSO's own cost change
             gain = float(res.pi[self.top.index(a)] @ (x - x_star)) * self.opts.period_hours - change
             if np.isfinite(gain) and gain > tol and not np.allclose(x, x_star, atol=1e-9):
-                schedule[self.names[a]] = x
-                dso_change += change
-                moved.append(self.names[a])
+                proposals[self.names[a]] = (x, change, gain)
         info = {
             "total_before_eur": total,
             "areas_asked": [self.names[a] for a in costly],
-            "areas_moved": moved,
+            "areas_moved": [],
             "accepted": False,
         }
-        if not moved:
-            return info, None
-        held = tso.clear_fixed(schedule, integer=True, mip_gap=min(self.ctx.mip_gap, 1e-4), threads=self.ctx.threads)
-        tso_change = float(held.cost["total_cost_eur"]) - float(res.cost["total_cost_eur"])
-        info.update(tso_change_eur=tso_change, dso_change_eur=dso_change)
-        if tso_change + dso_change >= -tol:
-            return info, None
-        info["accepted"] = True
-        held.names = [self.names[a] for a in self.top]  # the order every later step reads
-        return info, (held, *self.dispatch_top_down(rt, held))
+        # all proposed moves together, then (if that does not pay) each alone, largest gain first: two DSOs that
+        # both respond to one congested price can overshoot together (measured on a generated variant)
+        tries = [sorted(proposals)] if proposals else []
+        if len(proposals) > 1:
+            tries += [[n] for n in sorted(proposals, key=lambda n: -proposals[n][2])]
+        for names in tries:
+            schedule = {**current, **{n: proposals[n][0] for n in names}}
+            held = tso.clear_fixed(
+                schedule, integer=True, mip_gap=min(self.ctx.mip_gap, 1e-4), threads=self.ctx.threads
+            )
+            tso_change = float(held.cost["total_cost_eur"]) - float(res.cost["total_cost_eur"])
+            dso_change = sum(proposals[n][1] for n in names)
+            info.update(areas_moved=names, tso_change_eur=tso_change, dso_change_eur=dso_change)
+            if tso_change + dso_change < -tol:
+                info["accepted"] = True
+                held.names = [self.names[a] for a in self.top]  # the order every later step reads
+                return info, (held, *self.dispatch_top_down(rt, held))
+        return info, None
 
 
 @dataclass
