@@ -15,7 +15,7 @@ from ..formulations.options import ModelOptions
 from ..formulations.program import Program
 from ..model.instance import Instance
 from ..solvers import SolveStatus, solve
-from ..solvers.clarabel import RETRY_SETTINGS, PersistentSOCP, solve_clarabel
+from ..solvers.clarabel import PersistentSOCP, solve_clarabel, solve_clarabel_retrying
 from ..solvers.result import Solution
 from .offers import Offer, add_offer_rows, bound_offers, child_exchange_columns
 
@@ -88,12 +88,8 @@ class AreaModel:
         if sol.status not in GOOD:  # an interior point can stall on a warm structure: solve once from scratch
             prog = self.cp.prog.copy()
             prog.set_row_bounds(self.fix_rows, x_hat, x_hat)
-            sol = self._solve(prog)
             # then at looser settings (measured: one in ~1 000 on a generated 73-area system)
-            for settings in RETRY_SETTINGS:
-                if sol.status in GOOD:
-                    break
-                sol = solve_clarabel(prog, **settings)
+            sol = solve_clarabel_retrying(prog, self._solve(prog), lambda s: s.status in GOOD)
         return sol
 
     def with_binaries(self) -> AreaModel:

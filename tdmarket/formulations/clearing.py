@@ -119,6 +119,15 @@ class ClearingProblem:
         out["lines"] = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
         return out
 
+    def with_program(self, prog: Program) -> ClearingProblem:
+        """A shallow copy of this problem that holds `prog` (same blocks and rows, e.g. a copy whose costs or
+        bounds differ)."""
+        import copy
+
+        other = copy.copy(self)
+        other.prog = prog
+        return other
+
     def cost_parts(self, x: np.ndarray) -> dict[str, float]:
         """Market cost (orders) and slack cost (€) of a primal point."""
         market = self.orders.cost(self.prog, x)

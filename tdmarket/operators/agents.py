@@ -24,16 +24,6 @@ from ..schemes.centralized import solve_clearing
 from ..solvers import SolveStatus, solve
 
 
-def _with_program(cp, prog):
-    """A shallow copy of the clearing problem `cp` that holds `prog` (same blocks and rows, e.g. a pricing copy
-    whose costs and row bounds differ)."""
-    import copy
-
-    other = copy.copy(cp)
-    other.prog = prog
-    return other
-
-
 @dataclass
 class DispatchResult:
     """A DSO's dispatch for its schedule: its own tables, costs (€), the report sent up, its children's schedules."""
@@ -184,7 +174,7 @@ class DSO:
         bound = known if known is not None else solve(relaxed)
         fixed = relaxed.copy()
         fixed.set_bounds(ints, 0.0, 0.0)
-        sol, mip = solve_clearing(_with_program(model.cp, fixed))
+        sol, mip = solve_clearing(model.cp.with_program(fixed))
         lb = float(bound.objective) if bound.status in (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL) else None
         gap = None if lb is None else max(0.0, float(sol.objective) - lb) / max(1.0, abs(float(sol.objective)))
         mip.update(
@@ -292,7 +282,7 @@ class DSO:
         # interface price π as the reference of the area (tdmarket.market.pricing)
         reference = np.full((self.sub.n_areas, len(x_star)), np.nan)
         reference[0] = pi
-        price_cp = cp if pricing_prog is cp.prog else _with_program(cp, pricing_prog)
+        price_cp = cp if pricing_prog is cp.prog else cp.with_program(pricing_prog)
         priced, intervals = publish_prices(price_cp, priced, interface_price=reference, carry_rows=model.fix_rows)
         row_dual = priced.row_dual
         assert row_dual is not None  # published duals of a continuous solve

@@ -3,7 +3,6 @@ parent side of the cut exchange (its master, its mixed-integer rounds and its fa
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,6 +67,19 @@ class TSOClearing:
         if self._tables is None:
             self._tables = owner.tables(self.cp, self.sol, self.intervals)
         return self._tables
+
+
+def _held_columns(cp: ClearingProblem, cols: np.ndarray, point: ParentPoint) -> tuple[np.ndarray, np.ndarray] | None:
+    """The columns a published point holds and their values: the exchanges, and for an integer point also the
+    binaries at its solution's values (None if an integer point carries no solution of `cp`'s program)."""
+    fixed, values = cols.ravel(), point.x.ravel()
+    if not point.integer:
+        return fixed, values
+    sol = point.handle.sol
+    if sol is None or len(sol.x) != cp.prog.n:
+        return None
+    ints = cp.orders.binary_columns(cp.prog)
+    return np.concatenate([ints, fixed]), np.concatenate([sol.x[ints], values])
 
 
 class TSO:
@@ -212,15 +224,11 @@ class TSO:
     def priced_point(self, names: list[str], pool: CutPool, point: ParentPoint, threads: int = 1) -> TSOClearing:
         """The clearing published for a master point: the full model with every cut in `pool`, the exchanges held
         at the point's (and, for an integer point, the binaries at its values), solved by simplex, so that its
-        prices are the duals of the TSO's own clearing with every cut (the master keeps later cuts only in the
-        solver).  Same exchanges, same own cost up to solver tolerance."""
+        prices are the duals of the TSO's own clearing with every cut.  Same exchanges, same own cost up to solver
+        tolerance."""
         cp, cols, maps, names = self._build_with_cuts(names, pool, integer=False)
         held = point.handle
-        fixed, values = cols.ravel(), point.x.ravel()
-        if point.integer and held.sol is not None and len(held.sol.x) == cp.prog.n:
-            ints = cp.orders.binary_columns(cp.prog)
-            fixed = np.concatenate([ints, fixed])
-            values = np.concatenate([held.sol.x[ints], values])
+        fixed, values = _held_columns(cp, cols, point) or (cols.ravel(), point.x.ravel())
         cp.prog.set_bounds(fixed, values, values)
         sol, mip = solve_clearing(cp, threads=threads)
         res = self._result(cp, cols, maps, names, sol, held.mip)
@@ -235,23 +243,16 @@ class TSO:
         italy-652: the rebuild and cold solve took 3.0 s), and the published problem is a copy of the master's
         program with those columns fixed.  Falls back to `priced_point` if that LP is not optimal."""
         cp, cols, maps, names = _master_context(master)
-        held = point.handle
-        fixed, values = cols.ravel(), point.x.ravel()
-        if point.integer:
-            if held.sol is None or len(held.sol.x) != cp.prog.n:
-                return self.priced_point(names, pool, point, threads=threads)
-            ints = cp.orders.binary_columns(cp.prog)
-            fixed = np.concatenate([ints, fixed])
-            values = np.concatenate([held.sol.x[ints], values])
-        ms = master.solve_with_columns_fixed(fixed, values)
-        if ms is None:
+        held_cols = _held_columns(cp, cols, point)
+        ms = None if held_cols is None else master.solve_with_columns_fixed(*held_cols)
+        if held_cols is None or ms is None:
             return self.priced_point(names, pool, point, threads=threads)
+        fixed, values = held_cols
         ms.sol.x[fixed] = values  # a fixed column may come back within the primal tolerance of its value
-        published = copy.copy(cp)
-        published.prog = cp.prog.copy()
+        published = cp.with_program(cp.prog.copy())
         published.prog.set_bounds(fixed, values, values)
-        res = self._result(published, cols, maps, names, ms.sol, held.mip)
-        res.lower_bound = held.lower_bound
+        res = self._result(published, cols, maps, names, ms.sol, point.handle.mip)
+        res.lower_bound = point.handle.lower_bound
         return res
 
     def rounded_point(self, master: CutMaster, point: ParentPoint) -> ParentPoint | None:

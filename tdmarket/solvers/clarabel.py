@@ -15,6 +15,8 @@ i.e. d(objective)/d(active bound), the same convention as HiGHS.  `cone_dual` is
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import clarabel
 import numpy as np
 import scipy.sparse as sp
@@ -149,6 +151,15 @@ def solve_clarabel(
         _settings(tol, max_iter, verbose, time_limit, **settings),
     )
     return _solution(program, solver.solve(), masks)
+
+
+def solve_clarabel_retrying(program: Program, sol: Solution, good: Callable[[Solution], bool]) -> Solution:
+    """`sol` if `good(sol)`, else the first re-solve at RETRY_SETTINGS that is (the last one if none is)."""
+    for settings in RETRY_SETTINGS:
+        if good(sol):
+            break
+        sol = solve_clarabel(program, **settings)
+    return sol
 
 
 class PersistentSOCP:

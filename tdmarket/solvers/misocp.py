@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from ..formulations.program import Program
 from .acceptance import accept, rejection
-from .clarabel import RETRY_SETTINGS, solve_clarabel
+from .clarabel import solve_clarabel, solve_clarabel_retrying
 from .highs import solve_highs
 from .result import Solution, SolveStatus, usable_statuses
 
@@ -127,14 +127,13 @@ class _Incumbent:
         self.seen.add(key)
         fixed = fix_integers(prog, x)
         fx = solve_clarabel(fixed)
-        if not accept(fx, fixed) and fx.status is not SolveStatus.INFEASIBLE:
+        if fx.status is not SolveStatus.INFEASIBLE:
             # a fixed-integer SOCP the interior point did not finish at the default tolerance: the next MILP round
             # may propose the same binaries (then no incumbent is ever found), so retry it here
-            for settings in RETRY_SETTINGS:
-                retry = solve_clarabel(fixed, **settings)
-                if accept(retry, fixed):
-                    fx = retry
-                    break
+            first = fx
+            fx = solve_clarabel_retrying(fixed, fx, lambda s: accept(s, fixed))
+            if not accept(fx, fixed):
+                fx = first  # none accepted: judge the first solve, as before (e.g. within RELAXATION_TOL)
         if accept(fx, fixed):
             if fx.objective < self.ub:
                 self.ub, self.best = fx.objective, fx
