@@ -95,12 +95,18 @@ class DispatchReport(Message):
 class BestResponse(Message):
     """DSO → TSO in the integer repair (docs/model.md §6.3): the exchange this DSO prefers at the published
     interface prices with its binaries decided (MW per period), its mixed-integer cost there and at the schedule
-    it was dispatched at (€, own orders, slack and children's offers; the exchange's value excluded)."""
+    it was dispatched at (€, own orders, slack and children's offers; the exchange's value excluded), and a lower
+    bound L of min_x C^MI(x) − Δπᵀx (€, the mixed-integer solve's bound; None if none): the Lagrangian cut
+    C^MI(x) >= L + Δπᵀx holds at every exchange x."""
 
     periods: list[int] = field(default_factory=list)
     export_mw: list[float] = field(default_factory=list)
-    cost_eur: float = 0.0
-    cost_at_schedule_eur: float = 0.0
+    cost_eur: float | None = None
+    cost_at_schedule_eur: float | None = None
+    bound_eur: float | None = None
+    # the exchange nearest to the schedule that its binaries deliver without slack, and its cost there (€)
+    near_export_mw: list[float] = field(default_factory=list)
+    near_cost_eur: float | None = None
 
 
 @dataclass

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..decomposition.area_model import AreaModel
 from ..decomposition.curves import build_curves
@@ -60,7 +61,9 @@ class DSO:
         self.children = [m.sender for m in self.child_msgs]
         self._relaxed: AreaModel | None = None  # kept for the agent's lifetime: every round only moves x̂
         self._own_offer: CurveOffer | None = None  # the curves this agent sent its parent
-        self._dispatched: tuple[np.ndarray, float] | None = None  # last schedule dispatched (MW) and its cost (€)
+        # mixed-integer cost (€) of every schedule dispatched, by its exchange (MW) bytes: the integer repair may
+        # try a point and keep the one dispatched before
+        self._dispatched: dict[bytes, float] = {}
 
     def _offers(self) -> list[Offer]:
         return [offer_from_message(m) for m in self.child_msgs]
@@ -132,9 +135,7 @@ class DSO:
         whether the exchange moves.  Without a better point (or on a solver failure) it proposes the schedule."""
         x_star = np.asarray(sched.export_mw, float)
         pi = np.asarray(sched.price_eur_mwh, float)
-        at_schedule = float("nan")
-        if self._dispatched is not None and np.array_equal(self._dispatched[0], x_star):
-            at_schedule = self._dispatched[1]
+        at_schedule = self._dispatched.get(x_star.tobytes())  # None: never dispatched there (not expected)
         reply = BestResponse(
             sender=self.name,
             receiver=self.parent,
@@ -154,13 +155,49 @@ class DSO:
         c[model.cp.own_x] -= value
         prog.set_cost(c)
         try:
-            sol, _ = solve_clearing(model.cp, mip_gap=mip_gap, time_limit=time_limit)
+            sol, mip = solve_clearing(model.cp, mip_gap=mip_gap, time_limit=time_limit)
         except SolverError:
             return reply
         x = sol.x[model.cp.own_x]
         reply.export_mw = x.tolist()
         reply.cost_eur = float(sol.objective + value @ x)
+        bound = mip.get("lower_bound")
+        if bound is not None and np.isfinite(bound):
+            reply.bound_eur = min(float(bound), float(sol.objective))
+        near = self._nearest_deliverable(x_star, value, mip_gap=mip_gap, time_limit=time_limit)
+        if near is not None:
+            reply.near_export_mw, reply.near_cost_eur = near[0].tolist(), near[1]
         return reply
+
+    def _nearest_deliverable(self, x_star: np.ndarray, value: np.ndarray, *, mip_gap: float, time_limit: float | None):
+        """The exchange nearest to the schedule x* (L1, MW) that this DSO's binaries deliver without slack, at its
+        lowest cost: min C^MI(x) − valueᵀx + ρΔ‖x − x*‖₁ with ρ above every marginal gain of moving (its largest
+        order price plus the largest interface price, capped at half the slack penalty κ, so that slack stays
+        dearer).  Returns (x MW, C^MI(x) €), or None on a solver failure.  The best response alone finds the
+        exchange the prices favour; a DSO whose relaxation sat a few kW from a deliverable point should also
+        offer that point (measured on a generated variant: the centralized optimum keeps it, +1e-2 without)."""
+        model = self.model().with_binaries()
+        prog, cols, T = model.cp.prog, model.cp.own_x, len(x_star)
+        prog.set_row_bounds(model.fix_rows, np.full(T, -model.rating), np.full(T, model.rating))
+        dt = self.opts.period_hours
+        rho = min(
+            self.sub.max_abs_price_eur_mwh() + float(np.abs(value).max(initial=0.0)) / dt + 1.0,
+            0.5 * self.opts.slack_penalty,
+        )
+        c = prog.c.copy()
+        c[cols] -= value
+        prog.set_cost(c)
+        dev = prog.add_variables("nearest_deviation_mw", T, 0.0, np.inf, rho * dt).index
+        pick = sp.csr_matrix((np.ones(T), (np.arange(T), cols)), shape=(T, prog.n))
+        put = sp.csr_matrix((np.ones(T), (np.arange(T), dev)), shape=(T, prog.n))
+        prog.add_rows("nearest_above", put - pick, -x_star, np.inf)  # dev >= x − x*
+        prog.add_rows("nearest_below", put + pick, x_star, np.inf)  # dev >= x* − x
+        try:
+            sol, _ = solve_clearing(model.cp, mip_gap=mip_gap, time_limit=time_limit)
+        except SolverError:
+            return None
+        x = sol.x[cols]
+        return x, float(sol.objective + value @ x - rho * dt * np.abs(x - x_star).sum())
 
     def _dispatch_without_commitments(self, model: AreaModel, known, exc: Exception):
         """Fallback when the mixed-integer dispatch finds no point (e.g. every fixed-integer SOCP refused): every
@@ -272,7 +309,7 @@ class DSO:
                 raise
             sol, mip = self._dispatch_without_commitments(model, known, exc)
         cp = model.cp
-        self._dispatched = (x_star.copy(), float(sol.objective))
+        self._dispatched[x_star.tobytes()] = float(sol.objective)
         dt = self.opts.period_hours
         pi = np.asarray(sched.price_eur_mwh, float) if sched.price_eur_mwh else np.full(len(x_star), np.nan)
         pricing_prog, priced = cp.prog, sol

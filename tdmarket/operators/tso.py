@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from ..decomposition.exchange import CutPool, ParentPoint
 from ..decomposition.master import CutMaster, MasterSolution
@@ -306,6 +307,41 @@ class TSO:
         res = self._result(cp, cols, maps, names, sol, mip)
         lb = res.lower_bound if box is None else -np.inf
         return ParentPoint(x=res.x, own_cost=res.own_cost, lower_bound=lb, handle=res, integer=True)
+
+    def clear_with_menus(
+        self,
+        names: list[str],
+        pool: CutPool,
+        menus: dict[int, tuple[np.ndarray, np.ndarray]],
+        *,
+        mip_gap: float,
+        time_limit: float | None,
+        threads: int = 1,
+    ) -> ParentPoint:
+        """Mixed-integer master in which child `a` of `menus` (index: (points (K, T) MW, costs (K,) €)) takes
+        exactly one of its K exchanges, at its known cost (binary λ_ak: x_a = Σ_k λ_ak X_ak, θ_a >= Σ_k λ_ak C_ak,
+        Σ_k λ_ak = 1); the other children stay free on their cuts; the TSO's binaries are decided.  The menu
+        points are exchanges a DSO's binaries deliver (integer repair), so its cost is exact where the clearing
+        puts it.  The result bounds nothing (lower_bound = −inf)."""
+        cp, cols, maps, names = self._build_with_cuts(names, pool, integer=True)
+        prog, theta = cp.prog, maps["theta"]
+        T = cols.shape[1]
+        for a in sorted(menus):
+            X, C = np.asarray(menus[a][0], float).reshape(-1, T), np.asarray(menus[a][1], float)
+            K = len(C)
+            lam = prog.add_variables(f"menu_choice_{a}", K, 0.0, 1.0, 0.0, integer=True).index
+            n = prog.n
+            # x_a − Σ_k X_akt λ_ak = 0 per period
+            rows = np.concatenate([np.arange(T), np.repeat(np.arange(T), K)])
+            colx = np.concatenate([cols[a], np.tile(lam, T)])
+            vals = np.concatenate([np.ones(T), -X.T.ravel()])
+            prog.add_rows(f"menu_exchange_{a}", sp.csr_matrix((vals, (rows, colx)), shape=(T, n)), 0.0, 0.0)
+            prog.add_rows(f"menu_one_{a}", sp.csr_matrix((np.ones(K), (np.zeros(K), lam)), shape=(1, n)), 1.0, 1.0)
+            A = sp.csr_matrix((np.concatenate([[1.0], -C]), (np.zeros(K + 1), np.r_[theta[a], lam])), shape=(1, n))
+            prog.add_rows(f"menu_cost_{a}", A, 0.0, np.inf)
+        sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
+        res = self._result(cp, cols, maps, names, sol, mip)
+        return ParentPoint(x=res.x, own_cost=res.own_cost, lower_bound=-np.inf, handle=res, integer=True)
 
     def clear_without_commitments(self, names: list[str], pool: CutPool, threads: int = 1) -> ParentPoint:
         """Fallback that is feasible by construction: every binary of the TSO at 0 (no all-or-nothing, start/stop
