@@ -27,3 +27,4 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/centralized_relaxed.py
 	$(PY) benchmarks/centralized_mip.py
 	$(PY) benchmarks/hierarchical.py
+	$(PY) benchmarks/hierarchical_variants.py

@@ -372,14 +372,12 @@ def test_integer_repair_menu_choice_when_two_dsos_answer_one_congested_price(tmp
     moves only, +11.2 % with each move also tried alone (other exchanges held), +7e-4 with the menu choice (each
     asked DSO takes one exchange its binaries deliver, the others free on their cuts)."""
     from tdmarket.examples import builtin_path
-    from tdmarket.generate.variants import make_variant
+    from tdmarket.generate.variants import make_variant, property_test_options
 
-    variant = dict(dso_copies=3, aon_share=0.2710771924717232, start_stop_share=0.376604216338295)
-    variant |= dict(negative_price_share=0.13094474507148976, interface_rating_scale=0.3, d_rating_scale=0.4)
-    variant |= dict(imbalance_scale=0.6001171284763518, price_noise=0.1)
+    variant, scheme = property_test_options(48)
     inst = tdmarket.load(make_variant(builtin_path(), tmp_path / "v", seed=48, **variant))
     central = clear_centralized(inst, mip_gap=1e-6).total_cost
-    res = run_hierarchical(inst, executor="inline", max_evals=8, skip_bracketed=0.2)
+    res = run_hierarchical(inst, executor="inline", **scheme)
     rounds = res.summary["integer_repair"]["rounds"]
     assert any(r["accepted"] and r["how"] == "menu choice" and len(r["areas_moved"]) >= 2 for r in rounds), rounds
     assert central - 1e-6 <= res.total_cost <= (1 + 2e-3) * central

@@ -14,34 +14,17 @@ import pytest
 
 import tdmarket
 from tdmarket.examples import builtin_path
-from tdmarket.generate.variants import make_variant
+from tdmarket.generate.variants import make_variant, property_test_options
 
 SEEDS = range(50)
 
 
 def _options(seed: int) -> dict:
-    rng = np.random.default_rng(1000 + seed)
-    return {
-        "dso_copies": int(rng.integers(1, 4)),
-        "aon_share": float(rng.uniform(0.2, 0.8)),
-        "start_stop_share": float(rng.uniform(0.0, 0.4)),
-        "negative_price_share": float(rng.uniform(0.0, 0.6)),
-        "interface_rating_scale": float(rng.choice([1.0, 0.6, 0.3])),
-        "d_rating_scale": float(rng.choice([1.0, 0.7, 0.4])),
-        "imbalance_scale": float(rng.uniform(0.5, 1.5)),
-        "price_noise": 0.1,
-    }
+    return property_test_options(seed)[0]
 
 
 def _scheme_options(seed: int) -> dict:
-    """The scheme's own options vary too: the properties hold for any of them (a DSO dispatch that found no
-    integer point crashed italy-652 only with max_evals 3)."""
-    rng = np.random.default_rng(2000 + seed)
-    return {
-        "max_evals": int(rng.choice([3, 5, 8])),
-        "skip_bracketed": float(rng.choice([0.0, 0.05, 0.2])),
-        "curve_tol": float(rng.choice([0.1, 1.0])),
-    }
+    return property_test_options(seed)[1]
 
 
 @pytest.mark.slow

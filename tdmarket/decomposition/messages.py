@@ -97,16 +97,17 @@ class BestResponse(Message):
     interface prices with its binaries decided (MW per period), its mixed-integer cost there and at the schedule
     it was dispatched at (€, own orders, slack and children's offers; the exchange's value excluded), and a lower
     bound L of min_x C^MI(x) − Δπᵀx (€, the mixed-integer solve's bound; None if none): the Lagrangian cut
-    C^MI(x) >= L + Δπᵀx holds at every exchange x."""
+    C^MI(x) >= L + Δπᵀx holds at every exchange x; and more exchanges its binaries deliver (its menu)."""
 
     periods: list[int] = field(default_factory=list)
     export_mw: list[float] = field(default_factory=list)
     cost_eur: float | None = None
     cost_at_schedule_eur: float | None = None
     bound_eur: float | None = None
-    # the exchange nearest to the schedule that its binaries deliver without slack, and its cost there (€)
-    near_export_mw: list[float] = field(default_factory=list)
-    near_cost_eur: float | None = None
+    # other exchanges its binaries deliver (MW per period), with their costs (€): the nearest to the schedule, and
+    # the best responses at prices a little above and below π (docs/model.md §6.3 item 8)
+    menu_mw: list[list[float]] = field(default_factory=list)
+    menu_cost_eur: list[float] = field(default_factory=list)
 
 
 @dataclass

@@ -331,3 +331,28 @@ def make_benchmark_system(out_dir, *, seed: int = 0, base_path=None, overwrite: 
     up to 26 000 segments, AON share 0.70 and price noise σ = 0.05 so that duplicates are not exact ties."""
     base = Path(base_path) if base_path is not None else find_smartnet("italy-652")
     return make_variant(base, out_dir, seed=seed, overwrite=overwrite, **PRESETS["benchmark"])
+
+
+def property_test_options(seed: int) -> tuple[dict, dict]:
+    """The hard variant of the built-in example that the hierarchical property test (and
+    `benchmarks/hierarchical_variants.py`) draws for `seed`: (options of `make_variant`, options of the
+    hierarchical scheme).  The scheme's own options vary too, since the properties must hold for any of them (a
+    DSO dispatch that found no integer point crashed italy-652 only with max_evals 3)."""
+    rng = np.random.default_rng(1000 + seed)
+    variant = {
+        "dso_copies": int(rng.integers(1, 4)),
+        "aon_share": float(rng.uniform(0.2, 0.8)),
+        "start_stop_share": float(rng.uniform(0.0, 0.4)),
+        "negative_price_share": float(rng.uniform(0.0, 0.6)),
+        "interface_rating_scale": float(rng.choice([1.0, 0.6, 0.3])),
+        "d_rating_scale": float(rng.choice([1.0, 0.7, 0.4])),
+        "imbalance_scale": float(rng.uniform(0.5, 1.5)),
+        "price_noise": 0.1,
+    }
+    rng = np.random.default_rng(2000 + seed)
+    scheme = {
+        "max_evals": int(rng.choice([3, 5, 8])),
+        "skip_bracketed": float(rng.choice([0.0, 0.05, 0.2])),
+        "curve_tol": float(rng.choice([0.1, 1.0])),
+    }
+    return variant, scheme

@@ -24,6 +24,8 @@ from ..model.instance import Instance
 from ..schemes.centralized import solve_clearing
 from ..solvers import SolveStatus, solve
 
+PRICE_STEP = 0.1  # integer repair: a DSO's menu holds its best responses at (1 ± PRICE_STEP)·π ± 1 €/MWh
+
 
 @dataclass
 class DispatchResult:
@@ -164,16 +166,32 @@ class DSO:
         bound = mip.get("lower_bound")
         if bound is not None and np.isfinite(bound):
             reply.bound_eur = min(float(bound), float(sol.objective))
+        # the menu: the exchange nearest to the schedule, and the best responses at prices 10 % + 1 €/MWh above and
+        # below π, which find the configurations next to a tie (measured on the property test's variants with
+        # integer repair gaps: ±10 % brought 3 of 9 within 1e-4 of centralized, ±20 % two, ±50 % none)
         near = self._nearest_deliverable(x_star, value, mip_gap=mip_gap, time_limit=time_limit)
         if near is not None:
-            reply.near_export_mw, reply.near_cost_eur = near[0].tolist(), near[1]
+            reply.menu_mw.append(near[0].tolist())
+            reply.menu_cost_eur.append(near[1])
+        for sign in (1.0, -1.0):
+            shifted = value + sign * (PRICE_STEP * np.abs(value) + self.opts.period_hours)  # € per MW
+            c_shifted = c.copy()
+            c_shifted[model.cp.own_x] += value - shifted
+            prog.set_cost(c_shifted)
+            try:
+                other, _ = solve_clearing(model.cp, mip_gap=mip_gap, time_limit=time_limit)
+            except SolverError:
+                continue
+            x_other = other.x[model.cp.own_x]
+            reply.menu_mw.append(x_other.tolist())
+            reply.menu_cost_eur.append(float(other.objective + shifted @ x_other))
         return reply
 
     def _nearest_deliverable(self, x_star: np.ndarray, value: np.ndarray, *, mip_gap: float, time_limit: float | None):
-        """The exchange nearest to the schedule x* (L1, MW) that this DSO's binaries deliver without slack, at its
-        lowest cost: min C^MI(x) − valueᵀx + ρΔ‖x − x*‖₁ with ρ above every marginal gain of moving (its largest
-        order price plus the largest interface price, capped at half the slack penalty κ, so that slack stays
-        dearer).  Returns (x MW, C^MI(x) €), or None on a solver failure.  The best response alone finds the
+        """The exchange nearest to the schedule x* (L1, MW) that this DSO's binaries
+        deliver without slack, at its lowest cost: min C^MI(x) − valueᵀx + ρΔ‖x − x*‖₁ with ρ above every
+        marginal gain of moving (its largest order price plus the largest interface price, capped at half the
+        slack penalty κ, so that slack stays dearer).  Returns (x MW, C^MI(x) €), or None on a solver failure.  The best response alone finds the
         exchange the prices favour; a DSO whose relaxation sat a few kW from a deliverable point should also
         offer that point (measured on a generated variant: the centralized optimum keeps it, +1e-2 without)."""
         model = self.model().with_binaries()
