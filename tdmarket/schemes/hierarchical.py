@@ -718,9 +718,15 @@ def _certify(
             "approximate the sub-DSOs' costs, so the exchange's bound and gap are not certified"
         )
     elif not np.isfinite(gap) or gap > DISPATCH_SLACK * settings.gap:
+        if integer_bound > outcome.lower_bound:
+            why = (
+                "bound from the DSOs' Lagrangian cuts of their mixed-integer costs: the rest is the gap between "
+                "those costs and their convex hull, or a better combination of the DSOs' binaries not found"
+            )
+        else:
+            why = f"{outcome.reason}; DSO integrality cost {s.get('integrality_cost_eur', 0.0):.4g} EUR"
         s["warnings"].append(
-            f"certified gap of the dispatched point {gap:.3g} exceeds {DISPATCH_SLACK * settings.gap:g} "
-            f"({outcome.reason}; DSO integrality cost {s.get('integrality_cost_eur', 0.0):.4g} EUR)"
+            f"certified gap of the dispatched point {gap:.3g} exceeds {DISPATCH_SLACK * settings.gap:g} ({why})"
         )
 
 
