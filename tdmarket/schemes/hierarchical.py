@@ -286,6 +286,7 @@ class _HierarchicalRun:
         t, times = time.perf_counter(), list[float]()
         first_dispatch = self.stage_times.get("dispatch")  # a repaired point's re-dispatch counts as repair time
         prices = res.pi
+        tried = [np.asarray(prices, float)]  # the prices each round was asked at
         asked: set[int] = set()
         for _ in range(self.repair_rounds if self.opts.integer and not self.ctx.relax else 0):
             step = self._repair_round(rt, tso, res, dispatch, times, prices, asked, master, pool)
@@ -295,9 +296,17 @@ class _HierarchicalRun:
             rounds.append(info)
             if better is not None:
                 res, dispatch, schedules = better
-            elif master_prices is None:
-                break  # no move paid and the bound did not move: the next round would ask the same
-            prices = res.pi if master_prices is None else master_prices
+            # next: the master's prices if its bound rose (Kelley's method on the Lagrangian dual), else the
+            # current point's published prices; a round at prices already asked would get the same answers
+            fresh = [
+                np.asarray(q, float)
+                for q in (master_prices, res.pi)
+                if q is not None and not any(np.allclose(q, old, rtol=0, atol=1e-6) for old in tried)
+            ]
+            if not fresh:
+                break
+            prices = fresh[0]
+            tried.append(prices)
         if rounds:
             self.repair = {"rounds": rounds, "accepted": sum(r["accepted"] for r in rounds)}
             if np.isfinite(self.repair_lower_bound):
