@@ -286,7 +286,7 @@ class _HierarchicalRun:
         t, times = time.perf_counter(), list[float]()
         first_dispatch = self.stage_times.get("dispatch")  # a repaired point's re-dispatch counts as repair time
         prices = res.pi
-        tried = [np.asarray(prices, float)]  # the prices each round was asked at
+        tried = [(res.x.copy(), np.asarray(prices, float))]  # the schedules and prices each round was asked at
         asked: set[int] = set()
         for _ in range(self.repair_rounds if self.opts.integer and not self.ctx.relax else 0):
             step = self._repair_round(rt, tso, res, dispatch, times, prices, asked, master, pool)
@@ -297,16 +297,21 @@ class _HierarchicalRun:
             if better is not None:
                 res, dispatch, schedules = better
             # next: the master's prices if its bound rose (Kelley's method on the Lagrangian dual), else the
-            # current point's published prices; a round at prices already asked would get the same answers
+            # current point's published prices; a round at a schedule and prices already asked would get the
+            # same answers
             fresh = [
                 np.asarray(q, float)
                 for q in (master_prices, res.pi)
-                if q is not None and not any(np.allclose(q, old, rtol=0, atol=1e-6) for old in tried)
+                if q is not None
+                and not any(
+                    np.allclose(res.x, x, rtol=0, atol=1e-9) and np.allclose(q, pi, rtol=0, atol=1e-6)
+                    for x, pi in tried
+                )
             ]
             if not fresh:
                 break
             prices = fresh[0]
-            tried.append(prices)
+            tried.append((res.x.copy(), prices))
         if rounds:
             self.repair = {"rounds": rounds, "accepted": sum(r["accepted"] for r in rounds)}
             if np.isfinite(self.repair_lower_bound):
