@@ -19,21 +19,14 @@ from tdmarket.generate.variants import make_variant, property_test_options
 SEEDS = range(50)
 
 
-def _options(seed: int) -> dict:
-    return property_test_options(seed)[0]
-
-
-def _scheme_options(seed: int) -> dict:
-    return property_test_options(seed)[1]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", SEEDS)
 def test_hierarchical_is_certified_against_centralized(seed, tmp_path):
-    folder = make_variant(builtin_path(), tmp_path / "v", seed=seed, **_options(seed))
+    variant, scheme = property_test_options(seed)
+    folder = make_variant(builtin_path(), tmp_path / "v", seed=seed, **variant)
     inst = tdmarket.load(folder)
     central = tdmarket.clear(inst, scheme="centralized", mip_gap=1e-6, incentives=False)
-    res = tdmarket.clear(inst, scheme="hierarchical", executor="inline", incentives=False, **_scheme_options(seed))
+    res = tdmarket.clear(inst, scheme="hierarchical", executor="inline", incentives=False, **scheme)
     s = res.summary
     cert = s["certificate"]
     scale = max(1.0, abs(central.total_cost))

@@ -24,7 +24,6 @@ from ..model.instance import Instance
 from ..schemes.centralized import solve_clearing
 from ..solvers import SolveStatus, solve
 
-SLACK_BLOCKS = ("slack_p_plus", "slack_p_minus", "slack_q_plus", "slack_q_minus")
 PRICE_STEP = 0.1  # integer repair: a DSO's menu holds its best responses at (1 ± PRICE_STEP)·π ± 1 €/MWh
 
 
@@ -64,10 +63,9 @@ class DSO:
         self.children = [m.sender for m in self.child_msgs]
         self._relaxed: AreaModel | None = None  # kept for the agent's lifetime: every round only moves x̂
         self._own_offer: CurveOffer | None = None  # the curves this agent sent its parent
-        # mixed-integer cost (€) of every schedule dispatched, by its exchange (MW) bytes: the integer repair may
-        # try a point and keep the one dispatched before
-        self._dispatched: dict[bytes, float] = {}
-        self._needs_slack: set[bytes] = set()  # schedules whose dispatch paid slack
+        # (mixed-integer cost €, whether it paid slack) of every schedule dispatched, by its exchange (MW) bytes:
+        # the integer repair may try a point and keep the one dispatched before
+        self._dispatched: dict[bytes, tuple[float, bool]] = {}
 
     def _offers(self) -> list[Offer]:
         return [offer_from_message(m) for m in self.child_msgs]
@@ -139,7 +137,7 @@ class DSO:
         whether the exchange moves.  Without a better point (or on a solver failure) it proposes the schedule."""
         x_star = np.asarray(sched.export_mw, float)
         pi = np.asarray(sched.price_eur_mwh, float)
-        at_schedule = self._dispatched.get(x_star.tobytes())  # None: never dispatched there (not expected)
+        at_schedule = self._dispatched.get(x_star.tobytes(), (None, True))[0]  # None: never dispatched there
         reply = BestResponse(
             sender=self.name,
             receiver=self.parent,
@@ -151,75 +149,78 @@ class DSO:
         )
         if not self.opts.integer or not np.isfinite(pi).all():
             return reply
-        model = self.model().with_binaries()
-        prog = model.cp.prog
-        prog.set_row_bounds(model.fix_rows, np.full(len(x_star), -model.rating), np.full(len(x_star), model.rating))
+        model = self._exchange_free_model()
+        base = model.cp.prog.c.copy()
         value = pi * self.opts.period_hours  # € per MW exported
-        c = prog.c.copy()
-        c[model.cp.own_x] -= value
-        prog.set_cost(c)
+        best = self._respond(model, base, value, mip_gap=mip_gap, time_limit=time_limit)
+        if best is None:
+            return reply
+        x, cost, mip = best
+        reply.export_mw, reply.cost_eur = x.tolist(), cost
+        bound = mip.get("lower_bound")
+        if bound is not None and np.isfinite(bound):
+            reply.bound_eur = min(float(bound), cost - float(value @ x))
+        # the menu: the exchange nearest to the schedule (unless its dispatch there paid no slack: then it is its
+        # own nearest), and the best responses at prices 10 % + 1 €/MWh above and below π, which find the
+        # configurations next to a tie (measured on the property test's variants with integer repair gaps: ±10 %
+        # brought 3 of 9 within 1e-4 of centralized, ±20 % two, ±50 % none)
+        menu = []
+        if self._dispatched.get(x_star.tobytes(), (None, True))[1]:
+            menu.append(self._nearest_deliverable(x_star, value, mip_gap=mip_gap, time_limit=time_limit))
+        for sign in (1.0, -1.0):
+            shifted = value + sign * (PRICE_STEP * np.abs(value) + self.opts.period_hours)  # € per MW
+            menu.append(self._respond(model, base, shifted, mip_gap=mip_gap, time_limit=time_limit))
+        for found in filter(None, menu):
+            reply.menu_mw.append(found[0].tolist())
+            reply.menu_cost_eur.append(found[1])
+        return reply
+
+    def _exchange_free_model(self) -> AreaModel:
+        """This area's model with its binaries and the exchange free within the interface rating."""
+        model = self.model().with_binaries()
+        T = len(model.fix_rows)
+        model.cp.prog.set_row_bounds(model.fix_rows, np.full(T, -model.rating), np.full(T, model.rating))
+        return model
+
+    @staticmethod
+    def _respond(model: AreaModel, base: np.ndarray, value: np.ndarray, *, mip_gap: float, time_limit: float | None):
+        """arg min_x C^MI(x) − valueᵀx on `model` whose own costs are `base`: (x MW, the program's cost at it
+        without the exchange's value €, the mixed-integer info), or None on a solver failure."""
+        cols = model.cp.own_x
+        c = base.copy()
+        c[cols] -= value
+        model.cp.prog.set_cost(c)
         try:
             sol, mip = solve_clearing(model.cp, mip_gap=mip_gap, time_limit=time_limit)
         except SolverError:
-            return reply
-        x = sol.x[model.cp.own_x]
-        reply.export_mw = x.tolist()
-        reply.cost_eur = float(sol.objective + value @ x)
-        bound = mip.get("lower_bound")
-        if bound is not None and np.isfinite(bound):
-            reply.bound_eur = min(float(bound), float(sol.objective))
-        # the menu: the exchange nearest to the schedule, and the best responses at prices 10 % + 1 €/MWh above and
-        # below π, which find the configurations next to a tie (measured on the property test's variants with
-        # integer repair gaps: ±10 % brought 3 of 9 within 1e-4 of centralized, ±20 % two, ±50 % none)
-        # (a schedule dispatched without slack is its own nearest deliverable exchange)
-        deliverable = x_star.tobytes() in self._dispatched and x_star.tobytes() not in self._needs_slack
-        near = None if deliverable else self._nearest_deliverable(x_star, value, mip_gap=mip_gap, time_limit=time_limit)
-        if near is not None:
-            reply.menu_mw.append(near[0].tolist())
-            reply.menu_cost_eur.append(near[1])
-        for sign in (1.0, -1.0):
-            shifted = value + sign * (PRICE_STEP * np.abs(value) + self.opts.period_hours)  # € per MW
-            c_shifted = c.copy()
-            c_shifted[model.cp.own_x] += value - shifted
-            prog.set_cost(c_shifted)
-            try:
-                other, _ = solve_clearing(model.cp, mip_gap=mip_gap, time_limit=time_limit)
-            except SolverError:
-                continue
-            x_other = other.x[model.cp.own_x]
-            reply.menu_mw.append(x_other.tolist())
-            reply.menu_cost_eur.append(float(other.objective + shifted @ x_other))
-        return reply
+            return None
+        x = sol.x[cols]
+        return x, float(sol.objective + value @ x), mip
 
     def _nearest_deliverable(self, x_star: np.ndarray, value: np.ndarray, *, mip_gap: float, time_limit: float | None):
-        """The exchange nearest to the schedule x* (L1, MW) that this DSO's binaries
-        deliver without slack, at its lowest cost: min C^MI(x) − valueᵀx + ρΔ‖x − x*‖₁ with ρ above every
-        marginal gain of moving (its largest order price plus the largest interface price, capped at half the
-        slack penalty κ, so that slack stays dearer).  Returns (x MW, C^MI(x) €), or None on a solver failure.  The best response alone finds the
+        """The exchange nearest to the schedule x* (L1, MW) that this DSO's binaries deliver without slack, at its
+        lowest cost: min C^MI(x) − valueᵀx + ρΔ‖x − x*‖₁ with ρ above every marginal gain of moving (its largest
+        order price plus the largest interface price, capped at half the slack penalty κ, so that slack stays
+        dearer).  Returns (x MW, C^MI(x) €), or None on a solver failure.  The best response alone finds the
         exchange the prices favour; a DSO whose relaxation sat a few kW from a deliverable point should also
         offer that point (measured on a generated variant: the centralized optimum keeps it, +1e-2 without)."""
-        model = self.model().with_binaries()
+        model = self._exchange_free_model()
         prog, cols, T = model.cp.prog, model.cp.own_x, len(x_star)
-        prog.set_row_bounds(model.fix_rows, np.full(T, -model.rating), np.full(T, model.rating))
         dt = self.opts.period_hours
         rho = min(
             self.sub.max_abs_price_eur_mwh() + float(np.abs(value).max(initial=0.0)) / dt + 1.0,
             0.5 * self.opts.slack_penalty,
         )
-        c = prog.c.copy()
-        c[cols] -= value
-        prog.set_cost(c)
         dev = prog.add_variables("nearest_deviation_mw", T, 0.0, np.inf, rho * dt).index
         pick = sp.csr_matrix((np.ones(T), (np.arange(T), cols)), shape=(T, prog.n))
         put = sp.csr_matrix((np.ones(T), (np.arange(T), dev)), shape=(T, prog.n))
         prog.add_rows("nearest_above", put - pick, -x_star, np.inf)  # dev >= x − x*
         prog.add_rows("nearest_below", put + pick, x_star, np.inf)  # dev >= x* − x
-        try:
-            sol, _ = solve_clearing(model.cp, mip_gap=mip_gap, time_limit=time_limit)
-        except SolverError:
+        found = self._respond(model, prog.c.copy(), value, mip_gap=mip_gap, time_limit=time_limit)
+        if found is None:
             return None
-        x = sol.x[cols]
-        return x, float(sol.objective + value @ x - rho * dt * np.abs(x - x_star).sum())
+        x, cost, _ = found
+        return x, cost - rho * dt * float(np.abs(x - x_star).sum())
 
     def _dispatch_without_commitments(self, model: AreaModel, known, exc: Exception):
         """Fallback when the mixed-integer dispatch finds no point (e.g. every fixed-integer SOCP refused): every
@@ -331,10 +332,7 @@ class DSO:
                 raise
             sol, mip = self._dispatch_without_commitments(model, known, exc)
         cp = model.cp
-        self._dispatched[x_star.tobytes()] = float(sol.objective)
-        slack = sum(float(sol.x[cp.prog.var(n).index].sum()) for n in SLACK_BLOCKS if n in cp.prog.variables)
-        if slack > 1e-9:  # MW + Mvar; the integer repair looks for a deliverable exchange near this one
-            self._needs_slack.add(x_star.tobytes())
+        self._dispatched[x_star.tobytes()] = (float(sol.objective), cp.cost_parts(sol.x)["slack_cost_eur"] > 1e-6)
         dt = self.opts.period_hours
         pi = np.asarray(sched.price_eur_mwh, float) if sched.price_eur_mwh else np.full(len(x_star), np.nan)
         pricing_prog, priced = cp.prog, sol

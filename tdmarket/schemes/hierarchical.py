@@ -234,8 +234,9 @@ class _HierarchicalRun:
         )
         return outcome
 
-    def _schedule(self, rt, res, a: int, stage: str) -> Schedule:
-        """The TSO's schedule of top-level DSO `a` in clearing `res` (exchange MW, interface price €/MWh), logged."""
+    def _schedule(self, rt, res, a: int, stage: str, prices=None) -> Schedule:
+        """The TSO's schedule of top-level DSO `a` in clearing `res` (exchange MW, interface price €/MWh: the
+        clearing's, or `prices` (A, T) if given), logged."""
         i = self.top.index(a)
         sched = Schedule(
             sender="TSO",
@@ -243,7 +244,7 @@ class _HierarchicalRun:
             stage=stage,
             periods=self.periods,
             export_mw=res.x[i].tolist(),
-            price_eur_mwh=res.pi[i].tolist(),
+            price_eur_mwh=np.asarray(res.pi[i] if prices is None else prices[i], float).tolist(),
         )
         rt.log.add(sched)
         return sched
@@ -277,10 +278,11 @@ class _HierarchicalRun:
         binaries cannot deliver the cleared exchange pays its integrality cost at dispatch (measured on generated
         variants of the built-in example: up to 17 times the centralized cost, in slack).  Each such top-level DSO
         sends the exchange it prefers at the interface prices with its binaries decided and, with it, a Lagrangian
-        cut of its mixed-integer cost; the TSO clears with those exchanges held, and the move is kept only if the
-        total cost falls.  With the TSO's `master` (and the cut `pool`), the cuts also enter the master: its
-        bound becomes a bound of the mixed-integer problem (`self.repair_lower_bound`), its optimum is tried as a
-        point, and its prices are the next round's.  Up to `repair_rounds` rounds.
+        cut of its mixed-integer cost and a menu of exchanges its binaries deliver; the TSO clears choosing one
+        menu exchange per such DSO (or with their best responses held), and a move is kept only if the total cost
+        falls.  With the TSO's `master` (and the cut `pool`), the cuts also enter the master: its bound becomes a
+        bound of the mixed-integer problem (`self.repair_lower_bound`) and its prices are the next round's.  Up to
+        `repair_rounds` rounds.
         Returns the (TSO clearing, dispatch, schedules) kept."""
         rounds: list[dict] = []
         t, times = time.perf_counter(), list[float]()
@@ -342,19 +344,7 @@ class _HierarchicalRun:
         # a DSO once asked stays asked: its next cut, at the master's new prices, tightens the bound further
         asked.update(a for a in self.top if integrality[a] > tol)
         costly = sorted(asked)
-        requests = {}
-        for a in costly:
-            i = self.top.index(a)
-            sched = Schedule(
-                sender="TSO",
-                receiver=self.names[a],
-                stage="repair",
-                periods=self.periods,
-                export_mw=res.x[i].tolist(),
-                price_eur_mwh=np.asarray(prices[i], float).tolist(),
-            )
-            rt.log.add(sched)
-            requests[self.names[a]] = (sched,)
+        requests = {self.names[a]: (self._schedule(rt, res, a, "repair", prices),) for a in costly}
         replies = rt.ask(
             "best_response", requests, stage="integer repair", mip_gap=self.ctx.mip_gap, time_limit=self.ctx.time_limit
         )
