@@ -131,6 +131,35 @@ def test_sub_dso_tree_recovered_whole_when_parent_first_fails(tmp_path):
     _assert_tree_delivers(rec, res)
 
 
+def test_hard_range_import_end_stops_where_the_relaxation_would_burn(tmp_path):
+    """The sub-DSO DSO-4 can absorb an import only with its 1 MW down order plus the losses of line 40; the SOC
+    relaxation alone reaches 4.4 MW of import by burning 2.4 MW of fictitious loss on that line.  The slack-free range
+    that shapes its curve (docs/model.md §5(d)) ends at the physical import, where the area needs no slack."""
+    import numpy as np
+
+    from tdmarket.decomposition.area_model import AreaModel
+    from tdmarket.formulations.options import ModelOptions
+    from tdmarket.solvers.clarabel import solve_clarabel
+
+    inst = _nested(tmp_path / "case", 1e-4, 0.05)
+    model = AreaModel(inst.agent_data(inst.areas.name.index("DSO-4")), ModelOptions().relaxed())
+    x_ref = model.preferred().x
+    lo, hi = model.hard_range(0, x_ref)
+    assert -1.1 < lo < -1.0 and lo <= x_ref[0] <= hi
+    # the relaxation's own import end, for contrast: far beyond, burning the rest
+    prog = model.cp.prog.copy()
+    for name in ("slack_p_plus", "slack_p_minus", "slack_q_plus", "slack_q_minus"):
+        prog.set_bounds(prog.var(name).index, 0.0, 0.0)
+    cost = np.zeros(prog.n)
+    cost[model.cp.own_x[0]] = 1.0
+    prog.set_cost(cost)
+    plain = solve_clarabel(prog)
+    assert plain.x[model.cp.own_x[0]] < -4.0 and model.cp.dist.fictitious_loss(plain.x).max() > 2.0
+    # at the range's end the area's cheapest dispatch needs no slack
+    at_end = model.evaluate(np.array([lo]))
+    assert at_end.cost < 100.0  # slack would cost 1e4 per MW
+
+
 def test_hierarchical_dispatch_with_the_exact_ac_model(tmp_path):
     """`dispatch_model="ac"`: each DSO re-dispatches its own area exactly after its SOC dispatch (the sub-DSO after
     its parent); the scheme's dispatch is then AC-deliverable and its summary labels the result a local optimum
