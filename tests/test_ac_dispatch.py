@@ -147,9 +147,7 @@ def test_hard_range_import_end_stops_where_the_relaxation_would_burn(tmp_path):
     lo, hi = model.hard_range(0, x_ref)
     assert -1.1 < lo < -1.0 and lo <= x_ref[0] <= hi
     # the relaxation's own import end, for contrast: far beyond, burning the rest
-    prog = model.cp.prog.copy()
-    for name in ("slack_p_plus", "slack_p_minus", "slack_q_plus", "slack_q_minus"):
-        prog.set_bounds(prog.var(name).index, 0.0, 0.0)
+    prog = model.slack_free_program(0, x_ref)
     cost = np.zeros(prog.n)
     cost[model.cp.own_x[0]] = 1.0
     prog.set_cost(cost)

@@ -141,15 +141,21 @@ class AreaModel:
             x=x,
         )
 
-    def hard_range(self, t: int, x_ref: np.ndarray) -> tuple[float, float] | None:
-        """[min, max] of x_t with slacks at zero and the other periods at x_ref (None if empty); the import end
-        without fictitious losses (below)."""
+    def slack_free_program(self, t: int, x_ref: np.ndarray):
+        """A copy of the area's program with every slack at zero, the exchange of period t free and the other
+        periods held at x_ref (its cost is the caller's to set)."""
         prog = self.cp.prog.copy()
         for name in ("slack_p_plus", "slack_p_minus", "slack_q_plus", "slack_q_minus"):
             idx = prog.var(name).index
             prog.set_bounds(idx, 0.0, 0.0)
         others = np.delete(np.arange(self.T), t)
         prog.set_row_bounds(self.fix_rows[others], x_ref[others], x_ref[others])
+        return prog
+
+    def hard_range(self, t: int, x_ref: np.ndarray) -> tuple[float, float] | None:
+        """[min, max] of x_t with slacks at zero and the other periods at x_ref (None if empty); the import end
+        without fictitious losses (below)."""
+        prog = self.slack_free_program(t, x_ref)
         col = self.cp.own_x[t]
         # the import end (min x_t) also pays 2 € per MW of line loss: the SOC relaxation can "burn" fictitious
         # losses to import more, which gains 1 per MW and now costs 2, so the end is where the area absorbs the
