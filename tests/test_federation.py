@@ -434,3 +434,50 @@ def test_a_hierarchical_session_changes_only_transmission_injections(builtin):
             session.exchange_at(replace(builtin, p_inj=p))
     finally:
         session.close()
+
+
+def test_a_hierarchical_session_moves_its_master_to_new_injections_instead_of_rebuilding_it(builtin):
+    """A platform round changes only fixed injections at the member's transmission nodes, i.e. the right-hand
+    sides of its balance rows: the session keeps the TSO's master (its cuts and basis) and moves those rows, and
+    the exchange there has the value of a fresh session's; a clearing that differs in anything else (an order's
+    price) is not rebased onto it."""
+    from tdmarket.api import scheme_context
+    from tdmarket.operators.tso import TSO
+    from tdmarket.schemes.hierarchical import HierarchicalSession
+
+    ctx = {"relax": True, "executor": "inline"}
+    t_bus = int(np.flatnonzero(builtin.buses.area == 0)[0])
+    p = builtin.p_inj.copy()
+    p[t_bus] += 4.0
+    moved = replace(builtin, p_inj=p)
+    session = HierarchicalSession(builtin, scheme_context(builtin, "hierarchical", ctx))
+    fresh = HierarchicalSession(moved, scheme_context(moved, "hierarchical", ctx))
+    try:
+        first = session.exchange_at()
+        second = session.exchange_at(moved)
+        assert second.master is first.master
+        cp = second.master.context[0]
+        rows = cp.prog.rows["balance_p"].slice
+        rhs = cp.prog.row_lo[rows].reshape(-1, builtin.n_periods)[list(cp.balance.p_bus).index(t_bus)]
+        np.testing.assert_allclose(rhs, -p[t_bus])
+        ref = fresh.exchange_at()
+        gap = max(second.outcome.certified_gap, ref.outcome.certified_gap) + 1e-7
+        assert second.cost_eur == pytest.approx(ref.cost_eur, abs=gap * max(1.0, abs(ref.cost_eur)))
+        assert second.cost_eur != pytest.approx(first.cost_eur, abs=1e-3)  # the injection moved the clearing
+        res, ref_res = session.result(second), fresh.result(ref)
+        assert res.total_cost == pytest.approx(ref_res.total_cost, abs=gap * max(1.0, abs(ref_res.total_cost)))
+        # a platform may publish an earlier point: the master goes back to that point's injections first
+        session.result(first)
+        cp = first.master.context[0]
+        rhs = cp.prog.row_lo[rows].reshape(-1, builtin.n_periods)[list(cp.balance.p_bus).index(t_bus)]
+        np.testing.assert_allclose(rhs, -builtin.p_inj[t_bus])
+
+        sub = moved.agent_data(0)
+        segments = replace(sub.orders.segments, price=sub.orders.segments.price + 1.0)
+        dearer = replace(sub, orders=replace(sub.orders, segments=segments))
+        context = second.master.context
+        assert not TSO(dearer, session.run.opts).rebase_master(second.master)
+        assert second.master.context is context
+    finally:
+        session.close()
+        fresh.close()

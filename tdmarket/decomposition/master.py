@@ -72,6 +72,16 @@ class CutMaster:
         if self._level is not None:
             self._level.add_rows(self._widen(A), lo, np.inf)
 
+    def set_row_bounds(self, rows: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
+        """New bounds of rows of the parent's own clearing (e.g. its balances when a fixed injection changed):
+        the master, its program and its level LP are updated in place and the next solve starts from the last
+        basis (dual simplex: a basis stays dual feasible when only right-hand sides move)."""
+        rows = np.asarray(rows, np.int64)
+        self.lp.set_row_bounds(rows, lo, hi)
+        self.prog.set_row_bounds(rows, lo, hi)
+        if self._level is not None:  # the level LP starts with the program's rows, in the same order
+            self._level.set_row_bounds(rows, lo, hi)
+
     def _widen(self, A: sp.csr_matrix) -> sp.csr_matrix:
         """Cut rows with the level LP's extra column t (zero)."""
         return sp.csr_matrix((A.data, A.indices, A.indptr), shape=(A.shape[0], self.prog.n + 1))
@@ -216,6 +226,12 @@ class CutMaster:
         try:
             sol = self.lp.solve()
             self._note(sol)
+            if sol.status not in (SolveStatus.OPTIMAL, SolveStatus.INFEASIBLE):
+                # numerical trouble from the warm basis (seen on italy-652 in a federation after a dozen moves of
+                # its injections): primal simplex, then cold; an infeasible combination is an answer
+                self._note(sol, "fixed")
+                sol = self.lp.solve_again()
+                self._note(sol)
         finally:
             self.lp.set_col_bounds(cols, lb, ub)
         if sol.status is not SolveStatus.OPTIMAL:

@@ -217,6 +217,33 @@ class TSO:
         master.context = (cp, cols, maps, names)
         return master
 
+    def rebase_master(self, master: CutMaster) -> bool:
+        """Move the master of an earlier exchange onto this TSO's data, which may differ from the data it was
+        built for only in row bounds of the clearing (fixed injections at its buses: a balancing platform's
+        flows).  Its cuts and its basis are kept, so the next exchange starts warm instead of building and
+        solving the national model cold (measured on italy-652 in a federation: 6-7 s per platform round).
+        False (master untouched) if the clearings differ in anything else."""
+        old, cols, maps, names = _master_context(master)
+        cp = ClearingProblem(self.sub, self.opts.relaxed())
+        a, b = old.prog, cp.prog
+        m = b.m
+        same = (
+            b.n <= a.n
+            and m <= a.m
+            and np.array_equal(a.c[: b.n], b.c)
+            and np.array_equal(a.lb[: b.n], b.lb)
+            and np.array_equal(a.ub[: b.n], b.ub)
+            and (a.A[:m, : b.n] != b.A).nnz == 0
+            and a.cone_dims == b.cone_dims
+        )
+        if not same:
+            return False
+        moved = np.flatnonzero((a.row_lo[:m] != b.row_lo) | (a.row_hi[:m] != b.row_hi))
+        if len(moved):
+            master.set_row_bounds(moved, b.row_lo[moved], b.row_hi[moved])
+        master.context = (cp.with_program(master.prog), cols, maps, names)
+        return True
+
     def master_point(self, master: CutMaster, ms: MasterSolution) -> ParentPoint:
         cp, cols, maps, names = _master_context(master)
         res = self._result(cp, cols, maps, names, ms.sol, {"binaries": 0, "lower_bound": ms.lower_bound})
