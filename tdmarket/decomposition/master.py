@@ -63,7 +63,9 @@ class CutMaster:
     def add_cuts(self, area: np.ndarray, points: np.ndarray, values: np.ndarray, slopes: np.ndarray) -> None:
         if len(area) == 0:
             return
-        A, lo = cut_matrix(area, points, values, slopes, self.theta_cols, self.x_cols, self.prog.n)
+        A, lo = cut_matrix(
+            area, points, values, slopes, self.theta_cols, self.x_cols, self.prog.n, self.prog.lb, self.prog.ub
+        )
         self.lp.add_rows(A, lo, np.inf)
         # the program keeps every cut too, so that a master solution is a solution of `prog` (row for row): a point
         # is published and priced on the master itself, without building the clearing with every cut again

@@ -61,6 +61,9 @@ class Offer:
     hi: list[float] | None = None
 
 
+TINY_SLOPE = 1e-7  # a cut's slope entry below this share of its largest (or of 1 €/MW) is round-off
+
+
 def cut_matrix(
     area_of_cut: np.ndarray,
     points: np.ndarray,
@@ -69,12 +72,27 @@ def cut_matrix(
     theta_cols: np.ndarray,
     x_cols: np.ndarray,
     n: int,
+    col_lb: np.ndarray | None = None,
+    col_ub: np.ndarray | None = None,
 ) -> tuple[sp.csr_matrix, np.ndarray]:
     """Rows θ_a − ρᵀx_a >= C − ρᵀx̂ for K cuts at once (`area_of_cut` (K,), `points`/`slopes` (K, T), `values` (K,)).
 
     Each row is scaled by 1 / max(1, |ρ|∞) so that cuts with slopes near the slack penalty stay well conditioned
-    next to the market rows (the feasible set is unchanged).  Returns (A, lower bound)."""
+    next to the market rows (the feasible set is unchanged).  With the parent's column bounds (`col_lb`,
+    `col_ub`, (n,)), a slope entry below TINY_SLOPE of its row's scale (interior-point round-off) is dropped and
+    the cut lowered by what it could be worth within the bounds, so the cut stays valid (measured on italy-652 in
+    a federation: entries of 1e-9 next to 1e3 in the master, whose warm dual simplex then failed).  Returns (A,
+    lower bound)."""
     K, T = slopes.shape
+    slopes = np.asarray(slopes, float)
+    if col_lb is not None and col_ub is not None and K:
+        xc = x_cols[area_of_cut]
+        reach = np.maximum(col_ub[xc] - points, points - col_lb[xc])  # (K, T), MW; inf if unbounded
+        rel = np.abs(slopes) / np.maximum(1.0, np.abs(slopes).max(axis=1, keepdims=True))
+        tiny = (slopes != 0) & (rel < TINY_SLOPE) & np.isfinite(reach)
+        if tiny.any():
+            values = values - np.where(tiny, np.abs(slopes) * np.maximum(reach, 0.0), 0.0).sum(axis=1)
+            slopes = np.where(tiny, 0.0, slopes)
     scale = 1.0 / np.maximum(1.0, np.abs(slopes).max(axis=1, initial=0.0))
     rows = np.concatenate([np.arange(K), np.repeat(np.arange(K), T)])
     cols = np.concatenate([theta_cols[area_of_cut], x_cols[area_of_cut].ravel()])
@@ -144,7 +162,7 @@ def add_offer_rows(
         theta = prog.add_variables("offer_theta", A, -np.inf, np.inf, 1.0).index
         area, pts, vals, slopes = stack_cuts(offers)
         if len(area):
-            M, lo = cut_matrix(area, pts, vals, slopes, theta, x_cols, prog.n)
+            M, lo = cut_matrix(area, pts, vals, slopes, theta, x_cols, prog.n, prog.lb, prog.ub)
         else:
             M, lo = sp.csr_matrix((0, prog.n)), np.zeros(0)
         prog.add_rows("offer_cuts", M, lo, np.inf)
