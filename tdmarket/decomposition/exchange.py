@@ -143,13 +143,12 @@ class CutExchange:
         pool: CutPool,
         evaluate: Callable[[np.ndarray, str, int, np.ndarray | None], ChildValues],
         master_point: Callable[[Any], ParentPoint],
-        clear_integer: Callable[[CutPool, float | None, tuple | None, float | None], ParentPoint] | None,
+        clear_integer: Callable[[CutPool, float | None, tuple | None], ParentPoint] | None,
         fallback: Callable[[CutPool], ParentPoint] | None,
         settings: ExchangeSettings,
         progress: Callable[[dict], None] | None = None,
         first_point: Callable[[], ParentPoint] | None = None,
         round_integer: Callable[[ParentPoint], ParentPoint | None] | None = None,
-        level_integer: Callable[[ParentPoint, np.ndarray, float], ParentPoint | None] | None = None,
     ):
         self.master, self.pool, self.evaluate = master, pool, evaluate
         self.master_point, self.clear_integer, self.fallback = master_point, clear_integer, fallback
@@ -158,8 +157,6 @@ class CutExchange:
         self.first_point = first_point  # e.g. the parent's clearing with the children's curves
         # the relaxed optimum with the parent's binaries rounded and the exchanges held (no child is asked again)
         self.round_integer = round_integer
-        # the level step of a mixed-integer round: (round's point, center, level) -> a point with its binaries
-        self.level_integer = level_integer
         self._best_vals: ChildValues | None = None
         self.lp_stop: tuple[str, str] = ("", "")  # (rule, reason) that ended the relaxed phase
         self.history: list[dict] = []
@@ -214,16 +211,6 @@ class CutExchange:
         if self.progress:
             self.progress({"stage": "iterate", **entry})
         return ub, vals
-
-    def _master_gap(self, prog: Progress, best_ub: float) -> float | None:
-        """Relative MIP gap for a mixed-integer master round: a share of the exchange's own gap, so that the
-        round's bound can close it and its point lies inside the level set (a fixed 1e-4 left a generated 10-DSO
-        system stalled at 2.1e-5 against a 2e-5 target: the master's bound stopped rising).  None before any
-        upper bound is known."""
-        if not np.isfinite(best_ub) or not np.isfinite(prog.lower_bound):
-            return None
-        share = 0.5 * self.s.level * (best_ub - prog.lower_bound) / max(1.0, abs(best_ub))
-        return float(np.clip(share, 1e-7, 1e-4))
 
     def _ask(self, x: np.ndarray, phase: str, k: int) -> ChildValues:
         """The children's values at x: every child whose cost is not yet bracketed is asked; a child whose cut
@@ -321,7 +308,7 @@ class CutExchange:
                 box = (self.lp_best.x - self.s.milp_box_mw, self.lp_best.x + self.s.milp_box_mw)
             assert self.clear_integer is not None  # given for integer runs
             try:
-                point = self.clear_integer(self.pool, self._remaining(), box, self._master_gap(prog, best_ub))
+                point = self.clear_integer(self.pool, self._remaining(), box)
             except TdmarketError as exc:
                 if box is not None:  # the restricted round is only a shortcut: go on without the box
                     self.warnings.append(f"mixed-integer round {k} within the box failed ({exc}); unrestricted next")
@@ -330,16 +317,6 @@ class CutExchange:
                 stop = ("milp_failed", str(exc))
                 break
             prog.lower_bound = max(prog.lower_bound, point.lower_bound)
-            if best is not None and box is None:
-                prog.upper_bound = best_ub
-                stop = first_stop([RelativeGap(self.s.gap * self.s.integer_gap_factor)], prog)
-                if stop is not None:  # the new bound closed the gap: no evaluation needed
-                    break
-                if self.level_integer is not None:
-                    # a level step at this round's binaries instead of the round's own exchanges (which jump
-                    # across the domain as plain cutting planes do): measured on a generated 10-DSO system
-                    level = prog.lower_bound + self.s.level * (best_ub - prog.lower_bound)
-                    point = self.level_integer(point, best.x, level) or point
             ub, _ = self._round(point, "milp", k, prog.lower_bound, best_ub, time.perf_counter() - t0)
             if ub < best_ub:
                 best, best_ub = point, ub

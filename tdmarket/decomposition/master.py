@@ -160,24 +160,6 @@ class CutMaster:
                 return out
         return self._solve_level(center, level, (self.x_lb, self.x_ub))
 
-    def solve_level_with_columns_fixed(
-        self, cols: np.ndarray, values: np.ndarray, center: np.ndarray, level: float
-    ) -> MasterSolution | None:
-        """`solve_level` with columns `cols` fixed at `values` (e.g. the parent's binaries at a mixed-integer
-        round's: the level step then stays a mixed-integer point); the bounds are restored afterwards."""
-        lp = self._level_lp()
-        cols = np.asarray(cols, np.int64)
-        lb, ub = lp.col_lb[cols].copy(), lp.col_ub[cols].copy()
-        lp.set_col_bounds(cols, values, values)
-        try:
-            out = self.solve_level(center, level)
-        finally:
-            lp.set_col_bounds(cols, lb, ub)
-        if out is not None:
-            out.sol.x[cols] = values  # a fixed column may stay basic within the primal tolerance of its value
-            out.x = out.sol.x[self.x_cols]
-        return out
-
     def _solve_level(self, center: np.ndarray, level: float, box) -> MasterSolution | None:
         lp = self._level_lp()
         lp.set_col_bounds(self.x_cols.ravel(), box[0], box[1])

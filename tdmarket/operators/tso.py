@@ -307,26 +307,6 @@ class TSO:
         out.handle.mip = {"binaries": len(ints), "lower_bound": None, "gap": None, "rounded_from_relaxation": True}
         return out
 
-    def integer_level_point(
-        self, master: CutMaster, point: ParentPoint, center: np.ndarray, level: float
-    ) -> ParentPoint | None:
-        """The level step of a mixed-integer round: the TSO's binaries held at those of `point` (a mixed-integer
-        master solution), the exchanges as near to `center` (A, T) MW as the cut model allows at `level` €.  A
-        mixed-integer clearing, solved as an LP on the master (None if that level set is empty)."""
-        cp, cols, _, _ = _master_context(master)
-        res = point.handle
-        if not isinstance(res, TSOClearing) or res.sol is None or len(res.sol.x) != cp.prog.n:
-            return None
-        ints = cp.orders.binary_columns(cp.prog)
-        values = np.clip(np.round(res.sol.x[ints]), cp.prog.lb[ints], cp.prog.ub[ints])
-        ms = master.solve_level_with_columns_fixed(ints, values, center, level)
-        if ms is None:
-            return None
-        out = self.master_point(master, ms)
-        out.integer, out.note = True, "level step at the round's binaries"
-        out.handle.mip = {"binaries": len(ints), "lower_bound": None, "gap": None}
-        return out
-
     def curve_point(self, offers: list[Offer], threads: int = 1) -> ParentPoint:
         """The relaxed clearing with the children's residual supply curves (secant models within their domains):
         the one-shot scheme's exchange, a good first proposal of the cut exchange."""

@@ -217,13 +217,8 @@ class _HierarchicalRun:
             pool,
             self._evaluate(rt, eval_times),
             master_point=lambda ms: tso.master_point(master, ms),
-            clear_integer=lambda p, tl, box, gap: tso.clear_with_cuts(
-                self.top_names,
-                p,
-                mip_gap=min(ctx.mip_gap, 1e-4 if gap is None else gap),
-                time_limit=tl,
-                threads=ctx.threads,
-                box=box,
+            clear_integer=lambda p, tl, box: tso.clear_with_cuts(
+                self.top_names, p, mip_gap=min(ctx.mip_gap, 1e-4), time_limit=tl, threads=ctx.threads, box=box
             ),
             fallback=lambda p: tso.clear_without_commitments(self.top_names, p, threads=ctx.threads),
             settings=self.settings,
@@ -231,7 +226,6 @@ class _HierarchicalRun:
             # measured: the curve clearing as the first proposal saves rounds (built-in: 18 -> 12)
             first_point=(lambda: tso.curve_point(offers, threads=ctx.threads)) if curve_first else None,
             round_integer=lambda p: tso.rounded_point(master, p),
-            level_integer=lambda p, center, level: tso.integer_level_point(master, p, center, level),
         )
         center = np.array([curves[a].cuts[0]["point"] for a in self.top]).reshape(-1, T)
         outcome = exchange.run(center, integer=not ctx.relax)
