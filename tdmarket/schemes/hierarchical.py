@@ -524,7 +524,8 @@ class HierarchicalSession:
 
     A DSO's cost C_d of its interface exchange does not depend on the TSO's data, so its agent (models kept),
     its curves and every cut it returned stay valid: the agents are started and the curves built once, on
-    opening; `exchange_at(inst)` re-runs only the TSO's cut exchange for `inst` (a new TSO agent and master)
+    opening; `exchange_at(inst)` re-runs only the TSO's cut exchange for `inst` (a new TSO agent; the master of
+    the previous exchange, its balance rows moved to the new injections)
     seeded with every cut received so far; `result(point)` dispatches the DSOs top-down at one of those points and
     assembles the result as `run_hierarchical` does.  The runtime stays up until `close()`."""
 
