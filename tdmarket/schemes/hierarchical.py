@@ -540,6 +540,16 @@ class HierarchicalSession:
             raise
         self.pool = self.run._seed_pool(self.curves)
         self.points = 0
+        self._master_tso: Any = None  # the TSO agent whose data the run's master holds now
+        self._shared: Any = None  # the last point's clearing, still on the master's own program
+
+    def _detach_shared(self) -> None:
+        """Before the master moves or grows for another point, the last point's clearing gets its own copy of
+        the program it was solved on (its rows, its injections); a single run never pays for the copy."""
+        handle, master = self._shared, self.run.master
+        if handle is not None and master is not None and handle.cp is not None and handle.cp.prog is master.prog:
+            handle.cp = handle.cp.with_program(handle.cp.prog.copy())
+        self._shared = None
 
     def exchange_at(self, inst: Instance | None = None) -> SessionPoint:
         """The TSO's cut exchange for `inst` (default: the instance the session was opened with), which may
@@ -551,6 +561,7 @@ class HierarchicalSession:
             _check_tso_change(run.inst, inst)
             data = inst.agent_data(0)
         tso = self.rt.tso(data, run.opts)
+        self._detach_shared()
         # the master of the previous exchange holds every cut of the pool: moved to the new injections, it starts
         # warm (a new one is built if the TSO's clearing changed in more than row bounds)
         master = run.master if self.points > 0 and run.master is not None and tso.rebase_master(run.master) else None
@@ -559,16 +570,8 @@ class HierarchicalSession:
         # gaps of 1e-7 instead of 6e-6)
         outcome = run.exchange(self.rt, tso, self.curves, pool=self.pool, curve_first=self.points == 0, master=master)
         self.points += 1
-        handle = outcome.best.handle if outcome.best is not None else None
-        if (
-            handle is not None
-            and run.master is not None
-            and handle.cp is not None
-            and handle.cp.prog is run.master.prog
-        ):
-            # the point keeps its own copy of the master's program (its rows and this exchange's injections): the
-            # session's master goes on growing cuts and moving to other injections
-            handle.cp = handle.cp.with_program(handle.cp.prog.copy())
+        self._master_tso = tso
+        self._shared = outcome.best.handle if outcome.best is not None else None
         bound = getattr(run.master, "last_bound", None)  # the master's last solve with the exchanges free
         prices = None
         if bound is not None and bound.sol.row_dual is not None:
@@ -581,8 +584,12 @@ class HierarchicalSession:
     def result(self, point: SessionPoint) -> ClearingResult:
         """The DSOs' dispatch at `point` (schedules down) and the scheme's result there."""
         run, rt = self.run, self.rt
-        if point.master is not None and not point.tso.rebase_master(point.master):
-            raise TdmarketError("the session's master no longer matches the TSO clearing of this point")
+        if point.master is not None and point.tso is not self._master_tso:
+            # an earlier point (a platform may publish one): its master goes back to its injections first
+            self._detach_shared()
+            if not point.tso.rebase_master(point.master):
+                raise TdmarketError("the session's master no longer matches the TSO clearing of this point")
+            self._master_tso = point.tso
         run.stage_times["exchange"] = point.exchange_times
         res = point.tso.publish(point.handle)
         dispatch, schedules = run.dispatch_top_down(rt, res)
