@@ -319,3 +319,35 @@ def test_misocp_retries_a_fixed_integer_socp_the_interior_point_did_not_finish()
     assert sol.status is SolveStatus.OPTIMAL, sol.message
     assert sol.mip_gap is not None and sol.mip_gap <= 1e-3
     assert np.allclose(sol.x[model.cp.own_x], x, atol=1e-6)
+
+
+def exclusive_pair_misocp() -> Program:
+    """Two binaries that may not both be on (z1 + z2 <= 1.2), each worth 1e-4 € (cost −1e-4), and a disc cone
+    ||(y1, y2)|| <= 1 that keeps the program a SOCP.  The interior-point relaxation sits in the middle of its optimal
+    face, z = (0.6, 0.6): rounded to nearest (1, 1) breaks the row; rounded down (0, 0) costs 1.2e-4 € more than the
+    relaxation, within the 1e-3 € gap."""
+    p = Program()
+    p.add_variables("z", 2, lb=0.0, ub=1.0, cost=-1e-4, integer=True)
+    p.add_variables("t", 1, lb=0.0, ub=1.0)
+    p.add_variables("y", 2, lb=-np.inf, cost=[1e-3, 0.0])
+    p.add_rows("group", np.array([[1.0, 1.0, 0, 0, 0]]), lo=-np.inf, hi=1.2)
+    G = -sp.coo_matrix((np.ones(3), ([0, 1, 2], [2, 3, 4])), shape=(3, 5))
+    p.add_soc("disc", G.tocsr(), np.zeros(3), dim=3)
+    return p
+
+
+def test_misocp_rounding_down_closes_the_gap_without_a_milp_when_asked():
+    from tdmarket.solvers.misocp import solve_misocp
+
+    p = exclusive_pair_misocp()
+    down, hist_down = solve_misocp(p, mip_gap=1e-3, round_down=True)
+    assert down.status is SolveStatus.OPTIMAL
+    assert len(hist_down.rounds) == 1  # round 0 only: no MILP
+    np.testing.assert_allclose(down.x[:2], [0.0, 0.0], atol=1e-9)
+    assert down.mip_gap is not None and down.mip_gap <= 1e-3
+    assert down.mip_bound is not None and down.mip_bound <= down.objective
+    # the reference search (no rounding down) goes on to the MILP and takes one of the two binaries
+    ref, hist_ref = solve_misocp(p, mip_gap=1e-3)
+    assert len(hist_ref.rounds) > 1
+    assert float(ref.x[:2].sum()) == pytest.approx(1.0, abs=1e-9)
+    assert ref.objective == pytest.approx(down.objective - 1e-4, abs=1e-6)

@@ -324,8 +324,9 @@ class DSO:
         if not relax and self._relaxed is not None and self._relaxed.cp.prog.m == model.cp.prog.m:
             known = self._relaxed.relaxation_at(x_star)
         try:
+            # a DSO's dispatch takes any point within its MIP gap (round_down: see solve_misocp)
             sol, mip = solve_clearing(
-                model.cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads, relaxation=known
+                model.cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads, relaxation=known, round_down=True
             )
         except SolverError as exc:
             if relax or not model.cp.prog.has_integers:

@@ -33,9 +33,10 @@ def solve_clearing(
     threads: int = 1,
     progress: Callable[[dict], None] | None = None,
     relaxation=None,
+    round_down: bool = False,
 ):
     """Solve a clearing problem; returns (priced solution, mip info dict).  `relaxation`: a known solution of the
-    continuous relaxation (MISOCP only; see `solve_misocp`).
+    continuous relaxation, `round_down`: try its integers rounded down (MISOCP only; see `solve_misocp`).
 
     Raises SolverError unless the solution passes `tdmarket.solvers.acceptance` against the clearing program
     (status, and rows, bounds, cones and integrality of the point)."""
@@ -50,7 +51,13 @@ def solve_clearing(
         sol = solve(fix_integers(prog, milp.x))
     else:
         sol, hist = solve_misocp(
-            prog, mip_gap=mip_gap, time_limit=time_limit, threads=threads, progress=progress, relaxation=relaxation
+            prog,
+            mip_gap=mip_gap,
+            time_limit=time_limit,
+            threads=threads,
+            progress=progress,
+            relaxation=relaxation,
+            round_down=round_down,
         )
         mip.update(lower_bound=sol.mip_bound, gap=sol.mip_gap, rounds=hist.rounds)
     return require(sol, prog, "clearing"), mip

@@ -151,6 +151,7 @@ def solve_highs(
     *,
     time_limit: float | None = None,
     mip_gap: float = 1e-4,
+    mip_abs_gap: float | None = None,
     threads: int = 1,
     verbose: bool = False,
     random_seed: int = 0,
@@ -158,7 +159,7 @@ def solve_highs(
     """Solve an LP/MILP with HiGHS (presolve on, options pinned for reproducibility).
 
     `time_limit` is in wall-clock seconds (None = unlimited); `mip_gap` is the relative MIP gap at which branch
-    and bound stops.  Raises ValueError if the program has second-order cones.
+    and bound stops, `mip_abs_gap` (objective units; None = HiGHS's default) the absolute one.  Raises ValueError if the program has second-order cones.
     """
     if program.has_cones:
         raise ValueError("solve_highs handles LP/MILP only; the program has second-order cones")
@@ -173,6 +174,8 @@ def solve_highs(
         ("presolve", "on"),
     ):
         h.setOptionValue(name, value)
+    if mip_abs_gap is not None:
+        h.setOptionValue("mip_abs_gap", float(mip_abs_gap))
     if h.passModel(_to_highs_lp(program)) == highspy.HighsStatus.kError:
         raise SolverError("HiGHS rejected the model (passModel returned kError)")
     ms, message = _run_with_diagnosis(h, int(threads), is_mip)

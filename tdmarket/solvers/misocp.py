@@ -173,7 +173,9 @@ def _oa_rounds(prog, inc, cuts, rhs, hist, t0, mip_gap, time_limit, threads, max
     for k in range(max_rounds):
         remaining = None if time_limit is None else max(1.0, time_limit - (time.perf_counter() - t0))
         lin = _linear_program(prog, cuts, rhs)
-        milp = solve_highs(lin, mip_gap=mip_gap / 2, time_limit=remaining, threads=threads)
+        # the gap is relative to max(1 €, |UB|): near zero cost an absolute gap of mip_gap € is the criterion, which
+        # HiGHS's relative gap alone never reaches (it then proves optimality to its 1e-6 default)
+        milp = solve_highs(lin, mip_gap=mip_gap / 2, mip_abs_gap=mip_gap / 2, time_limit=remaining, threads=threads)
         if not accept(milp, lin, allow_almost=False, allow_time_limit=True):
             break
         if milp.mip_bound is not None and np.isfinite(milp.mip_bound):
@@ -216,13 +218,16 @@ def solve_misocp(
     cone_tol: float = 1e-6,
     progress: Callable[[dict], None] | None = None,
     relaxation: Solution | None = None,
+    round_down: bool = False,
 ) -> tuple[Solution, OAHistory]:
     """Outer-approximation MISOCP solve; returns the best fixed-integer SOCP solution (with duals) and history.
 
     The returned `Solution` has `mip_bound` = LB and `mip_gap` = certified relative gap.  Every solve is judged by
     `tdmarket.solvers.acceptance.accept`; a relaxation that fails it is returned with status NUMERICAL_ERROR
     (unless its own status already says why).  `relaxation`: the continuous relaxation's solution when the caller
-    already has it (e.g. a DSO that evaluated the same exchange); it is checked like a fresh one.
+    already has it (e.g. a DSO that evaluated the same exchange); it is checked like a fresh one.  `round_down`:
+    round 0 also tries the relaxation's integers rounded down when rounding to nearest does not close the gap (any
+    point within `mip_gap` is then accepted, so the centralized reference keeps it off and searches on).
     """
     t0 = time.perf_counter()
     hist = OAHistory()
@@ -246,6 +251,13 @@ def solve_misocp(
     # its rounded integers gives an upper bound that may close the gap without any MILP.
     int_cols = np.flatnonzero(prog.integrality)
     inc.try_integers(prog, rel.x)
+    if round_down and _gap(inc.ub, inc.lb) > mip_gap:
+        # and rounded down (what is fractional is not activated): rounding to nearest breaks order logic such as
+        # exclusive groups; measured on italy-652's DSO dispatches (costs ~1e-4 EUR, 20-400 fractional binaries):
+        # rounding failed in 35 of 50 areas, rounding down closed the gap in 28 of those, 8.8 s -> 4.6 s
+        down = rel.x.copy()
+        down[int_cols] = np.floor(rel.x[int_cols] + 1e-6)
+        inc.try_integers(prog, down)
     frac = int((np.abs(rel.x[int_cols] - np.round(rel.x[int_cols])) > 1e-6).sum())
     rec = {
         "round": 0,
