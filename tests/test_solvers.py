@@ -351,3 +351,21 @@ def test_misocp_rounding_down_closes_the_gap_without_a_milp_when_asked():
     assert len(hist_ref.rounds) > 1
     assert float(ref.x[:2].sum()) == pytest.approx(1.0, abs=1e-9)
     assert ref.objective == pytest.approx(down.objective - 1e-4, abs=1e-6)
+
+
+def test_integer_rows_catch_a_rounding_that_breaks_a_row_of_integers_only():
+    from tdmarket.solvers.misocp import IntegerRows
+
+    p = exclusive_pair_misocp()
+    rows = IntegerRows(p)
+    assert rows.rows.tolist() == [0]  # the group row; the cone rows are not linear rows
+    x = np.zeros(p.n)
+    x[:2] = 0.6
+    assert rows.broken(x)  # rounds to (1, 1): 2 > 1.2
+    x[:2] = [0.6, 0.4]
+    assert not rows.broken(x)
+    # a row with a continuous column is never judged (its continuous part may absorb the integers)
+    q = exclusive_pair_misocp()
+    q.add_rows("mixed", np.array([[1.0, 1.0, 0, 1.0, 0]]), lo=-np.inf, hi=0.5)
+    x[:2] = 0.6
+    assert IntegerRows(q).rows.tolist() == [0]
