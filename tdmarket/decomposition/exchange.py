@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -249,19 +248,10 @@ class CutExchange:
         while True:
             prog.rounds += 1
             t0 = time.perf_counter()
-            if best is None and self.first_point is not None:
-                # the first proposal does not need the master: both national LPs are solved at once, while the
-                # children wait (HiGHS releases the GIL; italy-652: 2.1 s and 1.7 s cold)
-                with ThreadPoolExecutor(1) as side:
-                    first = side.submit(self.first_point)
-                    bound = self.master.solve()
-                    point = first.result()
-            else:
-                bound = self.master.solve()
+            bound = self.master.solve()
             prog.lower_bound = max(prog.lower_bound, bound.lower_bound)
             if best is None:
-                if self.first_point is None:
-                    point = self.master_point(bound)
+                point = self.first_point() if self.first_point is not None else self.master_point(bound)
             else:
                 prog.upper_bound = best_ub
                 stop = first_stop(rules, prog)
