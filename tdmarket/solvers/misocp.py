@@ -282,13 +282,16 @@ def solve_misocp(
     # its rounded integers gives an upper bound that may close the gap without any MILP.
     int_cols = np.flatnonzero(prog.integrality)
     inc.try_integers(prog, rel.x)
+    rounded_down = False
     if round_down and _gap(inc.ub, inc.lb) > mip_gap:
         # and rounded down (what is fractional is not activated): rounding to nearest breaks order logic such as
         # exclusive groups; measured on italy-652's DSO dispatches (costs ~1e-4 EUR, 20-400 fractional binaries):
         # rounding failed in 35 of 50 areas, rounding down closed the gap in 28 of those, 8.8 s -> 4.6 s
         down = rel.x.copy()
         down[int_cols] = np.floor(rel.x[int_cols] + 1e-6)
+        before = inc.best
         inc.try_integers(prog, down)
+        rounded_down = inc.best is not before
     frac = int((np.abs(rel.x[int_cols] - np.round(rel.x[int_cols])) > 1e-6).sum())
     rec = {
         "round": 0,
@@ -299,7 +302,9 @@ def solve_misocp(
         "elapsed_s": time.perf_counter() - t0,
     }
     _record(hist, rec, progress)
-    if rec["gap"] <= mip_gap:
+    # a point rounded down ends the search only within mip_gap € absolute: relative to a large cost it would take
+    # up to mip_gap of it where the MILP usually finds the optimum (a generated 10-area system: +0.13 € in total)
+    if rec["gap"] <= mip_gap and (not rounded_down or inc.ub - inc.lb <= mip_gap):
         assert inc.best is not None  # a finite gap needs an incumbent
         return _finish(inc.best, inc.lb, inc.ub, t0), hist
     _oa_rounds(prog, inc, cuts, rhs, hist, t0, mip_gap, time_limit, threads, max_rounds, cone_tol, progress)
