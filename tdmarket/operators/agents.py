@@ -324,7 +324,7 @@ class DSO:
         if not relax and self._relaxed is not None and self._relaxed.cp.prog.m == model.cp.prog.m:
             known = self._relaxed.relaxation_at(x_star)
         try:
-            # a DSO's dispatch takes any point within its MIP gap (round_down: see solve_misocp)
+            # a DSO's dispatch may stop at its relaxation rounded down (round_down: see solve_misocp)
             sol, mip = solve_clearing(
                 model.cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads, relaxation=known, round_down=True
             )

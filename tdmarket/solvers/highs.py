@@ -159,7 +159,8 @@ def solve_highs(
     """Solve an LP/MILP with HiGHS (presolve on, options pinned for reproducibility).
 
     `time_limit` is in wall-clock seconds (None = unlimited); `mip_gap` is the relative MIP gap at which branch
-    and bound stops, `mip_abs_gap` (objective units; None = HiGHS's default) the absolute one.  Raises ValueError if the program has second-order cones.
+    and bound stops, `mip_abs_gap` (objective units; None = HiGHS's default) the absolute one.  Raises ValueError
+    if the program has second-order cones.
     """
     if program.has_cones:
         raise ValueError("solve_highs handles LP/MILP only; the program has second-order cones")

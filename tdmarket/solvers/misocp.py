@@ -144,7 +144,7 @@ class _Incumbent:
     best: Solution | None = None
     seen: set[bytes] = field(default_factory=set)
     loose: Solution | None = None  # best point within RELAXATION_TOL only: published if no strict one exists
-    integer_rows: IntegerRows | None = None
+    integer_rows: IntegerRows | None = None  # of the program whose integers are tried (None: none checked)
 
     def try_integers(self, prog: Program, x: np.ndarray) -> None:
         """Solve the SOCP with the integers fixed at round(x), once per assignment; keep it if accepted and better."""
@@ -152,9 +152,7 @@ class _Incumbent:
         if key in self.seen:
             return
         self.seen.add(key)
-        if self.integer_rows is None:
-            self.integer_rows = IntegerRows(prog)
-        if self.integer_rows.broken(x):
+        if self.integer_rows is not None and self.integer_rows.broken(x):
             return
         fixed = fix_integers(prog, x)
         fx = solve_clarabel(fixed)
@@ -257,8 +255,9 @@ def solve_misocp(
     `tdmarket.solvers.acceptance.accept`; a relaxation that fails it is returned with status NUMERICAL_ERROR
     (unless its own status already says why).  `relaxation`: the continuous relaxation's solution when the caller
     already has it (e.g. a DSO that evaluated the same exchange); it is checked like a fresh one.  `round_down`:
-    round 0 also tries the relaxation's integers rounded down when rounding to nearest does not close the gap (any
-    point within `mip_gap` is then accepted, so the centralized reference keeps it off and searches on).
+    round 0 also tries the relaxation's integers rounded down when rounding to nearest does not close the gap, and
+    stops there if that point is within `mip_gap` € of the bound (the centralized reference keeps it off: it
+    searches on to its own gap).
     """
     t0 = time.perf_counter()
     hist = OAHistory()
@@ -276,7 +275,7 @@ def solve_misocp(
             rel.status, rel.message = SolveStatus.NUMERICAL_ERROR, f"relaxation: {why}"
         rel.mip_bound, rel.mip_gap = None, None
         return rel, hist
-    inc = _Incumbent(lb=rel.objective)
+    inc = _Incumbent(lb=rel.objective, integer_rows=IntegerRows(prog))
     cuts, rhs = _initial_cuts(prog, rel.x)
     # round 0 (relaxation-guided): the relaxation keeps all order logic and is often integral already; fixing
     # its rounded integers gives an upper bound that may close the gap without any MILP.
