@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 from tdmarket.formulations.program import Program
-from tdmarket.solvers import Solution, SolveStatus, solve, solve_clarabel, solve_highs
+from tdmarket.solvers import Solution, SolveStatus, accept, solve, solve_clarabel, solve_highs
 
 H = 1e-4  # finite-difference step on a row bound
 SOLVERS = {"highs": solve_highs, "clarabel": solve_clarabel}
@@ -351,6 +351,43 @@ def test_misocp_rounding_down_closes_the_gap_without_a_milp_when_asked():
     assert len(hist_ref.rounds) > 1
     assert float(ref.x[:2].sum()) == pytest.approx(1.0, abs=1e-9)
     assert ref.objective == pytest.approx(down.objective - 1e-4, abs=1e-6)
+
+
+def test_misocp_stops_within_the_given_eur_of_its_relaxation():
+    from tdmarket.solvers.misocp import solve_misocp
+
+    p = exclusive_pair_misocp()  # rounded down: 1.2e-4 EUR above the relaxation
+    relaxed = p.copy()
+    relaxed.relax_integrality()
+    rel = solve(relaxed)
+    tight, hist_tight = solve_misocp(p, mip_gap=1e-5, round_down=True)
+    assert len(hist_tight.rounds) > 1  # 1.2e-4 EUR > 1e-5: on to the MILP
+    near, hist_near = solve_misocp(p, mip_gap=1e-5, round_down=True, relaxation_gap_eur=2e-4)
+    assert len(hist_near.rounds) == 1
+    assert near.objective - rel.objective <= 2e-4
+    assert near.objective == pytest.approx(tight.objective + 1e-4, abs=1e-6)
+    # a share smaller than the rounding's distance to the relaxation does not stop it
+    short, hist_short = solve_misocp(p, mip_gap=1e-5, round_down=True, relaxation_gap_eur=1e-4)
+    assert len(hist_short.rounds) > 1
+    assert short.objective == pytest.approx(tight.objective, abs=1e-9)
+
+
+def test_highs_objective_target_stops_at_an_incumbent_that_meets_it():
+    # a knapsack (40 items, fixed seed) whose optimum HiGHS proves at its root; its first incumbent already meets
+    # a target 20 % above the optimum
+    rng = np.random.default_rng(0)
+    w = rng.integers(20, 60, 40).astype(float)
+    p = Program()
+    p.add_variables("z", 40, lb=0.0, ub=1.0, cost=-(w + rng.integers(-5, 6, 40)), integer=True)
+    p.add_rows("cap", w[None, :], lo=-np.inf, hi=float(w.sum() / 2) + 0.5)
+    full = solve_highs(p, mip_gap=0.0)
+    assert full.status is SolveStatus.OPTIMAL
+    target = 0.8 * full.objective  # the optimum is negative
+    early = solve_highs(p, mip_gap=0.0, objective_target=target)
+    assert early.status is SolveStatus.OBJECTIVE_TARGET
+    assert full.objective <= early.objective <= target + 1e-9
+    assert accept(early, p, allow_almost=False, allow_time_limit=True)  # an incumbent, usable on request
+    assert not accept(early, p, allow_almost=False)
 
 
 def test_integer_rows_catch_a_rounding_that_breaks_a_row_of_integers_only():

@@ -307,8 +307,11 @@ class DSO:
         threads: int,
         relax: bool,
         own_offer: CurveOffer | None = None,
+        relaxation_gap_eur: float = 0.0,
     ) -> DispatchResult:
-        """Dispatch own resources for the cleared exchange, price the own dispatch, schedule the children."""
+        """Dispatch own resources for the cleared exchange, price the own dispatch, schedule the children.
+        `relaxation_gap_eur`: the mixed-integer search also stops within this many € of its bound (the area's share of
+        the scheme's certified-gap target, `HierarchicalSession.result`)."""
         t0 = time.perf_counter()
         own_offer = own_offer if own_offer is not None else self._own_offer
         opts = self.opts.relaxed() if relax else self.opts
@@ -326,7 +329,13 @@ class DSO:
         try:
             # a DSO's dispatch may stop at its relaxation rounded down (round_down: see solve_misocp)
             sol, mip = solve_clearing(
-                model.cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads, relaxation=known, round_down=True
+                model.cp,
+                mip_gap=mip_gap,
+                time_limit=time_limit,
+                threads=threads,
+                relaxation=known,
+                round_down=True,
+                relaxation_gap_eur=relaxation_gap_eur,
             )
         except SolverError as exc:
             if relax or not model.cp.prog.has_integers:

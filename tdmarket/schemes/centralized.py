@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from ..formulations.clearing import ClearingProblem
 from ..formulations.distribution import exactness_summary
 from ..formulations.options import ModelOptions
@@ -34,9 +36,12 @@ def solve_clearing(
     progress: Callable[[dict], None] | None = None,
     relaxation=None,
     round_down: bool = False,
+    relaxation_gap_eur: float = 0.0,
 ):
     """Solve a clearing problem; returns (priced solution, mip info dict).  `relaxation`: a known solution of the
-    continuous relaxation, `round_down`: try its integers rounded down (MISOCP only; see `solve_misocp`).
+    continuous relaxation, `round_down`: try its integers rounded down (MISOCP only; see `solve_misocp`),
+    `relaxation_gap_eur`: the mixed-integer search also ends at a point within this many € of the continuous
+    relaxation (with a known `relaxation` for a MILP; see `solve_misocp`).
 
     Raises SolverError unless the solution passes `tdmarket.solvers.acceptance` against the clearing program
     (status, and rows, bounds, cones and integrality of the point)."""
@@ -45,7 +50,10 @@ def solve_clearing(
     if not prog.has_integers:
         sol = solve(prog)
     elif not prog.has_cones:
-        milp = solve(prog, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
+        target = None
+        if relaxation is not None and relaxation_gap_eur > 0 and np.isfinite(relaxation.objective):
+            target = float(relaxation.objective) + relaxation_gap_eur
+        milp = solve(prog, mip_gap=mip_gap, time_limit=time_limit, threads=threads, objective_target=target)
         require(milp, prog, "MILP clearing", allow_almost=False, allow_time_limit=True)
         mip.update(lower_bound=milp.mip_bound, gap=milp.mip_gap)
         sol = solve(fix_integers(prog, milp.x))
@@ -58,6 +66,7 @@ def solve_clearing(
             progress=progress,
             relaxation=relaxation,
             round_down=round_down,
+            relaxation_gap_eur=relaxation_gap_eur,
         )
         mip.update(lower_bound=sol.mip_bound, gap=sol.mip_gap, rounds=hist.rounds)
     return require(sol, prog, "clearing"), mip

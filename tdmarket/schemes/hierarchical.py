@@ -85,6 +85,21 @@ def _by_size(inst: Instance, areas: list[int]) -> list[int]:
     return sorted(areas, key=lambda a: (-int(size[a]), a))
 
 
+def dispatch_gap_share_eur(outcome: ExchangeOutcome, settings: ExchangeSettings, n_areas: int) -> float:
+    """Each DSO's share (€) of the dispatched point's certified-gap target: what DISPATCH_SLACK × gap × max(1, |UB|)
+    leaves after the exchange's own gap UB − LB, in equal shares.  The exchange's UB counts every DSO at its
+    relaxation C_d(x*), so the dispatched point's gap is the exchange's plus Σ_d (dispatched cost − C_d(x*)): a DSO
+    whose dispatch is within its share of its relaxation has done its part, and a longer proof of its own bound
+    would certify nothing more (`solve_misocp`'s `relaxation_gap_eur`).  Measured on a generated 73-area system:
+    one DSO's dispatch (1 333 binaries, relaxation 0.0012 €) had a 0.0036 € point after 2 s and spent 43 s more
+    proving the 0.00335 € optimum to 5e-4 €, its MILP's bound rising only as the tree closed."""
+    ub, lb = float(outcome.upper_bound), float(outcome.lower_bound)
+    if n_areas < 1 or not (np.isfinite(ub) and np.isfinite(lb)):
+        return 0.0
+    left = DISPATCH_SLACK * settings.gap * max(1.0, abs(ub)) - max(ub - lb, 0.0)
+    return max(left, 0.0) / n_areas
+
+
 def _stage_times(wall: float, task_times: list[float]) -> dict:
     return {
         "wall_s": wall,
@@ -118,6 +133,7 @@ class _HierarchicalRun:
         self.repair_rounds = int(ctx.options.get("repair_rounds", DEFAULTS["repair_rounds"]))
         # the master's bound with the DSOs' Lagrangian cuts of their mixed-integer costs (integer repair), €
         self.repair_lower_bound = -np.inf
+        self.dispatch_gap_eur = 0.0  # each area's share of the certified-gap target at dispatch, €
         # per top-level DSO (index into `top`): the exchanges its binaries deliver that it reported in the integer
         # repair, with their mixed-integer costs: [(exchange MW (T,), cost €)]
         self._menus: dict[int, list[tuple[np.ndarray, float]]] = {}
@@ -273,6 +289,7 @@ class _HierarchicalRun:
                 time_limit=self.ctx.time_limit,
                 threads=1,
                 relax=self.ctx.relax,
+                relaxation_gap_eur=self.dispatch_gap_eur,
             )
             for a in level_areas:
                 out = dispatch[a] = replies[self.names[a]].value
@@ -592,6 +609,8 @@ class HierarchicalSession:
             self._master_tso = point.tso
         run.stage_times["exchange"] = point.exchange_times
         res = point.tso.publish(point.handle)
+        if len(run.levels) == 1:  # with sub-DSOs the exchange's bound is not certified (`_certify`)
+            run.dispatch_gap_eur = dispatch_gap_share_eur(point.outcome, run.settings, len(run.dsos))
         dispatch, schedules = run.dispatch_top_down(rt, res)
         res, dispatch, schedules = run.integer_repair(
             rt, point.tso, res, dispatch, schedules, master=point.master, pool=self.pool
@@ -617,6 +636,8 @@ class HierarchicalSession:
         _certify(
             result, point.outcome, run.settings, sub_dsos=len(run.levels) > 1, integer_bound=run.repair_lower_bound
         )
+        # each DSO's share of the target: its dispatch stopped within this many € of its relaxation, or searched on
+        result.summary["certificate"]["dso_dispatch_share_eur"] = run.dispatch_gap_eur
         if run.repair is not None:
             result.summary["integer_repair"] = run.repair
         if ac_dispatch is not None:

@@ -23,6 +23,7 @@ _STATUS = {
     _MS.kSolveError: SolveStatus.NUMERICAL_ERROR,
     _MS.kPostsolveError: SolveStatus.NUMERICAL_ERROR,
     _MS.kPresolveError: SolveStatus.NUMERICAL_ERROR,
+    _MS.kObjectiveTarget: SolveStatus.OBJECTIVE_TARGET,
 }
 # Stops that may still leave a feasible incumbent; reported as TIME_LIMIT only for the time limit itself.
 _LIMITS = {_MS.kTimeLimit, _MS.kIterationLimit, _MS.kSolutionLimit, _MS.kInterrupt}
@@ -155,12 +156,14 @@ def solve_highs(
     threads: int = 1,
     verbose: bool = False,
     random_seed: int = 0,
+    objective_target: float | None = None,
 ) -> Solution:
     """Solve an LP/MILP with HiGHS (presolve on, options pinned for reproducibility).
 
     `time_limit` is in wall-clock seconds (None = unlimited); `mip_gap` is the relative MIP gap at which branch
-    and bound stops, `mip_abs_gap` (objective units; None = HiGHS's default) the absolute one.  Raises ValueError
-    if the program has second-order cones.
+    and bound stops, `mip_abs_gap` (objective units; None = HiGHS's default) the absolute one;
+    `objective_target`: a MILP also stops at the first incumbent whose objective is at most this (status
+    OBJECTIVE_TARGET).  Raises ValueError if the program has second-order cones.
     """
     if program.has_cones:
         raise ValueError("solve_highs handles LP/MILP only; the program has second-order cones")
@@ -177,6 +180,8 @@ def solve_highs(
         h.setOptionValue(name, value)
     if mip_abs_gap is not None:
         h.setOptionValue("mip_abs_gap", float(mip_abs_gap))
+    if objective_target is not None and is_mip:
+        h.setOptionValue("objective_target", float(objective_target))
     if h.passModel(_to_highs_lp(program)) == highspy.HighsStatus.kError:
         raise SolverError("HiGHS rejected the model (passModel returned kError)")
     ms, message = _run_with_diagnosis(h, int(threads), is_mip)

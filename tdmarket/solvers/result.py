@@ -21,20 +21,22 @@ class SolveStatus(enum.Enum):
     INFEASIBLE = "infeasible"
     UNBOUNDED = "unbounded"
     TIME_LIMIT = "time_limit"  # stopped by the time limit; `x` is the incumbent/last iterate, optimality not proven
+    OBJECTIVE_TARGET = "objective_target"  # a MILP stopped at an incumbent as good as the requested target
     ALMOST_OPTIMAL = "almost_optimal"  # Clarabel "AlmostSolved": met only the reduced (looser) tolerances
     NUMERICAL_ERROR = "numerical_error"
     OTHER = "other"
 
 
 def usable_statuses(*, allow_almost: bool, allow_time_limit: bool = False) -> frozenset[SolveStatus]:
-    """Statuses whose point may be used: OPTIMAL, plus ALMOST_OPTIMAL and TIME_LIMIT (an incumbent) on request.
+    """Statuses whose point may be used: OPTIMAL, plus ALMOST_OPTIMAL, and TIME_LIMIT or OBJECTIVE_TARGET (an
+    incumbent), on request.
 
     The status half of the acceptance rule; `tdmarket.solvers.acceptance.accept` adds the residual check."""
     allowed = {SolveStatus.OPTIMAL}
     if allow_almost:
         allowed.add(SolveStatus.ALMOST_OPTIMAL)
     if allow_time_limit:
-        allowed.add(SolveStatus.TIME_LIMIT)
+        allowed.update((SolveStatus.TIME_LIMIT, SolveStatus.OBJECTIVE_TARGET))
     return frozenset(allowed)
 
 
