@@ -179,11 +179,12 @@ class CutExchange:
         best_ub: float,
         t_master: float,
         known: ChildValues | None = None,
+        ask_all: bool = False,
     ) -> tuple[float, ChildValues]:
         """One round: the children's values at the point (asked, or `known` when the exchanges were evaluated
         before), the new cuts, the history entry; returns the point's upper bound and the children's values."""
         t0 = time.perf_counter()
-        vals = known if known is not None else self._ask(point.x, phase, k)
+        vals = known if known is not None else self._ask(point.x, phase, k, ask_all=ask_all)
         t_eval = time.perf_counter() - t0
         ub = point.own_cost + float(vals.costs.sum())
         if known is None:
@@ -212,14 +213,14 @@ class CutExchange:
             self.progress({"stage": "iterate", **entry})
         return ub, vals
 
-    def _ask(self, x: np.ndarray, phase: str, k: int) -> ChildValues:
+    def _ask(self, x: np.ndarray, phase: str, k: int, ask_all: bool = False) -> ChildValues:
         """The children's values at x: every child whose cost is not yet bracketed is asked; a child whose cut
         model m_a and inner bound U_a agree at x_a to within a small share of the gap is not (its cut could move
         neither bound by more than U_a − m_a; U_a is counted in the upper bound)."""
         A = x.shape[0]
         skip = np.zeros(A, bool)
         upper = np.full(A, np.inf)
-        if self.s.skip_share > 0 and np.isfinite(self._gap_eur) and len(self.pool):
+        if self.s.skip_share > 0 and np.isfinite(self._gap_eur) and len(self.pool) and not ask_all:
             p = self.pool
             upper = self._inner.values(p.area, p.points, p.values, p.slopes, x)
             spread = np.maximum(upper - p.model_value(x), 0.0)
@@ -296,6 +297,7 @@ class CutExchange:
                 stop = first_stop([RelativeGap(self.s.gap * self.s.integer_gap_factor)], prog)
                 if stop is not None:
                     return best, best_ub, prog.lower_bound, stop
+        last: tuple[np.ndarray, bool] | None = None  # the last mixed-integer point, whether every child was asked
         for k in range(1, self.s.milp_rounds + 1):
             if self.clock is not None and self.clock.check(prog):
                 stop = ("time_limit", self.clock.check(prog) or "")
@@ -317,7 +319,21 @@ class CutExchange:
                 stop = ("milp_failed", str(exc))
                 break
             prog.lower_bound = max(prog.lower_bound, point.lower_bound)
-            ub, _ = self._round(point, "milp", k, prog.lower_bound, best_ub, time.perf_counter() - t0)
+            # the master repeats its point when the children asked there could not move it (the others bracketed
+            # by the skip rule): ask every child at a repeated point, and stop if it comes back even so (nothing
+            # would change in later rounds; measured on a generated 10-area system, six identical rounds)
+            repeated = last is not None and np.allclose(point.x, last[0], rtol=0.0, atol=1e-9)
+            if repeated and last is not None and last[1]:
+                stop = ("stall", f"mixed-integer round {k} repeated the last point, every child asked there")
+                break
+            # the skip rule's budget: a share of the relaxed phase's last gap, or of this phase's where that is smaller
+            # (a relaxed phase that ended loose, by its stall or round limit, must not let these rounds skip every
+            # child; measured on a generated 10-area system: six identical rounds, see the `repeated` rule)
+            self._gap_eur = min(self._gap_eur, best_ub - prog.lower_bound)
+            ub, vals = self._round(
+                point, "milp", k, prog.lower_bound, best_ub, time.perf_counter() - t0, ask_all=repeated
+            )
+            last = (point.x.copy(), bool(vals.asked_mask.all()))
             if ub < best_ub:
                 best, best_ub = point, ub
             prog.upper_bound = best_ub

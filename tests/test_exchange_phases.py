@@ -1,0 +1,77 @@
+"""The cut exchange's mixed-integer phase on a scripted parent (decomposition.exchange.CutExchange): what it does
+when its master proposes the same point again."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tdmarket.decomposition.exchange import ChildValues, CutExchange, CutPool, ExchangeSettings, ParentPoint
+
+X0 = np.array([[0.5], [0.2]])  # two children, one period, MW
+
+
+def child_costs(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """C_0(x) = (x − 1)², C_1(x) = 3|x| (€) and their slopes (€/MW)."""
+    costs = np.array([(x[0, 0] - 1.0) ** 2, 3.0 * abs(x[1, 0])])
+    slopes = np.array([[2.0 * (x[0, 0] - 1.0)], [3.0 * np.sign(x[1, 0])]])
+    return costs, slopes
+
+
+class ScriptedMaster:
+    def add_cuts(self, *args) -> None:
+        pass
+
+    def take_stats(self) -> dict:
+        return {"simplex_iterations": 0, "cold_restarts": 0}
+
+
+def scripted_exchange(asked_log: list, pool: CutPool) -> CutExchange:
+    def evaluate(x, phase, k, asked):
+        asked_log.append(None if asked is None else list(asked))
+        costs, slopes = child_costs(x)
+        return ChildValues(costs, slopes)
+
+    def clear_integer(pool, remaining, box):
+        # a master that always proposes X0 and bounds the problem 5 EUR below it: the gap never closes
+        return ParentPoint(
+            x=X0.copy(), own_cost=10.0, lower_bound=10.0 + child_costs(X0)[0].sum() - 5.0, handle=None, integer=True
+        )
+
+    return CutExchange(
+        ScriptedMaster(),  # type: ignore[arg-type]
+        pool,
+        evaluate,
+        master_point=lambda ms: ms,
+        clear_integer=clear_integer,
+        fallback=None,
+        settings=ExchangeSettings(gap=1e-6, milp_rounds=10),
+    )
+
+
+def test_milp_phase_stops_when_its_master_repeats_a_point_every_child_was_asked_at():
+    asked: list = []
+    ex = scripted_exchange(asked, CutPool(T=1))
+    best, best_ub, lb, stop = ex._milp_phase(-np.inf)
+    assert stop is not None and stop[0] == "stall" and "repeated" in stop[1]
+    assert [h["master"] for h in ex.history] == ["milp"]  # round 2 proposed X0 again: nothing left to learn
+    assert asked == [None]  # round 1 asked every child
+    assert best_ub == 10.0 + child_costs(X0)[0].sum()
+
+
+def test_milp_phase_asks_every_child_at_a_repeated_point_none_was_asked_at():
+    # the pool already holds exact cuts at X0, and the rounding step gave X0's value: the skip rule brackets both
+    # children there, so round 1 asks nobody; the same point comes back, so round 2 asks everybody, and round 3
+    # (the same point again) stops
+    pool = CutPool(T=1)
+    costs, slopes = child_costs(X0)
+    pool.add(np.array([0, 1]), X0, costs, slopes)
+    asked: list = []
+    ex = scripted_exchange(asked, pool)
+    ex.lp_best = ParentPoint(x=X0.copy(), own_cost=10.0, lower_bound=-np.inf, handle=None, integer=False)
+    ex._best_vals = ChildValues(costs, slopes)
+    ex.round_integer = lambda p: ParentPoint(x=X0.copy(), own_cost=10.0, lower_bound=-np.inf, handle=None, integer=True)
+    _, _, _, stop = ex._milp_phase(10.0 + costs.sum() - 5.0)
+    assert stop is not None and stop[0] == "stall"
+    assert [h["master"] for h in ex.history] == ["rounded", "milp", "milp"]
+    assert [h["children_asked"] for h in ex.history] == [0, 0, 2]
+    assert asked == [[], None]  # round 1 asked nobody, round 2 all of them
