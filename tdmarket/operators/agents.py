@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from ..decomposition.area_model import AreaModel
+from ..decomposition.area_model import AreaModel, EvaluationError
 from ..decomposition.curves import build_curves
 from ..decomposition.messages import BestResponse, CurveOffer, CutReply, DispatchReport, Schedule
 from ..decomposition.offers import Offer, offer_from_message
@@ -326,6 +326,14 @@ class DSO:
         known = None
         if not relax and self._relaxed is not None and self._relaxed.cp.prog.m == model.cp.prog.m:
             known = self._relaxed.relaxation_at(x_star)
+            if known is None:
+                # not asked at x* (bracketed by its cuts in the last rounds): the relaxation from the kept parametric
+                # model, which also gives the curve error below its value (italy-652: 26 of 50 DSOs solved it twice)
+                try:
+                    self._relaxed.evaluate(x_star)
+                except EvaluationError:
+                    pass
+                known = self._relaxed.relaxation_at(x_star)
         try:
             # a DSO's dispatch may stop at its relaxation rounded down (round_down: see solve_misocp)
             sol, mip = solve_clearing(
