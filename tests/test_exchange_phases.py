@@ -1,9 +1,10 @@
 """The cut exchange's mixed-integer phase on a scripted parent (decomposition.exchange.CutExchange): what it does
-when its master proposes the same point again."""
+when its master proposes the same point again; and each DSO's share of the certified-gap target at dispatch."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tdmarket.decomposition.exchange import ChildValues, CutExchange, CutPool, ExchangeSettings, ParentPoint
 
@@ -75,3 +76,22 @@ def test_milp_phase_asks_every_child_at_a_repeated_point_none_was_asked_at():
     assert [h["master"] for h in ex.history] == ["rounded", "milp", "milp"]
     assert [h["children_asked"] for h in ex.history] == [0, 0, 2]
     assert asked == [[], None]  # round 1 asked nobody, round 2 all of them
+
+
+def test_dispatch_share_is_what_the_target_leaves_after_the_exchange_gap_in_equal_parts():
+    from tdmarket.decomposition.exchange import ExchangeOutcome
+    from tdmarket.schemes.hierarchical import DISPATCH_SLACK, dispatch_gap_share_eur
+
+    settings = ExchangeSettings(gap=1e-5)
+    outcome = ExchangeOutcome(None, 2000.0, 1999.99, "relative_gap", "", [], [])  # gap 0.01 EUR
+    target = DISPATCH_SLACK * 1e-5 * 2000.0  # 0.2 EUR for the dispatched point
+    share = dispatch_gap_share_eur(outcome, settings, 10)
+    assert share == pytest.approx((target - 0.01) / 10)
+    # shares and the exchange's gap together stay within the target
+    assert 10 * share + 0.01 <= target + 1e-12
+    # an exchange that used the whole target (or has no bound) leaves nothing
+    assert dispatch_gap_share_eur(ExchangeOutcome(None, 2000.0, 1999.0, "", "", [], []), settings, 10) == 0.0
+    assert dispatch_gap_share_eur(ExchangeOutcome(None, 2000.0, -np.inf, "", "", [], []), settings, 10) == 0.0
+    # a negative cost: relative to |UB|
+    neg = ExchangeOutcome(None, -3780.0, -3780.02, "", "", [], [])
+    assert dispatch_gap_share_eur(neg, settings, 4) == pytest.approx((DISPATCH_SLACK * 1e-5 * 3780.0 - 0.02) / 4)

@@ -310,8 +310,8 @@ class DSO:
         relaxation_gap_eur: float = 0.0,
     ) -> DispatchResult:
         """Dispatch own resources for the cleared exchange, price the own dispatch, schedule the children.
-        `relaxation_gap_eur`: the mixed-integer search also stops within this many € of its bound (the area's share of
-        the scheme's certified-gap target, `HierarchicalSession.result`)."""
+        `relaxation_gap_eur`: the mixed-integer search also stops at a point within this many € of the area's
+        relaxation at the exchange (its share of the scheme's certified-gap target, `dispatch_gap_share_eur`)."""
         t0 = time.perf_counter()
         own_offer = own_offer if own_offer is not None else self._own_offer
         opts = self.opts.relaxed() if relax else self.opts
