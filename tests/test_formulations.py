@@ -153,3 +153,21 @@ def test_reference_numbers_unchanged(solved):
     assert ifc.loc[("DSO-201", 1), "export_mw"] == pytest.approx(ref["export_dso201_p1"], rel=REL)
     assert tables["lines"].loss_mw.sum() == pytest.approx(ref["loss_mw"], rel=REL, abs=1e-12)
     assert list(tables) == ["segments", "bids", "buses", "interfaces", "lines"]
+
+
+def test_slack_cost_is_the_objectives_slack_term_per_row_not_each_variable_clipped():
+    from tdmarket.formulations.balance import SlackBlock
+    from tdmarket.formulations.program import Program
+
+    prog = Program()
+    for name in ("slack_p_plus", "slack_p_minus", "slack_q_plus", "slack_q_minus"):
+        prog.add_variables(name, 3, 0.0, np.inf, 2500.0)  # κΔ, € per MW and period
+    # row 0: an interior-point pair (-2e-8, +2e-8) whose costs cancel in the objective; row 1: a real 0.5 MW
+    # imbalance with residue on the other side; row 2: a negative residue alone
+    x = np.zeros(prog.n)
+    x[prog.var("slack_p_plus").slice] = [-2e-8, 0.5, -1e-10]
+    x[prog.var("slack_p_minus").slice] = [2e-8, -1e-10, 0.0]
+    block = object.__new__(SlackBlock)  # the cost reads only the program and the point
+    assert block.cost(prog, x) == pytest.approx(2500.0 * (0.5 - 1e-10), abs=1e-9)
+    # clipping each variable at 0 would have counted the pair's positive half too
+    assert 2500.0 * np.maximum(x[:6], 0.0).sum() - block.cost(prog, x) == pytest.approx(2500.0 * (2e-8 + 1e-10))
