@@ -108,6 +108,17 @@ class BestResponse(Message):
     # the best responses at prices a little above and below π (docs/model.md §6.3 item 8)
     menu_mw: list[list[float]] = field(default_factory=list)
     menu_cost_eur: list[float] = field(default_factory=list)
+    # per exchange (the best response first, then the menu's): an opaque label of the binaries that deliver it
+    # (equal labels, equal binaries; nothing else about them), and a subgradient of the cost of those binaries
+    # at it (€ per MW exported, per period; None where unknown): with them the TSO models each configuration's
+    # convex cost by cuts instead of single points
+    # and the exchanges those binaries deliver without slack (([lo], [hi]) MW per period, the other periods held)
+    configuration: str | None = None
+    slope_eur_mw: list[float] | None = None
+    range_mw: tuple[list[float], list[float]] | None = None
+    menu_configuration: list[str | None] = field(default_factory=list)
+    menu_slope_eur_mw: list[list[float] | None] = field(default_factory=list)
+    menu_range_mw: list[tuple[list[float], list[float]] | None] = field(default_factory=list)
 
 
 @dataclass

@@ -6,9 +6,12 @@ its own dispatch.  Children (sub-DSOs) are seen only through their offers.  The 
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -23,8 +26,17 @@ from ..market.pricing import annotate_buses, publish_prices
 from ..model.instance import Instance
 from ..schemes.centralized import solve_clearing
 from ..solvers import SolveStatus, solve
+from ..solvers.misocp import fix_integers
 
 PRICE_STEP = 0.1  # integer repair: a DSO's menu holds its best responses at (1 ± PRICE_STEP)·π ± 1 €/MWh
+
+
+def configuration_label(model: AreaModel, x: np.ndarray) -> str:
+    """An opaque label of the binaries of a mixed-integer solution `x` of `model` (a hash: equal binaries, equal
+    labels; it reveals nothing else about the area's orders)."""
+    ints = model.cp.orders.binary_columns(model.cp.prog)
+    bits = np.round(np.asarray(x, float)[ints]).astype(np.int8)
+    return hashlib.blake2b(bits.tobytes(), digest_size=8).hexdigest()
 
 
 @dataclass
@@ -43,6 +55,7 @@ class DispatchResult:
     time_s: float
     solver_time_s: float
     pricing_time_s: float = 0.0  # the price intervals of the dispatch (tdmarket.market.pricing)
+    configuration: str | None = None  # `configuration_label` of the dispatched binaries (None: no binaries)
 
 
 class DSO:
@@ -155,8 +168,12 @@ class DSO:
         best = self._respond(model, base, value, mip_gap=mip_gap, time_limit=time_limit)
         if best is None:
             return reply
-        x, cost, mip = best
+        x, cost, mip, label, solution = best
         reply.export_mw, reply.cost_eur = x.tolist(), cost
+        # x minimises C_k(x) − valueᵀx over the interface box for its binaries k, so `value` is a subgradient of
+        # C_k there (within the box, which the TSO's clearing never leaves)
+        reply.configuration, reply.slope_eur_mw = label, value.tolist()
+        reply.range_mw = self._configuration_range(model, solution, x)
         bound = mip.get("lower_bound")
         if bound is not None and np.isfinite(bound):
             reply.bound_eur = min(float(bound), cost - float(value @ x))
@@ -167,13 +184,21 @@ class DSO:
         # only then, and once interior-point slack residue stopped counting as slack (docs/model.md §5) one variant
         # lost it (seed 26: 7.4e-5 -> 5.2e-4 to centralized; always asked: all 50 variants' median 8.0e-7, 45 within
         # 1e-4, +3 % wall time)
-        menu = [self._nearest_deliverable(x_star, value, mip_gap=mip_gap, time_limit=time_limit)]
+        menu: list[tuple[Any, np.ndarray | None]] = [
+            (self._nearest_deliverable(x_star, value, mip_gap=mip_gap, time_limit=time_limit), None)
+        ]
         for sign in (1.0, -1.0):
             shifted = value + sign * (PRICE_STEP * np.abs(value) + self.opts.period_hours)  # € per MW
-            menu.append(self._respond(model, base, shifted, mip_gap=mip_gap, time_limit=time_limit))
-        for found in filter(None, menu):
+            menu.append((self._respond(model, base, shifted, mip_gap=mip_gap, time_limit=time_limit), shifted))
+        for found, slope in menu:
+            if found is None:
+                continue
             reply.menu_mw.append(found[0].tolist())
             reply.menu_cost_eur.append(found[1])
+            reply.menu_configuration.append(found[3])
+            # the nearest exchange's subgradient is unknown (its L1 pull moves it by up to ρΔ)
+            reply.menu_slope_eur_mw.append(None if slope is None else slope.tolist())
+            reply.menu_range_mw.append(None if slope is None else self._configuration_range(model, found[4], found[0]))
         return reply
 
     def _exchange_free_model(self) -> AreaModel:
@@ -186,7 +211,8 @@ class DSO:
     @staticmethod
     def _respond(model: AreaModel, base: np.ndarray, value: np.ndarray, *, mip_gap: float, time_limit: float | None):
         """arg min_x C^MI(x) − valueᵀx on `model` whose own costs are `base`: (x MW, the program's cost at it
-        without the exchange's value €, the mixed-integer info), or None on a solver failure."""
+        without the exchange's value €, the mixed-integer info, the `configuration_label` of its binaries, the
+        solution), or None on a solver failure."""
         cols = model.cp.own_x
         c = base.copy()
         c[cols] -= value
@@ -196,15 +222,36 @@ class DSO:
         except SolverError:
             return None
         x = sol.x[cols]
-        return x, float(sol.objective + value @ x), mip
+        return x, float(sol.objective + value @ x), mip, configuration_label(model, sol.x), sol.x
+
+    @staticmethod
+    def _configuration_range(model: AreaModel, solution: np.ndarray, x: np.ndarray) -> tuple[list, list] | None:
+        """The exchanges (MW, per period, the other periods held at `x`) that the binaries of `solution` deliver
+        without slack: 2T continuous solves with those binaries fixed (None if one fails)."""
+        fixed = copy.copy(model)
+        fixed.cp = copy.copy(model.cp)
+        fixed.cp.prog = fix_integers(model.cp.prog, solution)
+        lo, hi = [], []
+        for t in range(len(x)):
+            try:
+                found = fixed.hard_range(t, x)
+            except EvaluationError:
+                return None
+            if found is None:
+                return None
+            # hard_range keeps its reference point inside; here the reference is the configuration's own point
+            lo.append(min(found[0], float(x[t])))
+            hi.append(max(found[1], float(x[t])))
+        return lo, hi
 
     def _nearest_deliverable(self, x_star: np.ndarray, value: np.ndarray, *, mip_gap: float, time_limit: float | None):
         """The exchange nearest to the schedule x* (L1, MW) that this DSO's binaries deliver without slack, at its
         lowest cost: min C^MI(x) − valueᵀx + ρΔ‖x − x*‖₁ with ρ above every marginal gain of moving (its largest
         order price plus the largest interface price, capped at half the slack penalty κ, so that slack stays
-        dearer).  Returns (x MW, C^MI(x) €), or None on a solver failure.  The best response alone finds the
-        exchange the prices favour; a DSO whose relaxation sat a few kW from a deliverable point should also
-        offer that point (measured on a generated variant: the centralized optimum keeps it, +1e-2 without)."""
+        dearer).  Returns (x MW, C^MI(x) €, the mixed-integer info, the binaries' label, the solution), or None on
+        a solver failure.  The best response alone finds the exchange the prices favour; a DSO whose relaxation
+        sat a few kW from a deliverable point should also offer that point (measured on a generated variant: the
+        centralized optimum keeps it, +1e-2 without)."""
         model = self._exchange_free_model()
         prog, cols, T = model.cp.prog, model.cp.own_x, len(x_star)
         dt = self.opts.period_hours
@@ -220,8 +267,8 @@ class DSO:
         found = self._respond(model, prog.c.copy(), value, mip_gap=mip_gap, time_limit=time_limit)
         if found is None:
             return None
-        x, cost, _ = found
-        return x, cost - rho * dt * float(np.abs(x - x_star).sum())
+        x, cost, mip, label, solution = found
+        return x, cost - rho * dt * float(np.abs(x - x_star).sum()), mip, label, solution
 
     def _dispatch_without_commitments(self, model: AreaModel, known, exc: Exception):
         """Fallback when the mixed-integer dispatch finds no point (e.g. every fixed-integer SOCP refused): every
@@ -255,8 +302,6 @@ class DSO:
         π: if π is a subgradient of C_d at x*, the DSO keeps x* and its prices support π; otherwise the bound
         binds and ρ = π + its dual.  Binaries stay fixed at the dispatch; the published quantities are the
         dispatch's own.  Returns (the pricing program, its solution, ρ €/MWh)."""
-        from ..solvers.misocp import fix_integers
-
         dt = self.opts.period_hours
         prog = fix_integers(model.cp.prog, sol.x) if model.cp.prog.has_integers else model.cp.prog.copy()
         delta = 1e-4
@@ -401,6 +446,7 @@ class DSO:
             time_s=time.perf_counter() - t0,
             solver_time_s=sol.solve_time_s,
             pricing_time_s=intervals.time_s,
+            configuration=configuration_label(model, sol.x) if cp.prog.has_integers else None,
         )
 
     def ac_redispatch(self, tables: dict, parent: str = "", root_vsq_pu=None, *, relax: bool):

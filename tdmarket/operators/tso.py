@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from ..decomposition.exchange import CutPool, ParentPoint
 from ..decomposition.master import CutMaster, MasterSolution
+from ..decomposition.menus import MenuEntry, add_menu_rows
 from ..decomposition.offers import Cut, Offer, add_offer_rows, bound_offers, child_exchange_columns
 from ..formulations.clearing import ClearingProblem
 from ..formulations.options import ModelOptions
@@ -339,33 +339,28 @@ class TSO:
         self,
         names: list[str],
         pool: CutPool,
-        menus: dict[int, tuple[np.ndarray, np.ndarray]],
+        menus: dict[int, list[MenuEntry]],
         *,
         mip_gap: float,
         time_limit: float | None,
         threads: int = 1,
     ) -> ParentPoint:
-        """Mixed-integer master in which child `a` of `menus` (index: (points (K, T) MW, costs (K,) €)) takes
-        exactly one of its K exchanges, at its known cost (binary λ_ak: x_a = Σ_k λ_ak X_ak, θ_a >= Σ_k λ_ak C_ak,
-        Σ_k λ_ak = 1); the other children stay free on their cuts; the TSO's binaries are decided.  The menu
-        points are exchanges a DSO's binaries deliver (integer repair), so its cost is exact where the clearing
-        puts it.  The result bounds nothing (lower_bound = −inf)."""
+        """Mixed-integer master in which child `a` of `menus` (index: its entries) takes exactly one option of its
+        menu (`decomposition.menus.add_menu_rows`: an exchange at its known cost, or a configuration of its
+        binaries anywhere in the interface box at a cost above that configuration's cuts); the other children stay
+        free on their cuts; the TSO's binaries are decided.  The menu's exchanges are delivered by the DSO's
+        binaries (integer repair), so its cost is exact at a single exchange and bounded below inside a
+        configuration.  The result bounds nothing (lower_bound = −inf)."""
         cp, cols, maps, names = self._build_with_cuts(names, pool, integer=True)
         prog, theta = cp.prog, maps["theta"]
-        T = cols.shape[1]
+        ifc = cp.iface
+        area_names = np.array(cp.inst.areas.name)[ifc.area]
         for a in sorted(menus):
-            X, C = np.asarray(menus[a][0], float).reshape(-1, T), np.asarray(menus[a][1], float)
-            K = len(C)
-            lam = prog.add_variables(f"menu_choice_{a}", K, 0.0, 1.0, 0.0, integer=True).index
-            n = prog.n
-            # x_a − Σ_k X_akt λ_ak = 0 per period
-            rows = np.concatenate([np.arange(T), np.repeat(np.arange(T), K)])
-            colx = np.concatenate([cols[a], np.tile(lam, T)])
-            vals = np.concatenate([np.ones(T), -X.T.ravel()])
-            prog.add_rows(f"menu_exchange_{a}", sp.csr_matrix((vals, (rows, colx)), shape=(T, n)), 0.0, 0.0)
-            prog.add_rows(f"menu_one_{a}", sp.csr_matrix((np.ones(K), (np.zeros(K), lam)), shape=(1, n)), 1.0, 1.0)
-            A = sp.csr_matrix((np.concatenate([[1.0], -C]), (np.zeros(K + 1), np.r_[theta[a], lam])), shape=(1, n))
-            prog.add_rows(f"menu_cost_{a}", A, 0.0, np.inf)
+            # the configurations move inside the exchange's bounds, else inside the interface rating (MVA >= |MW|)
+            rating = float(ifc.rating[np.flatnonzero((area_names == names[a]) & ifc.inject_here)[0]])
+            lo = np.where(np.isfinite(prog.lb[cols[a]]), prog.lb[cols[a]], -rating)
+            hi = np.where(np.isfinite(prog.ub[cols[a]]), prog.ub[cols[a]], rating)
+            add_menu_rows(prog, f"menu_{a}", cols[a], int(theta[a]), menus[a], lo, hi)
         sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
         res = self._result(cp, cols, maps, names, sol, mip)
         return ParentPoint(x=res.x, own_cost=res.own_cost, lower_bound=-np.inf, handle=res, integer=True)
