@@ -63,7 +63,15 @@ def assert_tso_receives_interface_level_only(inst, messages, tso: str = "TSO"):
     allowed = {
         "CurveOffer": {"periods", "xi_mw", "cost_eur", "eps_eur", "flags", "cuts"},
         "CutReply": {"point_mw", "cost_eur", "slope_eur_mw", "uses_slack", "iteration"},
-        "DispatchReport": {"slack_mw", "curve_error_eur", "rho_eur_mwh", "integrality_cost_eur", "soc_gap_max"},
+        "DispatchReport": {
+            "slack_mw",
+            "curve_error_eur",
+            "rho_eur_mwh",
+            "integrality_cost_eur",
+            "soc_gap_max",
+            "relaxed_cost_eur",  # a cut at the schedule: a cost (€) and a slope per period (€/MW)
+            "relaxed_slope_eur_mw",
+        },
     }
     received = [json.loads(m["message"]) for m in messages if m["to"] == tso]
     assert {m["kind"] for m in received} == set(allowed)
@@ -370,7 +378,9 @@ def test_integer_repair_menu_choice_when_two_dsos_answer_one_congested_price(tmp
     """Generated variant (seed 48 of the property test) on which two DSOs answer one congested price together and
     overshoot: their joint best-response move raises the total.  Measured: +19.4 % to centralized with joint
     moves only, +11.2 % with each move also tried alone (other exchanges held), +7e-4 with the menu choice (each
-    asked DSO takes one exchange its binaries deliver, the others free on their cuts)."""
+    asked DSO takes one exchange its binaries deliver, the others free on their cuts), +5.9e-4 with the
+    configurations of binaries, -9e-9 once every dispatch of the repair also adds each DSO's relaxed cut at its
+    exchange (the menu choice kept proposing an exchange at which DSO-201's cut model was 17 € below its cost)."""
     from tdmarket.examples import builtin_path
     from tdmarket.generate.variants import make_variant, property_test_options
 
@@ -380,10 +390,11 @@ def test_integer_repair_menu_choice_when_two_dsos_answer_one_congested_price(tmp
     res = run_hierarchical(inst, executor="inline", **scheme)
     rounds = res.summary["integer_repair"]["rounds"]
     assert any(r["accepted"] and r["how"] == "menu choice" and len(r["areas_moved"]) >= 2 for r in rounds), rounds
-    assert central - 1e-6 <= res.total_cost <= (1 + 2e-3) * central
+    # centralized is solved to a 1e-6 MIP gap: the hierarchical clearing may be cheaper by up to that
+    assert (1 - 1e-6) * central <= res.total_cost <= (1 + 1e-4) * central
     cert = res.summary["certificate"]
     assert cert["lower_bound_eur"] <= central + 1e-6
-    assert cert["dispatched_gap"] < 5e-3  # the Lagrangian bound (the relaxation's: 0.85)
+    assert cert["dispatched_gap"] < 1e-3  # the Lagrangian bound (the relaxation's: 0.85)
 
 
 @pytest.mark.slow
@@ -400,7 +411,7 @@ def test_integer_repair_moves_a_dso_along_a_configuration_of_its_binaries(tmp_pa
     inst = tdmarket.load(make_variant(builtin_path(), tmp_path / "v", seed=28, **variant))
     central = clear_centralized(inst, mip_gap=1e-6).total_cost
     res = run_hierarchical(inst, executor="inline", **scheme)
-    assert central - 1e-6 <= res.total_cost <= (1 + 1e-4) * central
+    assert (1 - 1e-6) * central <= res.total_cost <= (1 + 1e-4) * central  # centralized: MIP gap 1e-6
     cert = res.summary["certificate"]
     assert cert["lower_bound_eur"] <= central + 1e-6 and res.total_cost >= cert["lower_bound_eur"]
     logged = [m["message"] for m in res.messages if m["kind"] == "BestResponse"]

@@ -4,7 +4,8 @@ Each seed draws a variant (more DSO areas, all-or-nothing and start/stop shares,
 and D lines, imbalance scaling) with `tdmarket.generate.variants.make_variant` and the scheme's own options (curve
 sampling, skipping of bracketed DSOs, curve tolerance), then checks what must hold on ANY
 instance: the scheme finishes, its certified lower bound never exceeds the centralized optimum, its cost is never
-below the centralized MIP bound and lies within its reported certified gap of that bound, and slack is reported.
+below the centralized MIP bound and lies within its reported certified gap of that bound, and slack is reported;
+and the target on these seeds: a cost within 1e-4 of centralized.
 """
 
 from __future__ import annotations
@@ -41,5 +42,8 @@ def test_hierarchical_is_certified_against_centralized(seed, tmp_path):
     gap = cert["dispatched_gap"]
     assert gap is not None and np.isfinite(gap)
     assert res.total_cost - central.total_cost <= gap * max(1.0, abs(res.total_cost)) + 1e-6 * scale
+    # the issue's target (docs/model.md §6.3 item 8): within 1e-4 of centralized; measured on these 50 seeds
+    # (2026-12-01): median 2.6e-7, worst 7.7e-5 (seed 26)
+    assert res.total_cost - central.total_cost <= 1e-4 * scale
     assert cert["stopped_by"] and cert["rounds"] >= 1
     assert s["slack"]["p_mw"] >= 0 and np.isfinite(s["slack"]["p_mw"])

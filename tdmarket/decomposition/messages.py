@@ -89,6 +89,10 @@ class DispatchReport(Message):
     rho_eur_mwh: list[float] = field(default_factory=list)
     integrality_cost_eur: float = 0.0
     soc_gap_max: float = 0.0
+    # the relaxed cost C_d at the schedule (€) and a subgradient (€ per MW, per period): a cut, which the integer
+    # repair adds to its parent's model (None where the DSO sent no curve)
+    relaxed_cost_eur: float | None = None
+    relaxed_slope_eur_mw: list[float] | None = None
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from ..decomposition.area_model import AreaModel, EvaluationError
+from ..decomposition.area_model import AreaModel, Evaluation, EvaluationError
 from ..decomposition.curves import build_curves
 from ..decomposition.messages import BestResponse, CurveOffer, CutReply, DispatchReport, Schedule
 from ..decomposition.offers import Offer, offer_from_message
@@ -316,14 +316,17 @@ class DSO:
         return prog, psol, pi + psol.row_dual[model.fix_rows] / dt
 
     @staticmethod
-    def _curve_error(relaxed: AreaModel, own_offer: CurveOffer | None, x_star: np.ndarray, sol) -> tuple[float, float]:
-        """(curve error, integrality cost) at the schedule, €: the relaxed cost at x* versus what this DSO's curve
-        promised its parent, and the mixed-integer dispatch cost versus the relaxed cost at the same exchange."""
+    def _curve_error(
+        relaxed: AreaModel, own_offer: CurveOffer | None, x_star: np.ndarray, sol
+    ) -> tuple[float, float, Evaluation | None]:
+        """(curve error, integrality cost, the relaxation) at the schedule: the relaxed cost at x* versus what this
+        DSO's curve promised its parent (€), the mixed-integer dispatch cost versus the relaxed cost at the same
+        exchange (€), and the relaxed evaluation there (None without a curve offer)."""
         if own_offer is None:
-            return 0.0, 0.0
-        c_rel = relaxed.evaluate(x_star).cost
+            return 0.0, 0.0, None
+        ev = relaxed.evaluate(x_star)
         promised = sum(float(np.interp(x, xi, ph)) for x, xi, ph in zip(x_star, own_offer.xi_mw, own_offer.cost_eur))
-        return c_rel - promised, float(sol.objective) - c_rel
+        return ev.cost - promised, float(sol.objective) - ev.cost, ev
 
     def _child_schedules(self, model: AreaModel, offers: list[Offer], sol, row_dual) -> list[Schedule]:
         """Each sub-DSO's exchange (MW) and the price at its root bus (€/MWh) in this dispatch."""
@@ -415,7 +418,7 @@ class DSO:
             rho = pi + rho
         tables = cp.extract(sol.x, row_dual)
         own = cp.cost_parts(sol.x)
-        curve_err, integrality = self._curve_error(model if relax else self.model(), own_offer, x_star, sol)
+        curve_err, integrality, relaxation = self._curve_error(model if relax else self.model(), own_offer, x_star, sol)
         child_scheds = self._child_schedules(model, offers, sol, row_dual)
         b = self.sub.buses
         chk = cp.check(sol.x)
@@ -429,6 +432,8 @@ class DSO:
             rho_eur_mwh=rho.tolist(),
             integrality_cost_eur=integrality,
             soc_gap_max=chk.max_soc_gap,
+            relaxed_cost_eur=None if relaxation is None else relaxation.cost,
+            relaxed_slope_eur_mw=None if relaxation is None else relaxation.rho.tolist(),
         )
         # keep only what this operator owns (boundary buses belong to neighbours)
         buses = tables["buses"][~tables["buses"].node.isin(b.id[b.is_boundary])].reset_index(drop=True)

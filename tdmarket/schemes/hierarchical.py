@@ -471,6 +471,7 @@ class _HierarchicalRun:
             proposed.append(menu_point.x.copy())
             dispatched = self.dispatch_top_down(rt, menu_point)
             self._menu_from_dispatch(menu_point, dispatched[0])
+            self._relaxed_cuts_from_dispatch(menu_point, dispatched[0], master, pool)
             after = self._total(menu_point, dispatched[0])
             info.setdefault("menu_point_totals_eur", []).append(after)
             if after < best_total:
@@ -501,6 +502,28 @@ class _HierarchicalRun:
         menu = self._menus.setdefault(i, [])
         for entry in entries:
             add_entry(menu, entry)
+
+    def _relaxed_cuts_from_dispatch(self, point, dispatch: dict, master, pool) -> None:
+        """Every top-level DSO's dispatch report carries its relaxed cost at its exchange and a subgradient: a cut
+        of C_d, into the pool (and the master).  The menu choice keeps the DSOs it did not ask free on their cuts;
+        without these it kept proposing exchanges at which a DSO's cut model was 17 € below its cost (measured on
+        the property test's seed 48)."""
+        rows = []
+        for i, a in enumerate(self.top):
+            rep = dispatch[a].report
+            if rep.relaxed_cost_eur is None or rep.relaxed_slope_eur_mw is None:
+                continue
+            slope = np.asarray(rep.relaxed_slope_eur_mw, float)
+            if np.isfinite(slope).all() and np.isfinite(rep.relaxed_cost_eur):
+                rows.append((i, np.asarray(point.x[i], float), float(rep.relaxed_cost_eur), slope))
+        if not rows:
+            return
+        area = np.array([r[0] for r in rows], np.int64)
+        points, values, slopes = (np.array([r[k] for r in rows]) for k in (1, 2, 3))
+        if pool is not None:
+            pool.add(area, points, values, slopes)
+        if master is not None:
+            master.add_cuts(area, points, values, slopes)
 
     def _menu_from_dispatch(self, point, dispatch: dict) -> None:
         """Every dispatch of a DSO with a menu is one more entry of it: its exchange, its mixed-integer cost, the
