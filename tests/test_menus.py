@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tdmarket.decomposition.menus import MenuEntry, add_entry, add_menu_rows
 from tdmarket.formulations.program import Program
@@ -17,8 +20,6 @@ def _choose(menu: list[MenuEntry], value_eur_mw: float, lo=-10.0, hi=10.0):
     x = prog.add_variables("x", 1, lo, hi, -value_eur_mw).index
     theta = prog.add_variables("theta", 1, -np.inf, np.inf, 1.0).index
     # a relaxed cut far below every option, as the exchange's cuts are: θ >= −100
-    import scipy.sparse as sp
-
     prog.add_rows("relaxed", sp.csr_matrix(([1.0], ([0], [theta[0]])), shape=(1, prog.n)), -100.0, np.inf)
     add_menu_rows(prog, "menu", x, int(theta[0]), menu, np.array([lo]), np.array([hi]))
     sol = solve(prog)
@@ -69,3 +70,45 @@ def test_add_entry_keeps_one_entry_per_exchange_and_configuration():
     assert len(menu) == 1 and menu[0].cost_eur == 4.0 and menu[0].slope_eur_mw is not None
     add_entry(menu, MenuEntry(np.array([1.0, 2.0]), 4.0, configuration="other"))  # another configuration
     assert len(menu) == 2
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), T=st.integers(1, 3), G=st.integers(1, 3), n=st.integers(1, 4))
+def test_the_menu_model_is_a_relaxation_of_the_configurations_it_holds(seed: int, T: int, G: int, n: int):
+    """A child with G configurations, each a convex cost C_c (max of planes plus a quadratic) on its own slack-free
+    box, seen at n exchanges each with exact costs, subgradients and the box as range.  At any price v the menu
+    model's minimum of θ − vᵀx is at most the best seen exchange's (each is an option at its exact cost), its
+    exchange lies in the box of some configuration, and its value there is at most that configuration's true
+    cost (the cuts lie below C_c): the model is a relaxation of the configurations it holds."""
+    rng = np.random.default_rng(seed)
+    planes = rng.normal(size=(G, 3, T)) * 5
+    offsets = rng.normal(size=(G, 3)) * 3 + 10
+    lo = rng.uniform(-5, 0, size=(G, T))
+    hi = lo + rng.uniform(0.5, 5, size=(G, T))
+
+    def cost(c, x):
+        return float(np.max(planes[c] @ x + offsets[c]) + 0.3 * x @ x)
+
+    def grad(c, x):
+        return planes[c][int(np.argmax(planes[c] @ x + offsets[c]))] + 0.6 * x
+
+    menu: list[MenuEntry] = []
+    for c in range(G):
+        for _ in range(n):
+            x = rng.uniform(lo[c], hi[c])
+            add_entry(menu, MenuEntry(x, cost(c, x), grad(c, x), f"c{c}", lo[c].copy(), hi[c].copy()))
+    v = rng.normal(size=T) * 5
+    prog = Program()
+    xc = prog.add_variables("x", T, -10.0, 10.0, -v).index
+    theta = prog.add_variables("theta", 1, -np.inf, np.inf, 1.0).index
+    prog.add_rows("floor", sp.csr_matrix(([1.0], ([0], [theta[0]])), shape=(1, prog.n)), -1e4, np.inf)
+    add_menu_rows(prog, "menu", xc, int(theta[0]), menu, np.full(T, -10.0), np.full(T, 10.0))
+    sol = solve(prog, mip_gap=1e-9)
+    assert sol.ok
+    model_value = float(sol.objective)
+    x = sol.x[xc]
+    seen_best = min(e.cost_eur - v @ e.point_mw for e in menu)
+    assert model_value <= seen_best + 1e-6
+    inside = [c for c in range(G) if np.all(x >= lo[c] - 1e-6) and np.all(x <= hi[c] + 1e-6)]  # MIP feasibility tol
+    assert inside  # the exchange lies in the box of some configuration
+    assert model_value <= min(cost(c, x) for c in inside) - v @ x + 1e-6
