@@ -364,7 +364,6 @@ class _HierarchicalRun:
             tried.append((res.x.copy(), prices))
         if rounds:
             self._mixed_integer_bound(tso, pool, self._total(res, dispatch), max(5.0, time.perf_counter() - t))
-        if rounds:
             self.repair = {"rounds": rounds, "accepted": sum(r["accepted"] for r in rounds)}
             if self.mixed_integer_bound is not None:
                 self.repair["mixed_integer_master"] = self.mixed_integer_bound
