@@ -64,16 +64,11 @@ def _groups(menu: list[MenuEntry]) -> dict[str, list[MenuEntry]]:
 
 def _points(menu: list[MenuEntry], grouped: set[str]) -> list[MenuEntry]:
     """The single-exchange options: every entry outside a modelled configuration, one per exchange (the
-    cheapest)."""
+    cheapest, whatever its configuration)."""
     out: list[MenuEntry] = []
     for e in menu:
-        if e.configuration in grouped and e.slope_eur_mw is not None:
-            continue
-        same = [k for k, o in enumerate(out) if np.abs(o.point_mw - e.point_mw).max() <= SAME_MW]
-        if not same:
-            out.append(e)
-        elif e.cost_eur < out[same[0]].cost_eur:
-            out[same[0]] = e
+        if not (e.configuration in grouped and e.slope_eur_mw is not None):
+            add_entry(out, MenuEntry(e.point_mw, e.cost_eur))
     return out
 
 

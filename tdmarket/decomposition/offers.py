@@ -183,8 +183,8 @@ def bound_offers(prog: Program, x_cols: np.ndarray, offers: list[Offer], use_cur
         prog.set_bounds(x_cols[a], np.maximum(prog.lb[x_cols[a]], lo), np.minimum(prog.ub[x_cols[a]], hi))
 
 
-def child_exchange_columns(cp: ClearingProblem, names: list[str]) -> np.ndarray:
-    """(A, T) columns of the exports of the named child areas as seen by this parent."""
+def child_interfaces(cp: ClearingProblem, names: list[str]) -> np.ndarray:
+    """(A,) this parent's interface rows (`cp.iface`) of the named child areas."""
     ifc = cp.iface
     area_names = np.array(cp.inst.areas.name)[ifc.area]
     rows = []
@@ -193,7 +193,13 @@ def child_exchange_columns(cp: ClearingProblem, names: list[str]) -> np.ndarray:
         if len(hit) != 1:
             raise KeyError(f"no exchange with child area {n}")
         rows.append(hit[0])
-    return ifc.x_grid[np.array(rows, dtype=int)] if rows else np.zeros((0, cp.inst.n_periods), dtype=np.int64)
+    return np.array(rows, dtype=int)
+
+
+def child_exchange_columns(cp: ClearingProblem, names: list[str]) -> np.ndarray:
+    """(A, T) columns of the exports of the named child areas as seen by this parent."""
+    rows = child_interfaces(cp, names)
+    return cp.iface.x_grid[rows] if len(rows) else np.zeros((0, cp.inst.n_periods), dtype=np.int64)
 
 
 def offer_from_message(msg: CurveOffer) -> Offer:

@@ -11,7 +11,14 @@ import pandas as pd
 from ..decomposition.exchange import CutPool, ParentPoint
 from ..decomposition.master import CutMaster, MasterSolution
 from ..decomposition.menus import MenuEntry, add_menu_rows
-from ..decomposition.offers import Cut, Offer, add_offer_rows, bound_offers, child_exchange_columns
+from ..decomposition.offers import (
+    Cut,
+    Offer,
+    add_offer_rows,
+    bound_offers,
+    child_exchange_columns,
+    child_interfaces,
+)
 from ..formulations.clearing import ClearingProblem
 from ..formulations.options import ModelOptions
 from ..market.pricing import PriceIntervals, annotate_buses, publish_prices
@@ -353,13 +360,11 @@ class TSO:
         configuration.  The result bounds nothing (lower_bound = −inf)."""
         cp, cols, maps, names = self._build_with_cuts(names, pool, integer=True)
         prog, theta = cp.prog, maps["theta"]
-        ifc = cp.iface
-        area_names = np.array(cp.inst.areas.name)[ifc.area]
+        rating = cp.iface.rating[child_interfaces(cp, names)]  # MVA, per child
         for a in sorted(menus):
             # the configurations move inside the exchange's bounds, else inside the interface rating (MVA >= |MW|)
-            rating = float(ifc.rating[np.flatnonzero((area_names == names[a]) & ifc.inject_here)[0]])
-            lo = np.where(np.isfinite(prog.lb[cols[a]]), prog.lb[cols[a]], -rating)
-            hi = np.where(np.isfinite(prog.ub[cols[a]]), prog.ub[cols[a]], rating)
+            lo = np.where(np.isfinite(prog.lb[cols[a]]), prog.lb[cols[a]], -rating[a])
+            hi = np.where(np.isfinite(prog.ub[cols[a]]), prog.ub[cols[a]], rating[a])
             add_menu_rows(prog, f"menu_{a}", cols[a], int(theta[a]), menus[a], lo, hi)
         sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
         res = self._result(cp, cols, maps, names, sol, mip)
