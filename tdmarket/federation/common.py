@@ -22,23 +22,27 @@ def border_buses(fed: Federation, m: int) -> np.ndarray:
     return np.unique(np.concatenate([ic.from_bus[ic.from_member == m], ic.to_bus[ic.to_member == m]]))
 
 
-def member_prices_table(fed: Federation, prices: list[np.ndarray]) -> pd.DataFrame:
+def member_prices_table(
+    fed: Federation, prices: list[np.ndarray], own_prices: list[np.ndarray] | None = None
+) -> pd.DataFrame:
     """One row per (member, border node, period): the member's cross-border marginal price (€/MWh); `prices[m]`
-    is (len(border_buses(m)), T)."""
+    is (len(border_buses(m)), T).  `own_prices`, if given (the decomposed platforms), adds the price at that node
+    in the member's own clearing with the flows fixed (`member_clearing_price_eur_mwh`, docs/model.md §12.4)."""
     frames = []
     T = fed.n_periods
     for m, name in enumerate(fed.members):
         bus = border_buses(fed, m)
-        frames.append(
-            pd.DataFrame(
-                {
-                    "member": name,
-                    "node": np.repeat(fed.instances[m].buses.id[bus], T),
-                    "period": np.tile(fed.periods, len(bus)),
-                    "price_eur_mwh": np.asarray(prices[m], float).reshape(len(bus), T).ravel(),
-                }
-            )
+        frame = pd.DataFrame(
+            {
+                "member": name,
+                "node": np.repeat(fed.instances[m].buses.id[bus], T),
+                "period": np.tile(fed.periods, len(bus)),
+                "price_eur_mwh": np.asarray(prices[m], float).reshape(len(bus), T).ravel(),
+            }
         )
+        if own_prices is not None:
+            frame["member_clearing_price_eur_mwh"] = np.asarray(own_prices[m], float).reshape(len(bus), T).ravel()
+        frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 
 

@@ -44,6 +44,7 @@ from ..schemes.hierarchical import HierarchicalSession, SessionPoint
 from ..schemes.result import ClearingResult
 from .common import base_summary, border_buses, flows_table, member_prices_table, price_at
 from .messages import PLATFORM, FlowCut, FlowSchedule
+from .prices import platform_prices
 from .result import FederationResult
 
 log_ = logging.getLogger(__name__)
@@ -257,6 +258,7 @@ def _run_platform(
     zero = np.zeros((K, T))
     history: list[dict] = []
     certificate: dict
+    pool: CutPool | None = None
     if K == 0:
         best_g = zero
         certificate = {"kind": "no interconnector: every member alone", "stopped_by": "no_exchange"}
@@ -334,10 +336,26 @@ def _run_platform(
             "slack_cost_eur": float(s["slack_cost_eur"]),
             "total_cost_eur": float(s["total_cost_eur"]),
         }
-    prices = [v.border_price_eur_mwh for v in final]
+    own_prices = [v.border_price_eur_mwh for v in final]
     period_hours = float(options.get("period_hours", ModelOptions.period_hours))
+    # the platform's prices: one subgradient per member chosen so that the ends of a free interconnector match
+    # (docs/model.md §12.4); the members' own prices at fixed flows stay in `member_prices`
+    selected = None
+    if pool is not None:
+        selected = platform_prices(fed, pool, best_g, np.array([v.cost_eur for v in final]), period_hours)
+    prices = own_prices if selected is None else selected.prices
     ft = flows_table(fed, best_g, prices, period_hours)
     summary = base_summary(fed, scheme_id, member_costs, ft)
+    summary["cross_border_prices"] = (
+        {"source": "members", "note": "each member's clearing at the platform's flows"}
+        if selected is None
+        else {
+            "source": "platform",
+            "epsilon_eur": selected.epsilon_eur,
+            "note": "subgradients of the members' values from the platform's cuts, consistent across free "
+            "interconnectors; the flows are optimal for these prices within epsilon_eur",
+        }
+    )
     summary["member_scheme"] = member_scheme
     summary["certificate"] = certificate
     summary["iterations"] = history
@@ -365,7 +383,7 @@ def _run_platform(
         federation=fed.name,
         summary=summary,
         flows=ft,
-        member_prices=member_prices_table(fed, prices),
+        member_prices=member_prices_table(fed, prices, own_prices),
         members={name: results[m] for m, name in enumerate(fed.members)},
         member_instances={name: fed.member_with_flows(m, best_g) for m, name in enumerate(fed.members)},
         messages=log.entries,
