@@ -47,6 +47,43 @@ def test_builtin_relaxed_within_certified_gap_of_centralized(builtin):
     assert [h["upper_bound"] for h in hist] == sorted((h["upper_bound"] for h in hist), reverse=True)
 
 
+def test_builtin_lindistflow_relaxed_within_certified_gap_of_centralized(builtin):
+    """The LP areas (LinDistFlow) are re-solved warm from their last basis (`AreaModel._solve_lp_at`)."""
+    central = clear_centralized(builtin, relax=True, dist_model="lindistflow").total_cost
+    res = run_hierarchical(builtin, relax=True, executor="inline", gap=1e-5, dist_model="lindistflow")
+    cert = res.summary["certificate"]
+    assert central - 1e-6 * abs(central) <= res.total_cost <= central + 1e-5 * abs(res.total_cost) + 1e-6
+    assert cert["lower_bound_eur"] <= central + 1e-6 * abs(central)
+    assert cert["stopped_by"] == "relative_gap"
+
+
+@pytest.mark.parametrize("case", ["builtin", "italy-693"])
+def test_warm_lp_evaluations_equal_fresh_solves(builtin, case):
+    """An LP area's evaluation from the last basis gives the cost and the marginal cost ρ of a fresh solve at
+    every exchange of a sequence that moves every period up and down, and its ρ is a subgradient (a degenerate
+    LP has several: checked through the cut it gives, which must stay below the cost at the next point)."""
+    from tdmarket.decomposition.area_model import AreaModel
+    from tdmarket.formulations.options import ModelOptions
+
+    inst = builtin if case == "builtin" else tdmarket.load(shared_path(case))
+    opts = ModelOptions(dist_model="lindistflow").relaxed()
+    rng = np.random.default_rng(7)
+    for a in range(1, min(inst.n_areas, 5)):
+        warm, fresh = AreaModel(inst.area_instance(a), opts), AreaModel(inst.area_instance(a), opts)
+        x0 = warm.preferred().x
+        points = [x0 + rng.uniform(-2.0, 2.0, x0.shape) for _ in range(6)]
+        evals = [warm.evaluate(x) for x in points]
+        for x, ev in zip(points, evals):
+            prog = fresh.cp.prog.copy()
+            prog.set_row_bounds(fresh.fix_rows, x, x)
+            ref = fresh._solve(prog)
+            assert ev.cost == pytest.approx(float(ref.objective), rel=1e-7, abs=1e-6)
+        for i, j in zip(range(len(points)), range(1, len(points))):  # a warm ρ is a subgradient: a valid cut
+            cut_at_j = evals[i].cost + evals[i].rho @ (points[j] - points[i])
+            assert cut_at_j <= evals[j].cost + 1e-6 * max(1.0, abs(evals[j].cost))
+        assert warm._warm_lp is not None
+
+
 def assert_tso_receives_interface_level_only(inst, messages, tso: str = "TSO"):
     """Only interface-level data crosses: the TSO's own sub-instance and every message it receives contain no
     DSO-internal bus, line or order id."""

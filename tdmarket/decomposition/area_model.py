@@ -16,6 +16,7 @@ from ..formulations.program import Program
 from ..model.instance import Instance
 from ..solvers import SolveStatus, solve
 from ..solvers.clarabel import PersistentSOCP, solve_clarabel, solve_clarabel_retrying
+from ..solvers.highs import PersistentLP
 from ..solvers.result import Solution
 from .offers import Offer, add_offer_rows, bound_offers, child_exchange_columns
 
@@ -65,19 +66,19 @@ class AreaModel:
         self.rating = float(self.cp.iface.rating[np.flatnonzero(self.cp.iface.own)[0]])
         self.evaluations = 0
         self._parametric: PersistentSOCP | None = None
+        self._warm_lp: PersistentLP | None = None
         self._recent: OrderedDict[bytes, Solution] = OrderedDict()
 
     def _solve(self, prog: Program):
         self.evaluations += 1
         if prog.has_integers:
             raise ValueError("AreaModel evaluations are continuous; use dispatch() for binaries")
-        return solve_clarabel(prog) if prog.has_cones else solve(prog)
+        # an evaluation or a range is never priced: no simplex basis to hand back (solvers.highs.solve_highs)
+        return solve_clarabel(prog) if prog.has_cones else solve(prog, keep_basis=False)
 
     def _solve_at(self, x_hat: np.ndarray):
-        if not self.cp.prog.has_cones:  # LP (LinDistFlow): HiGHS from scratch is fast enough
-            prog = self.cp.prog.copy()
-            prog.set_row_bounds(self.fix_rows, x_hat, x_hat)
-            return self._solve(prog)
+        if not self.cp.prog.has_cones:
+            return self._solve_lp_at(x_hat)
         if self._parametric is None:
             prog = self.cp.prog.copy()
             prog.set_row_bounds(self.fix_rows, x_hat, x_hat)
@@ -92,6 +93,25 @@ class AreaModel:
             sol = solve_clarabel_retrying(prog, self._solve(prog), lambda s: s.status in GOOD)
         return sol
 
+    def _solve_lp_at(self, x_hat: np.ndarray):
+        """LP areas (LinDistFlow): the area's LP is kept in HiGHS and re-solved from its last basis with the
+        exchange rows moved (dual simplex: only right-hand sides change, so the basis stays dual feasible).
+        Measured on a generated 10-area system: 42 ms per evaluation from scratch (copy, presolve, solve)."""
+        if self._warm_lp is None:
+            prog = self.cp.prog.copy()
+            prog.set_row_bounds(self.fix_rows, x_hat, x_hat)
+            self._warm_lp = PersistentLP(prog, presolve_first=False)
+        self.evaluations += 1
+        self._warm_lp.set_row_bounds(self.fix_rows, x_hat, x_hat)
+        sol = self._warm_lp.solve()
+        if sol.status is not SolveStatus.OPTIMAL:  # numerical trouble from the warm basis: primal, then cold
+            sol = self._warm_lp.solve_again()
+        if sol.status is not SolveStatus.OPTIMAL:
+            prog = self.cp.prog.copy()
+            prog.set_row_bounds(self.fix_rows, x_hat, x_hat)
+            sol = self._solve(prog)
+        return sol
+
     def with_binaries(self) -> AreaModel:
         """The same area model with the order binaries restored (for the dispatch): a copy of the program with
         its integrality set, instead of building the clearing problem again (the option `integer` changes
@@ -104,6 +124,7 @@ class AreaModel:
         other.cp.prog.set_integrality(self.cp.orders.binary_columns(other.cp.prog))
         other.opts = other.cp.opts = replace(self.opts, integer=True)
         other.evaluations, other._parametric, other._recent = 0, None, OrderedDict()
+        other._warm_lp = None
         return other
 
     def relaxation_at(self, x_hat: np.ndarray):

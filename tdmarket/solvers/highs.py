@@ -157,13 +157,17 @@ def solve_highs(
     verbose: bool = False,
     random_seed: int = 0,
     objective_target: float | None = None,
+    keep_basis: bool = True,
 ) -> Solution:
     """Solve an LP/MILP with HiGHS (presolve on, options pinned for reproducibility).
 
     `time_limit` is in wall-clock seconds (None = unlimited); `mip_gap` is the relative MIP gap at which branch
     and bound stops, `mip_abs_gap` (objective units; None = HiGHS's default) the absolute one;
     `objective_target`: a MILP also stops at the first incumbent whose objective is at most this (status
-    OBJECTIVE_TARGET).  Raises ValueError if the program has second-order cones.
+    OBJECTIVE_TARGET).  `keep_basis`: an optimal LP's simplex basis is returned (`Solution.basis`, the warm start
+    of its price intervals, `market.dual_face`); reading it costs ~5 ms on a small LP (highspy hands it over as a
+    list of enum objects), so solves that are never priced skip it.  Raises ValueError if the program has
+    second-order cones.
     """
     if program.has_cones:
         raise ValueError("solve_highs handles LP/MILP only; the program has second-order cones")
@@ -204,7 +208,7 @@ def solve_highs(
         mip_bound=float(info.mip_dual_bound) if is_mip else None,
         mip_gap=float(info.mip_gap) if is_mip else None,
         message=message,
-        basis=_basis(h) if not is_mip and status == SolveStatus.OPTIMAL else None,
+        basis=_basis(h) if keep_basis and not is_mip and status == SolveStatus.OPTIMAL else None,
     )
 
 
