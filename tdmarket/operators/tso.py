@@ -331,13 +331,15 @@ class TSO:
         box: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> ParentPoint:
         """Mixed-integer master: the TSO's own binaries with every cut so far; with `box` (lo, hi) (A, T) MW the
-        exchanges stay inside it (then the result bounds nothing: lower_bound = −inf)."""
+        exchanges stay inside it (then the result bounds nothing: lower_bound = −inf).  Without HiGHS's sub-MIP
+        heuristics (RINS, RENS, feasibility jump): on a generated 10-area system the master closes its gap at the
+        root node and those heuristics were half of its time (20 captured masters: 10.1 -> 4.1 s)."""
         cp, cols, maps, names = self._build_with_cuts(names, pool, integer=True)
         if box is not None:
             lo = np.maximum(cp.prog.lb[cols], box[0])
             hi = np.minimum(cp.prog.ub[cols], box[1])
             cp.prog.set_bounds(cols, lo, np.maximum(lo, hi))
-        sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
+        sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads, sub_mip_heuristics=False)
         res = self._result(cp, cols, maps, names, sol, mip)
         lb = res.lower_bound if box is None else -np.inf
         return ParentPoint(x=res.x, own_cost=res.own_cost, lower_bound=lb, handle=res, integer=True)
@@ -366,7 +368,7 @@ class TSO:
             lo = np.where(np.isfinite(prog.lb[cols[a]]), prog.lb[cols[a]], -rating[a])
             hi = np.where(np.isfinite(prog.ub[cols[a]]), prog.ub[cols[a]], rating[a])
             add_menu_rows(prog, f"menu_{a}", cols[a], int(theta[a]), menus[a], lo, hi)
-        sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads)
+        sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads, sub_mip_heuristics=False)
         res = self._result(cp, cols, maps, names, sol, mip)
         return ParentPoint(x=res.x, own_cost=res.own_cost, lower_bound=-np.inf, handle=res, integer=True)
 

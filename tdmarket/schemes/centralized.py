@@ -37,11 +37,13 @@ def solve_clearing(
     relaxation=None,
     round_down: bool = False,
     relaxation_gap_eur: float = 0.0,
+    sub_mip_heuristics: bool = True,
 ):
     """Solve a clearing problem; returns (priced solution, mip info dict).  `relaxation`: a known solution of the
     continuous relaxation, `round_down`: try its integers rounded down (MISOCP only; see `solve_misocp`),
     `relaxation_gap_eur`: the mixed-integer search also ends at a point within this many € of the continuous
-    relaxation (with a known `relaxation` for a MILP; see `solve_misocp`).
+    relaxation (with a known `relaxation` for a MILP; see `solve_misocp`), `sub_mip_heuristics`: HiGHS's RINS,
+    RENS and feasibility jump for a MILP (`solvers.highs.solve_highs`).
 
     Raises SolverError unless the solution passes `tdmarket.solvers.acceptance` against the clearing program
     (status, and rows, bounds, cones and integrality of the point)."""
@@ -53,7 +55,14 @@ def solve_clearing(
         target = None
         if relaxation is not None and relaxation_gap_eur > 0 and np.isfinite(relaxation.objective):
             target = float(relaxation.objective) + relaxation_gap_eur
-        milp = solve(prog, mip_gap=mip_gap, time_limit=time_limit, threads=threads, objective_target=target)
+        milp = solve(
+            prog,
+            mip_gap=mip_gap,
+            time_limit=time_limit,
+            threads=threads,
+            objective_target=target,
+            sub_mip_heuristics=sub_mip_heuristics,
+        )
         require(milp, prog, "MILP clearing", allow_almost=False, allow_time_limit=True)
         mip.update(lower_bound=milp.mip_bound, gap=milp.mip_gap)
         sol = solve(fix_integers(prog, milp.x))

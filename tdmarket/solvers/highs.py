@@ -158,6 +158,7 @@ def solve_highs(
     random_seed: int = 0,
     objective_target: float | None = None,
     keep_basis: bool = True,
+    sub_mip_heuristics: bool = True,
 ) -> Solution:
     """Solve an LP/MILP with HiGHS (presolve on, options pinned for reproducibility).
 
@@ -167,7 +168,8 @@ def solve_highs(
     OBJECTIVE_TARGET).  `keep_basis`: an optimal LP's simplex basis is returned (`Solution.basis`, the warm start
     of its price intervals, `market.dual_face`); reading it costs ~5 ms on a small LP (highspy hands it over as a
     list of enum objects), so solves that are never priced skip it.  Raises ValueError if the program has
-    second-order cones.
+    second-order cones.  `sub_mip_heuristics=False` turns off HiGHS's RINS, RENS and feasibility jump (see
+    `decomposition` callers: a cut-exchange master whose root node already closes the gap).
     """
     if program.has_cones:
         raise ValueError("solve_highs handles LP/MILP only; the program has second-order cones")
@@ -184,6 +186,9 @@ def solve_highs(
         h.setOptionValue(name, value)
     if mip_abs_gap is not None:
         h.setOptionValue("mip_abs_gap", float(mip_abs_gap))
+    if is_mip and not sub_mip_heuristics:
+        for name in ("mip_heuristic_run_rins", "mip_heuristic_run_rens", "mip_heuristic_run_feasibility_jump"):
+            h.setOptionValue(name, False)
     if objective_target is not None and is_mip:
         h.setOptionValue("objective_target", float(objective_target))
     if h.passModel(_to_highs_lp(program)) == highspy.HighsStatus.kError:
