@@ -82,6 +82,17 @@ def test_warm_lp_evaluations_equal_fresh_solves(builtin, case):
             cut_at_j = evals[i].cost + evals[i].rho @ (points[j] - points[i])
             assert cut_at_j <= evals[j].cost + 1e-6 * max(1.0, abs(evals[j].cost))
         assert warm._warm_lp is not None
+        # the slack-free range of every period, on the kept range LP, equals the fresh LPs' min and max
+        for t in range(len(x0)):
+            got = warm.hard_range(t, x0)
+            prog = fresh.slack_free_program(t, x0)
+            ends = []
+            for sign in (1.0, -1.0):
+                c = np.zeros(prog.n)
+                c[fresh.cp.own_x[t]] = sign
+                prog.set_cost(c)
+                ends.append(float(fresh._solve(prog).x[fresh.cp.own_x[t]]))
+            assert got == pytest.approx((min(ends[0], x0[t]), ends[1]), abs=1e-6)
 
 
 def assert_tso_receives_interface_level_only(inst, messages, tso: str = "TSO"):

@@ -67,6 +67,7 @@ class AreaModel:
         self.evaluations = 0
         self._parametric: PersistentSOCP | None = None
         self._warm_lp: PersistentLP | None = None
+        self._range_lp: PersistentLP | None = None  # LP areas: the slack-free LP of `hard_range`
         self._recent: OrderedDict[bytes, Solution] = OrderedDict()
 
     def _solve(self, prog: Program):
@@ -112,6 +113,35 @@ class AreaModel:
             sol = self._solve(prog)
         return sol
 
+    def _hard_range_lp(self, t: int, x_ref: np.ndarray) -> tuple[float, float] | None:
+        """`hard_range` of an LP area (lossless: no loss term): min and max of x_t on one slack-free LP kept warm
+        in HiGHS, whose exchange rows and objective change between solves."""
+        if self._range_lp is None:
+            prog = self.slack_free_program(0, x_ref)
+            prog.set_cost(np.zeros(prog.n))
+            prog.c0 = 0.0
+            prog.set_row_bounds(self.fix_rows, self.cp.prog.row_lo[self.fix_rows], self.cp.prog.row_hi[self.fix_rows])
+            self._range_lp = PersistentLP(prog)
+        lp, base = self._range_lp, self.cp.prog
+        lo, hi = x_ref.copy(), x_ref.copy()
+        lo[t], hi[t] = base.row_lo[self.fix_rows[t]], base.row_hi[self.fix_rows[t]]
+        lp.set_row_bounds(self.fix_rows, lo, hi)
+        col = np.array([self.cp.own_x[t]])
+        out = []
+        try:
+            for sign in (1.0, -1.0):
+                lp.set_cost(col, sign)
+                self.evaluations += 1
+                sol = lp.solve()
+                if sol.status not in (SolveStatus.OPTIMAL, SolveStatus.INFEASIBLE):
+                    sol = lp.solve_again()
+                if sol.status is not SolveStatus.OPTIMAL:
+                    return None
+                out.append(float(sol.x[col[0]]))
+        finally:
+            lp.set_cost(col, 0.0)
+        return min(out[0], float(x_ref[t])), out[1]
+
     def with_binaries(self) -> AreaModel:
         """The same area model with the order binaries restored (for the dispatch): a copy of the program with
         its integrality set, instead of building the clearing problem again (the option `integer` changes
@@ -124,7 +154,7 @@ class AreaModel:
         other.cp.prog.set_integrality(self.cp.orders.binary_columns(other.cp.prog))
         other.opts = other.cp.opts = replace(self.opts, integer=True)
         other.evaluations, other._parametric, other._recent = 0, None, OrderedDict()
-        other._warm_lp = None
+        other._warm_lp = other._range_lp = None
         return other
 
     def relaxation_at(self, x_hat: np.ndarray):
@@ -176,6 +206,8 @@ class AreaModel:
     def hard_range(self, t: int, x_ref: np.ndarray) -> tuple[float, float] | None:
         """[min, max] of x_t with slacks at zero and the other periods at x_ref (None if empty); the import end
         without fictitious losses (below)."""
+        if not self.cp.prog.has_cones:
+            return self._hard_range_lp(t, np.asarray(x_ref, float))
         prog = self.slack_free_program(t, x_ref)
         col = self.cp.own_x[t]
         # the import end (min x_t) also pays 2 € per MW of line loss: the SOC relaxation can "burn" fictitious

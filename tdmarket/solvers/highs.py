@@ -315,6 +315,13 @@ class PersistentLP:
         _check_change(status, "row bounds", rows)
         self.row_lo[rows], self.row_hi[rows] = lo, hi
 
+    def set_cost(self, cols: np.ndarray, cost: np.ndarray) -> None:
+        """New objective coefficients of columns `cols` (the next solve starts from the last basis, which stays
+        primal feasible)."""
+        cols = np.asarray(cols, dtype=np.int32)
+        cost = np.broadcast_to(np.asarray(cost, float), cols.shape)
+        _check_change(self.h.changeColsCost(len(cols), cols, cost), "costs", cols)
+
     def set_col_bounds(self, cols: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> None:
         inf = highspy.kHighsInf
         cols = np.asarray(cols, dtype=np.int32)
