@@ -315,7 +315,7 @@ class PersistentLP:
         _check_change(status, "row bounds", rows)
         self.row_lo[rows], self.row_hi[rows] = lo, hi
 
-    def set_cost(self, cols: np.ndarray, cost: np.ndarray) -> None:
+    def set_cost(self, cols: np.ndarray, cost: np.ndarray | float) -> None:
         """New objective coefficients of columns `cols` (the next solve starts from the last basis, which stays
         primal feasible)."""
         cols = np.asarray(cols, dtype=np.int32)
