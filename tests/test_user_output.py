@@ -224,3 +224,26 @@ def test_every_help_points_to_the_docs_in_the_repository(command):
 def test_readme_cites_only_documents_in_the_repository():
     readme = (ROOT / "README.md").read_text()
     assert "MODEL.md" not in readme and "docs/format.md" in readme and "docs/model.md" in readme
+
+
+def test_gap_to_centralized_names_the_references_own_mip_gap(capsys, builtin):
+    """A scheme can land below a reference that stopped at its MIP gap: the line says at which gap it stopped."""
+    from tdmarket.cli.summary import print_summary
+
+    base = tdmarket.clear(builtin, scheme="centralized", relax=True, incentives=False).summary
+    base["timings_s"]["wall"] = 12.0
+    for ref_gap, shown in ((6.1e-4, "at MIP gap 0.061 %"), (0.0, None)):
+        summary = {
+            **base,
+            "gap_to_centralized": {
+                "centralized_wall_s": 3.0,
+                "centralized_cost_eur": -3732.28,
+                "hierarchical_cost_eur": -3733.71,
+                "gap": -3.8e-4,
+                "centralized_mip_gap": ref_gap,
+            },
+        }
+        print_summary(summary)
+        line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("gap to central."))
+        assert "-1.43 €" in line and "in 3.00 s" in line
+        assert (shown in line) if shown else ("MIP gap" not in line)
