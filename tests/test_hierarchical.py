@@ -3,6 +3,7 @@ recursion (sub-DSOs), executors and failure handling."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 
@@ -93,6 +94,16 @@ def test_warm_lp_evaluations_equal_fresh_solves(builtin, case):
                 prog.set_cost(c)
                 ends.append(float(fresh._solve(prog).x[fresh.cp.own_x[t]]))
             assert got == pytest.approx((min(ends[0], x0[t]), ends[1]), abs=1e-6)
+        # a copy of the model with another program (the DSO's configuration ranges fix its binaries that way)
+        # ranges on that program, not on the original's kept LP
+        other = copy.copy(warm)
+        other.cp = copy.copy(warm.cp)
+        other.cp.prog = warm.cp.prog.copy()
+        col = warm.cp.own_x[0]
+        other.cp.prog.set_bounds(np.array([col]), x0[0] - 0.1, x0[0] + 0.1)
+        lo, hi = other.hard_range(0, x0)
+        assert x0[0] - 0.1 - 1e-9 <= lo <= hi <= x0[0] + 0.1 + 1e-9
+        assert warm.hard_range(0, x0) == pytest.approx(fresh.hard_range(0, x0), abs=1e-6)
 
 
 def assert_tso_receives_interface_level_only(inst, messages, tso: str = "TSO"):

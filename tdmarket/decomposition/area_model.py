@@ -66,8 +66,12 @@ class AreaModel:
         self.rating = float(self.cp.iface.rating[np.flatnonzero(self.cp.iface.own)[0]])
         self.evaluations = 0
         self._parametric: PersistentSOCP | None = None
+        # LP areas: the LP of the evaluations and the slack-free LP of `hard_range`, kept in HiGHS, each with the
+        # program it was built from (a copy of this model that replaces `cp.prog` builds its own)
         self._warm_lp: PersistentLP | None = None
-        self._range_lp: PersistentLP | None = None  # LP areas: the slack-free LP of `hard_range`
+        self._range_lp: PersistentLP | None = None
+        self._warm_lp_of: Program | None = None
+        self._range_lp_of: Program | None = None
         self._recent: OrderedDict[bytes, Solution] = OrderedDict()
 
     def _solve(self, prog: Program):
@@ -98,10 +102,10 @@ class AreaModel:
         """LP areas (LinDistFlow): the area's LP is kept in HiGHS and re-solved from its last basis with the
         exchange rows moved (dual simplex: only right-hand sides change, so the basis stays dual feasible).
         Measured on a generated 10-area system: 42 ms per evaluation from scratch (copy, presolve, solve)."""
-        if self._warm_lp is None:
+        if self._warm_lp is None or self._warm_lp_of is not self.cp.prog:  # (a copy of the model may change it)
             prog = self.cp.prog.copy()
             prog.set_row_bounds(self.fix_rows, x_hat, x_hat)
-            self._warm_lp = PersistentLP(prog, presolve_first=False)
+            self._warm_lp, self._warm_lp_of = PersistentLP(prog, presolve_first=False), self.cp.prog
         self.evaluations += 1
         self._warm_lp.set_row_bounds(self.fix_rows, x_hat, x_hat)
         sol = self._warm_lp.solve()
@@ -116,12 +120,12 @@ class AreaModel:
     def _hard_range_lp(self, t: int, x_ref: np.ndarray) -> tuple[float, float] | None:
         """`hard_range` of an LP area (lossless: no loss term): min and max of x_t on one slack-free LP kept warm
         in HiGHS, whose exchange rows and objective change between solves."""
-        if self._range_lp is None:
+        if self._range_lp is None or self._range_lp_of is not self.cp.prog:  # e.g. a copy with binaries fixed
             prog = self.slack_free_program(0, x_ref)
             prog.set_cost(np.zeros(prog.n))
             prog.c0 = 0.0
             prog.set_row_bounds(self.fix_rows, self.cp.prog.row_lo[self.fix_rows], self.cp.prog.row_hi[self.fix_rows])
-            self._range_lp = PersistentLP(prog)
+            self._range_lp, self._range_lp_of = PersistentLP(prog), self.cp.prog
         lp, base = self._range_lp, self.cp.prog
         lo, hi = x_ref.copy(), x_ref.copy()
         lo[t], hi[t] = base.row_lo[self.fix_rows[t]], base.row_hi[self.fix_rows[t]]
