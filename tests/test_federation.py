@@ -384,6 +384,7 @@ def test_hierarchical_platform_on_a_federation_of_shared_instances(tmp_path):
     hier = clear_federation(fed, "hierarchical", relax=True, executor="inline")
     assert abs(hier.total_cost - integrated.total_cost) <= 1e-4 * max(1.0, abs(integrated.total_cost))
     assert hier.summary["certificate"]["stopped_by"] == "relative_gap"
+    _assert_platform_prices_fit_the_flows(hier)
     isolated = clear_federation(fed, "isolated", relax=True)
     assert isolated.total_cost >= integrated.total_cost - 1e-6 * abs(integrated.total_cost)
 
