@@ -500,3 +500,30 @@ def test_integer_repair_bound_from_the_mixed_integer_master(tmp_path):
     assert cert["lower_bound_eur"] == pytest.approx(block["lower_bound_eur"])
     assert cert["dispatched_gap"] < 1e-4
     assert res.total_cost >= min(c_lb, central.total_cost) - 1e-6 * abs(central.total_cost)
+
+
+def test_time_limit_counts_the_curves(builtin, monkeypatch):
+    """`time_limit` applies to the whole scheme (issue 10): the cut exchange gets what the curves left of it."""
+    import time
+
+    from tdmarket.decomposition import exchange as exchange_module
+    from tdmarket.schemes import hierarchical
+
+    given: list[float | None] = []
+    real_init = exchange_module.CutExchange.__init__
+    real_curves = hierarchical._HierarchicalRun.curves_bottom_up
+
+    def slow_curves(self, rt):
+        out = real_curves(self, rt)
+        time.sleep(2.0)
+        return out
+
+    def capture(self, *args, **kwargs):
+        given.append(kwargs["settings"].time_limit_s)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(hierarchical._HierarchicalRun, "curves_bottom_up", slow_curves)
+    monkeypatch.setattr(hierarchical.CutExchange, "__init__", capture)
+    res = run_hierarchical(builtin, relax=True, executor="inline", time_limit=60.0)
+    assert len(given) == 1 and given[0] is not None and given[0] <= 58.0
+    assert res.summary["certificate"]["stopped_by"] == "relative_gap"  # 58 s are plenty for the example

@@ -153,7 +153,13 @@ def add_clear_parser(sub) -> None:
         "folder, its parents or a folder holding the input)",
     )
     clear.add_argument("--mip-gap", type=float, default=1e-3, help="relative MIP gap target (default 1e-3)")
-    clear.add_argument("--time-limit", type=float, default=None, help="time limit in seconds for the MIP")
+    clear.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        help="time limit in seconds: of the MIP (centralized schemes), of the whole scheme for hierarchical (its "
+        "curves included; the cut exchange then stops with its best point and the DSOs dispatch it)",
+    )
     clear.add_argument("--threads", type=int, default=1, help="solver threads (default 1, deterministic)")
     clear.add_argument("--dist-model", default="socp", choices=DIST_MODELS, help="distribution network model")
     clear.add_argument(

@@ -132,6 +132,7 @@ class _HierarchicalRun:
 
     def __init__(self, inst: Instance, ctx: SchemeContext, locked: dict[str, dict] | None):
         self.inst, self.ctx, self.locked = inst, ctx, locked or {}
+        self.t_start = time.perf_counter()  # the scheme's time limit counts from here (curves included)
         self.curve_tol, self.max_evals, self.settings = settings_from(ctx)
         self.opts = ModelOptions(integer=not ctx.relax, **ctx.model_options)
         self.opts.validate(inst.max_abs_price_eur_mwh())
@@ -257,7 +258,7 @@ class _HierarchicalRun:
                 self.top_names, p, mip_gap=min(ctx.mip_gap, 1e-4), time_limit=tl, threads=ctx.threads, box=box
             ),
             fallback=lambda p: tso.clear_without_commitments(self.top_names, p, threads=ctx.threads),
-            settings=self.settings,
+            settings=self._remaining_settings(),
             progress=ctx.progress,
             # measured: the curve clearing as the first proposal saves rounds (built-in: 18 -> 12)
             first_point=(lambda: tso.curve_point(offers, threads=ctx.threads)) if curve_first else None,
@@ -280,6 +281,15 @@ class _HierarchicalRun:
             sum(eval_times) + sum(h["master_s"] for h in outcome.history)
         )
         return outcome
+
+    def _remaining_settings(self) -> ExchangeSettings:
+        """The exchange's settings with the time the scheme has left: `time_limit` applies to the whole scheme,
+        so the curves (and earlier exchanges of a session) count; at least 1 s, so that a late exchange still
+        proposes a point."""
+        limit = self.settings.time_limit_s
+        if limit is None:
+            return self.settings
+        return replace(self.settings, time_limit_s=max(1.0, limit - (time.perf_counter() - self.t_start)))
 
     def _schedule(self, rt, res, a: int, stage: str, prices=None) -> Schedule:
         """The TSO's schedule of top-level DSO `a` in clearing `res` (exchange MW, interface price €/MWh: the
