@@ -222,9 +222,14 @@ def add_compare_parser(sub) -> None:
         help="re-dispatch every area that is not AC-deliverable with an exact AC OPF and report violations "
         "before and after and the recovery cost (default on; skipped with a note when casadi is missing)",
     )
-    cmp.add_argument("--mip-gap", type=float, default=1e-3)
-    cmp.add_argument("--time-limit", type=float, default=None)
-    cmp.add_argument("--threads", type=int, default=1)
+    cmp.add_argument("--mip-gap", type=float, default=1e-3, help="relative MIP gap target (default 1e-3)")
+    cmp.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        help="time limit in seconds per scheme (as for clear: the MIP, or the whole hierarchical scheme)",
+    )
+    cmp.add_argument("--threads", type=int, default=1, help="solver threads (default 1, deterministic)")
     cmp.add_argument("--dist-model", default="socp", choices=DIST_MODELS)
     cmp.add_argument("--reactive-policy", default="bounded", choices=REACTIVE_POLICIES)
     cmp.add_argument("--slack-penalty", type=float, default=1e4)
