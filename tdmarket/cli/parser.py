@@ -230,11 +230,21 @@ def add_compare_parser(sub) -> None:
         help="time limit in seconds per scheme (as for clear: the MIP, or the whole hierarchical scheme)",
     )
     cmp.add_argument("--threads", type=int, default=1, help="solver threads (default 1, deterministic)")
-    cmp.add_argument("--dist-model", default="socp", choices=DIST_MODELS)
-    cmp.add_argument("--reactive-policy", default="bounded", choices=REACTIVE_POLICIES)
-    cmp.add_argument("--slack-penalty", type=float, default=1e4)
-    cmp.add_argument("--executor", default="process", choices=EXECUTORS)
-    cmp.add_argument("--workers", type=int, default=None)
+    cmp.add_argument("--dist-model", default="socp", choices=DIST_MODELS, help="distribution network model")
+    cmp.add_argument(
+        "--reactive-policy",
+        default="bounded",
+        choices=REACTIVE_POLICIES,
+        help="reactive power of D orders without PQ limits (docs/model.md §4.3)",
+    )
+    cmp.add_argument("--slack-penalty", type=float, default=1e4, help="balance slack penalty, EUR/MWh (default 1e4)")
+    cmp.add_argument(
+        "--executor",
+        default="process",
+        choices=EXECUTORS,
+        help="where DSO work of the hierarchical scheme runs: process pool (default, all cores), inline, or Ray",
+    )
+    cmp.add_argument("--workers", type=int, default=None, help="parallel workers (default: all cores)")
     _add_dispatch_model_arg(cmp)
     cmp.add_argument("--json", action="store_true", help="print the comparison as JSON")
     cmp.add_argument("--quiet", action="store_true", help="no progress output (warnings still shown)")
