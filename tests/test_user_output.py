@@ -247,3 +247,21 @@ def test_gap_to_centralized_names_the_references_own_mip_gap(capsys, builtin):
         line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("gap to central."))
         assert "-1.43 €" in line and "in 3.00 s" in line
         assert (shown in line) if shown else ("MIP gap" not in line)
+
+
+def test_every_option_of_every_command_has_help():
+    """`--help` explains every option of every command (a bare option in `compare --help` was found by hand)."""
+    import argparse
+
+    from tdmarket.cli.parser import build_parser
+
+    missing = []
+    for action in build_parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                missing += [
+                    f"{name} {a.option_strings or a.dest}"
+                    for a in sub._actions
+                    if not isinstance(a, argparse._HelpAction) and not a.help
+                ]
+    assert missing == []
