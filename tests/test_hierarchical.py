@@ -527,3 +527,23 @@ def test_time_limit_counts_the_curves(builtin, monkeypatch):
     res = run_hierarchical(builtin, relax=True, executor="inline", time_limit=60.0)
     assert len(given) == 1 and given[0] is not None and given[0] <= 58.0
     assert res.summary["certificate"]["stopped_by"] == "relative_gap"  # 58 s are plenty for the example
+
+
+def test_integer_repair_starts_no_round_after_the_time_limit(tmp_path, monkeypatch):
+    """The scheme's time limit also bounds the integer repair: once it has passed, the dispatched point stands
+    (on the variant of `test_integer_repair_moves_...`, where the repair otherwise runs), and the summary says so."""
+    from tdmarket.examples import builtin_path
+    from tdmarket.generate.variants import make_variant
+    from tdmarket.schemes import hierarchical
+
+    inst = tdmarket.load(make_variant(builtin_path(), tmp_path / "v", seed=3, dso_copies=1, aon_share=0.3))
+    real = hierarchical._HierarchicalRun.integer_repair
+
+    def late(self, *args, **kwargs):
+        self.t_start -= 1e6  # the scheme's clock is past its limit when the repair would start
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(hierarchical._HierarchicalRun, "integer_repair", late)
+    res = run_hierarchical(inst, executor="inline", time_limit=600.0)
+    assert res.summary["integer_repair"] == {"rounds": [], "accepted": 0, "stopped_by": "time_limit"}
+    assert res.summary["slack"]["p_mw"] > 0  # the unrepaired dispatch (DSO-201 pays slack, see the test above)

@@ -286,10 +286,13 @@ class _HierarchicalRun:
         """The exchange's settings with the time the scheme has left: `time_limit` applies to the whole scheme,
         so the curves (and earlier exchanges of a session) count; at least 1 s, so that a late exchange still
         proposes a point."""
+        left = self._time_left()
+        return self.settings if left is None else replace(self.settings, time_limit_s=max(1.0, left))
+
+    def _time_left(self) -> float | None:
+        """Seconds left of the scheme's time limit (None without one; negative once it has passed)."""
         limit = self.settings.time_limit_s
-        if limit is None:
-            return self.settings
-        return replace(self.settings, time_limit_s=max(1.0, limit - (time.perf_counter() - self.t_start)))
+        return None if limit is None else limit - (time.perf_counter() - self.t_start)
 
     def _schedule(self, rt, res, a: int, stage: str, prices=None) -> Schedule:
         """The TSO's schedule of top-level DSO `a` in clearing `res` (exchange MW, interface price €/MWh: the
@@ -348,7 +351,12 @@ class _HierarchicalRun:
         prices = res.pi
         tried = [(res.x.copy(), np.asarray(prices, float))]  # the schedules and prices each round was asked at
         asked: set[int] = set()
+        out_of_time = False
         for _ in range(self.repair_rounds if self.opts.integer and not self.ctx.relax else 0):
+            left = self._time_left()
+            if left is not None and left <= 0:  # the scheme's time limit: the dispatched point stands
+                out_of_time = True
+                break
             step = self._repair_round(rt, tso, res, dispatch, times, prices, asked, master, pool)
             if step is None:
                 break
@@ -372,9 +380,14 @@ class _HierarchicalRun:
                 break
             prices = fresh[0]
             tried.append((res.x.copy(), prices))
+        if out_of_time:
+            self.repair = {"rounds": rounds, "accepted": sum(r["accepted"] for r in rounds), "stopped_by": "time_limit"}
         if rounds:
-            self._mixed_integer_bound(tso, pool, self._total(res, dispatch), max(5.0, time.perf_counter() - t))
+            if not out_of_time:
+                self._mixed_integer_bound(tso, pool, self._total(res, dispatch), max(5.0, time.perf_counter() - t))
             self.repair = {"rounds": rounds, "accepted": sum(r["accepted"] for r in rounds)}
+            if out_of_time:
+                self.repair["stopped_by"] = "time_limit"
             if self.mixed_integer_bound is not None:
                 self.repair["mixed_integer_master"] = self.mixed_integer_bound
             if np.isfinite(self.repair_lower_bound):
