@@ -64,16 +64,9 @@ def add_info_parser(sub) -> None:
 
 def _add_hierarchical_args(clear) -> None:
     """The options of the hierarchical (curve-exchanging) schemes, as an argument group of `clear`."""
-    from ..operators.executors import EXECUTORS
 
     h = clear.add_argument_group("hierarchical scheme")
-    h.add_argument(
-        "--executor",
-        default="process",
-        choices=EXECUTORS,
-        help="where DSO work runs: process pool (default, all cores), inline, or a Ray cluster",
-    )
-    h.add_argument("--workers", type=int, default=None, help="parallel workers (default: all cores)")
+    _add_executor_args(h)
     h.add_argument("--address", default=None, help="Ray cluster address (default: start a local one)")
     h.add_argument(
         "--curve-tol", type=float, default=0.1, help="certified curve tolerance per area and period, EUR (default 0.1)"
@@ -104,7 +97,7 @@ def _add_hierarchical_args(clear) -> None:
         type=int,
         default=3,
         help="integer repair after the dispatch: DSOs whose binaries could not deliver their exchange propose the "
-        "exchange they prefer at the interface prices; kept if the total cost falls (default 3 rounds; 0 = none; "
+        "exchange they prefer at the interface prices; kept if the total cost falls (default 6 rounds; 0 = none; "
         "docs/model.md §6.3)",
     )
     _add_dispatch_model_arg(h)
@@ -124,8 +117,38 @@ def _add_dispatch_model_arg(group) -> None:
     )
 
 
-def add_clear_parser(sub) -> None:
+def _add_executor_args(group) -> None:
+    """Where the hierarchical scheme's DSO work runs (`clear` and `compare`)."""
+    from ..operators.executors import EXECUTORS
+
+    group.add_argument(
+        "--executor",
+        default="process",
+        choices=EXECUTORS,
+        help="where DSO work of the hierarchical scheme runs: process pool (default, all cores), inline, or a Ray "
+        "cluster",
+    )
+    group.add_argument("--workers", type=int, default=None, help="parallel workers (default: all cores)")
+
+
+def _add_solver_args(sp, time_limit_help: str) -> None:
+    """The model and solver options that `clear` and `compare` share."""
     from ..formulations.options import DIST_MODELS, REACTIVE_POLICIES
+
+    sp.add_argument("--mip-gap", type=float, default=1e-3, help="relative MIP gap target (default 1e-3)")
+    sp.add_argument("--time-limit", type=float, default=None, help=time_limit_help)
+    sp.add_argument("--threads", type=int, default=1, help="solver threads (default 1, deterministic)")
+    sp.add_argument("--dist-model", default="socp", choices=DIST_MODELS, help="distribution network model")
+    sp.add_argument(
+        "--reactive-policy",
+        default="bounded",
+        choices=REACTIVE_POLICIES,
+        help="reactive power of D orders without PQ limits (docs/model.md §4.3)",
+    )
+    sp.add_argument("--slack-penalty", type=float, default=1e4, help="balance slack penalty, EUR/MWh (default 1e4)")
+
+
+def add_clear_parser(sub) -> None:
     from ..schemes import registry
 
     scheme_help = "; ".join(f"{n}: {d}" for n, d in registry.describe())
@@ -152,23 +175,11 @@ def add_clear_parser(sub) -> None:
         help="let --out replace an existing non-empty folder that tdmarket did not write (never the working "
         "folder, its parents or a folder holding the input)",
     )
-    clear.add_argument("--mip-gap", type=float, default=1e-3, help="relative MIP gap target (default 1e-3)")
-    clear.add_argument(
-        "--time-limit",
-        type=float,
-        default=None,
-        help="time limit in seconds: of the MIP (centralized schemes), of the whole scheme for hierarchical (its "
-        "curves included; the cut exchange then stops with its best point and the DSOs dispatch it)",
+    _add_solver_args(
+        clear,
+        "time limit in seconds: of the MIP (centralized schemes), of the whole scheme for hierarchical (its curves "
+        "included; the cut exchange then stops with its best point and the DSOs dispatch it)",
     )
-    clear.add_argument("--threads", type=int, default=1, help="solver threads (default 1, deterministic)")
-    clear.add_argument("--dist-model", default="socp", choices=DIST_MODELS, help="distribution network model")
-    clear.add_argument(
-        "--reactive-policy",
-        default="bounded",
-        choices=REACTIVE_POLICIES,
-        help="reactive power of D orders without PQ limits (docs/model.md §4.3)",
-    )
-    clear.add_argument("--slack-penalty", type=float, default=1e4, help="balance slack penalty, EUR/MWh")
     clear.add_argument(
         "--ac-recovery",
         action="store_true",
@@ -182,8 +193,6 @@ def add_clear_parser(sub) -> None:
 
 
 def add_compare_parser(sub) -> None:
-    from ..formulations.options import DIST_MODELS, REACTIVE_POLICIES
-    from ..operators.executors import EXECUTORS
     from ..schemes import registry
 
     cmp = sub.add_parser(
@@ -222,29 +231,8 @@ def add_compare_parser(sub) -> None:
         help="re-dispatch every area that is not AC-deliverable with an exact AC OPF and report violations "
         "before and after and the recovery cost (default on; skipped with a note when casadi is missing)",
     )
-    cmp.add_argument("--mip-gap", type=float, default=1e-3, help="relative MIP gap target (default 1e-3)")
-    cmp.add_argument(
-        "--time-limit",
-        type=float,
-        default=None,
-        help="time limit in seconds per scheme (as for clear: the MIP, or the whole hierarchical scheme)",
-    )
-    cmp.add_argument("--threads", type=int, default=1, help="solver threads (default 1, deterministic)")
-    cmp.add_argument("--dist-model", default="socp", choices=DIST_MODELS, help="distribution network model")
-    cmp.add_argument(
-        "--reactive-policy",
-        default="bounded",
-        choices=REACTIVE_POLICIES,
-        help="reactive power of D orders without PQ limits (docs/model.md §4.3)",
-    )
-    cmp.add_argument("--slack-penalty", type=float, default=1e4, help="balance slack penalty, EUR/MWh (default 1e4)")
-    cmp.add_argument(
-        "--executor",
-        default="process",
-        choices=EXECUTORS,
-        help="where DSO work of the hierarchical scheme runs: process pool (default, all cores), inline, or Ray",
-    )
-    cmp.add_argument("--workers", type=int, default=None, help="parallel workers (default: all cores)")
+    _add_solver_args(cmp, "time limit in seconds per scheme (as for clear: the MIP, or the whole hierarchical scheme)")
+    _add_executor_args(cmp)
     _add_dispatch_model_arg(cmp)
     cmp.add_argument("--json", action="store_true", help="print the comparison as JSON")
     cmp.add_argument("--quiet", action="store_true", help="no progress output (warnings still shown)")
