@@ -380,18 +380,19 @@ class _HierarchicalRun:
                 break
             prices = fresh[0]
             tried.append((res.x.copy(), prices))
+        if not rounds and not out_of_time:
+            return res, dispatch, schedules
+        repair: dict = {"rounds": rounds, "accepted": sum(r["accepted"] for r in rounds)}
+        self.repair = repair
         if out_of_time:
-            self.repair = {"rounds": rounds, "accepted": sum(r["accepted"] for r in rounds), "stopped_by": "time_limit"}
+            repair["stopped_by"] = "time_limit"
         if rounds:
             if not out_of_time:
                 self._mixed_integer_bound(tso, pool, self._total(res, dispatch), max(5.0, time.perf_counter() - t))
-            self.repair = {"rounds": rounds, "accepted": sum(r["accepted"] for r in rounds)}
-            if out_of_time:
-                self.repair["stopped_by"] = "time_limit"
             if self.mixed_integer_bound is not None:
-                self.repair["mixed_integer_master"] = self.mixed_integer_bound
+                repair["mixed_integer_master"] = self.mixed_integer_bound
             if np.isfinite(self.repair_lower_bound):
-                self.repair["lower_bound_eur"] = self.repair_lower_bound
+                repair["lower_bound_eur"] = self.repair_lower_bound
             self.stage_times["repair"] = _stage_times(time.perf_counter() - t, times)
             if first_dispatch is not None:
                 self.stage_times["dispatch"] = first_dispatch
