@@ -454,6 +454,21 @@ def test_integer_repair_menu_choice_when_two_dsos_answer_one_congested_price(tmp
     cert = res.summary["certificate"]
     assert cert["lower_bound_eur"] <= central + 1e-6
     assert cert["dispatched_gap"] < 1e-3  # the Lagrangian bound (the relaxation's: 0.85)
+    # a candidate re-dispatches only the DSOs it moved (the others keep their dispatch), and every published
+    # dispatch is the one of the published schedule: its exchange and its interface price
+    sent: dict[str, list[dict]] = {}
+    for m in res.messages:
+        if m["kind"] == "Schedule" and m["stage"] == "dispatch" and m["from"] == "TSO":
+            sent.setdefault(m["to"], []).append(
+                (json.loads(m["message"]) if isinstance(m["message"], str) else m["message"])["payload"]
+            )
+    candidates = sum(len(r.get("menu_point_totals_eur", [])) for r in rounds)
+    assert sum(map(len, sent.values())) < (1 + candidates) * len(sent)
+    itf = res.tables["interfaces"]
+    for area, scheds in sent.items():
+        rows = itf[itf.area == area].sort_values("period")
+        assert np.allclose(scheds[-1]["export_mw"], rows.export_mw, rtol=0, atol=1e-9), area
+        assert np.allclose(scheds[-1]["price_eur_mwh"], rows.interface_price_eur_mwh, rtol=0, atol=1e-9), area
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tdmarket.decomposition.menus import MenuEntry, add_entry, add_menu_rows
+from tdmarket.decomposition.menus import ANCHOR_TIE_BREAK, MenuEntry, add_anchor_rows, add_entry, add_menu_rows
 from tdmarket.formulations.program import Program
 from tdmarket.solvers import solve
 
@@ -112,3 +112,21 @@ def test_the_menu_model_is_a_relaxation_of_the_configurations_it_holds(seed: int
     inside = [c for c in range(G) if np.all(x >= lo[c] - 1e-6) and np.all(x <= hi[c] + 1e-6)]  # MIP feasibility tol
     assert inside  # the exchange lies in the box of some configuration
     assert model_value <= min(cost(c, x) for c in inside) - v @ x + 1e-6
+
+
+@pytest.mark.parametrize("anchor", [(0.3, 0.7), (1.0, 0.0), (0.0, 1.0)])
+def test_anchor_rows_keep_a_tie_where_it_is(anchor):
+    """Two exchanges that cost the same and must sum to 1 MW: without the tie-break the solver picks any split;
+    with it the split is the anchor's, and a move that gains more than the tie-break still happens."""
+    prog = Program()
+    x = prog.add_variables("x", 2, 0.0, 1.0, 5.0).index
+    prog.add_rows("sum", sp.csr_matrix(np.ones((1, 2))), 1.0, 1.0)
+    add_anchor_rows(prog, x, np.array(anchor), ANCHOR_TIE_BREAK)
+    sol = solve(prog)
+    assert np.allclose(sol.x[x], anchor, atol=1e-9)
+    assert sol.objective == pytest.approx(5.0, abs=1e-9)  # nothing moved: the tie-break costs nothing
+    cheaper = prog.c.copy()
+    cheaper[x[0]] = 4.0  # now x0 is cheaper by 1 € per MW: it takes the whole MW
+    prog.set_cost(cheaper)
+    sol = solve(prog)
+    assert np.allclose(sol.x[x], [1.0, 0.0], atol=1e-9)

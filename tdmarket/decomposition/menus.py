@@ -168,3 +168,22 @@ def add_menu_rows(
         0.0,
         np.inf,
     )
+
+
+# € per MW of exchange moved away from the current point in the menu choice: far below any price that makes a
+# move worth checking (the repair's gap tolerance is ~1e-5 of the total), far above HiGHS's dual tolerance (1e-7)
+ANCHOR_TIE_BREAK = 1e-5
+
+
+def add_anchor_rows(prog: Program, x_cols: np.ndarray, anchor: np.ndarray, cost_eur_mw: float) -> None:
+    """Make every move of the columns `x_cols` away from `anchor` (MW) cost `cost_eur_mw` € per MW:
+    x − u⁺ + u⁻ = anchor, u± >= 0 at that cost.  A tie-break, not a model term: where several choices cost the
+    same, the one that leaves the children where they are wins."""
+    k = len(x_cols)
+    up = prog.add_variables("anchor_up_mw", k, 0.0, np.inf, cost_eur_mw).index
+    down = prog.add_variables("anchor_down_mw", k, 0.0, np.inf, cost_eur_mw).index
+    r = np.arange(k)
+    A = sp.csr_matrix(
+        (np.r_[np.ones(k), -np.ones(k), np.ones(k)], (np.r_[r, r, r], np.r_[x_cols, up, down])), shape=(k, prog.n)
+    )
+    prog.add_rows("anchor", A, anchor, anchor)

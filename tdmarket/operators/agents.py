@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from ..solvers import SolveStatus, solve
 from ..solvers.misocp import fix_integers
 
 PRICE_STEP = 0.1  # integer repair: a DSO's menu holds its best responses at (1 ± PRICE_STEP)·π ± 1 €/MWh
+KEPT_DISPATCHES = 4  # mixed-integer dispatches an agent keeps (`_mip_solutions`)
 
 
 def configuration_label(model: AreaModel, x: np.ndarray) -> str:
@@ -79,6 +81,9 @@ class DSO:
         # the mixed-integer cost (€) of every schedule dispatched, by its exchange (MW) bytes: the integer repair may
         # try a point and keep the one dispatched before
         self._dispatched: dict[bytes, float] = {}
+        # the last mixed-integer dispatches (solution, MIP info) by schedule: the integer repair dispatches a kept
+        # point again at its published interface price, and the price does not change the dispatch, only its pricing
+        self._mip_solutions: OrderedDict[tuple, tuple[Any, dict]] = OrderedDict()
 
     def _offers(self) -> list[Offer]:
         return [offer_from_message(m) for m in self.child_msgs]
@@ -347,6 +352,47 @@ class DSO:
             )
         return out
 
+    def _mixed_integer_dispatch(
+        self,
+        model: AreaModel,
+        x_star: np.ndarray,
+        relax: bool,
+        mip_gap: float,
+        time_limit,
+        threads: int,
+        gap_eur: float,
+    ):
+        """The area's mixed-integer dispatch at exchange `x_star` (its model's exchange rows already fixed there):
+        (solution, MIP info)."""
+        # the relaxation at x* is usually known: the cut exchange asked this DSO for C_d(x*)
+        known = None
+        if not relax and self._relaxed is not None and self._relaxed.cp.prog.m == model.cp.prog.m:
+            known = self._relaxed.relaxation_at(x_star)
+            if known is None:
+                # not asked at x* (bracketed by its cuts in the last rounds): the relaxation from the kept parametric
+                # model, which also gives the curve error below its value (italy-652: 26 of 50 DSOs solved it twice)
+                try:
+                    self._relaxed.evaluate(x_star)
+                except EvaluationError:
+                    pass
+                known = self._relaxed.relaxation_at(x_star)
+        try:
+            # a DSO's dispatch may stop at its relaxation rounded down (round_down: see solve_misocp)
+            sol, mip = solve_clearing(
+                model.cp,
+                mip_gap=mip_gap,
+                time_limit=time_limit,
+                threads=threads,
+                relaxation=known,
+                round_down=True,
+                relaxation_gap_eur=gap_eur,
+            )
+        except SolverError as exc:
+            if relax or not model.cp.prog.has_integers:
+                raise
+            sol, mip = self._dispatch_without_commitments(model, known, exc)
+        return sol, mip
+
     def dispatch(
         self,
         sched: Schedule,
@@ -371,33 +417,17 @@ class DSO:
             model = AreaModel(self.sub, opts, offers, locked=self.locked)
         x_star = np.asarray(sched.export_mw)
         model.cp.prog.set_row_bounds(model.fix_rows, x_star, x_star)
-        # the relaxation at x* is usually known: the cut exchange asked this DSO for C_d(x*)
-        known = None
-        if not relax and self._relaxed is not None and self._relaxed.cp.prog.m == model.cp.prog.m:
-            known = self._relaxed.relaxation_at(x_star)
-            if known is None:
-                # not asked at x* (bracketed by its cuts in the last rounds): the relaxation from the kept parametric
-                # model, which also gives the curve error below its value (italy-652: 26 of 50 DSOs solved it twice)
-                try:
-                    self._relaxed.evaluate(x_star)
-                except EvaluationError:
-                    pass
-                known = self._relaxed.relaxation_at(x_star)
-        try:
-            # a DSO's dispatch may stop at its relaxation rounded down (round_down: see solve_misocp)
-            sol, mip = solve_clearing(
-                model.cp,
-                mip_gap=mip_gap,
-                time_limit=time_limit,
-                threads=threads,
-                relaxation=known,
-                round_down=True,
-                relaxation_gap_eur=relaxation_gap_eur,
+        key = (x_star.tobytes(), bool(relax), float(mip_gap), float(relaxation_gap_eur))
+        if key in self._mip_solutions:
+            self._mip_solutions.move_to_end(key)
+            sol, mip = copy.deepcopy(self._mip_solutions[key])
+        else:
+            sol, mip = self._mixed_integer_dispatch(
+                model, x_star, relax, mip_gap, time_limit, threads, relaxation_gap_eur
             )
-        except SolverError as exc:
-            if relax or not model.cp.prog.has_integers:
-                raise
-            sol, mip = self._dispatch_without_commitments(model, known, exc)
+            self._mip_solutions[key] = copy.deepcopy((sol, mip))
+            if len(self._mip_solutions) > KEPT_DISPATCHES:
+                self._mip_solutions.popitem(last=False)
         cp = model.cp
         self._dispatched[x_star.tobytes()] = float(sol.objective)
         dt = self.opts.period_hours

@@ -10,7 +10,7 @@ import pandas as pd
 
 from ..decomposition.exchange import CutPool, ParentPoint
 from ..decomposition.master import CutMaster, MasterSolution
-from ..decomposition.menus import MenuEntry, add_menu_rows
+from ..decomposition.menus import ANCHOR_TIE_BREAK, MenuEntry, add_anchor_rows, add_menu_rows
 from ..decomposition.offers import (
     Cut,
     Offer,
@@ -19,11 +19,15 @@ from ..decomposition.offers import (
     child_exchange_columns,
     child_interfaces,
 )
+from ..errors import TdmarketError
 from ..formulations.clearing import ClearingProblem
 from ..formulations.options import ModelOptions
 from ..market.pricing import PriceIntervals, annotate_buses, publish_prices
 from ..model.instance import Instance
 from ..schemes.centralized import solve_clearing
+from ..solvers import solve
+from ..solvers.acceptance import require
+from ..solvers.misocp import fix_integers
 from ..solvers.result import Solution
 
 
@@ -44,6 +48,10 @@ class TSOMaster(CutMaster):
         if center is None:
             self.last_bound = ms
         return ms
+
+
+# a child the menu choice moves by at most this (MW, every period) stays where it is (`_snap_small_moves`)
+SNAP_MW = 1e-3
 
 
 @dataclass
@@ -353,13 +361,19 @@ class TSO:
         mip_gap: float,
         time_limit: float | None,
         threads: int = 1,
+        anchor: np.ndarray | None = None,
     ) -> ParentPoint:
         """Mixed-integer master in which child `a` of `menus` (index: its entries) takes exactly one option of its
         menu (`decomposition.menus.add_menu_rows`: an exchange at its known cost, or a configuration of its
         binaries anywhere in the interface box at a cost above that configuration's cuts); the other children stay
         free on their cuts; the TSO's binaries are decided.  The menu's exchanges are delivered by the DSO's
         binaries (integer repair), so its cost is exact at a single exchange and bounded below inside a
-        configuration.  The result bounds nothing (lower_bound = −inf)."""
+        configuration.  The result bounds nothing (lower_bound = −inf).
+
+        `anchor` (A, T) MW: the current exchanges; every move away from them costs ANCHOR_TIE_BREAK € per MW, so
+        that among equally cheap choices the children stay where they are.  (Measured on a generated 100-area
+        system: without it ~90 of the 100 DSOs moved at every candidate, most by 1e-9 to 1e-3 MW along flat pieces
+        of their cut models, and each move costs a mixed-integer dispatch to check the candidate.)"""
         cp, cols, maps, names = self._build_with_cuts(names, pool, integer=True)
         prog, theta = cp.prog, maps["theta"]
         rating = cp.iface.rating[child_interfaces(cp, names)]  # MVA, per child
@@ -368,7 +382,12 @@ class TSO:
             lo = np.where(np.isfinite(prog.lb[cols[a]]), prog.lb[cols[a]], -rating[a])
             hi = np.where(np.isfinite(prog.ub[cols[a]]), prog.ub[cols[a]], rating[a])
             add_menu_rows(prog, f"menu_{a}", cols[a], int(theta[a]), menus[a], lo, hi)
+        if anchor is not None:
+            anchor = np.asarray(anchor, float)
+            add_anchor_rows(prog, cols.ravel(), anchor.ravel(), ANCHOR_TIE_BREAK)
         sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads, sub_mip_heuristics=False)
+        if anchor is not None:
+            sol = _snap_small_moves(cp, cols, sol, anchor)
         res = self._result(cp, cols, maps, names, sol, mip)
         return ParentPoint(x=res.x, own_cost=res.own_cost, lower_bound=-np.inf, handle=res, integer=True)
 
@@ -384,3 +403,22 @@ class TSO:
         return ParentPoint(
             x=res.x, own_cost=res.own_cost, lower_bound=-np.inf, handle=res, integer=True, note="binaries at zero"
         )
+
+
+def _snap_small_moves(cp: ClearingProblem, cols: np.ndarray, sol: Solution, anchor: np.ndarray) -> Solution:
+    """The menu choice with every child that moved by at most SNAP_MW (per period) put back at `anchor`: its
+    integers held, one LP.  Such moves gain at most a few cents (their price differences times a milliwatt-hour)
+    and each would cost the child a mixed-integer dispatch to check the candidate; the candidate is judged by
+    its dispatched total, so this changes which point is tried, never what is accepted.  Keeps `sol` if that LP
+    does not solve (e.g. a snapped child whose cuts bind together with a menu exchange)."""
+    moved = np.abs(sol.x[cols] - anchor).max(axis=1)
+    small = moved <= SNAP_MW
+    if not (small & (moved > 0)).any():
+        return sol
+    fixed = fix_integers(cp.prog, sol.x)
+    idx = cols[small].ravel()
+    fixed.set_bounds(idx, anchor[small].ravel(), anchor[small].ravel())
+    try:
+        return require(solve(fixed), cp.prog, "menu choice with small moves undone")
+    except TdmarketError:
+        return sol

@@ -145,6 +145,7 @@ class _HierarchicalRun:
         self.children = {a: [c for c in self.dsos if self.parent[c] == a] for a in range(len(ar))}
         self.top = sorted(self.children[0])
         self.top_names = [self.names[a] for a in self.top]
+        self._top_of = {a: self._top_ancestor(a) for a in self.dsos}  # each DSO's top-level ancestor (or itself)
         self.T, self.periods = inst.n_periods, inst.periods.tolist()
         self.stage_times: dict[str, dict] = {}
         self.master: CutMaster | None = None  # the last exchange's
@@ -158,6 +159,11 @@ class _HierarchicalRun:
         self.dispatch_gap_eur = 0.0  # each area's share of the certified-gap target at dispatch, €
         # per top-level DSO (index into `top`): its menu in the integer repair (`decomposition.menus`)
         self._menus: dict[int, list[MenuEntry]] = {}
+
+    def _top_ancestor(self, a: int) -> int:
+        while self.parent[a] != 0:
+            a = int(self.parent[a])
+        return a
 
     def curves_bottom_up(self, rt) -> dict[int, CurveOffer]:
         curves: dict[int, CurveOffer] = {}
@@ -309,11 +315,24 @@ class _HierarchicalRun:
         rt.log.add(sched)
         return sched
 
-    def dispatch_top_down(self, rt, res) -> tuple[dict, dict[int, Schedule]]:
-        schedules = {a: self._schedule(rt, res, a, "dispatch") for a in self.top}
+    def dispatch_top_down(self, rt, res, reuse: tuple[dict, dict] | None = None, prices_too: bool = False):
+        """Every DSO dispatches its schedule in clearing `res`, top-level DSOs first, then their sub-DSOs; returns
+        (dispatch, schedules) by area.  `reuse` (dispatch, schedules) of an earlier dispatch: a top-level DSO whose
+        exchange there was the same (and, with `prices_too`, its interface price) keeps that dispatch, and so do
+        its sub-DSOs (the same schedule gives the same dispatch; nothing is sent).  Without `prices_too` a kept
+        dispatch was priced at the earlier schedule's price: enough for a candidate's cost in the integer repair,
+        which refreshes the point it keeps (`_refresh_dispatch`)."""
+        kept = self._unchanged(res, reuse, prices_too) if reuse is not None else set()
+        schedules = {a: self._schedule(rt, res, a, "dispatch") for a in self.top if a not in kept}
         t, times, dispatch = time.perf_counter(), [], {}
+        if reuse is not None:
+            for a in self.dsos:
+                if self._top_of[a] in kept:
+                    dispatch[a], schedules[a] = reuse[0][a], reuse[1][a]
         for level in self.levels:
-            level_areas = [a for a in self.dsos if self.depth[a] == level]
+            level_areas = [a for a in self.dsos if self.depth[a] == level and self._top_of[a] not in kept]
+            if not level_areas:
+                continue
             replies = rt.ask(
                 "dispatch",
                 {self.names[a]: (schedules[a],) for a in level_areas},
@@ -333,6 +352,33 @@ class _HierarchicalRun:
                     rt.log.add(sched)
         self.stage_times["dispatch"] = _stage_times(time.perf_counter() - t, times)
         return dispatch, schedules
+
+    def _unchanged(self, res, reuse: tuple[dict, dict], prices_too: bool) -> set[int]:
+        """Top-level DSOs whose schedule in `reuse` has the exchange of `res` (to 1e-9 MW; with `prices_too` also
+        its interface price, to 1e-9 €/MWh)."""
+        out = set()
+        for i, a in enumerate(self.top):
+            old = reuse[1].get(a)
+            if old is None or a not in reuse[0]:
+                continue
+            if np.abs(np.asarray(old.export_mw, float) - res.x[i]).max() > 1e-9:
+                continue
+            if prices_too:
+                pi = np.asarray(old.price_eur_mwh, float)
+                if pi.shape != res.pi[i].shape or not np.allclose(pi, res.pi[i], rtol=0.0, atol=1e-9, equal_nan=True):
+                    continue
+            out.add(a)
+        return out
+
+    def _refresh_dispatch(self, rt, res, dispatch: dict, schedules: dict) -> tuple[dict, dict]:
+        """The DSOs whose dispatch was kept from an earlier schedule with another price dispatch again at the
+        published point's schedule (same exchange: same mixed-integer dispatch, now priced at the published
+        interface price)."""
+        first = self.stage_times.get("dispatch")
+        out = self.dispatch_top_down(rt, res, reuse=(dispatch, schedules), prices_too=True)
+        if first is not None:
+            self.stage_times["dispatch"] = first
+        return out
 
     def integer_repair(self, rt, tso, res, dispatch: dict, schedules: dict, master=None, pool=None) -> tuple:
         """Integer repair (docs/model.md §6.3): the cut exchange prices the DSOs' relaxations, so a DSO whose
@@ -357,7 +403,7 @@ class _HierarchicalRun:
             if left is not None and left <= 0:  # the scheme's time limit: the dispatched point stands
                 out_of_time = True
                 break
-            step = self._repair_round(rt, tso, res, dispatch, times, prices, asked, master, pool)
+            step = self._repair_round(rt, tso, res, dispatch, schedules, times, prices, asked, master, pool)
             if step is None:
                 break
             info, better, master_prices = step
@@ -382,6 +428,8 @@ class _HierarchicalRun:
             tried.append((res.x.copy(), prices))
         if not rounds and not out_of_time:
             return res, dispatch, schedules
+        # a candidate kept the dispatches of the DSOs it did not move, priced at the earlier point's prices
+        dispatch, schedules = self._refresh_dispatch(rt, res, dispatch, schedules)
         repair: dict = {"rounds": rounds, "accepted": sum(r["accepted"] for r in rounds)}
         self.repair = repair
         if out_of_time:
@@ -401,7 +449,9 @@ class _HierarchicalRun:
     def _total(self, res, dispatch: dict) -> float:
         return float(res.cost["total_cost_eur"]) + sum(float(d.cost["total_cost_eur"]) for d in dispatch.values())
 
-    def _repair_round(self, rt, tso, res, dispatch: dict, times: list[float], prices, asked: set, master, pool):
+    def _repair_round(
+        self, rt, tso, res, dispatch: dict, schedules: dict, times: list[float], prices, asked: set, master, pool
+    ):
         """One round of `integer_repair` at interface `prices` (€/MWh, (A, T)): None if no DSO's integrality cost
         exceeds the gap tolerance (or the certified gap is closed), else (what was done, the repaired (clearing,
         dispatch, schedules) or None if nothing lowered the cost, the master's interface prices €/MWh if its
@@ -471,9 +521,12 @@ class _HierarchicalRun:
         master_prices = self._lagrangian_bound(tso, master, pool, cuts, tol, info)
 
         def accept(how: str, point, dispatched=None):
+            # the kept point's published prices (a candidate's own duals only priced the dispatches that checked it;
+            # those DSOs dispatch again at the published prices at the end of the repair, `_refresh_dispatch`)
+            point = tso.publish(point)
             moved = [n for i, n in enumerate(self.top_names) if np.abs(point.x[i] - current[n]).max() > 1e-6]
             info.update(accepted=True, areas_moved=moved, how=how)
-            dispatched = dispatched or self.dispatch_top_down(rt, point)
+            dispatched = dispatched or self.dispatch_top_down(rt, point, reuse=(dispatch, schedules))
             info["total_after_eur"] = self._total(point, dispatched[0])
             return info, (point, *dispatched), master_prices
 
@@ -491,15 +544,17 @@ class _HierarchicalRun:
         best_total = total - tol
         proposed: list[np.ndarray] = [res.x]
         for k in range(MENU_TRIES):
-            menu_point = self._menu_candidate(tso, pool, best_total, configurations=k > 0)
+            menu_point = self._menu_candidate(tso, pool, best_total, configurations=k > 0, anchor=res.x)
             if menu_point is None and k == 0:
                 continue
             if menu_point is None or any(np.abs(menu_point.x - p).max() <= 1e-6 for p in proposed):
                 break  # a point dispatched before: its cuts are known, it would promise the same again
             proposed.append(menu_point.x.copy())
-            dispatched = self.dispatch_top_down(rt, menu_point)
-            self._menu_from_dispatch(menu_point, dispatched[0])
-            self._relaxed_cuts_from_dispatch(menu_point, dispatched[0], master, pool)
+            # only the DSOs the choice moved dispatch again (the others' dispatch and cost stand)
+            dispatched = self.dispatch_top_down(rt, menu_point, reuse=(dispatch, schedules))
+            fresh = {a: d for a, d in dispatched[0].items() if d is not dispatch.get(a)}  # what it learnt
+            self._menu_from_dispatch(menu_point, fresh)
+            self._relaxed_cuts_from_dispatch(menu_point, fresh, master, pool)
             after = self._total(menu_point, dispatched[0])
             info.setdefault("menu_point_totals_eur", []).append(after)
             if after < best_total:
@@ -538,6 +593,8 @@ class _HierarchicalRun:
         the property test's seed 48)."""
         rows = []
         for i, a in enumerate(self.top):
+            if a not in dispatch:
+                continue
             rep = dispatch[a].report
             if rep.relaxed_cost_eur is None or rep.relaxed_slope_eur_mw is None:
                 continue
@@ -571,9 +628,10 @@ class _HierarchicalRun:
                 ),
             )
 
-    def _menu_candidate(self, tso, pool, below: float, configurations: bool):
+    def _menu_candidate(self, tso, pool, below: float, configurations: bool, anchor: np.ndarray):
         """The TSO's mixed-integer clearing with the menus (`TSO.clear_with_menus`; with `configurations` False
-        every entry is a single exchange), published, if it promises a total below `below` € (else None)."""
+        every entry is a single exchange; moves away from the current exchanges `anchor` break ties), published, if
+        it promises a total below `below` € (else None)."""
         if pool is None or not self._menus:
             return None
         menus = {
@@ -588,12 +646,15 @@ class _HierarchicalRun:
                 mip_gap=min(self.ctx.mip_gap, 1e-4),
                 time_limit=self.ctx.time_limit,
                 threads=self.ctx.threads,
+                anchor=anchor,
             )
         except TdmarketError:
             return None
         if found.handle.objective >= below:
             return None
-        point = tso.publish(found.handle)
+        # not published: most candidates are rejected after their check, and the TSO's price intervals took ~6 s
+        # per candidate on a generated 100-area system (the kept one is published by `accept`)
+        point = found.handle
         point.names = list(self.top_names)
         return point
 
