@@ -406,3 +406,35 @@ def test_integer_rows_catch_a_rounding_that_breaks_a_row_of_integers_only():
     q.add_rows("mixed", np.array([[1.0, 1.0, 0, 1.0, 0]]), lo=-np.inf, hi=0.5)
     x[:2] = 0.6
     assert IntegerRows(q).rows.tolist() == [0]
+
+
+def test_misocp_shares_its_tangent_cuts_between_solves_of_one_program(tmp_path):
+    """`oa_cuts` (the integer repair's best responses): the tangent cuts of one solve start the next solve of the
+    same program at other prices.  A DSO of a generated variant, its exchange free, at four prices: the same
+    optima as solves from scratch, in fewer outer-approximation rounds (measured: 10 instead of 12)."""
+    from tdmarket.decomposition.area_model import AreaModel
+    from tdmarket.examples import builtin_path
+    from tdmarket.formulations.options import ModelOptions
+    from tdmarket.generate.variants import make_variant, property_test_options
+    from tdmarket.io import read
+    from tdmarket.solvers.misocp import solve_misocp
+
+    variant, _ = property_test_options(5)
+    inst = read(make_variant(builtin_path(), tmp_path / "v", seed=5, **variant))
+    model = AreaModel(inst.agent_data(list(inst.areas.name).index("DSO-201")), ModelOptions(integer=True))
+    prog, T = model.cp.prog, len(model.fix_rows)
+    prog.set_row_bounds(model.fix_rows, np.full(T, -model.rating), np.full(T, model.rating))
+    pool: list = []
+    rounds = {"shared": 0, "alone": 0}
+    for price in (20.0, 35.0, 50.0, 10.0):  # EUR per MW exported
+        c = prog.c.copy()
+        c[model.cp.own_x] -= price
+        at_price = prog.copy()
+        at_price.set_cost(c)
+        shared, h_shared = solve_misocp(at_price, mip_gap=1e-6, oa_cuts=pool)
+        alone, h_alone = solve_misocp(at_price, mip_gap=1e-6)
+        assert shared.status is SolveStatus.OPTIMAL and alone.status is SolveStatus.OPTIMAL
+        assert shared.objective == pytest.approx(alone.objective, rel=1e-6)
+        rounds["shared"] += len(h_shared.rounds)
+        rounds["alone"] += len(h_alone.rounds)
+    assert pool and rounds["shared"] < rounds["alone"], rounds

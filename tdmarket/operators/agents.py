@@ -84,6 +84,9 @@ class DSO:
         # the last mixed-integer dispatches (solution, MIP info) by schedule: the integer repair dispatches a kept
         # point again at its published interface price, and the price does not change the dispatch, only its pricing
         self._mip_solutions: OrderedDict[tuple, tuple[Any, dict]] = OrderedDict()
+        # tangent cuts of this area's cones from its best responses' outer approximations: every best response
+        # solves the same program with the exchange free (other prices, or an L1 pull), so each cut stays valid
+        self._oa_cuts: list = []
 
     def _offers(self) -> list[Offer]:
         return [offer_from_message(m) for m in self.child_msgs]
@@ -213,8 +216,9 @@ class DSO:
         model.cp.prog.set_row_bounds(model.fix_rows, np.full(T, -model.rating), np.full(T, model.rating))
         return model
 
-    @staticmethod
-    def _respond(model: AreaModel, base: np.ndarray, value: np.ndarray, *, mip_gap: float, time_limit: float | None):
+    def _respond(
+        self, model: AreaModel, base: np.ndarray, value: np.ndarray, *, mip_gap: float, time_limit: float | None
+    ):
         """arg min_x C^MI(x) − valueᵀx on `model` whose own costs are `base`: (x MW, the program's cost at it
         without the exchange's value €, the mixed-integer info, the `configuration_label` of its binaries, the
         solution), or None on a solver failure."""
@@ -223,7 +227,7 @@ class DSO:
         c[cols] -= value
         model.cp.prog.set_cost(c)
         try:
-            sol, mip = solve_clearing(model.cp, mip_gap=mip_gap, time_limit=time_limit)
+            sol, mip = solve_clearing(model.cp, mip_gap=mip_gap, time_limit=time_limit, oa_cuts=self._oa_cuts)
         except SolverError:
             return None
         x = sol.x[cols]

@@ -38,11 +38,13 @@ def solve_clearing(
     round_down: bool = False,
     relaxation_gap_eur: float = 0.0,
     sub_mip_heuristics: bool = True,
+    oa_cuts: list | None = None,
 ):
     """Solve a clearing problem; returns (priced solution, mip info dict).  `relaxation`: a known solution of the
     continuous relaxation, `round_down`: try its integers rounded down (MISOCP only; see `solve_misocp`),
     `relaxation_gap_eur`: the mixed-integer search also ends at a point within this many € of the continuous
-    relaxation (with a known `relaxation` for a MILP; see `solve_misocp`), `sub_mip_heuristics`: HiGHS's RINS,
+    relaxation (with a known `relaxation` for a MILP; see `solve_misocp`), `oa_cuts`: tangent cuts shared between
+    MISOCP solves of one program (`solve_misocp`), `sub_mip_heuristics`: HiGHS's RINS,
     RENS and feasibility jump for a MILP (`solvers.highs.solve_highs`).
 
     Raises SolverError unless the solution passes `tdmarket.solvers.acceptance` against the clearing program
@@ -76,6 +78,7 @@ def solve_clearing(
             relaxation=relaxation,
             round_down=round_down,
             relaxation_gap_eur=relaxation_gap_eur,
+            oa_cuts=oa_cuts,
         )
         mip.update(lower_bound=sol.mip_bound, gap=sol.mip_gap, rounds=hist.rounds)
     return require(sol, prog, "clearing"), mip

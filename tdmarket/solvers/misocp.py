@@ -262,6 +262,7 @@ def solve_misocp(
     relaxation: Solution | None = None,
     round_down: bool = False,
     relaxation_gap_eur: float = 0.0,
+    oa_cuts: list | None = None,
 ) -> tuple[Solution, OAHistory]:
     """Outer-approximation MISOCP solve; returns the best fixed-integer SOCP solution (with duals) and history.
 
@@ -274,6 +275,10 @@ def solve_misocp(
     searches on to its own gap).  `relaxation_gap_eur` (> 0): the search also stops at a point within this many €
     of the continuous relaxation (a DSO's share of the scheme's certified-gap target at dispatch: the scheme's
     bound is built from the DSOs' relaxations, so a tighter proof of this DSO's own bound certifies nothing more).
+    `oa_cuts`: tangent cuts (pairs (C, d): C x <= d) of earlier solves of programs with the same cones on the
+    same leading columns (another objective, other bounds, columns appended): they start the outer approximation
+    and the cuts this solve adds are appended (at most OA_KEPT_ROWS rows kept).  A tangent cut of a cone is valid
+    wherever that cone holds, whatever the objective.
     """
     t0 = time.perf_counter()
     hist = OAHistory()
@@ -323,7 +328,13 @@ def solve_misocp(
     if (rec["gap"] <= mip_gap and (not rounded_down or inc.ub - inc.lb <= mip_gap)) or inc.on_target:
         assert inc.best is not None  # a finite gap needs an incumbent
         return _finish(inc.best, inc.lb, inc.ub, t0), hist
+    first_new = len(cuts)
+    if oa_cuts:
+        cuts += [_widen(C, prog.n) for C, _ in oa_cuts]
+        rhs += [d for _, d in oa_cuts]
     _oa_rounds(prog, inc, cuts, rhs, hist, t0, mip_gap, time_limit, threads, max_rounds, cone_tol, progress)
+    if oa_cuts is not None:
+        _keep_cuts(oa_cuts, cuts[first_new + len(oa_cuts) :], rhs[first_new + len(oa_cuts) :])
     inc.adopt_loose()
     if inc.best is None:
         rel.status = SolveStatus.OTHER
@@ -331,6 +342,25 @@ def solve_misocp(
         rel.mip_bound, rel.mip_gap = inc.lb, np.inf
         return rel, hist
     return _finish(inc.best, inc.lb, inc.ub, t0), hist
+
+
+OA_KEPT_ROWS = 4000  # tangent cuts kept between solves (`oa_cuts`): the newest
+
+
+def _widen(C: sp.csr_matrix, n: int) -> sp.csr_matrix:
+    """A cut matrix over the leading columns of a program with `n` columns."""
+    C = sp.csr_matrix(C)
+    return C if C.shape[1] == n else sp.csr_matrix((C.data, C.indices, C.indptr), shape=(C.shape[0], n))
+
+
+def _keep_cuts(pool: list, cuts: list, rhs: list) -> None:
+    pool.extend(zip(cuts, rhs, strict=True))
+    rows = 0
+    for k in range(len(pool) - 1, -1, -1):
+        rows += pool[k][0].shape[0]
+        if rows > OA_KEPT_ROWS:
+            del pool[: k + 1]
+            break
 
 
 def _gap(ub: float, lb: float) -> float:
