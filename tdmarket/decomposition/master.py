@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from ..errors import SolverError
 from ..formulations.program import Program
 from ..solvers import SolveStatus
-from ..solvers.highs import PersistentLP
+from ..solvers.highs import PersistentLP, _basis
 from ..solvers.result import Solution
 from .offers import cut_matrix
 
@@ -200,10 +200,14 @@ class CutMaster:
             raise SolverError("master LP at fixed exchanges failed")
         return out
 
-    def solve_with_columns_fixed(self, cols: np.ndarray, values: np.ndarray) -> MasterSolution | None:
+    def solve_with_columns_fixed(
+        self, cols: np.ndarray, values: np.ndarray, keep_basis: bool = False
+    ) -> MasterSolution | None:
         """The master with columns `cols` fixed at `values` (warm start; the bounds are restored afterwards).
         None if that LP is not solved to optimality (e.g. binaries fixed at an inconsistent combination).  Its
-        objective bounds nothing (lower_bound = −inf)."""
+        objective bounds nothing (lower_bound = −inf).  `keep_basis`: the solution carries its simplex basis (a
+        published point: its price intervals start from it, `market.dual_face`; measured on italy-652: the
+        TSO's price intervals 2.7 s by interior point without it, 0.8 s from the basis, reading it 0.14 s)."""
         cols = np.asarray(cols, np.int64)
         lb, ub = self.lp.col_lb[cols].copy(), self.lp.col_ub[cols].copy()
         self.lp.set_col_bounds(cols, values, values)
@@ -216,6 +220,8 @@ class CutMaster:
                 self._note(sol, "fixed")
                 sol = self.lp.solve_again()
                 self._note(sol)
+            if keep_basis and sol.status is SolveStatus.OPTIMAL:
+                sol.basis = _basis(self.lp.h)
         finally:
             self.lp.set_col_bounds(cols, lb, ub)
         if sol.status is not SolveStatus.OPTIMAL:

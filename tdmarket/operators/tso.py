@@ -287,7 +287,7 @@ class TSO:
         program with those columns fixed.  Falls back to `priced_point` if that LP is not optimal."""
         cp, cols, maps, names = _master_context(master)
         held_cols = _held_columns(cp, cols, point)
-        ms = None if held_cols is None else master.solve_with_columns_fixed(*held_cols)
+        ms = None if held_cols is None else master.solve_with_columns_fixed(*held_cols, keep_basis=True)
         if held_cols is None or ms is None:
             return self.priced_point(names, pool, point, threads=threads)
         fixed, values = held_cols
