@@ -362,9 +362,9 @@ class DSO:
         x_star: np.ndarray,
         relax: bool,
         mip_gap: float,
-        time_limit,
+        time_limit: float | None,
         threads: int,
-        gap_eur: float,
+        relaxation_gap_eur: float,
     ):
         """The area's mixed-integer dispatch at exchange `x_star` (its model's exchange rows already fixed there):
         (solution, MIP info)."""
@@ -389,7 +389,7 @@ class DSO:
                 threads=threads,
                 relaxation=known,
                 round_down=True,
-                relaxation_gap_eur=gap_eur,
+                relaxation_gap_eur=relaxation_gap_eur,
             )
         except SolverError as exc:
             if relax or not model.cp.prog.has_integers:

@@ -145,7 +145,7 @@ class _HierarchicalRun:
         self.children = {a: [c for c in self.dsos if self.parent[c] == a] for a in range(len(ar))}
         self.top = sorted(self.children[0])
         self.top_names = [self.names[a] for a in self.top]
-        self._top_of = {a: self._top_ancestor(a) for a in self.dsos}  # each DSO's top-level ancestor (or itself)
+        self._top_of = ar.top_level()  # each DSO's top-level ancestor (itself for a top-level DSO)
         self.T, self.periods = inst.n_periods, inst.periods.tolist()
         self.stage_times: dict[str, dict] = {}
         self.master: CutMaster | None = None  # the last exchange's
@@ -159,11 +159,6 @@ class _HierarchicalRun:
         self.dispatch_gap_eur = 0.0  # each area's share of the certified-gap target at dispatch, €
         # per top-level DSO (index into `top`): its menu in the integer repair (`decomposition.menus`)
         self._menus: dict[int, list[MenuEntry]] = {}
-
-    def _top_ancestor(self, a: int) -> int:
-        while self.parent[a] != 0:
-            a = int(self.parent[a])
-        return a
 
     def curves_bottom_up(self, rt) -> dict[int, CurveOffer]:
         curves: dict[int, CurveOffer] = {}
@@ -321,7 +316,8 @@ class _HierarchicalRun:
         exchange there was the same (and, with `prices_too`, its interface price) keeps that dispatch, and so do
         its sub-DSOs (the same schedule gives the same dispatch; nothing is sent).  Without `prices_too` a kept
         dispatch was priced at the earlier schedule's price: enough for a candidate's cost in the integer repair,
-        which refreshes the point it keeps (`_refresh_dispatch`)."""
+        which dispatches the point it keeps again with `prices_too`.  The stage time `dispatch` is the first
+        dispatch's (without `reuse`); the repair's dispatches count as repair time."""
         kept = self._unchanged(res, reuse, prices_too) if reuse is not None else set()
         schedules = {a: self._schedule(rt, res, a, "dispatch") for a in self.top if a not in kept}
         t, times, dispatch = time.perf_counter(), [], {}
@@ -350,7 +346,8 @@ class _HierarchicalRun:
                 for sched in out.child_schedules:
                     schedules[self.names.index(sched.receiver)] = sched
                     rt.log.add(sched)
-        self.stage_times["dispatch"] = _stage_times(time.perf_counter() - t, times)
+        if reuse is None:
+            self.stage_times["dispatch"] = _stage_times(time.perf_counter() - t, times)
         return dispatch, schedules
 
     def _unchanged(self, res, reuse: tuple[dict, dict], prices_too: bool) -> set[int]:
@@ -370,16 +367,6 @@ class _HierarchicalRun:
             out.add(a)
         return out
 
-    def _refresh_dispatch(self, rt, res, dispatch: dict, schedules: dict) -> tuple[dict, dict]:
-        """The DSOs whose dispatch was kept from an earlier schedule with another price dispatch again at the
-        published point's schedule (same exchange: same mixed-integer dispatch, now priced at the published
-        interface price)."""
-        first = self.stage_times.get("dispatch")
-        out = self.dispatch_top_down(rt, res, reuse=(dispatch, schedules), prices_too=True)
-        if first is not None:
-            self.stage_times["dispatch"] = first
-        return out
-
     def integer_repair(self, rt, tso, res, dispatch: dict, schedules: dict, master=None, pool=None) -> tuple:
         """Integer repair (docs/model.md §6.3): the cut exchange prices the DSOs' relaxations, so a DSO whose
         binaries cannot deliver the cleared exchange pays its integrality cost at dispatch (measured on generated
@@ -393,7 +380,6 @@ class _HierarchicalRun:
         Returns the (TSO clearing, dispatch, schedules) kept."""
         rounds: list[dict] = []
         t, times = time.perf_counter(), list[float]()
-        first_dispatch = self.stage_times.get("dispatch")  # a repaired point's re-dispatch counts as repair time
         prices = res.pi
         tried = [(res.x.copy(), np.asarray(prices, float))]  # the schedules and prices each round was asked at
         asked: set[int] = set()
@@ -428,8 +414,9 @@ class _HierarchicalRun:
             tried.append((res.x.copy(), prices))
         if not rounds and not out_of_time:
             return res, dispatch, schedules
-        # a candidate kept the dispatches of the DSOs it did not move, priced at the earlier point's prices
-        dispatch, schedules = self._refresh_dispatch(rt, res, dispatch, schedules)
+        # a candidate kept the dispatches of the DSOs it did not move, priced at an earlier point's prices: those
+        # DSOs dispatch again at the kept point's schedule (same exchange, same mixed-integer dispatch)
+        dispatch, schedules = self.dispatch_top_down(rt, res, reuse=(dispatch, schedules), prices_too=True)
         repair: dict = {"rounds": rounds, "accepted": sum(r["accepted"] for r in rounds)}
         self.repair = repair
         if out_of_time:
@@ -442,8 +429,6 @@ class _HierarchicalRun:
             if np.isfinite(self.repair_lower_bound):
                 repair["lower_bound_eur"] = self.repair_lower_bound
             self.stage_times["repair"] = _stage_times(time.perf_counter() - t, times)
-            if first_dispatch is not None:
-                self.stage_times["dispatch"] = first_dispatch
         return res, dispatch, schedules
 
     def _total(self, res, dispatch: dict) -> float:
@@ -522,7 +507,7 @@ class _HierarchicalRun:
 
         def accept(how: str, point, dispatched=None):
             # the kept point's published prices (a candidate's own duals only priced the dispatches that checked it;
-            # those DSOs dispatch again at the published prices at the end of the repair, `_refresh_dispatch`)
+            # those DSOs dispatch again at the published prices at the end of the repair)
             point = tso.publish(point)
             moved = [n for i, n in enumerate(self.top_names) if np.abs(point.x[i] - current[n]).max() > 1e-6]
             info.update(accepted=True, areas_moved=moved, how=how)
