@@ -339,6 +339,21 @@ def test_dispatch_model_from_the_relaxed_model_equals_a_fresh_integer_build(buil
         np.testing.assert_array_equal(derived.row_lo, fresh.row_lo)
 
 
+def test_relaxed_dispatch_is_the_evaluated_relaxation_not_a_second_solve(builtin, monkeypatch):
+    """A relaxed run's DSO dispatch at x* is the relaxation C_d(x*) the DSO evaluated (or evaluates on its kept
+    parametric model): no clearing is built and solved again (italy-652 solved each area's SOCP twice)."""
+    import tdmarket.operators.agents as agents
+
+    solved = []
+    real = agents.solve_clearing
+    monkeypatch.setattr(agents, "solve_clearing", lambda *a, **k: solved.append(1) or real(*a, **k))
+    res = run_hierarchical(builtin, relax=True, executor="inline", gap=1e-5)
+    assert solved == []
+    central = clear_centralized(builtin, relax=True).total_cost
+    assert central - 1e-6 * abs(central) <= res.total_cost <= central + 1e-5 * abs(res.total_cost) + 1e-6
+    assert res.summary["integrality_cost_eur"] == 0.0  # the dispatch is the relaxation itself
+
+
 def test_failed_dso_dispatch_falls_back_to_a_feasible_dispatch_with_a_warning(builtin, monkeypatch):
     """Item 1 of the issue: a DSO whose mixed-integer dispatch fails (here: forced for one area) dispatches with
     its binaries at 0, feasible by construction; the run completes with a warning naming the area, and the

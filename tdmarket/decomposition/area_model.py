@@ -152,15 +152,23 @@ class AreaModel:
         """The same area model with the order binaries restored (for the dispatch): a copy of the program with
         its integrality set, instead of building the clearing problem again (the option `integer` changes
         nothing else in the model; tests/test_hierarchical.py checks that)."""
+        return self.copy(integer=True)
+
+    def copy(self, *, integer: bool) -> AreaModel:
+        """A copy of this model whose program the caller may change (e.g. fix the exchange rows for a dispatch):
+        with the order binaries restored if `integer`, else continuous like this one.  Its solver state starts
+        empty; this model's evaluations and warm solvers stay with it."""
         import copy
 
         other = copy.copy(self)
         other.cp = copy.copy(self.cp)
         other.cp.prog = self.cp.prog.copy()
-        other.cp.prog.set_integrality(self.cp.orders.binary_columns(other.cp.prog))
-        other.opts = other.cp.opts = replace(self.opts, integer=True)
+        if integer:
+            other.cp.prog.set_integrality(self.cp.orders.binary_columns(other.cp.prog))
+        other.opts = other.cp.opts = replace(self.opts, integer=integer)
         other.evaluations, other._parametric, other._recent = 0, None, OrderedDict()
         other._warm_lp = other._range_lp = None
+        other._warm_lp_of = other._range_lp_of = None
         return other
 
     def relaxation_at(self, x_hat: np.ndarray):

@@ -27,6 +27,7 @@ from ..market.pricing import annotate_buses, publish_prices
 from ..model.instance import Instance
 from ..schemes.centralized import solve_clearing
 from ..solvers import SolveStatus, solve
+from ..solvers.acceptance import require
 from ..solvers.misocp import fix_integers
 
 PRICE_STEP = 0.1  # integer repair: a DSO's menu holds its best responses at (1 ± PRICE_STEP)·π ± 1 €/MWh
@@ -370,7 +371,7 @@ class DSO:
         (solution, MIP info)."""
         # the relaxation at x* is usually known: the cut exchange asked this DSO for C_d(x*)
         known = None
-        if not relax and self._relaxed is not None and self._relaxed.cp.prog.m == model.cp.prog.m:
+        if self._relaxed is not None and self._relaxed.cp.prog.m == model.cp.prog.m:
             known = self._relaxed.relaxation_at(x_star)
             if known is None:
                 # not asked at x* (bracketed by its cuts in the last rounds): the relaxation from the kept parametric
@@ -380,6 +381,13 @@ class DSO:
                 except EvaluationError:
                     pass
                 known = self._relaxed.relaxation_at(x_star)
+        if known is not None and not model.cp.prog.has_integers:
+            # a continuous dispatch is that relaxation (a relaxed run: italy-652 solved each DSO's SOCP at x* again)
+            try:
+                sol = require(copy.deepcopy(known), model.cp.prog, "clearing")
+                return sol, {"binaries": 0, "lower_bound": None, "gap": None, "rounds": []}
+            except SolverError:
+                pass  # not accepted as the dispatch (e.g. an "almost solved" point): solved below
         try:
             # a DSO's dispatch may stop at its relaxation rounded down (round_down: see solve_misocp)
             sol, mip = solve_clearing(
@@ -415,8 +423,8 @@ class DSO:
         own_offer = own_offer if own_offer is not None else self._own_offer
         opts = self.opts.relaxed() if relax else self.opts
         offers = self._offers()
-        if self._relaxed is not None and not relax and self.opts.integer:
-            model = self._relaxed.with_binaries()  # the agent's model with binaries: no second build
+        if self._relaxed is not None:  # the agent's model (with binaries unless relaxed): no second build
+            model = self._relaxed.copy(integer=bool(opts.integer))
         else:
             model = AreaModel(self.sub, opts, offers, locked=self.locked)
         x_star = np.asarray(sched.export_mw)
@@ -452,7 +460,7 @@ class DSO:
             rho = pi + rho
         tables = cp.extract(sol.x, row_dual)
         own = cp.cost_parts(sol.x)
-        curve_err, integrality, relaxation = self._curve_error(model if relax else self.model(), own_offer, x_star, sol)
+        curve_err, integrality, relaxation = self._curve_error(self.model(), own_offer, x_star, sol)
         child_scheds = self._child_schedules(model, offers, sol, row_dual)
         b = self.sub.buses
         chk = cp.check(sol.x)
