@@ -104,6 +104,7 @@ OPTION_RULES: dict[str, OptionRule] = {
     "gap_abs": OptionRule("real", 0, 1e12, unit="EUR"),
     "max_iterations": OptionRule("int", 1, 10**6),
     "milp_rounds": OptionRule("int", 1, 1000),
+    "polish_rounds": OptionRule("int", 0, 1000),
     "stall_rounds": OptionRule("int", 1, 10**6),
     "skip_bracketed": OptionRule("real", 0, 1),
     "repair_rounds": OptionRule("int", 0, 1000),

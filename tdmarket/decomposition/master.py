@@ -11,6 +11,7 @@ the box still certifies a lower bound of the unrestricted master through its dua
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +48,7 @@ class CutMaster:
         self._level: PersistentLP | None = None
         self._level_m = 0  # rows of `prog` when the level LP was built (its box and level rows come next)
         self._cut_blocks = 0
+        self._held: tuple[np.ndarray, np.ndarray] | None = None  # columns held by `hold_columns` and their values
         self.context: object = None  # what the owner needs to read a solution back (its columns, names)
         # simplex iterations and cold restarts since the last `take_stats` (reported per round in the history)
         self.stats: dict[str, Any] = {"simplex_iterations": 0, "cold_restarts": []}
@@ -84,6 +86,25 @@ class CutMaster:
         if self._level is not None:  # the level LP starts with the program's rows, in the same order
             self._level.set_row_bounds(rows, lo, hi)
 
+    def hold_columns(self, cols: np.ndarray, values: np.ndarray) -> Callable[[], None]:
+        """Fix columns `cols` at `values` in the master and its level LP until the returned function is called
+        (which restores their bounds).  A bound solved meanwhile bounds the master with those columns held only
+        (e.g. the parent's binaries held at one configuration)."""
+        cols, values = np.asarray(cols, np.int64), np.asarray(values, float)
+        lb, ub = self.lp.col_lb[cols].copy(), self.lp.col_ub[cols].copy()
+        self.lp.set_col_bounds(cols, values, values)
+        if self._level is not None:
+            self._level.set_col_bounds(cols, values, values)
+        self._held = (cols, values)
+
+        def release() -> None:
+            self.lp.set_col_bounds(cols, lb, ub)
+            if self._level is not None:
+                self._level.set_col_bounds(cols, lb, ub)
+            self._held = None
+
+        return release
+
     def _widen(self, A: sp.csr_matrix) -> sp.csr_matrix:
         """Cut rows with the level LP's extra column t (zero)."""
         return sp.csr_matrix((A.data, A.indices, A.indptr), shape=(A.shape[0], self.prog.n + 1))
@@ -120,6 +141,8 @@ class CutMaster:
             self._level_m = self.prog.m
             self._level = PersistentLP(prog, threads=self.lp.threads)
             self._level.h.setOptionValue("simplex_dual_edge_weight_strategy", 1)
+            if self._held is not None:  # columns held since before the level LP existed
+                self._level.set_col_bounds(self._held[0], self._held[1], self._held[1])
             self._warm_level_from_bound(2 * k + 1)
         return self._level
 

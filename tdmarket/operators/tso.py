@@ -3,6 +3,7 @@ parent side of the cut exchange (its master, its mixed-integer rounds and its fa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -321,6 +322,33 @@ class TSO:
         out.integer, out.note = True, "relaxed binaries rounded"
         out.handle.mip = {"binaries": len(ints), "lower_bound": None, "gap": None, "rounded_from_relaxation": True}
         return out
+
+    def hold_binaries(
+        self, master: CutMaster, point: ParentPoint
+    ) -> tuple[Callable[[MasterSolution], ParentPoint], Callable[[], None]] | None:
+        """Hold the TSO's binaries on the master at their values in the mixed-integer `point` (its configuration
+        of all-or-nothing, start/stop and logic orders): the master becomes the convex clearing of that
+        configuration, whose solutions are mixed-integer clearings.  Returns (a function that reads a master
+        solution as such a point, the function that releases the binaries), or None if `point` carries no
+        solution of the master's program or the TSO has no binaries."""
+        cp, cols, _, _ = _master_context(master)
+        res = point.handle
+        if not point.integer or not isinstance(res, TSOClearing) or res.sol is None or len(res.sol.x) != cp.prog.n:
+            return None
+        ints = cp.orders.binary_columns(cp.prog)
+        if len(ints) == 0:
+            return None
+        values = np.clip(np.round(res.sol.x[ints]), cp.prog.lb[ints], cp.prog.ub[ints])
+        release = master.hold_columns(ints, values)
+
+        def point_from(ms: MasterSolution) -> ParentPoint:
+            ms.sol.x[ints] = values  # a held column may come back within the primal tolerance of its value
+            out = self.master_point(master, ms)
+            out.integer, out.note = True, "TSO binaries held"
+            out.handle.mip = {"binaries": len(ints), "lower_bound": None, "gap": None, "binaries_held": True}
+            return out
+
+        return point_from, release
 
     def curve_point(self, offers: list[Offer], threads: int = 1) -> ParentPoint:
         """The relaxed clearing with the children's residual supply curves (secant models within their domains):

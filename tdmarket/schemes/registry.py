@@ -35,6 +35,7 @@ OPTION_GROUPS: dict[str, tuple[str, ...]] = {
         "gap_abs",
         "max_iterations",
         "milp_rounds",
+        "polish_rounds",
         "stall_rounds",
         "skip_bracketed",
         "repair_rounds",
