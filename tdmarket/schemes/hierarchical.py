@@ -968,7 +968,8 @@ def _certify(
     if sub_dsos:
         s["warnings"].append(
             "sub-DSOs offer residual supply curves to their parent DSO (no cut exchange below the TSO): the curves "
-            "approximate the sub-DSOs' costs, so the exchange's bound and gap are not certified"
+            "approximate the sub-DSOs' costs, so the exchange's bound and gap are not certified, and a parent and "
+            "its sub-DSO need not agree on the reactive power and voltage at the sub-DSO's root (docs/model.md §6.4)"
         )
     elif not np.isfinite(gap) or gap > DISPATCH_SLACK * settings.gap:
         if integer_bound > outcome.lower_bound:
