@@ -577,3 +577,25 @@ def test_integer_repair_starts_no_round_after_the_time_limit(tmp_path, monkeypat
     res = run_hierarchical(inst, executor="inline", time_limit=600.0)
     assert res.summary["integer_repair"] == {"rounds": [], "accepted": 0, "stopped_by": "time_limit"}
     assert res.summary["slack"]["p_mw"] > 0  # the unrepaired dispatch (DSO-201 pays slack, see the test above)
+
+
+def test_integer_repair_failure_keeps_the_dispatched_point_with_a_warning(tmp_path, monkeypatch):
+    """A DSO's solve that fails during the integer repair (seen: a relaxed evaluation Clarabel could not finish at
+    a candidate's exchange) ends the repair, not the scheme: the point dispatched so far is published, and the
+    summary says why the repair stopped (variant of `test_integer_repair_moves_...`, where the repair runs)."""
+    from tdmarket.errors import SolverError
+    from tdmarket.examples import builtin_path
+    from tdmarket.generate.variants import make_variant
+    from tdmarket.operators.agents import DSO
+
+    inst = tdmarket.load(make_variant(builtin_path(), tmp_path / "v", seed=3, dso_copies=1, aon_share=0.3))
+
+    def failing(self, *args, **kwargs):
+        raise SolverError(f"{self.name}: evaluation failed (numerical_error)")
+
+    monkeypatch.setattr(DSO, "best_response", failing)
+    res = run_hierarchical(inst, executor="inline")
+    repair = res.summary["integer_repair"]
+    assert repair["stopped_by"] == "failed" and "numerical_error" in repair["failure"]
+    assert any("integer repair stopped by a failure" in w for w in res.summary["warnings"])
+    assert res.summary["slack"]["p_mw"] > 0  # the unrepaired dispatch (DSO-201 pays slack)

@@ -334,7 +334,10 @@ class DSO:
         exchange (€), and the relaxed evaluation there (None without a curve offer)."""
         if own_offer is None:
             return 0.0, 0.0, None
-        ev = relaxed.evaluate(x_star)
+        try:
+            ev = relaxed.evaluate(x_star)
+        except EvaluationError:  # the dispatch stands; only its comparison with the relaxation is missing
+            return 0.0, 0.0, None
         promised = sum(float(np.interp(x, xi, ph)) for x, xi, ph in zip(x_star, own_offer.xi_mw, own_offer.cost_eur))
         return ev.cost - promised, float(sol.objective) - ev.cost, ev
 

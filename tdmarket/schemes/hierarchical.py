@@ -388,12 +388,17 @@ class _HierarchicalRun:
         tried = [(res.x.copy(), np.asarray(prices, float))]  # the schedules and prices each round was asked at
         asked: set[int] = set()
         out_of_time = False
+        failed = ""
         for _ in range(self.repair_rounds if self.opts.integer and not self.ctx.relax else 0):
             left = self._time_left()
             if left is not None and left <= 0:  # the scheme's time limit: the dispatched point stands
                 out_of_time = True
                 break
-            step = self._repair_round(rt, tso, res, dispatch, schedules, times, prices, asked, master, pool)
+            try:
+                step = self._repair_round(rt, tso, res, dispatch, schedules, times, prices, asked, master, pool)
+            except TdmarketError as exc:  # a DSO's or the TSO's solve failed: the point kept so far stands
+                failed = str(exc)
+                break
             if step is None:
                 break
             info, better, master_prices = step
@@ -416,7 +421,7 @@ class _HierarchicalRun:
                 break
             prices = fresh[0]
             tried.append((res.x.copy(), prices))
-        if not rounds and not out_of_time:
+        if not rounds and not out_of_time and not failed:
             return res, dispatch, schedules
         # a candidate kept the dispatches of the DSOs it did not move, priced at an earlier point's prices: those
         # DSOs dispatch again at the kept point's schedule (same exchange, same mixed-integer dispatch)
@@ -425,6 +430,9 @@ class _HierarchicalRun:
         self.repair = repair
         if out_of_time:
             repair["stopped_by"] = "time_limit"
+        if failed:
+            repair["stopped_by"] = "failed"
+            repair["failure"] = failed
         if rounds:
             if not out_of_time:
                 self._mixed_integer_bound(tso, pool, self._total(res, dispatch), max(5.0, time.perf_counter() - t))
@@ -832,6 +840,10 @@ class HierarchicalSession:
         result.summary["certificate"]["dso_dispatch_share_eur"] = run.dispatch_gap_eur
         if run.repair is not None:
             result.summary["integer_repair"] = run.repair
+            if run.repair.get("stopped_by") == "failed":
+                result.summary.setdefault("warnings", []).append(
+                    f"integer repair stopped by a failure ({run.repair['failure']}); the best point so far was kept"
+                )
         if ac_dispatch is not None:
             _attach_ac_dispatch(result, ac_dispatch)
         return result
