@@ -77,6 +77,13 @@ def slow_instance(tmp_path_factory) -> Path:
     return out
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """The run's Ctrl-C as in a terminal's foreground job: a shell starts a background job (`make test &`,
+    `nohup ... &`) with SIGINT ignored, and its children inherit that (measured: this module's SIGINT test then
+    saw the run finish with exit 0)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_and_wait_for_workers(instance: Path, err_file: Path) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-m", "tdmarket", "clear", str(instance), "--scheme", "hierarchical"]
@@ -84,6 +91,7 @@ def _start_and_wait_for_workers(instance: Path, err_file: Path) -> subprocess.Po
         stdout=subprocess.DEVNULL,
         stderr=open(err_file, "w"),  # a file, not a pipe: an orphan holding a pipe must not block the test
         start_new_session=True,
+        preexec_fn=_sigint_as_in_a_terminal,
         cwd=WORKTREE,
     )
     if not _wait_until(lambda: len(_workers(proc.pid, proc.pid)) == 2, 60):
