@@ -198,27 +198,42 @@ class CutExchange:
             asked = np.flatnonzero(vals.asked_mask)
             self.pool.add(asked, point.x[asked], vals.costs[asked], vals.slopes[asked])
             self.master.add_cuts(asked, point.x[asked], vals.costs[asked], vals.slopes[asked])
-        entry = {
+        self._record(
+            phase,
+            lb,
+            min(best_ub, ub),
+            ub,
+            t_master,
+            t_eval,
+            int(vals.asked_mask.sum()) if known is None else 0,
+            point.note,
+        )
+        return ub, vals
+
+    def _record(
+        self, phase: str, lb: float, ub: float, point_ub: float, t_master: float, t_eval: float, asked: int, note: str
+    ) -> None:
+        """One history entry (with the master's simplex statistics since the last), reported to `progress`."""
+        entry: dict[str, Any] = {
             "iteration": len(self.history) + 1,
             "master": phase,
             "lower_bound": lb,
-            "upper_bound": min(best_ub, ub),
-            "point_upper_bound": ub,
-            "gap_eur": min(best_ub, ub) - lb,
+            "upper_bound": ub,
+            "point_upper_bound": point_ub,
+            "gap_eur": ub - lb,
             "master_s": t_master,
             "evaluation_s": t_eval,
-            "children_asked": int(vals.asked_mask.sum()) if known is None else 0,
+            "children_asked": asked,
         }
         stats = self.master.take_stats()
         entry["master_simplex_iterations"] = stats["simplex_iterations"]
         if stats["cold_restarts"]:
             entry["master_cold_restarts"] = stats["cold_restarts"]
-        if point.note:
-            entry["note"] = point.note
+        if note:
+            entry["note"] = note
         self.history.append(entry)
         if self.progress:
             self.progress({"stage": "iterate", **entry})
-        return ub, vals
 
     def _ask(self, x: np.ndarray, phase: str, k: int, ask_all: bool = False) -> ChildValues:
         """The children's values at x: every child whose cost is not yet bracketed is asked; a child whose cut
@@ -416,22 +431,8 @@ class CutExchange:
             return best, best_ub, lb
         lb = max(lb, point.lower_bound)
         if np.allclose(point.x, best.x, rtol=0.0, atol=1e-9):  # the children were asked there: a bound only
-            entry = {
-                "iteration": len(self.history) + 1,
-                "master": "milp",
-                "lower_bound": lb,
-                "upper_bound": best_ub,
-                "point_upper_bound": best_ub,
-                "gap_eur": best_ub - lb,
-                "master_s": time.perf_counter() - t0,
-                "evaluation_s": 0.0,
-                "children_asked": 0,
-                "master_simplex_iterations": self.master.take_stats()["simplex_iterations"],
-                "note": "bound only: the best point again",
-            }
-            self.history.append(entry)
-            if self.progress:
-                self.progress({"stage": "iterate", **entry})
+            t = time.perf_counter() - t0
+            self._record("milp", lb, best_ub, best_ub, t, 0.0, 0, "bound only: the best point again")
             return best, best_ub, lb
         ub, _ = self._round(point, "milp", len(self.history) + 1, lb, best_ub, time.perf_counter() - t0)
         if ub < best_ub:

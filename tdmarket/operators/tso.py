@@ -86,6 +86,12 @@ class TSOClearing:
         return self._tables
 
 
+def _rounded_binaries(cp: ClearingProblem, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The TSO's binary columns and their values in solution `x`, rounded to 0/1 within their bounds."""
+    ints = cp.orders.binary_columns(cp.prog)
+    return ints, np.clip(np.round(x[ints]), cp.prog.lb[ints], cp.prog.ub[ints])
+
+
 def _held_columns(cp: ClearingProblem, cols: np.ndarray, point: ParentPoint) -> tuple[np.ndarray, np.ndarray] | None:
     """The columns a published point holds and their values: the exchanges, and for an integer point also the
     binaries at its solution's values (None if an integer point carries no solution of `cp`'s program)."""
@@ -307,10 +313,9 @@ class TSO:
         res = point.handle
         if not isinstance(res, TSOClearing) or res.sol is None:
             return None
-        ints = cp.orders.binary_columns(cp.prog)
-        lo, hi = cp.prog.lb[ints], cp.prog.ub[ints]
+        ints, rounded = _rounded_binaries(cp, res.sol.x)
         fixed = np.concatenate([ints, cols.ravel()])
-        values = np.concatenate([np.clip(np.round(res.sol.x[ints]), lo, hi), point.x.ravel()])
+        values = np.concatenate([rounded, point.x.ravel()])
         ms = master.solve_with_columns_fixed(fixed, values)
         if ms is None:
             return None
@@ -335,10 +340,9 @@ class TSO:
         res = point.handle
         if not point.integer or not isinstance(res, TSOClearing) or res.sol is None or len(res.sol.x) != cp.prog.n:
             return None
-        ints = cp.orders.binary_columns(cp.prog)
+        ints, values = _rounded_binaries(cp, res.sol.x)
         if len(ints) == 0:
             return None
-        values = np.clip(np.round(res.sol.x[ints]), cp.prog.lb[ints], cp.prog.ub[ints])
         release = master.hold_columns(ints, values)
 
         def point_from(ms: MasterSolution) -> ParentPoint:
