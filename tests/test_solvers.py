@@ -362,14 +362,60 @@ def test_misocp_stops_within_the_given_eur_of_its_relaxation():
     rel = solve(relaxed)
     tight, hist_tight = solve_misocp(p, mip_gap=1e-5, round_down=True)
     assert len(hist_tight.rounds) > 1  # 1.2e-4 EUR > 1e-5: on to the MILP
-    near, hist_near = solve_misocp(p, mip_gap=1e-5, round_down=True, relaxation_gap_eur=2e-4)
+    near, hist_near = solve_misocp(p, mip_gap=1e-5, round_down=True, gap_eur=2e-4)
     assert len(hist_near.rounds) == 1
     assert near.objective - rel.objective <= 2e-4
     assert near.objective == pytest.approx(tight.objective + 1e-4, abs=1e-6)
     # a share smaller than the rounding's distance to the relaxation does not stop it
-    short, hist_short = solve_misocp(p, mip_gap=1e-5, round_down=True, relaxation_gap_eur=1e-4)
+    short, hist_short = solve_misocp(p, mip_gap=1e-5, round_down=True, gap_eur=1e-4)
     assert len(hist_short.rounds) > 1
     assert short.objective == pytest.approx(tight.objective, abs=1e-9)
+
+
+def test_misocp_stops_within_the_given_eur_of_its_own_bound():
+    """The relaxation is 0.5 € below the optimum (a knapsack of two binaries); the first MILP round's point is
+    1.9e-3 € above its bound (the disc's cuts overshoot).  With 5e-3 € allowed the search ends there, within that
+    of the optimum; without it a second MILP round closes the gap."""
+    from tdmarket.solvers.misocp import solve_misocp
+
+    p = Program()
+    p.add_variables("z", 2, lb=0.0, ub=1.0, cost=-1.0, integer=True)
+    p.add_variables("t", 1, lb=1.0, ub=1.0)
+    p.add_variables("y", 2, lb=-np.inf, cost=[-0.1, -0.05])
+    p.add_rows("knapsack", np.array([[2.0, 2.0, 0, 0, 0]]), lo=-np.inf, hi=3.0)
+    p.add_rows("y2", np.array([[-0.5, 0.5, 0, 0, 1.0]]), lo=-np.inf, hi=0.1)
+    p.add_soc("disc", -sp.csr_matrix((np.ones(3), ([0, 1, 2], [2, 3, 4])), shape=(3, 5)), np.zeros(3), dim=3)
+    full, hist_full = solve_misocp(p, mip_gap=1e-6, round_down=True)
+    assert len(hist_full.rounds) == 3
+    early, hist_early = solve_misocp(p, mip_gap=1e-6, round_down=True, gap_eur=5e-3)
+    assert len(hist_early.rounds) == 2
+    last = hist_early.rounds[-1]
+    assert 1e-6 < last["upper_bound"] - last["lower_bound"] <= 5e-3
+    assert full.objective <= early.objective <= full.objective + 5e-3
+    assert early.mip_bound is not None and early.mip_bound <= full.objective + 1e-9
+
+
+def test_misocp_stops_when_the_milp_repeats_its_binaries_and_the_bound_stalls():
+    """A binary worth 10 € whose SOCP needs 1e-7 of slack at 1e4 €/unit (1e-3 €), which the cut approximation avoids
+    within HiGHS's 1e-7 feasibility tolerance: every MILP proposes the same binary at the same bound.  With the
+    cones refined at any violation (cone_tol 0) the search ran its 20 rounds; it now ends at the first repeat with
+    the incumbent and an honest gap (what a DSO dispatch of an italy-693 variant did for 20 rounds of 10 s MILPs)."""
+    from tdmarket.solvers.misocp import solve_misocp
+
+    p = Program()
+    p.add_variables("b", 1, lb=0.0, ub=1.0, cost=-10.0, integer=True)
+    p.add_variables("t", 1, lb=1.0, ub=1.0)
+    p.add_variables("uv", 2, lb=-np.inf)
+    p.add_variables("slack", 1, lb=0.0, cost=1e4)
+    p.add_rows("v", np.array([[-0.6, 0, 0, 1.0, 0]]), lo=0.0, hi=0.0)
+    p.add_rows("u", np.array([[-0.8, 0, 1.0, 0, 1.0]]), lo=1e-7, hi=np.inf)  # u <= 0.8 on the circle: slack 1e-7
+    p.add_soc("disc", -sp.csr_matrix((np.ones(3), ([0, 1, 2], [1, 2, 3])), shape=(3, 5)), np.zeros(3), dim=3)
+    sol, hist = solve_misocp(p, mip_gap=1e-6, cone_tol=0.0)
+    assert [r.get("stalled", False) for r in hist.rounds] == [False, True]
+    assert sol.status is SolveStatus.OPTIMAL
+    assert sol.x[0] == pytest.approx(1.0)
+    assert sol.objective == pytest.approx(-10.0 + 1e-3, abs=1e-6)
+    assert sol.mip_gap == pytest.approx(1e-4, rel=0.01)  # UB − LB = 1e-3 € of 10 €, reported
 
 
 def test_highs_objective_target_stops_at_an_incumbent_that_meets_it():

@@ -368,7 +368,7 @@ class DSO:
         mip_gap: float,
         time_limit: float | None,
         threads: int,
-        relaxation_gap_eur: float,
+        gap_eur: float,
     ):
         """The area's mixed-integer dispatch at exchange `x_star` (its model's exchange rows already fixed there):
         (solution, MIP info)."""
@@ -400,7 +400,7 @@ class DSO:
                 threads=threads,
                 relaxation=known,
                 round_down=True,
-                relaxation_gap_eur=relaxation_gap_eur,
+                gap_eur=gap_eur,
             )
         except SolverError as exc:
             if relax or not model.cp.prog.has_integers:
@@ -417,11 +417,12 @@ class DSO:
         threads: int,
         relax: bool,
         own_offer: CurveOffer | None = None,
-        relaxation_gap_eur: float = 0.0,
+        gap_eur: float = 0.0,
     ) -> DispatchResult:
         """Dispatch own resources for the cleared exchange, price the own dispatch, schedule the children.
-        `relaxation_gap_eur`: the mixed-integer search also stops at a point within this many € of the area's
-        relaxation at the exchange (its share of the scheme's certified-gap target, `dispatch_gap_share_eur`)."""
+        `gap_eur`: the mixed-integer search also stops at a point within this many € of its lower bound (the
+        area's relaxation at the exchange, or its MILP's bound): the area's share of the scheme's certified-gap
+        target (`dispatch_gap_share_eur`)."""
         t0 = time.perf_counter()
         own_offer = own_offer if own_offer is not None else self._own_offer
         opts = self.opts.relaxed() if relax else self.opts
@@ -432,14 +433,12 @@ class DSO:
             model = AreaModel(self.sub, opts, offers, locked=self.locked)
         x_star = np.asarray(sched.export_mw)
         model.cp.prog.set_row_bounds(model.fix_rows, x_star, x_star)
-        key = (x_star.tobytes(), bool(relax), float(mip_gap), float(relaxation_gap_eur))
+        key = (x_star.tobytes(), bool(relax), float(mip_gap), float(gap_eur))
         if key in self._mip_solutions:
             self._mip_solutions.move_to_end(key)
             sol, mip = copy.deepcopy(self._mip_solutions[key])
         else:
-            sol, mip = self._mixed_integer_dispatch(
-                model, x_star, relax, mip_gap, time_limit, threads, relaxation_gap_eur
-            )
+            sol, mip = self._mixed_integer_dispatch(model, x_star, relax, mip_gap, time_limit, threads, gap_eur)
             self._mip_solutions[key] = copy.deepcopy((sol, mip))
             if len(self._mip_solutions) > KEPT_DISPATCHES:
                 self._mip_solutions.popitem(last=False)

@@ -36,14 +36,14 @@ def solve_clearing(
     progress: Callable[[dict], None] | None = None,
     relaxation=None,
     round_down: bool = False,
-    relaxation_gap_eur: float = 0.0,
+    gap_eur: float = 0.0,
     sub_mip_heuristics: bool = True,
     oa_cuts: list | None = None,
 ):
     """Solve a clearing problem; returns (priced solution, mip info dict).  `relaxation`: a known solution of the
     continuous relaxation, `round_down`: try its integers rounded down (MISOCP only; see `solve_misocp`),
-    `relaxation_gap_eur`: the mixed-integer search also ends at a point within this many € of the continuous
-    relaxation (with a known `relaxation` for a MILP; see `solve_misocp`), `oa_cuts`: tangent cuts shared between
+    `gap_eur`: the mixed-integer search also ends at a point within this many € of its lower bound (see
+    `solve_misocp`; a MILP: HiGHS's absolute gap, and the known `relaxation` + `gap_eur` as objective target), `oa_cuts`: tangent cuts shared between
     MISOCP solves of one program (`solve_misocp`), `sub_mip_heuristics`: HiGHS's RINS,
     RENS and feasibility jump for a MILP (`solvers.highs.solve_highs`).
 
@@ -55,11 +55,12 @@ def solve_clearing(
         sol = solve(prog)
     elif not prog.has_cones:
         target = None
-        if relaxation is not None and relaxation_gap_eur > 0 and np.isfinite(relaxation.objective):
-            target = float(relaxation.objective) + relaxation_gap_eur
+        if relaxation is not None and gap_eur > 0 and np.isfinite(relaxation.objective):
+            target = float(relaxation.objective) + gap_eur
         milp = solve(
             prog,
             mip_gap=mip_gap,
+            mip_abs_gap=gap_eur if gap_eur > 0 else None,
             time_limit=time_limit,
             threads=threads,
             objective_target=target,
@@ -77,7 +78,7 @@ def solve_clearing(
             progress=progress,
             relaxation=relaxation,
             round_down=round_down,
-            relaxation_gap_eur=relaxation_gap_eur,
+            gap_eur=gap_eur,
             oa_cuts=oa_cuts,
         )
         mip.update(lower_bound=sol.mip_bound, gap=sol.mip_gap, rounds=hist.rounds)

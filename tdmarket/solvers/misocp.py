@@ -4,7 +4,8 @@
     UB  = best SOCP value with the integers fixed at a MILP solution          (a feasible point)
 Each round adds tangent cuts at the MILP point for every cone it violates, so the approximation tightens where
 it matters.  Stops when (UB − LB) / max(1, |UB|) <= `mip_gap`, when the MILP point is cone-feasible (then
-LB = UB up to the MILP gap), at `max_rounds` or at `time_limit`.
+LB = UB up to the MILP gap), when it stalls (the MILP proposes integers already tried and LB rose by less than
+STALL_FRACTION of UB − LB that round), at `max_rounds` or at `time_limit`.
 
 A tangent cut of the cone s0 >= ||s̄|| (s = h − G x) at a point with ŝ̄ != 0 is  n·s̄ <= s0, n = ŝ̄/||ŝ̄||,
 i.e. (G0 − nᵀḠ) x <= h0 − nᵀh̄: valid everywhere, tight at the point.
@@ -145,15 +146,26 @@ class _Incumbent:
     seen: set[bytes] = field(default_factory=set)
     loose: Solution | None = None  # best point within RELAXATION_TOL only: published if no strict one exists
     integer_rows: IntegerRows | None = None  # of the program whose integers are tried (None: none checked)
-    target: float | None = None  # an incumbent at most this (€) ends the search (`relaxation_gap_eur`)
+    target: float | None = None  # an incumbent at most this (€) ends the search (the relaxation + `gap_eur`)
+    gap_eur: float = 0.0  # an incumbent within this (€) of the bound ends the search (`gap_eur`)
 
     @property
     def on_target(self) -> bool:
-        return self.target is not None and self.ub <= self.target
+        return (self.target is not None and self.ub <= self.target) or (
+            self.gap_eur > 0 and self.ub - self.lb <= self.gap_eur
+        )
+
+    @staticmethod
+    def _key(prog: Program, x: np.ndarray) -> bytes:
+        return np.round(x[np.flatnonzero(prog.integrality)]).tobytes()
+
+    def tried(self, prog: Program, x: np.ndarray) -> bool:
+        """Whether the integers round(x) were already tried."""
+        return self._key(prog, x) in self.seen
 
     def try_integers(self, prog: Program, x: np.ndarray) -> None:
         """Solve the SOCP with the integers fixed at round(x), once per assignment; keep it if accepted and better."""
-        key = np.round(x[np.flatnonzero(prog.integrality)]).tobytes()
+        key = self._key(prog, x)
         if key in self.seen:
             return
         self.seen.add(key)
@@ -213,17 +225,25 @@ def _oa_rounds(prog, inc, cuts, rhs, hist, t0, mip_gap, time_limit, threads, max
         milp = solve_highs(
             lin,
             mip_gap=mip_gap / 2,
-            mip_abs_gap=mip_gap / 2,
+            mip_abs_gap=max(mip_gap, inc.gap_eur) / 2,
             time_limit=remaining,
             threads=threads,
             objective_target=inc.target,
         )
         if not accept(milp, lin, allow_almost=False, allow_time_limit=True):
             break
+        lb_before, gap_before = inc.lb, inc.ub - inc.lb
         if milp.mip_bound is not None and np.isfinite(milp.mip_bound):
             inc.lb = max(inc.lb, milp.mip_bound)
+        repeated = inc.tried(prog, milp.x)
         inc.try_integers(prog, milp.x)
         gap = _gap(inc.ub, inc.lb)
+        # the MILP proposes integers already evaluated (the upper bound cannot move) and its bound barely rose: the
+        # cuts are only refining the cones around that one point.  Measured on a DSO dispatch (italy-693 variant,
+        # 80 % all-or-nothing): its fixed-integer SOCP needs 1.2e-4 Mvar of reactive slack (1.23 EUR at the slack
+        # price) that the cut approximation avoids within the solvers' 1e-7 tolerances, so the bound stalled 1.1 EUR
+        # below the incumbent and 20 rounds of 10 s MILPs followed.
+        stalled = repeated and np.isfinite(gap_before) and inc.lb - lb_before < STALL_FRACTION * gap_before
         C, d, viol = tangent_cuts(prog, milp.x, only_violated_tol=cone_tol)
         n_viol = 0 if C is None else C.shape[0]
         rec = {
@@ -235,8 +255,10 @@ def _oa_rounds(prog, inc, cuts, rhs, hist, t0, mip_gap, time_limit, threads, max
             "milp_time_s": milp.solve_time_s,
             "elapsed_s": time.perf_counter() - t0,
         }
+        if stalled:
+            rec["stalled"] = True
         _record(hist, rec, progress)
-        if gap <= mip_gap or inc.on_target or n_viol == 0:
+        if gap <= mip_gap or inc.on_target or n_viol == 0 or stalled:
             break
         if time_limit is not None and time.perf_counter() - t0 >= time_limit:
             break
@@ -247,6 +269,7 @@ def _oa_rounds(prog, inc, cuts, rhs, hist, t0, mip_gap, time_limit, threads, max
                 cuts.append(C2), rhs.append(d2)
 
 
+STALL_FRACTION = 0.05  # a MILP round on integers already tried that lifts LB by less than this share of UB − LB
 RELAXATION_TOL = 1e-4  # scaled residual accepted for the relaxation (a bound and a guide, never published)
 
 
@@ -261,7 +284,7 @@ def solve_misocp(
     progress: Callable[[dict], None] | None = None,
     relaxation: Solution | None = None,
     round_down: bool = False,
-    relaxation_gap_eur: float = 0.0,
+    gap_eur: float = 0.0,
     oa_cuts: list | None = None,
 ) -> tuple[Solution, OAHistory]:
     """Outer-approximation MISOCP solve; returns the best fixed-integer SOCP solution (with duals) and history.
@@ -272,9 +295,10 @@ def solve_misocp(
     already has it (e.g. a DSO that evaluated the same exchange); it is checked like a fresh one.  `round_down`:
     round 0 also tries the relaxation's integers rounded down when rounding to nearest does not close the gap, and
     stops there if that point is within `mip_gap` € of the bound (the centralized reference keeps it off: it
-    searches on to its own gap).  `relaxation_gap_eur` (> 0): the search also stops at a point within this many €
-    of the continuous relaxation (a DSO's share of the scheme's certified-gap target at dispatch: the scheme's
-    bound is built from the DSOs' relaxations, so a tighter proof of this DSO's own bound certifies nothing more).
+    searches on to its own gap).  `gap_eur` (> 0): the search also stops at a point within this many €
+    of its lower bound, the continuous relaxation or a MILP's bound (a DSO's share of the scheme's certified-gap
+    target at dispatch: the scheme's bound is built from the DSOs' relaxations and its own cuts, so a tighter proof
+    of this DSO's own bound certifies nothing more).
     `oa_cuts`: tangent cuts (pairs (C, d): C x <= d) of earlier solves of programs with the same cones on the
     same leading columns (another objective, other bounds, columns appended): they start the outer approximation
     and the cuts this solve adds are appended (at most OA_KEPT_ROWS rows kept).  A tangent cut of a cone is valid
@@ -296,8 +320,8 @@ def solve_misocp(
             rel.status, rel.message = SolveStatus.NUMERICAL_ERROR, f"relaxation: {why}"
         rel.mip_bound, rel.mip_gap = None, None
         return rel, hist
-    target = rel.objective + relaxation_gap_eur if relaxation_gap_eur > 0 else None
-    inc = _Incumbent(lb=rel.objective, integer_rows=IntegerRows(prog), target=target)
+    target = rel.objective + gap_eur if gap_eur > 0 else None
+    inc = _Incumbent(lb=rel.objective, integer_rows=IntegerRows(prog), target=target, gap_eur=max(gap_eur, 0.0))
     cuts, rhs = _initial_cuts(prog, rel.x)
     # round 0 (relaxation-guided): the relaxation keeps all order logic and is often integral already; fixing
     # its rounded integers gives an upper bound that may close the gap without any MILP.
