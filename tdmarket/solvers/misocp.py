@@ -148,6 +148,16 @@ class _Incumbent:
     integer_rows: IntegerRows | None = None  # of the program whose integers are tried (None: none checked)
     target: float | None = None  # an incumbent at most this (€) ends the search (the relaxation + `gap_eur`)
     gap_eur: float = 0.0  # an incumbent within this (€) of the bound ends the search (`gap_eur`)
+    socp_points: list[np.ndarray] = field(default_factory=list)  # fixed-integer SOCP points not yet cut at
+
+    def take_cuts(self, prog: Program, cuts: list, rhs: list) -> None:
+        """Tangent cuts at every fixed-integer SOCP point solved since the last call (classical outer approximation:
+        the MILP then values those binaries at their SOCP cost, up to tolerances, instead of proposing them again)."""
+        for x in self.socp_points:
+            C, d, _ = tangent_cuts(prog, x, only_violated_tol=None)
+            if C is not None:
+                cuts.append(C), rhs.append(d)
+        self.socp_points.clear()
 
     @property
     def on_target(self) -> bool:
@@ -180,6 +190,8 @@ class _Incumbent:
             fx = solve_clarabel_retrying(fixed, fx, lambda s: accept(s, fixed))
             if not accept(fx, fixed):
                 fx = first  # none accepted: judge the first solve, as before (e.g. within RELAXATION_TOL)
+        if accept(fx, fixed, tol=RELAXATION_TOL):
+            self.socp_points.append(fx.x)
         if accept(fx, fixed):
             if fx.objective < self.ub:
                 self.ub, self.best = fx.objective, fx
@@ -263,10 +275,7 @@ def _oa_rounds(prog, inc, cuts, rhs, hist, t0, mip_gap, time_limit, threads, max
         if time_limit is not None and time.perf_counter() - t0 >= time_limit:
             break
         cuts.append(C), rhs.append(d)
-        if inc.best is not None:  # also cut at the SOCP point, which sharpens the approximation near the incumbent
-            C2, d2, _ = tangent_cuts(prog, inc.best.x, only_violated_tol=None)
-            if C2 is not None:
-                cuts.append(C2), rhs.append(d2)
+        inc.take_cuts(prog, cuts, rhs)
 
 
 STALL_FRACTION = 0.05  # a MILP round on integers already tried that lifts LB by less than this share of UB − LB
@@ -352,6 +361,7 @@ def solve_misocp(
     if (rec["gap"] <= mip_gap and (not rounded_down or inc.ub - inc.lb <= mip_gap)) or inc.on_target:
         assert inc.best is not None  # a finite gap needs an incumbent
         return _finish(inc.best, inc.lb, inc.ub, t0), hist
+    inc.take_cuts(prog, cuts, rhs)  # at round 0's roundings
     first_new = len(cuts)
     if oa_cuts:
         cuts += [_widen(C, prog.n) for C, _ in oa_cuts]
