@@ -95,7 +95,7 @@ def _add_hierarchical_args(clear) -> None:
     h.add_argument(
         "--repair-rounds",
         type=int,
-        default=3,
+        default=6,
         help="integer repair after the dispatch: DSOs whose binaries could not deliver their exchange propose the "
         "exchange they prefer at the interface prices; kept if the total cost falls (default 6 rounds; 0 = none; "
         "docs/model.md §6.3)",
