@@ -401,6 +401,7 @@ class DSO:
                 relaxation=known,
                 round_down=True,
                 gap_eur=gap_eur,
+                sub_mip_heuristics=False,  # its MILPs only propose binaries (see solve_misocp)
             )
         except SolverError as exc:
             if relax or not model.cp.prog.has_integers:

@@ -43,9 +43,9 @@ def solve_clearing(
     """Solve a clearing problem; returns (priced solution, mip info dict).  `relaxation`: a known solution of the
     continuous relaxation, `round_down`: try its integers rounded down (MISOCP only; see `solve_misocp`),
     `gap_eur`: the mixed-integer search also ends at a point within this many € of its lower bound (see
-    `solve_misocp`; a MILP: HiGHS's absolute gap, and the known `relaxation` + `gap_eur` as objective target), `oa_cuts`: tangent cuts shared between
-    MISOCP solves of one program (`solve_misocp`), `sub_mip_heuristics`: HiGHS's RINS,
-    RENS and feasibility jump for a MILP (`solvers.highs.solve_highs`).
+    `solve_misocp`; a MILP: HiGHS's absolute gap, and the known `relaxation` + `gap_eur` as objective target),
+    `oa_cuts`: tangent cuts shared between MISOCP solves of one program (`solve_misocp`), `sub_mip_heuristics`:
+    HiGHS's RINS, RENS and feasibility jump for a MILP or the MILP rounds of a MISOCP (`solvers.highs.solve_highs`).
 
     Raises SolverError unless the solution passes `tdmarket.solvers.acceptance` against the clearing program
     (status, and rows, bounds, cones and integrality of the point)."""
@@ -80,6 +80,7 @@ def solve_clearing(
             round_down=round_down,
             gap_eur=gap_eur,
             oa_cuts=oa_cuts,
+            sub_mip_heuristics=sub_mip_heuristics,
         )
         mip.update(lower_bound=sol.mip_bound, gap=sol.mip_gap, rounds=hist.rounds)
     return require(sol, prog, "clearing"), mip
