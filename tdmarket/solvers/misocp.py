@@ -156,7 +156,8 @@ class _Incumbent:
         for x in self.socp_points:
             C, d, _ = tangent_cuts(prog, x, only_violated_tol=None)
             if C is not None:
-                cuts.append(C), rhs.append(d)
+                cuts.append(C)
+                rhs.append(d)
         self.socp_points.clear()
 
     @property
