@@ -3,7 +3,7 @@
     LB  = max(SOCP relaxation, best MILP bound over the cut approximation)   (a valid lower bound)
     UB  = best SOCP value with the integers fixed at a MILP solution          (a feasible point)
 Each round adds tangent cuts at the MILP point for every cone it violates, so the approximation tightens where
-it matters.  Stops when (UB − LB) / max(1, |UB|) <= `mip_gap`, when the MILP point is cone-feasible (then
+it matters, and at every cone of each fixed-integer SOCP point solved (classical outer approximation).  Stops when (UB − LB) / max(1, |UB|) <= `mip_gap`, when the MILP point is cone-feasible (then
 LB = UB up to the MILP gap), when it stalls (the MILP proposes integers already tried and LB rose by less than
 STALL_FRACTION of UB − LB that round), at `max_rounds` or at `time_limit`.
 
