@@ -146,7 +146,7 @@ class _Incumbent:
     seen: set[bytes] = field(default_factory=set)
     loose: Solution | None = None  # best point within RELAXATION_TOL only: published if no strict one exists
     integer_rows: IntegerRows | None = None  # of the program whose integers are tried (None: none checked)
-    target: float | None = None  # an incumbent at most this (€) ends the search (the relaxation + `gap_eur`)
+    target: float | None = None  # the relaxation + `gap_eur` (€): HiGHS's objective target in the MILP rounds
     gap_eur: float = 0.0  # an incumbent within this (€) of the bound ends the search (`gap_eur`)
     socp_points: list[np.ndarray] = field(default_factory=list)  # fixed-integer SOCP points not yet cut at
 
@@ -162,26 +162,18 @@ class _Incumbent:
 
     @property
     def on_target(self) -> bool:
-        return (self.target is not None and self.ub <= self.target) or (
-            self.gap_eur > 0 and self.ub - self.lb <= self.gap_eur
-        )
+        # LB never falls below the relaxation, so this also covers an incumbent at most `target`
+        return self.gap_eur > 0 and self.ub - self.lb <= self.gap_eur
 
-    @staticmethod
-    def _key(prog: Program, x: np.ndarray) -> bytes:
-        return np.round(x[np.flatnonzero(prog.integrality)]).tobytes()
-
-    def tried(self, prog: Program, x: np.ndarray) -> bool:
-        """Whether the integers round(x) were already tried."""
-        return self._key(prog, x) in self.seen
-
-    def try_integers(self, prog: Program, x: np.ndarray) -> None:
-        """Solve the SOCP with the integers fixed at round(x), once per assignment; keep it if accepted and better."""
-        key = self._key(prog, x)
+    def try_integers(self, prog: Program, x: np.ndarray) -> bool:
+        """Solve the SOCP with the integers fixed at round(x), once per assignment; keep it if accepted and better.
+        False if that assignment was tried before."""
+        key = np.round(x[np.flatnonzero(prog.integrality)]).tobytes()
         if key in self.seen:
-            return
+            return False
         self.seen.add(key)
         if self.integer_rows is not None and self.integer_rows.broken(x):
-            return
+            return True
         fixed = fix_integers(prog, x)
         fx = solve_clarabel(fixed)
         if fx.status is not SolveStatus.INFEASIBLE:
@@ -198,6 +190,7 @@ class _Incumbent:
                 self.ub, self.best = fx.objective, fx
         elif accept(fx, fixed, tol=RELAXATION_TOL) and (self.loose is None or fx.objective < self.loose.objective):
             self.loose = fx
+        return True
 
     def adopt_loose(self) -> None:
         """No fixed-integer SOCP met the strict residual check: take the best one within RELAXATION_TOL (an
@@ -251,8 +244,7 @@ def _oa_rounds(
         lb_before, gap_before = inc.lb, inc.ub - inc.lb
         if milp.mip_bound is not None and np.isfinite(milp.mip_bound):
             inc.lb = max(inc.lb, milp.mip_bound)
-        repeated = inc.tried(prog, milp.x)
-        inc.try_integers(prog, milp.x)
+        repeated = not inc.try_integers(prog, milp.x)
         gap = _gap(inc.ub, inc.lb)
         # the MILP proposes integers already evaluated (the upper bound cannot move) and its bound barely rose: the
         # cuts are only refining the cones around that one point.  Measured on a DSO dispatch (italy-693 variant,
