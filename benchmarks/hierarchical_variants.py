@@ -5,10 +5,12 @@ Each seed draws the hard variant of the built-in example and the scheme options 
 all-or-nothing and start/stop orders, negative prices, tight interfaces and D lines), clears it centralized
 (MIP gap 1e-6) and hierarchical (with the integer repair, and, unless --no-baseline, without it), and prints per
 seed and in summary: the gap to centralized (target <= 1e-4 on every instance), the certified gap of the
-dispatched point, how the integer repair ended, and the wall times.  The test asserts only what must hold on
+dispatched point, how the integer repair ended, and the wall times.  `--family dense` draws a harder family
+(`dense_test_options`: 3-6 copies of each DSO, mostly all-or-nothing orders and start/stop blocks, tight
+interfaces) with the scheme's default options.  The test asserts only what must hold on
 every instance (a valid bound, a cost within the certified gap); this script shows how close the scheme gets.
 
-    python benchmarks/hierarchical_variants.py [--seeds 0-49] [--no-baseline]
+    python benchmarks/hierarchical_variants.py [--seeds 0-49] [--no-baseline] [--family property|dense]
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import numpy as np
 
 import tdmarket
 from tdmarket.examples import builtin_path
-from tdmarket.generate.variants import make_variant, property_test_options
+from tdmarket.generate.variants import TEST_FAMILIES, make_variant
 
 
 def seeds_from(text: str) -> list[int]:
@@ -34,8 +36,8 @@ def seeds_from(text: str) -> list[int]:
     return out
 
 
-def clear_variant(seed: int, folder: Path, baseline: bool) -> dict:
-    variant, scheme = property_test_options(seed)
+def clear_variant(seed: int, folder: Path, baseline: bool, family: str = "property") -> dict:
+    variant, scheme = TEST_FAMILIES[family](seed)
     inst = tdmarket.load(make_variant(builtin_path(), folder / f"v{seed}", seed=seed, **variant))
     t = time.perf_counter()
     central = tdmarket.clear(inst, scheme="centralized", mip_gap=1e-6, incentives=False)
@@ -62,12 +64,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", default="0-49", help="seeds, e.g. 0-49 or 3,7,10-12 (default 0-49)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the runs without integer repair")
+    parser.add_argument(
+        "--family",
+        choices=sorted(TEST_FAMILIES),
+        default="property",
+        help="property: the property test's variants (default); dense: many copies of each DSO, mostly "
+        "all-or-nothing orders, many start/stop blocks, tight interfaces (generate.variants.dense_test_options)",
+    )
     args = parser.parse_args()
     logging.getLogger("tdmarket").setLevel(logging.ERROR)  # the per-run gap warnings are the figures below
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds_from(args.seeds):
-            row = clear_variant(seed, Path(tmp), not args.no_baseline)
+            row = clear_variant(seed, Path(tmp), not args.no_baseline, args.family)
             rows.append(row)
             text = (
                 f"seed {seed:3d} ({row['areas']} DSO areas): gap to centralized {row['repair_gap']:+.2e}, certified "

@@ -153,6 +153,8 @@ def test_hard_range_import_end_stops_where_the_relaxation_would_burn(tmp_path):
     prog.set_cost(cost)
     plain = solve_clarabel(prog)
     assert plain.x[model.cp.own_x[0]] < -4.0 and model.cp.dist.fictitious_loss(plain.x).max() > 2.0
+    # ... which a configuration's range offers in the integer repair (burnt boxes), as centralized burns too
+    assert model.burnt_import_end(0, x_ref) == pytest.approx(plain.x[model.cp.own_x[0]], abs=1e-5)
     # at the range's end the area's cheapest dispatch needs no slack
     at_end = model.evaluate(np.array([lo]))
     assert at_end.cost < 100.0  # slack would cost 1e4 per MW

@@ -14,14 +14,14 @@ from tdmarket.formulations.program import Program
 from tdmarket.solvers import solve
 
 
-def _choose(menu: list[MenuEntry], value_eur_mw: float, lo=-10.0, hi=10.0):
+def _choose(menu: list[MenuEntry], value_eur_mw: float, lo=-10.0, hi=10.0, burnt=False):
     """min θ − value·x over one child's menu (T = 1): what the child's option is worth at that price."""
     prog = Program()
     x = prog.add_variables("x", 1, lo, hi, -value_eur_mw).index
     theta = prog.add_variables("theta", 1, -np.inf, np.inf, 1.0).index
     # a relaxed cut far below every option, as the exchange's cuts are: θ >= −100
     prog.add_rows("relaxed", sp.csr_matrix(([1.0], ([0], [theta[0]])), shape=(1, prog.n)), -100.0, np.inf)
-    add_menu_rows(prog, "menu", x, int(theta[0]), menu, np.array([lo]), np.array([hi]))
+    add_menu_rows(prog, "menu", x, int(theta[0]), menu, np.array([lo]), np.array([hi]), burnt=burnt)
     sol = solve(prog)
     assert sol.ok
     return float(sol.x[x[0]]), float(sol.x[theta[0]])
@@ -47,6 +47,24 @@ def test_a_configuration_moves_inside_its_box_at_the_max_of_its_cuts():
     assert _choose(menu, 0.5) == pytest.approx((0.5, 1.5))
     # at 4 €/MW it runs to the box's upper end (4 MW, the configuration's slack-free range), not to the parent's 10
     assert _choose(menu, 4.0) == pytest.approx((4.0, 9.0))
+
+
+def test_burnt_boxes_reach_the_burnt_import_end_and_only_they():
+    # a configuration seen at 1 MW (2 €, flat): its range [0.5, 4] MW, or down to −3 MW burning fictitious losses
+    cfg = dict(configuration="k", range_lo_mw=np.array([0.5]), range_hi_mw=np.array([4.0]))
+    entry = MenuEntry(np.array([1.0]), 2.0, np.array([0.0]), range_burnt_lo_mw=np.array([-3.0]), **cfg)
+    assert entry.burns_import and not MenuEntry(np.array([1.0]), 2.0, np.array([0.0]), **cfg).burns_import
+    # paid to import (−1 €/MW exported): the box's import end
+    assert _choose([entry], -1.0) == pytest.approx((0.5, 2.0))
+    assert _choose([entry], -1.0, burnt=True) == pytest.approx((-3.0, 2.0))
+    # an entry without a burnt end keeps its range in both
+    plain = MenuEntry(np.array([1.0]), 2.0, np.array([0.0]), **cfg)
+    assert _choose([plain], -1.0, burnt=True) == pytest.approx((0.5, 2.0))
+    # add_entry keeps the burnt end with the range it came with
+    menu: list[MenuEntry] = []
+    add_entry(menu, entry)
+    add_entry(menu, MenuEntry(np.array([1.0]), 1.5, np.array([0.0]), "k"))  # cheaper, no range
+    assert menu[0].cost_eur == 1.5 and menu[0].range_burnt_lo_mw is not None and menu[0].burns_import
 
 
 def test_a_configuration_without_a_range_is_only_its_points():

@@ -488,3 +488,27 @@ def test_misocp_shares_its_tangent_cuts_between_solves_of_one_program(tmp_path):
         rounds["shared"] += len(h_shared.rounds)
         rounds["alone"] += len(h_alone.rounds)
     assert pool and rounds["shared"] < rounds["alone"], rounds
+
+
+def market_split(m: int = 4, n: int = 30) -> Program:
+    """A market-split MILP (Cornuéjols–Dawande, fixed seed) with penalised slack: feasible at once (z = 0), but
+    branch and bound needs many thousands of nodes to prove its optimum."""
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 100, (m, n)).astype(float)
+    p = Program()
+    p.add_variables("z", n, lb=0.0, ub=1.0, cost=0.0, integer=True)
+    p.add_variables("s", 2 * m, lb=0.0, ub=np.inf, cost=1.0)
+    b = np.floor(a.sum(axis=1) / 2)
+    p.add_rows("split", np.hstack([a, np.eye(m), -np.eye(m)]), lo=b, hi=b)
+    return p
+
+
+def test_highs_node_limit_stops_branch_and_bound_with_its_incumbent_deterministically():
+    p = market_split()
+    first = solve_highs(p, mip_gap=0.0, node_limit=50)
+    assert first.status is SolveStatus.TIME_LIMIT  # a work limit with an incumbent
+    assert first.iterations == 50  # B&B nodes
+    assert np.isfinite(first.objective) and first.mip_gap is not None and first.mip_gap > 0
+    assert accept(first, p, allow_almost=False, allow_time_limit=True)
+    again = solve_highs(p, mip_gap=0.0, node_limit=50)
+    assert again.objective == first.objective and np.array_equal(again.x, first.x)

@@ -242,3 +242,20 @@ class AreaModel:
             out.append(float(sol.x[col]))
         # the reference point (the area's own optimum, or the exchange it was asked about) stays inside the range
         return min(out[0], float(x_ref[t])), out[1]
+
+    def burnt_import_end(self, t: int, x_ref: np.ndarray) -> float | None:
+        """min x_t with slacks at zero and the other periods at x_ref, fictitious losses burnt as the relaxation
+        allows (None if empty): the import end `hard_range` stops short of.  A configuration's range in the
+        integer repair offers it too (docs/model.md §6.3 item 8): the centralized clearing, with the same
+        relaxation, imports that far.  An LP area has no losses to burn: its `hard_range` end."""
+        if not self.cp.prog.has_cones:
+            found = self._hard_range_lp(t, np.asarray(x_ref, float))
+            return None if found is None else found[0]
+        prog = self.slack_free_program(t, x_ref)
+        c = np.zeros(prog.n)
+        c[self.cp.own_x[t]] = 1.0
+        prog.set_cost(c)
+        sol = self._solve(prog)
+        if sol.status not in GOOD:
+            return None
+        return min(float(sol.x[self.cp.own_x[t]]), float(x_ref[t]))

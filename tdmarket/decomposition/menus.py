@@ -30,10 +30,19 @@ class MenuEntry:
     # exchanges its binaries deliver without slack, per period with the others held at point_mw (MW; None unknown)
     range_lo_mw: np.ndarray | None = None
     range_hi_mw: np.ndarray | None = None
+    # the import end of that range where the relaxation burns fictitious losses (MW per period, <= range_lo_mw)
+    range_burnt_lo_mw: np.ndarray | None = None
 
     @property
     def has_range(self) -> bool:
         return self.range_lo_mw is not None and self.range_hi_mw is not None
+
+    @property
+    def burns_import(self) -> bool:
+        """Its burnt import end lies beyond its range's (by more than SAME_MW in some period)."""
+        if self.range_burnt_lo_mw is None or self.range_lo_mw is None:
+            return False
+        return bool((self.range_burnt_lo_mw < self.range_lo_mw - SAME_MW).any())
 
 
 def add_entry(menu: list[MenuEntry], entry: MenuEntry) -> None:
@@ -47,7 +56,13 @@ def add_entry(menu: list[MenuEntry], entry: MenuEntry) -> None:
         slope = keep.slope_eur_mw if keep.slope_eur_mw is not None else other.slope_eur_mw
         ranged = keep if keep.has_range else other
         menu[k] = MenuEntry(
-            keep.point_mw, keep.cost_eur, slope, keep.configuration, ranged.range_lo_mw, ranged.range_hi_mw
+            keep.point_mw,
+            keep.cost_eur,
+            slope,
+            keep.configuration,
+            ranged.range_lo_mw,
+            ranged.range_hi_mw,
+            ranged.range_burnt_lo_mw,
         )
         return
     menu.append(entry)
@@ -73,12 +88,20 @@ def _points(menu: list[MenuEntry], grouped: set[str]) -> list[MenuEntry]:
 
 
 def add_menu_rows(
-    prog: Program, name: str, x_cols: np.ndarray, theta_col: int, menu: list[MenuEntry], lo: np.ndarray, hi: np.ndarray
+    prog: Program,
+    name: str,
+    x_cols: np.ndarray,
+    theta_col: int,
+    menu: list[MenuEntry],
+    lo: np.ndarray,
+    hi: np.ndarray,
+    burnt: bool = False,
 ) -> None:
     """The child whose exchange columns are `x_cols` (T) and cost column `theta_col` takes exactly one option of
     `menu`: a single exchange X_k at its cost (binary λ_k), or a configuration c (binary μ_c) anywhere in its
-    slack-free box [lo_c, hi_c] (the hull of its entries' ranges, inside the parent's bounds [lo, hi], MW) at a
-    cost above each of its cuts:
+    slack-free box [lo_c, hi_c] (the hull of its entries' ranges, inside the parent's bounds [lo, hi], MW; with
+    `burnt`, the import ends where the relaxation burns fictitious losses, where known) at a cost above each of
+    its cuts:
 
         x = Σ_k λ_k X_k + Σ_c y_c,   μ_c·lo_c <= y_c <= μ_c·hi_c,   Σ λ + Σ μ = 1,
         θ >= Σ_k λ_k C_k + Σ_c η_c,  η_c >= μ_c (C_j − g_jᵀX_j) + g_jᵀ y_c   for every cut j of c.
@@ -93,7 +116,8 @@ def add_menu_rows(
     box_hi: np.ndarray = np.zeros((G, T))
     for c, group in enumerate(groups):
         ranged = [e for e in group if e.range_lo_mw is not None and e.range_hi_mw is not None]
-        box_lo[c] = np.min(np.array([e.range_lo_mw for e in ranged]), axis=0)
+        ends = [e.range_burnt_lo_mw if burnt and e.range_burnt_lo_mw is not None else e.range_lo_mw for e in ranged]
+        box_lo[c] = np.min(np.array(ends), axis=0)
         box_hi[c] = np.max(np.array([e.range_hi_mw for e in ranged]), axis=0)
     box_lo = np.clip(box_lo, lo, hi)
     box_hi = np.clip(box_hi, box_lo, hi)

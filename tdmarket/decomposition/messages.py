@@ -116,13 +116,14 @@ class BestResponse(Message):
     # (equal labels, equal binaries; nothing else about them), and a subgradient of the cost of those binaries
     # at it (€ per MW exported, per period; None where unknown): with them the TSO models each configuration's
     # convex cost by cuts instead of single points
-    # and the exchanges those binaries deliver without slack (([lo], [hi]) MW per period, the other periods held)
+    # and the exchanges those binaries deliver without slack (([lo], [hi], [lo with fictitious losses burnt]) MW per
+    # period, the other periods held)
     configuration: str | None = None
     slope_eur_mw: list[float] | None = None
-    range_mw: tuple[list[float], list[float]] | None = None
+    range_mw: tuple[list[float], list[float], list[float]] | None = None
     menu_configuration: list[str | None] = field(default_factory=list)
     menu_slope_eur_mw: list[list[float] | None] = field(default_factory=list)
-    menu_range_mw: list[tuple[list[float], list[float]] | None] = field(default_factory=list)
+    menu_range_mw: list[tuple[list[float], list[float], list[float]] | None] = field(default_factory=list)
 
 
 @dataclass

@@ -356,3 +356,27 @@ def property_test_options(seed: int) -> tuple[dict, dict]:
         "curve_tol": float(rng.choice([0.1, 1.0])),
     }
     return variant, scheme
+
+
+def dense_test_options(seed: int) -> tuple[dict, dict]:
+    """A harder family than `property_test_options` for `seed`: 3–6 copies of every DSO area, mostly
+    all-or-nothing orders (50–100 %), many start/stop blocks (30–100 % of the QBids, which couple the periods)
+    and tight interfaces (× 0.6 or 0.3): the DSOs' binaries then decide most of their exchanges and the system
+    balances only by a combination of them.  Found by hand first (the integer repair ended at +118 % to
+    centralized on one such variant, 2026-12-02); `benchmarks/hierarchical_variants.py --family dense` runs it.
+    Returns (options of `make_variant`, options of the hierarchical scheme: its defaults)."""
+    rng = np.random.default_rng(5000 + seed)
+    variant = {
+        "dso_copies": int(rng.integers(3, 7)),
+        "aon_share": float(rng.uniform(0.5, 1.0)),
+        "start_stop_share": float(rng.uniform(0.3, 1.0)),
+        "negative_price_share": float(rng.uniform(0.0, 0.6)),
+        "interface_rating_scale": float(rng.choice([0.6, 0.3])),
+        "d_rating_scale": float(rng.choice([1.0, 0.7])),
+        "imbalance_scale": float(rng.uniform(0.5, 1.5)),
+        "price_noise": 0.1,
+    }
+    return variant, {}
+
+
+TEST_FAMILIES = {"property": property_test_options, "dense": dense_test_options}

@@ -235,24 +235,27 @@ class DSO:
         return x, float(sol.objective + value @ x), mip, configuration_label(model, sol.x), sol.x
 
     @staticmethod
-    def _configuration_range(model: AreaModel, solution: np.ndarray, x: np.ndarray) -> tuple[list, list] | None:
+    def _configuration_range(model: AreaModel, solution: np.ndarray, x: np.ndarray) -> tuple[list, list, list] | None:
         """The exchanges (MW, per period, the other periods held at `x`) that the binaries of `solution` deliver
-        without slack: 2T continuous solves with those binaries fixed (None if one fails)."""
+        without slack: (lo, hi, the import end with fictitious losses burnt), 3T continuous solves with those
+        binaries fixed (None if one fails)."""
         fixed = copy.copy(model)
         fixed.cp = copy.copy(model.cp)
         fixed.cp.prog = fix_integers(model.cp.prog, solution)
-        lo, hi = [], []
+        lo, hi, burnt = [], [], []
         for t in range(len(x)):
             try:
                 found = fixed.hard_range(t, x)
+                burnt_end = fixed.burnt_import_end(t, x)
             except EvaluationError:
                 return None
-            if found is None:
+            if found is None or burnt_end is None:
                 return None
             # hard_range keeps its reference point inside; here the reference is the configuration's own point
             lo.append(min(found[0], float(x[t])))
             hi.append(max(found[1], float(x[t])))
-        return lo, hi
+            burnt.append(min(burnt_end, lo[-1]))
+        return lo, hi, burnt
 
     def _nearest_deliverable(self, x_star: np.ndarray, value: np.ndarray, *, mip_gap: float, time_limit: float | None):
         """The exchange nearest to the schedule x* (L1, MW) that this DSO's binaries deliver without slack, at its

@@ -394,13 +394,17 @@ class TSO:
         time_limit: float | None,
         threads: int = 1,
         anchor: np.ndarray | None = None,
+        node_limit: int | None = None,
+        burnt: bool = False,
     ) -> ParentPoint:
         """Mixed-integer master in which child `a` of `menus` (index: its entries) takes exactly one option of its
         menu (`decomposition.menus.add_menu_rows`: an exchange at its known cost, or a configuration of its
         binaries anywhere in the interface box at a cost above that configuration's cuts); the other children stay
         free on their cuts; the TSO's binaries are decided.  The menu's exchanges are delivered by the DSO's
         binaries (integer repair), so its cost is exact at a single exchange and bounded below inside a
-        configuration.  The result bounds nothing (lower_bound = −inf).
+        configuration.  The result bounds nothing (lower_bound = −inf).  `burnt`: a configuration's box reaches the
+        import end where the relaxation burns fictitious losses (docs/model.md §6.3 item 8).  `node_limit`: the
+        MILP's branch-and-bound nodes (its incumbent is the choice).
 
         `anchor` (A, T) MW: the current exchanges; every move away from them costs ANCHOR_TIE_BREAK € per MW, so
         that among equally cheap choices the children stay where they are.  (Measured on a generated 100-area
@@ -413,11 +417,13 @@ class TSO:
             # the configurations move inside the exchange's bounds, else inside the interface rating (MVA >= |MW|)
             lo = np.where(np.isfinite(prog.lb[cols[a]]), prog.lb[cols[a]], -rating[a])
             hi = np.where(np.isfinite(prog.ub[cols[a]]), prog.ub[cols[a]], rating[a])
-            add_menu_rows(prog, f"menu_{a}", cols[a], int(theta[a]), menus[a], lo, hi)
+            add_menu_rows(prog, f"menu_{a}", cols[a], int(theta[a]), menus[a], lo, hi, burnt=burnt)
         if anchor is not None:
             anchor = np.asarray(anchor, float)
             add_anchor_rows(prog, cols.ravel(), anchor.ravel(), ANCHOR_TIE_BREAK)
-        sol, mip = solve_clearing(cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads, sub_mip_heuristics=False)
+        sol, mip = solve_clearing(
+            cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads, sub_mip_heuristics=False, node_limit=node_limit
+        )
         if anchor is not None:
             sol = _snap_small_moves(cp, cols, sol, anchor)
         res = self._result(cp, cols, maps, names, sol, mip)

@@ -39,13 +39,15 @@ def solve_clearing(
     gap_eur: float = 0.0,
     sub_mip_heuristics: bool = True,
     oa_cuts: list | None = None,
+    node_limit: int | None = None,
 ):
     """Solve a clearing problem; returns (priced solution, mip info dict).  `relaxation`: a known solution of the
     continuous relaxation, `round_down`: try its integers rounded down (MISOCP only; see `solve_misocp`),
     `gap_eur`: the mixed-integer search also ends at a point within this many € of its lower bound (see
     `solve_misocp`; a MILP: HiGHS's absolute gap, and the known `relaxation` + `gap_eur` as objective target),
     `oa_cuts`: tangent cuts shared between MISOCP solves of one program (`solve_misocp`), `sub_mip_heuristics`:
-    HiGHS's RINS, RENS and feasibility jump for a MILP or the MILP rounds of a MISOCP (`solvers.highs.solve_highs`).
+    HiGHS's RINS, RENS and feasibility jump for a MILP or the MILP rounds of a MISOCP (`solvers.highs.solve_highs`),
+    `node_limit`: a MILP's branch-and-bound nodes (its incumbent is used; not for a MISOCP).
 
     Raises SolverError unless the solution passes `tdmarket.solvers.acceptance` against the clearing program
     (status, and rows, bounds, cones and integrality of the point)."""
@@ -65,6 +67,7 @@ def solve_clearing(
             threads=threads,
             objective_target=target,
             sub_mip_heuristics=sub_mip_heuristics,
+            node_limit=node_limit,
         )
         require(milp, prog, "MILP clearing", allow_almost=False, allow_time_limit=True)
         mip.update(lower_bound=milp.mip_bound, gap=milp.mip_gap)

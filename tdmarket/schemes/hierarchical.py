@@ -83,6 +83,9 @@ def settings_from(ctx: SchemeContext) -> tuple[float, int, ExchangeSettings]:
     return float(o["curve_tol"]), int(o["max_evals"]), s
 
 
+# branch-and-bound nodes of a menu choice (a MILP over every asked DSO's options): its incumbent is checked by
+# dispatch anyway, and one choice on a generated variant ran for more than 15 minutes without a limit
+MENU_NODE_LIMIT = 1000
 MENU_TRIES = 5  # integer repair: menu choices checked by dispatch per round (the first of single exchanges)
 
 
@@ -94,11 +97,13 @@ def _slope(values) -> np.ndarray | None:
     return g if np.isfinite(g).all() else None
 
 
-def _range(values) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """A menu entry's slack-free range ((lo, hi) MW per period) from a message ((None, None) if absent)."""
+def _range(values) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """A menu entry's slack-free range ((lo, hi, lo with fictitious losses burnt) MW per period) from a message
+    ((None, None, None) if absent)."""
     if values is None:
-        return None, None
-    return np.asarray(values[0], float), np.asarray(values[1], float)
+        return None, None, None
+    lo, hi, burnt = values
+    return np.asarray(lo, float), np.asarray(hi, float), np.asarray(burnt, float)
 
 
 def _by_size(inst: Instance, areas: list[int]) -> list[int]:
@@ -541,12 +546,9 @@ class _HierarchicalRun:
         best: tuple | None = None
         best_total = total - tol
         proposed: list[np.ndarray] = [res.x]
-        for k in range(MENU_TRIES):
-            menu_point = self._menu_candidate(tso, pool, best_total, configurations=k > 0, anchor=res.x)
-            if menu_point is None and k == 0:
-                continue
-            if menu_point is None or any(np.abs(menu_point.x - p).max() <= 1e-6 for p in proposed):
-                break  # a point dispatched before: its cuts are known, it would promise the same again
+
+        def check(menu_point) -> None:
+            nonlocal best, best_total
             proposed.append(menu_point.x.copy())
             # only the DSOs the choice moved dispatch again (the others' dispatch and cost stand)
             dispatched = self.dispatch_top_down(rt, menu_point, reuse=(dispatch, schedules))
@@ -557,6 +559,17 @@ class _HierarchicalRun:
             info.setdefault("menu_point_totals_eur", []).append(after)
             if after < best_total:
                 best, best_total = (menu_point, dispatched), after - tol
+
+        def seen(menu_point) -> bool:  # a point dispatched before: its cuts are known, it would promise the same
+            return any(np.abs(menu_point.x - p).max() <= 1e-6 for p in proposed)
+
+        for k in range(MENU_TRIES):
+            menu_point = self._menu_candidate(tso, pool, best_total, configurations=k > 0, anchor=res.x)
+            if menu_point is None and k == 0:
+                continue
+            if menu_point is None or seen(menu_point):
+                break
+            check(menu_point)
         if best is not None:
             return accept("menu choice", *best)
         # 2. all proposed moves together, then (if that does not pay) each alone, largest gain first (two DSOs
@@ -576,6 +589,18 @@ class _HierarchicalRun:
             if tso_change + dso_change < -tol:
                 held.names = [self.names[a] for a in self.top]  # the order every later step reads
                 return accept("moves, other exchanges held", held)
+        # 3. the configurations again, their boxes reaching the import where the relaxation burns fictitious losses
+        # (the centralized clearing's relaxation imports that far; without these boxes two generated variants with
+        # tight interfaces and mostly all-or-nothing orders ended +4.5 % and +118 % above centralized): last, since
+        # a first choice there changes the repair's path (tried first among the configurations, property variant 28
+        # went from 0 to +5.6e-4 to centralized; docs/model.md §6.3 item 8 step 4a)
+        for _ in range(MENU_TRIES - 1):
+            menu_point = self._menu_candidate(tso, pool, best_total, configurations=True, anchor=res.x, burnt=True)
+            if menu_point is None or seen(menu_point):
+                break
+            check(menu_point)
+        if best is not None:
+            return accept("menu choice, burnt import ends", *best)
         return info, None, master_prices
 
     def _add_to_menu(self, i: int, entries: list[MenuEntry]) -> None:
@@ -626,12 +651,14 @@ class _HierarchicalRun:
                 ),
             )
 
-    def _menu_candidate(self, tso, pool, below: float, configurations: bool, anchor: np.ndarray):
+    def _menu_candidate(self, tso, pool, below: float, configurations: bool, anchor: np.ndarray, burnt: bool = False):
         """The TSO's mixed-integer clearing with the menus (`TSO.clear_with_menus`; with `configurations` False
-        every entry is a single exchange; moves away from the current exchanges `anchor` break ties), published, if
-        it promises a total below `below` € (else None)."""
+        every entry is a single exchange; with `burnt` a configuration's box reaches its burnt import end; moves
+        away from the current exchanges `anchor` break ties), if it promises a total below `below` € (else None)."""
         if pool is None or not self._menus:
             return None
+        if burnt and not any(e.burns_import for m in self._menus.values() for e in m):
+            return None  # the same boxes as without
         menus = {
             i: [e if configurations else replace(e, slope_eur_mw=None) for e in m]
             for i, m in sorted(self._menus.items())
@@ -645,6 +672,8 @@ class _HierarchicalRun:
                 time_limit=self.ctx.time_limit,
                 threads=self.ctx.threads,
                 anchor=anchor,
+                node_limit=MENU_NODE_LIMIT,
+                burnt=burnt,
             )
         except TdmarketError:
             return None

@@ -116,7 +116,9 @@ def _status_and_point(program: Program, ms, sol) -> tuple[SolveStatus, np.ndarra
         status = SolveStatus.OPTIMAL if feasible else SolveStatus.INFEASIBLE
         x, has_x = np.zeros(program.n), feasible
     elif ms in _LIMITS:
-        status = SolveStatus.TIME_LIMIT if (ms == _MS.kTimeLimit and has_x) else SolveStatus.OTHER
+        # a time or node limit (HiGHS reports the node limit as a solution limit) with an incumbent
+        limited = ms in (_MS.kTimeLimit, _MS.kSolutionLimit) and has_x
+        status = SolveStatus.TIME_LIMIT if limited else SolveStatus.OTHER
     else:
         status = _STATUS.get(ms, SolveStatus.OTHER)
     return status, x, has_x
@@ -159,6 +161,7 @@ def solve_highs(
     objective_target: float | None = None,
     keep_basis: bool = True,
     sub_mip_heuristics: bool = True,
+    node_limit: int | None = None,
 ) -> Solution:
     """Solve an LP/MILP with HiGHS (presolve on, options pinned for reproducibility).
 
@@ -169,7 +172,9 @@ def solve_highs(
     of its price intervals, `market.dual_face`); reading it costs ~5 ms on a small LP (highspy hands it over as a
     list of enum objects), so solves that are never priced skip it.  Raises ValueError if the program has
     second-order cones.  `sub_mip_heuristics=False` turns off HiGHS's RINS, RENS and feasibility jump (see
-    `decomposition` callers: a cut-exchange master whose root node already closes the gap).
+    `decomposition` callers: a cut-exchange master whose root node already closes the gap).  `node_limit`: a MILP
+    stops after this many branch-and-bound nodes (a deterministic work limit, unlike `time_limit`) with its
+    incumbent, if any (status TIME_LIMIT, as for the time limit).
     """
     if program.has_cones:
         raise ValueError("solve_highs handles LP/MILP only; the program has second-order cones")
@@ -189,6 +194,8 @@ def solve_highs(
     if is_mip and not sub_mip_heuristics:
         for name in ("mip_heuristic_run_rins", "mip_heuristic_run_rens", "mip_heuristic_run_feasibility_jump"):
             h.setOptionValue(name, False)
+    if node_limit is not None and is_mip:
+        h.setOptionValue("mip_max_nodes", int(node_limit))
     if objective_target is not None and is_mip:
         h.setOptionValue("objective_target", float(objective_target))
     if h.passModel(_to_highs_lp(program)) == highspy.HighsStatus.kError:

@@ -20,7 +20,9 @@ class SolveStatus(enum.Enum):
     OPTIMAL = "optimal"
     INFEASIBLE = "infeasible"
     UNBOUNDED = "unbounded"
-    TIME_LIMIT = "time_limit"  # stopped by the time limit; `x` is the incumbent/last iterate, optimality not proven
+    TIME_LIMIT = (
+        "time_limit"  # stopped by a time (or MILP node) limit; `x` is the incumbent/last iterate, optimality not proven
+    )
     OBJECTIVE_TARGET = "objective_target"  # a MILP stopped at an incumbent as good as the requested target
     ALMOST_OPTIMAL = "almost_optimal"  # Clarabel "AlmostSolved": met only the reduced (looser) tolerances
     NUMERICAL_ERROR = "numerical_error"
