@@ -95,9 +95,9 @@ def _add_hierarchical_args(clear) -> None:
     h.add_argument(
         "--repair-rounds",
         type=int,
-        default=6,
+        default=12,
         help="integer repair after the dispatch: DSOs whose binaries could not deliver their exchange propose the "
-        "exchange they prefer at the interface prices; kept if the total cost falls (default 6 rounds; 0 = none; "
+        "exchange they prefer at the interface prices; kept if the total cost falls (default 12 rounds; 0 = none; "
         "docs/model.md §6.3)",
     )
     _add_dispatch_model_arg(h)
