@@ -81,6 +81,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -333,22 +334,44 @@ def make_benchmark_system(out_dir, *, seed: int = 0, base_path=None, overwrite: 
     return make_variant(base, out_dir, seed=seed, overwrite=overwrite, **PRESETS["benchmark"])
 
 
+@dataclass(frozen=True)
+class VariantFamily:
+    """Ranges from which a test family draws `make_variant` options (uniform shares, a choice of rating scales),
+    always in the same order, so that a seed gives the same variant."""
+
+    dso_copies: tuple[int, int]  # [lo, hi) copies of every DSO area
+    aon_share: tuple[float, float]
+    start_stop_share: tuple[float, float]
+    interface_rating_scale: tuple[float, ...]
+    d_rating_scale: tuple[float, ...]
+    negative_price_share: tuple[float, float] = (0.0, 0.6)
+    imbalance_scale: tuple[float, float] = (0.5, 1.5)
+
+    def draw(self, rng: np.random.Generator) -> dict:
+        return {
+            "dso_copies": int(rng.integers(*self.dso_copies)),
+            "aon_share": float(rng.uniform(*self.aon_share)),
+            "start_stop_share": float(rng.uniform(*self.start_stop_share)),
+            "negative_price_share": float(rng.uniform(*self.negative_price_share)),
+            "interface_rating_scale": float(rng.choice(self.interface_rating_scale)),
+            "d_rating_scale": float(rng.choice(self.d_rating_scale)),
+            "imbalance_scale": float(rng.uniform(*self.imbalance_scale)),
+            "price_noise": 0.1,
+        }
+
+
+PROPERTY_FAMILY = VariantFamily((1, 4), (0.2, 0.8), (0.0, 0.4), (1.0, 0.6, 0.3), (1.0, 0.7, 0.4))
+# many copies of each DSO, mostly all-or-nothing orders, many start/stop blocks (they couple the periods), tight
+# interfaces: the DSOs' binaries decide most of their exchanges, the system balances only by a combination of them
+DENSE_FAMILY = VariantFamily((3, 7), (0.5, 1.0), (0.3, 1.0), (0.6, 0.3), (1.0, 0.7))
+
+
 def property_test_options(seed: int) -> tuple[dict, dict]:
     """The hard variant of the built-in example that the hierarchical property test (and
     `benchmarks/hierarchical_variants.py`) draws for `seed`: (options of `make_variant`, options of the
     hierarchical scheme).  The scheme's own options vary too, since the properties must hold for any of them (a
     DSO dispatch that found no integer point crashed italy-652 only with max_evals 3)."""
-    rng = np.random.default_rng(1000 + seed)
-    variant = {
-        "dso_copies": int(rng.integers(1, 4)),
-        "aon_share": float(rng.uniform(0.2, 0.8)),
-        "start_stop_share": float(rng.uniform(0.0, 0.4)),
-        "negative_price_share": float(rng.uniform(0.0, 0.6)),
-        "interface_rating_scale": float(rng.choice([1.0, 0.6, 0.3])),
-        "d_rating_scale": float(rng.choice([1.0, 0.7, 0.4])),
-        "imbalance_scale": float(rng.uniform(0.5, 1.5)),
-        "price_noise": 0.1,
-    }
+    variant = PROPERTY_FAMILY.draw(np.random.default_rng(1000 + seed))
     rng = np.random.default_rng(2000 + seed)
     scheme = {
         "max_evals": int(rng.choice([3, 5, 8])),
@@ -359,24 +382,12 @@ def property_test_options(seed: int) -> tuple[dict, dict]:
 
 
 def dense_test_options(seed: int) -> tuple[dict, dict]:
-    """A harder family than `property_test_options` for `seed`: 3–6 copies of every DSO area, mostly
-    all-or-nothing orders (50–100 %), many start/stop blocks (30–100 % of the QBids, which couple the periods)
-    and tight interfaces (× 0.6 or 0.3): the DSOs' binaries then decide most of their exchanges and the system
-    balances only by a combination of them.  Found by hand first (the integer repair ended at +118 % to
-    centralized on one such variant, 2026-12-02); `benchmarks/hierarchical_variants.py --family dense` runs it.
-    Returns (options of `make_variant`, options of the hierarchical scheme: its defaults)."""
-    rng = np.random.default_rng(5000 + seed)
-    variant = {
-        "dso_copies": int(rng.integers(3, 7)),
-        "aon_share": float(rng.uniform(0.5, 1.0)),
-        "start_stop_share": float(rng.uniform(0.3, 1.0)),
-        "negative_price_share": float(rng.uniform(0.0, 0.6)),
-        "interface_rating_scale": float(rng.choice([0.6, 0.3])),
-        "d_rating_scale": float(rng.choice([1.0, 0.7])),
-        "imbalance_scale": float(rng.uniform(0.5, 1.5)),
-        "price_noise": 0.1,
-    }
-    return variant, {}
+    """A harder family than `property_test_options` for `seed` (`DENSE_FAMILY`: 3–6 copies of every DSO area,
+    50–100 % all-or-nothing, 30–100 % of the QBids in start/stop blocks, interfaces × 0.6 or 0.3).  Found by hand
+    first (the integer repair ended at +118 % to centralized on one such variant, 2026-12-02);
+    `benchmarks/hierarchical_variants.py --family dense` runs it.  Returns (options of `make_variant`, options of
+    the hierarchical scheme: its defaults)."""
+    return DENSE_FAMILY.draw(np.random.default_rng(5000 + seed)), {}
 
 
 TEST_FAMILIES = {"property": property_test_options, "dense": dense_test_options}
