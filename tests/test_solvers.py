@@ -512,3 +512,36 @@ def test_highs_node_limit_stops_branch_and_bound_with_its_incumbent_deterministi
     assert accept(first, p, allow_almost=False, allow_time_limit=True)
     again = solve_highs(p, mip_gap=0.0, node_limit=50)
     assert again.objective == first.objective and np.array_equal(again.x, first.x)
+
+
+def test_a_signal_during_a_long_milp_stops_highs_and_is_raised():
+    """The CLI raises Ctrl-C and SIGTERM in the main thread; a MILP runs in a solver thread meanwhile, so the signal
+    is raised at once and HiGHS stops at its next interrupt check (a plain run held the main thread until HiGHS
+    returned: a killed run went on for 1 h 50 min)."""
+    import os
+    import signal
+    import threading
+    import time
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+
+    class Stop(Exception):
+        pass
+
+    def stop(signum, frame):
+        raise Stop()
+
+    previous = signal.signal(signal.SIGUSR1, stop)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGUSR1))
+    t0 = time.perf_counter()
+    try:
+        timer.start()
+        with pytest.raises(Stop):
+            solve_highs(market_split(5, 40), mip_gap=0.0, time_limit=60.0)  # minutes to prove without a limit
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGUSR1, previous)
+    assert time.perf_counter() - t0 < 10.0
+    # the solver is usable again afterwards
+    assert solve_highs(market_split(), mip_gap=0.0, node_limit=50).status is SolveStatus.TIME_LIMIT

@@ -7,6 +7,9 @@ finite differences.  MIPs return no duals (prices come from the LP with binaries
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import threading
+
 import highspy
 import numpy as np
 import scipy.sparse as sp
@@ -83,18 +86,37 @@ def _new_highs() -> highspy.Highs:
     return h
 
 
-def _run(h: highspy.Highs, threads: int) -> None:
+def _run(h: highspy.Highs, threads: int, interruptible: bool = False) -> None:
+    """`h.run()`; `interruptible` (a MILP, which can run for minutes): in a solver thread while this thread waits,
+    so that Ctrl-C or the CLI's SIGTERM (raised in the main thread, which a plain `run()` holds inside HiGHS until
+    it returns) stops the solve at HiGHS's next interrupt check and is raised here (measured: a killed CLI run
+    went on for 1 h 50 min inside a menu choice's MILP)."""
     global _pool_threads
     if _pool_threads is not None and _pool_threads != threads:
         highspy.Highs.resetGlobalScheduler(True)
     _pool_threads = threads
-    h.run()
+    # (a worker process of the pool ignores Ctrl-C and is killed by the main process: no thread needed there)
+    if not interruptible or threading.current_thread() is not threading.main_thread() or mp.parent_process():
+        h.run()
+        return
+    h.HandleUserInterrupt = True  # HiGHS's interrupt callbacks check highspy's cancel flag
+    try:
+        h.startSolve()
+        while not h.wait(0.1)[0]:
+            pass
+    except BaseException:
+        h.cancelSolve()
+        while not h.wait(0.1)[0]:  # HiGHS stops at its next check; then the interrupt goes on
+            pass
+        raise
+    finally:
+        h.HandleUserInterrupt = False
 
 
 def _run_with_diagnosis(h: highspy.Highs, threads: int, is_mip: bool):
     """Run HiGHS; returns (model status, message).  An LP that presolve finds "infeasible or unbounded" is
     re-run without presolve, which tells which one."""
-    _run(h, threads)
+    _run(h, threads, interruptible=is_mip)
     ms = h.getModelStatus()
     message = h.modelStatusToString(ms)
     if ms == _MS.kUnboundedOrInfeasible and not is_mip:
