@@ -56,8 +56,8 @@ DEFAULTS = {
     "skip_bracketed": 0.05,  # docs/model.md §6.3: DSOs bracketed within this share of the gap are not asked
     # integer repair rounds after the dispatch (0: none; a round runs only while it can lower the cost or raise
     # the bound); measured on the 50 property-test variants with 3 rounds, 5 were still improving in the last
-    # (one of them 2.7e-3 -> 6e-7 to centralized with 6); on the dense variant family with 6, seed 9 was (+1.6e-2
-    # to centralized; +2e-6 with 12)
+    # (one of them 2.7e-3 -> 6e-7 to centralized with 6); dense variant seed 9 ended +1.6e-2 to centralized with 6
+    # and +2e-6 with 12 (its last improvement in round 10)
     "repair_rounds": 12,
 }
 
