@@ -82,6 +82,13 @@ class ChildValues:
     costs: np.ndarray  # (A,)
     slopes: np.ndarray  # (A, T)
     asked: np.ndarray | None = None  # (A,) bool; None = every child was asked
+    # (A,) the cuts' values at the point where a child reports its cost only to within a gap (a lower bound of
+    # its cost there that the slopes support, e.g. a member's cut model at the flows); None = `costs` (exact)
+    cut_values: np.ndarray | None = None
+
+    @property
+    def values_for_cuts(self) -> np.ndarray:
+        return self.costs if self.cut_values is None else self.cut_values
 
     @property
     def asked_mask(self) -> np.ndarray:
@@ -173,6 +180,11 @@ class CutExchange:
         self._inner = InnerBound()
         self._gap_eur = np.inf  # UB − LB before the current round, € (sets how much a skipped child may hide)
 
+    @property
+    def gap_eur(self) -> float:
+        """UB − LB before the round being evaluated, € (inf before the first bound and proposal)."""
+        return float(self._gap_eur)
+
     # ------------------------------------------------------------------ helpers
     def _remaining(self) -> float | None:
         return None if self.clock is None else max(self.clock.remaining(), 1.0)
@@ -196,8 +208,9 @@ class CutExchange:
         ub = point.own_cost + float(vals.costs.sum())
         if known is None:
             asked = np.flatnonzero(vals.asked_mask)
-            self.pool.add(asked, point.x[asked], vals.costs[asked], vals.slopes[asked])
-            self.master.add_cuts(asked, point.x[asked], vals.costs[asked], vals.slopes[asked])
+            values = vals.values_for_cuts
+            self.pool.add(asked, point.x[asked], values[asked], vals.slopes[asked])
+            self.master.add_cuts(asked, point.x[asked], values[asked], vals.slopes[asked])
         self._record(
             phase,
             lb,
@@ -256,7 +269,8 @@ class CutExchange:
         vals = self.evaluate(x, phase, k, np.flatnonzero(asked))
         costs, slopes = vals.costs.copy(), vals.slopes.copy()
         costs[skip], slopes[skip] = upper[skip], np.nan
-        return ChildValues(costs, slopes, asked)
+        cut_values = None if vals.cut_values is None else vals.cut_values.copy()
+        return ChildValues(costs, slopes, asked, cut_values)
 
     # ------------------------------------------------------------------ phases
     def _lp_phase(self, center: np.ndarray, prog: Progress) -> tuple[ParentPoint | None, float]:

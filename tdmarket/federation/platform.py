@@ -49,6 +49,10 @@ from .result import FederationResult
 
 log_ = logging.getLogger(__name__)
 SESSION_SCHEME = "hierarchical"  # the member scheme whose clearing is kept open between platform rounds
+# inexact member evaluations (docs/model.md §12.2): the isolated clearing of round 0 stops at this relative gap, and
+# later ones within this share of the platform's gap (all members together), never above this share of its target
+MEMBER_SEED_GAP = 1e-3
+MEMBER_GAP_SHARE = 0.1
 
 
 @dataclass
@@ -61,6 +65,20 @@ class MemberValue:
     border_price_eur_mwh: np.ndarray  # (len(border_buses(m)), T)
     result: ClearingResult | None
     point: SessionPoint | None = None
+    # a lower bound of V_m(ĝ) that the slope supports as a cut (a session's cut model at ĝ, whose exchange stopped
+    # at a gap); None: `cost_eur` is exact (a full clearing)
+    cut_value_eur: float | None = None
+
+    @property
+    def value_for_cut(self) -> float:
+        return self.cost_eur if self.cut_value_eur is None else min(self.cut_value_eur, self.cost_eur)
+
+
+def _within(val: MemberValue, stop_at: dict) -> bool:
+    """The member's value is as exact as `stop_at` asks (its gap V_m − cut value within the absolute or relative
+    target)."""
+    target = max(float(stop_at.get("gap_abs_eur", 0.0)), float(stop_at.get("gap", 0.0)) * max(1.0, abs(val.cost_eur)))
+    return val.cost_eur - val.value_for_cut <= target
 
 
 def _border_prices(fed: Federation, m: int, inst, buses: pd.DataFrame, scheme: str) -> np.ndarray:
@@ -107,9 +125,11 @@ class MemberSession:
         self.fed, self.m, self.options = fed, m, options
         self.session = HierarchicalSession(fed.instances[m], scheme_context(fed.instances[m], SESSION_SCHEME, options))
 
-    def evaluate(self, flows_mw: np.ndarray) -> MemberValue:
+    def evaluate(self, flows_mw: np.ndarray, stop_at: dict | None = None) -> MemberValue:
+        """V_m at `flows_mw` to within its exchange's gap (`stop_at`: that exchange's gap targets, see
+        `HierarchicalSession.exchange_at`); `cut_value_eur` is the cut model's value there."""
         inst = self.fed.member_with_flows(self.m, flows_mw)
-        point = self.session.exchange_at(inst)
+        point = self.session.exchange_at(inst, stop_at=stop_at)
         # the slope from the TSO's cut model (exchanges free): the published prices hold the exchanges, which is
         # not a subgradient of V_m where they sit at a kink of a DSO's cost (measured on the example federation:
         # cuts 1.5 EUR above V_m at the integrated flows, the platform then stopped 1.7e-4 above integrated); the
@@ -119,6 +139,8 @@ class MemberSession:
             buses = point.tso.publish(point.handle).tables(point.tso)["buses"]
         val = _member_value(self.fed, self.m, inst, buses, point.cost_eur, SESSION_SCHEME, self.options)
         val.point = point
+        if point.model_prices is not None:  # the slope is the cut model's: so is the cut's value
+            val.cut_value_eur = point.model_value_eur
         return val
 
     def result(self, val: MemberValue) -> ClearingResult:
@@ -200,9 +222,11 @@ def _run_platform(
     evaluations = [0]
     fallbacks: list[dict] = []
 
-    def ask_members(g: np.ndarray, rnd: int) -> list[MemberValue]:
+    def ask_members(g: np.ndarray, rnd: int, stop_at: dict | None = None) -> list[MemberValue]:
         key = np.round(g, 7).tobytes()  # a proposal repriced by the master may differ by round-off
-        if key in cache:
+        # flows asked again: the same values, unless a member's were looser than now asked (its exchange then goes
+        # on from every cut so far; with the same values the master would propose the same flows again)
+        if key in cache and (stop_at is None or all(_within(v, stop_at) for v in cache[key])):
             return cache[key]
         out = []
         for m, name in enumerate(fed.members):
@@ -220,7 +244,10 @@ def _run_platform(
             )
             session = sessions[m]
             try:
-                val = session.evaluate(g) if session is not None else evaluate_member(fed, m, g, member_scheme, options)
+                if session is not None:
+                    val = session.evaluate(g, stop_at)
+                else:
+                    val = evaluate_member(fed, m, g, member_scheme, options)
             except TdmarketError as exc:
                 if member_scheme == "common":
                     raise
@@ -279,22 +306,38 @@ def _run_platform(
             prog.add_rows("same_flows", tie, np.zeros(n_tie), np.zeros(n_tie))
         master = CutMaster(prog, x_cols, theta, threads=int(options.get("threads", 1)))
         pool = CutPool(K * T)
-        seed = ask_members(zero, 0)  # round 0: the isolated members
+        # round 0: the isolated members, to a loose gap (their cuts only start the master)
+        seed = ask_members(zero, 0, {"gap": MEMBER_SEED_GAP})
         seed_slopes = np.stack([v.slope_eur_mw.ravel() for v in seed])
-        seed_costs = np.array([v.cost_eur for v in seed])
-        pool.add(np.arange(M), np.zeros((M, K * T)), seed_costs, seed_slopes)
-        master.add_cuts(np.arange(M), np.zeros((M, K * T)), seed_costs, seed_slopes)
+        seed_values = np.array([v.value_for_cut for v in seed])
+        pool.add(np.arange(M), np.zeros((M, K * T)), seed_values, seed_slopes)
+        master.add_cuts(np.arange(M), np.zeros((M, K * T)), seed_values, seed_slopes)
+        scale = [max(1.0, abs(float(sum(v.cost_eur for v in seed))))]  # |UB|, €: the platform's target is relative
+
+        def member_targets() -> dict:
+            """The members' exchanges stop within a share of the platform's gap (inexact evaluations: the cut
+            values are the members' cut models, lower bounds at any gap, so loose early rounds cost no
+            validity), and never above a share of the platform's own target, which their gaps count in."""
+            floor = MEMBER_GAP_SHARE * settings.gap * scale[0] / M
+            gap = exchange.gap_eur if exchange is not None else np.inf
+            if not np.isfinite(gap):
+                return {"gap": MEMBER_SEED_GAP}
+            return {"gap": 1e-12, "gap_abs_eur": max(floor, MEMBER_GAP_SHARE * gap / M)}
 
         def evaluate(x: np.ndarray, phase: str, k: int, asked: np.ndarray | None) -> ChildValues:
             # every member is asked every round (the platform's settings do not skip: skip_share 0)
-            vals = ask_members(x[0].reshape(K, T), k)
+            vals = ask_members(x[0].reshape(K, T), k, member_targets())
+            scale[0] = max(1.0, abs(float(sum(v.cost_eur for v in vals))))
             return ChildValues(
-                costs=np.array([v.cost_eur for v in vals]), slopes=np.stack([v.slope_eur_mw.ravel() for v in vals])
+                costs=np.array([v.cost_eur for v in vals]),
+                slopes=np.stack([v.slope_eur_mw.ravel() for v in vals]),
+                cut_values=np.array([v.value_for_cut for v in vals]),
             )
 
         def master_point(ms) -> ParentPoint:
             return ParentPoint(x=ms.x, own_cost=0.0, lower_bound=ms.lower_bound, handle=ms, integer=False)
 
+        exchange: CutExchange | None = None
         exchange = CutExchange(master, pool, evaluate, master_point, None, None, settings)
         outcome = exchange.run(np.zeros((M, K * T)), integer=False)
         if outcome.best is None:
@@ -310,7 +353,8 @@ def _run_platform(
         history = outcome.history
         relax = bool(options.get("relax", False))
         certificate = {
-            "kind": "certified (continuous member clearings: V_m convex; each V_m as exact as its own scheme's gap)"
+            "kind": "certified (continuous member clearings: V_m convex; every cut from a member's cut model, below V_m "
+            "at any gap of its own exchange)"
             if relax
             else "not certified (members with binaries: V_m not convex, cuts from the clearing at fixed binaries)",
             "certified": relax,

@@ -246,11 +246,14 @@ class _HierarchicalRun:
         pool: CutPool | None = None,
         curve_first: bool = True,
         master: CutMaster | None = None,
+        stop_at: dict | None = None,
     ):
         """The cut exchange between the TSO and the top-level DSOs (decomposition.exchange), seeded with `pool`
         (default: the cuts of the curves); the new cuts are added to it.  `curve_first`: the first proposal is
         the clearing with the curves (else the master's).  `master`: a master that already holds every cut of
-        `pool` (kept from an earlier exchange), instead of a new one."""
+        `pool` (kept from an earlier exchange), instead of a new one.  `stop_at`: the exchange's gap targets
+        instead of the scheme's (`gap`, `gap_abs_eur` of `ExchangeSettings`; a platform asks for less in its early
+        rounds)."""
         t, ctx, T = time.perf_counter(), self.ctx, self.T
         pool = self._seed_pool(curves) if pool is None else pool
         if master is None:
@@ -269,7 +272,7 @@ class _HierarchicalRun:
                 self.top_names, p, mip_gap=min(ctx.mip_gap, 1e-4), time_limit=tl, threads=ctx.threads, box=box
             ),
             fallback=lambda p: tso.clear_without_commitments(self.top_names, p, threads=ctx.threads),
-            settings=self._remaining_settings(),
+            settings=replace(self._remaining_settings(), **(stop_at or {})),
             progress=ctx.progress,
             # measured: the curve clearing as the first proposal saves rounds (built-in: 18 -> 12)
             first_point=(lambda: tso.curve_point(offers, threads=ctx.threads)) if curve_first else None,
@@ -759,6 +762,9 @@ class SessionPoint:
     # the exchange's master (every cut so far): the integer repair adds to it.  The session moves it to the
     # injections of each later exchange, so `HierarchicalSession.result` moves it back to this point's first
     master: CutMaster | None = None
+    # M(inst), €: the optimum of that master (the solve `model_prices` come from), a lower bound of the cost that
+    # the model prices support as a cut of it; None without a solved master
+    model_value_eur: float | None = None
 
     @property
     def cost_eur(self) -> float:
@@ -799,9 +805,10 @@ class HierarchicalSession:
             handle.cp = handle.cp.with_program(handle.cp.prog.copy())
         self._shared = None
 
-    def exchange_at(self, inst: Instance | None = None) -> SessionPoint:
+    def exchange_at(self, inst: Instance | None = None, stop_at: dict | None = None) -> SessionPoint:
         """The TSO's cut exchange for `inst` (default: the instance the session was opened with), which may
-        differ from it only in fixed injections at transmission buses."""
+        differ from it only in fixed injections at transmission buses; `stop_at`: its gap targets instead of the
+        scheme's (`_HierarchicalRun.exchange`)."""
         run = self.run
         if inst is None:
             inst, data = run.inst, run.subs[0]
@@ -816,17 +823,27 @@ class HierarchicalSession:
         # the clearing with the curves is the first proposal of the first exchange only: later, the master with
         # every cut so far is the better one (example federation: 4.9 -> 3.6 s, the members' exchanges ended at
         # gaps of 1e-7 instead of 6e-6)
-        outcome = run.exchange(self.rt, tso, self.curves, pool=self.pool, curve_first=self.points == 0, master=master)
+        outcome = run.exchange(
+            self.rt, tso, self.curves, pool=self.pool, curve_first=self.points == 0, master=master, stop_at=stop_at
+        )
         self.points += 1
         self._master_tso = tso
         self._shared = outcome.best.handle if outcome.best is not None else None
         bound = getattr(run.master, "last_bound", None)  # the master's last solve with the exchanges free
-        prices = None
+        prices, model_value = None, None
         if bound is not None and bound.sol.row_dual is not None:
             prices = tso.node_prices(tso.master_point(run.master, bound).handle)
+            model_value = float(bound.objective)
         assert outcome.best is not None  # the exchange raises otherwise
         return SessionPoint(
-            inst, tso, outcome, outcome.best.handle, run.stage_times["exchange"], prices, master=run.master
+            inst,
+            tso,
+            outcome,
+            outcome.best.handle,
+            run.stage_times["exchange"],
+            prices,
+            master=run.master,
+            model_value_eur=model_value,
         )
 
     def result(self, point: SessionPoint) -> ClearingResult:
