@@ -532,3 +532,13 @@ def test_a_hierarchical_session_moves_its_master_to_new_injections_instead_of_re
     finally:
         session.close()
         fresh.close()
+
+
+def test_hierarchical_platform_with_binaries_stops_on_its_gap(example_federation):
+    """With binaries a member's cut keeps its cost as value (docs/model.md §12.2): its relaxed cut model lies far
+    below a mixed-integer member's cost, and cuts valued at it kept the example federation's platform from
+    closing its gap (59 rounds instead of 3)."""
+    res = clear_federation(example_federation, "hierarchical", executor="inline")
+    cert = res.summary["certificate"]
+    assert cert["stopped_by"] == "relative_gap"
+    assert cert["rounds"] <= 10
