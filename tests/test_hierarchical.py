@@ -607,3 +607,28 @@ def test_integer_repair_failure_keeps_the_dispatched_point_with_a_warning(tmp_pa
     assert repair["stopped_by"] == "failed" and "numerical_error" in repair["failure"]
     assert any("integer repair stopped by a failure" in w for w in res.summary["warnings"])
     assert res.summary["slack"]["p_mw"] > 0  # the unrepaired dispatch (DSO-201 pays slack)
+
+
+def test_a_bound_above_the_dispatched_cost_is_reported_as_an_invalid_certificate():
+    """A lower bound above a cost the operators delivered bounds nothing (found with cuts from ill-conditioned
+    solves: bound -2 044.39 EUR, dispatched -2 046.54 EUR, and a certified gap of 0 was printed)."""
+    from types import SimpleNamespace
+
+    from tdmarket.decomposition.exchange import ExchangeSettings
+    from tdmarket.schemes.hierarchical import _certify
+
+    outcome = SimpleNamespace(
+        lower_bound=-2044.39, upper_bound=-2040.0, certified_gap=2e-3, stopped_by="milp_rounds", reason="", history=[{}]
+    )
+    outcome.warnings = []
+    bad = SimpleNamespace(summary={}, total_cost=-2046.54)
+    _certify(bad, outcome, ExchangeSettings())
+    assert bad.summary["certificate"]["certified"] is False
+    assert bad.summary["certificate"]["dispatched_gap"] is None
+    assert any("not valid" in w for w in bad.summary["warnings"])
+    # round-off stays a certificate (a bound 1e-9 of the cost above it)
+    good = SimpleNamespace(summary={}, total_cost=-2044.39 - 2e-6)
+    _certify(good, outcome, ExchangeSettings())
+    assert good.summary["certificate"]["certified"] is True
+    assert good.summary["certificate"]["dispatched_gap"] == 0.0
+    assert not any("not valid" in w for w in good.summary["warnings"])

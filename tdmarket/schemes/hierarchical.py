@@ -39,6 +39,7 @@ from .result import ClearingResult
 # max_evals 5 (not 12): the cut exchange certifies the result, so curve points beyond the reference, the two ends
 # and two refinements buy little (built-in: 85 -> 44 evaluations for +1 round; italy-693: 196 -> 68, same rounds)
 SUB_DSO_MAX_EVALS = 12
+BOUND_ROUNDOFF = 1e-6  # relative: a lower bound this far above the dispatched cost is solver round-off
 DISPATCH_SLACK = 10.0  # the dispatched point's certified gap may be this multiple of the exchange gap (see "gap")
 DEFAULTS = {
     "curve_tol": 0.1,
@@ -1007,8 +1008,13 @@ def _certify(
     total = result.total_cost
     lb = max(outcome.lower_bound, integer_bound)
     gap = max(total - lb, 0.0) / max(1.0, abs(total)) if np.isfinite(lb) else float("inf")
+    # a bound above a cost the DSOs and the TSO delivered bounds nothing: some cut was not below its cost (ill-
+    # conditioned solves); reported as such instead of a gap of 0
+    inconsistent = bool(np.isfinite(lb) and lb > total + BOUND_ROUNDOFF * max(1.0, abs(total)))
+    if sub_dsos or inconsistent:
+        gap = float("inf")
     if sub_dsos:
-        lb, gap = -np.inf, float("inf")
+        lb = -np.inf
     s["certificate"] = {
         "stopped_by": outcome.stopped_by,
         "reason": outcome.reason,
@@ -1022,10 +1028,16 @@ def _certify(
         "target_gap": settings.gap,
         "dispatched_target_gap": DISPATCH_SLACK * settings.gap,
         "rounds": len(outcome.history),
-        "certified": not sub_dsos,
+        "certified": not sub_dsos and not inconsistent,
     }
     s["warnings"] = list(s.get("warnings", [])) + list(outcome.warnings)
-    if sub_dsos:
+    if inconsistent:
+        s["certificate"]["inconsistent"] = True
+        s["warnings"].append(
+            f"the lower bound {lb:.6g} EUR lies above the dispatched cost {total:.6g} EUR: the certificate is not "
+            "valid (a cut was above its cost, e.g. from an ill-conditioned solve); the gap is not certified"
+        )
+    elif sub_dsos:
         s["warnings"].append(
             "sub-DSOs offer residual supply curves to their parent DSO (no cut exchange below the TSO): the curves "
             "approximate the sub-DSOs' costs, so the exchange's bound and gap are not certified, and a parent and "
