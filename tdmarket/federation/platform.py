@@ -225,6 +225,7 @@ def _run_platform(
     touches = [np.flatnonzero(fed.touches(m)) for m in range(M)]
     evaluations = [0]
     fallbacks: list[dict] = []
+    relax = bool(options.get("relax", False))  # continuous member clearings: V_m convex, the bound certified
 
     def ask_members(g: np.ndarray, rnd: int, stop_at: dict | None = None) -> list[MemberValue]:
         key = np.round(g, 7).tobytes()  # a proposal repriced by the master may differ by round-off
@@ -310,32 +311,32 @@ def _run_platform(
             prog.add_rows("same_flows", tie, np.zeros(n_tie), np.zeros(n_tie))
         master = CutMaster(prog, x_cols, theta, threads=int(options.get("threads", 1)))
         pool = CutPool(K * T)
-        # inexact member evaluations where the cuts are valid at any member gap (continuous clearings, above)
-        inexact = bool(options.get("relax", False))
-        # round 0: the isolated members, to a loose gap (their cuts only start the master)
-        seed = ask_members(zero, 0, {"gap": MEMBER_SEED_GAP} if inexact else None)
+        # round 0: the isolated members, to a loose gap (their cuts only start the master); inexact member
+        # evaluations only where the cuts are valid at any member gap (continuous clearings, `MemberSession`)
+        seed = ask_members(zero, 0, {"gap": MEMBER_SEED_GAP} if relax else None)
         seed_slopes = np.stack([v.slope_eur_mw.ravel() for v in seed])
         seed_values = np.array([v.value_for_cut for v in seed])
         pool.add(np.arange(M), np.zeros((M, K * T)), seed_values, seed_slopes)
         master.add_cuts(np.arange(M), np.zeros((M, K * T)), seed_values, seed_slopes)
-        scale = [max(1.0, abs(float(sum(v.cost_eur for v in seed))))]  # |UB|, €: the platform's target is relative
+        scale = max(1.0, abs(float(sum(v.cost_eur for v in seed))))  # |UB|, €: the platform's target is relative
 
         def member_targets() -> dict | None:
             """The members' exchanges stop within a share of the platform's gap (inexact evaluations: the cut
             values are the members' cut models, lower bounds at any gap, so loose early rounds cost no
             validity), and never above a share of the platform's own target, which their gaps count in."""
-            if not inexact:
+            if not relax:
                 return None
-            floor = MEMBER_GAP_SHARE * settings.gap * scale[0] / M
-            gap = exchange.gap_eur if exchange is not None else np.inf
-            if not np.isfinite(gap):
+            if not np.isfinite(exchange.gap_eur):  # no gap yet (its first round)
                 return {"gap": MEMBER_SEED_GAP}
-            return {"gap": 1e-12, "gap_abs_eur": max(floor, MEMBER_GAP_SHARE * gap / M)}
+            floor = MEMBER_GAP_SHARE * settings.gap * scale / M
+            # the absolute target governs (the member's relative rule off)
+            return {"gap": 0.0, "gap_abs_eur": max(floor, MEMBER_GAP_SHARE * exchange.gap_eur / M)}
 
         def evaluate(x: np.ndarray, phase: str, k: int, asked: np.ndarray | None) -> ChildValues:
+            nonlocal scale
             # every member is asked every round (the platform's settings do not skip: skip_share 0)
             vals = ask_members(x[0].reshape(K, T), k, member_targets())
-            scale[0] = max(1.0, abs(float(sum(v.cost_eur for v in vals))))
+            scale = max(1.0, abs(float(sum(v.cost_eur for v in vals))))
             return ChildValues(
                 costs=np.array([v.cost_eur for v in vals]),
                 slopes=np.stack([v.slope_eur_mw.ravel() for v in vals]),
@@ -345,7 +346,6 @@ def _run_platform(
         def master_point(ms) -> ParentPoint:
             return ParentPoint(x=ms.x, own_cost=0.0, lower_bound=ms.lower_bound, handle=ms, integer=False)
 
-        exchange: CutExchange | None = None
         exchange = CutExchange(master, pool, evaluate, master_point, None, None, settings)
         outcome = exchange.run(np.zeros((M, K * T)), integer=False)
         if outcome.best is None:
@@ -359,7 +359,6 @@ def _run_platform(
             if min(dist) <= 1e-6:
                 best_g = evaluated[int(np.argmin(dist))]
         history = outcome.history
-        relax = bool(options.get("relax", False))
         certificate = {
             "kind": "certified (continuous member clearings: V_m convex; every cut from a member's cut model, below V_m "
             "at any gap of its own exchange)"
