@@ -61,6 +61,10 @@ REFERENCE = {
     },
 }
 REL = 1e-7
+# duals (prices) and losses (ℓ, whose cones are tight only to the interior-point tolerance): a bound that does not
+# bind moves them along another path (the ℓ bound of docs/model.md §3.3 moved the price at (204, 2) by 1.9e-7 and
+# the losses by 1.4e-7 relative, every other figure by less than 1e-7)
+REL_IPM = 1e-6
 
 
 @pytest.fixture(scope="module", params=DIST_MODELS)
@@ -146,12 +150,12 @@ def test_reference_numbers_unchanged(solved):
     assert cp.cost_parts(sol.x)["market_cost_eur"] == pytest.approx(ref["market_cost"], rel=REL)
     buses = tables["buses"].set_index(["node", "period"])
     for key, price in ref["price"].items():
-        assert buses.loc[key, "price_p_eur_mwh"] == pytest.approx(price, rel=REL), key
+        assert buses.loc[key, "price_p_eur_mwh"] == pytest.approx(price, rel=REL_IPM), key
     for key, vsq in ref["vsq"].items():
         assert buses.loc[key, "vsq_pu"] == pytest.approx(vsq, rel=REL), key
     ifc = tables["interfaces"].set_index(["area", "period"])
     assert ifc.loc[("DSO-201", 1), "export_mw"] == pytest.approx(ref["export_dso201_p1"], rel=REL)
-    assert tables["lines"].loss_mw.sum() == pytest.approx(ref["loss_mw"], rel=REL, abs=1e-12)
+    assert tables["lines"].loss_mw.sum() == pytest.approx(ref["loss_mw"], rel=REL_IPM, abs=1e-12)
     assert list(tables) == ["segments", "bids", "buses", "interfaces", "lines"]
 
 

@@ -14,10 +14,13 @@ from tdmarket.generate.variants import make_variant
 def test_hierarchical_balances_with_all_or_nothing_dsos_behind_tight_interfaces(tmp_path):
     """The built-in example with 6 copies of its DSOs, every order all-or-nothing and in start/stop blocks, the
     interface ratings × 0.3 (`tdmarket variant --example --dso-copies 6 --aon-share 1 --start-stop-share 1
-    --interface-rating-scale 0.3 --seed 916`): the system balances only by a combination of the DSOs' binaries,
-    and centralized imports where the relaxation burns fictitious losses.  Measured: +118 % to centralized with
-    0.27 MW of slack while the repair's configuration boxes stopped short of the burnt import end (docs/model.md
-    §6.3 item 8 step 4a); +4e-6 since."""
+    --interface-rating-scale 0.3 --seed 916`): the DSOs' binaries cannot balance the system.  Until ℓ was bounded
+    by the lines' ratings (docs/model.md §3.3) centralized balanced it without slack by burning 19.5 MW per period
+    as fictitious losses (2 598 €); the repair first ended at +118 % with 0.27 MW of slack while its configuration
+    boxes stopped short of that burnt import end (docs/model.md §6.3 item 8 step 4a), then at +4e-6.  With the
+    bound centralized needs 6.33 MW of slack (65 411.88 €) and the repair's menus do not hold its configuration:
+    measured +4.7 % with 6.64 MW of slack, within its certified gap (4.8 %).  What must hold on any instance is
+    asserted, and the measured miss bounds what may be lost further."""
     folder = make_variant(
         builtin_path(),
         tmp_path / "v",
@@ -31,8 +34,13 @@ def test_hierarchical_balances_with_all_or_nothing_dsos_behind_tight_interfaces(
     central = tdmarket.clear(inst, scheme="centralized", mip_gap=1e-6, incentives=False)
     res = tdmarket.clear(inst, scheme="hierarchical", executor="inline", incentives=False)
     scale = max(1.0, abs(central.total_cost))
-    assert res.summary["slack"]["p_mw"] < 1e-3
-    assert central.total_cost - 1e-6 * scale <= res.total_cost <= central.total_cost + 1e-4 * scale
+    assert central.summary["slack"]["p_mw"] > 6.0  # short of power whatever the binaries
+    assert res.summary["slack"]["p_mw"] >= central.summary["slack"]["p_mw"] - 1e-6
+    c_lb = central.summary["mip"]["lower_bound"]
+    c_lb = central.total_cost if c_lb is None else min(c_lb, central.total_cost)
+    assert res.total_cost >= c_lb - 1e-6 * scale
     cert = res.summary["certificate"]
     assert cert["lower_bound_eur"] <= central.total_cost + 1e-6 * scale
+    assert res.total_cost - central.total_cost <= cert["dispatched_gap"] * abs(res.total_cost) + 1e-6 * scale
+    assert res.total_cost <= central.total_cost * 1.055  # measured +4.7 %
     assert any(r.get("how") == "menu choice, burnt import ends" for r in res.summary["integer_repair"]["rounds"])

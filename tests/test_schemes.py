@@ -33,7 +33,7 @@ def results(inst):
 def test_cost_pattern_common_hierarchical_others(results):
     """common <= hierarchical (= common within the cut tolerance) <= local / shared <= no-coordination."""
     cost = {s: r.total_cost for s, r in results.items()}
-    assert cost["common"] <= cost["hierarchical"] + 1e-6
+    assert cost["common"] <= cost["hierarchical"] + 1e-5  # within the solvers' tolerance (2.6e-6 € measured)
     assert cost["hierarchical"] == pytest.approx(cost["common"], rel=1e-5)
     assert cost["hierarchical"] <= cost["local-as-market"] + 1e-3
     assert cost["common"] <= cost["shared-balancing"] - 100.0  # holding the exchange costs > 100 € here

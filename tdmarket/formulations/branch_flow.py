@@ -208,7 +208,26 @@ class SOCBranchFlow(BranchFlow):
         return self.l_grid
 
     def _add_current_variables(self, prog: Program) -> None:
-        prog.add_variables("l", len(self.line) * self.inst.n_periods, 0.0, np.inf)
+        bound = np.repeat(self.current_bound(), self.inst.n_periods)
+        prog.add_variables("l", len(self.line) * self.inst.n_periods, 0.0, bound)
+
+    def current_bound(self) -> np.ndarray:
+        """Upper bound of ℓ per line (inf where unrated): the series current of an AC point within the from end's
+        rating, |I|² = (P² + Q²)/u <= (S + |b_c| w_max/τ²)² τ²/w_min (PowerModels' `ccm` bound, src/form/bf.jl).
+        Valid for every AC point, so the relaxation only loses points AC does not have.  Without it ℓ is held by
+        the thermal circles alone, at about S/|z| on a low-impedance line: measured on a generated italy-693
+        variant, ℓ = 6.4e5 on a line of R = 1e-6 (0.64 MW burnt as fictitious loss), and one area's cost at a
+        fixed exchange 18 € apart between solver settings that all reported an optimum."""
+        b = self.inst.buses
+        f = self.inst.branches.f[self.line]
+        S = self.inst.branches.rating[self.line]
+        w_min, w_max = b.vsq_min[f], b.vsq_max[f]
+        charging = np.zeros(len(self.line))
+        on = self.bc != 0
+        charging[on] = np.abs(self.bc[on]) * w_max[on] / self.tau2[on]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bound = (S + charging) ** 2 * self.tau2 / w_min
+        return np.where(np.isfinite(bound) & (w_min > 0), bound, np.inf)
 
     def _add_current(self, add, *where, coef, select: np.ndarray | None = None) -> None:
         add(*where, self._l if select is None else self._l.ravel()[select], coef)
