@@ -85,6 +85,9 @@ class ChildValues:
     # (A,) the cuts' values at the point where a child reports its cost only to within a gap (a lower bound of
     # its cost there that the slopes support, e.g. a member's cut model at the flows); None = `costs` (exact)
     cut_values: np.ndarray | None = None
+    # further cuts the children sent with their replies: (area (K,), points (K, T) MW, values (K,) €, slopes (K, T)
+    # €/MW), e.g. a DSO's evaluation halfway back from a proposal that needed slack; None = none
+    extra: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
     def values_for_cuts(self) -> np.ndarray:
@@ -211,6 +214,9 @@ class CutExchange:
             values = vals.values_for_cuts
             self.pool.add(asked, point.x[asked], values[asked], vals.slopes[asked])
             self.master.add_cuts(asked, point.x[asked], values[asked], vals.slopes[asked])
+            if vals.extra is not None and len(vals.extra[0]):
+                self.pool.add(*vals.extra)
+                self.master.add_cuts(*vals.extra)
         self._record(
             phase,
             lb,
@@ -270,7 +276,7 @@ class CutExchange:
         costs, slopes = vals.costs.copy(), vals.slopes.copy()
         costs[skip], slopes[skip] = upper[skip], np.nan
         cut_values = None if vals.cut_values is None else vals.cut_values.copy()
-        return ChildValues(costs, slopes, asked, cut_values)
+        return ChildValues(costs, slopes, asked, cut_values, vals.extra)
 
     # ------------------------------------------------------------------ phases
     def _lp_phase(self, center: np.ndarray, prog: Progress) -> tuple[ParentPoint | None, float]:

@@ -78,6 +78,9 @@ class CutReply(Message):
     slope_eur_mw: list[float] = field(default_factory=list)
     uses_slack: bool = False
     iteration: int = 0
+    # further evaluations as {point, value, slope} (a point that needed slack is also evaluated halfway back
+    # towards the DSO's slack-free ranges, docs/model.md §6.3)
+    extra_cuts: list[dict] = field(default_factory=list)
 
 
 @dataclass

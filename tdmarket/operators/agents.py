@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from ..decomposition.area_model import AreaModel, Evaluation, EvaluationError
 from ..decomposition.curves import build_curves
 from ..decomposition.messages import BestResponse, CurveOffer, CutReply, DispatchReport, Schedule
-from ..decomposition.offers import Offer, offer_from_message
+from ..decomposition.offers import Cut, Offer, offer_from_message
 from ..errors import SolverError
 from ..formulations.options import ModelOptions
 from ..market.pricing import annotate_buses, publish_prices
@@ -115,8 +115,14 @@ class DSO:
 
     def evaluate(self, sched: Schedule) -> CutReply:
         model = self.model()
-        ev = model.evaluate(np.asarray(sched.export_mw))
+        x = np.asarray(sched.export_mw, float)
+        ev = model.evaluate(x)
         slack = model.cp.cost_parts(ev.x)["slack_cost_eur"] > 1e-6
+        extra = []
+        back = self._halfway_back(x) if slack else None
+        if back is not None:
+            eb = model.evaluate(back)
+            extra.append(asdict(Cut(point=back.tolist(), value=eb.cost, slope=eb.rho.tolist())))
         return CutReply(
             sender=self.name,
             receiver=self.parent,
@@ -126,7 +132,26 @@ class DSO:
             slope_eur_mw=ev.rho.tolist(),
             uses_slack=bool(slack),
             iteration=sched.iteration,
+            extra_cuts=extra,
         )
+
+    def _halfway_back(self, x: np.ndarray) -> np.ndarray | None:
+        """The point halfway between an exchange x that needed slack and its projection on the slack-free ranges of
+        this DSO's curves (MW per period; None without curves, or if x is inside them).  A proposal beyond the
+        ranges often sits at the interface's rating, where the apparent-power circle leaves the exchange no
+        reactive power and the subgradient reaches 10⁸–10¹⁰ €/MW: a cut that bounds nothing a little further in.
+        Halfway back the cut carries about the slack's price and tells the parent what leaving the ranges costs
+        (measured on generated italy-693 variants that need slack: the exchange stalled at the ratings without
+        these cuts, docs/model.md §6.3)."""
+        offer = self._own_offer
+        if offer is None or len(offer.xi_mw) != len(x):
+            return None
+        lo = np.array([xi[0] for xi in offer.xi_mw], float)
+        hi = np.array([xi[-1] for xi in offer.xi_mw], float)
+        inside = np.clip(x, lo, hi)
+        if np.max(np.abs(x - inside)) <= 1e-6:
+            return None
+        return inside + 0.5 * (x - inside)
 
     def base_exchange(self) -> Schedule:
         """x^0: the export with every order at zero and x, y free, minimising κ·slack + losses (docs/model.md §7)."""

@@ -230,12 +230,22 @@ class _HierarchicalRun:
             eval_times.append(max((r.time_s for r in replies.values()), default=0.0))
             costs = np.full(len(self.top_names), np.nan)
             slopes = np.full((len(self.top_names), self.T), np.nan)
+            extra: list[tuple[int, dict]] = []
             for i in asked:
                 reply = replies[self.top_names[i]].value
                 rt.log.add(reply)
                 costs[i] = reply.cost_eur
                 slopes[i] = reply.slope_eur_mw
-            return ChildValues(costs, slopes)
+                extra += [(i, c) for c in reply.extra_cuts]
+            if not extra:
+                return ChildValues(costs, slopes)
+            cuts = (
+                np.array([i for i, _ in extra], np.int64),
+                np.array([c["point"] for _, c in extra], float).reshape(-1, self.T),
+                np.array([c["value"] for _, c in extra], float),
+                np.array([c["slope"] for _, c in extra], float).reshape(-1, self.T),
+            )
+            return ChildValues(costs, slopes, extra=cuts)
 
         return evaluate
 
