@@ -5,6 +5,8 @@ other slow files."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from casebuilder import shared_path  # noqa: E402
@@ -72,3 +74,8 @@ def test_hierarchical_converges_where_the_system_needs_slack(seed, tmp_path):
     assert cert["certified"] and cert["stopped_by"] == "relative_gap"
     assert cert["lower_bound_eur"] <= central.total_cost + 1e-6 * scale
     assert abs(res.total_cost - central.total_cost) <= 1e-4 * scale
+    # the halfway-back cuts were sent, as exchanges (MW per period), values and slopes only
+    extra = [
+        c for m in res.messages if m["kind"] == "CutReply" for c in json.loads(m["message"])["payload"]["extra_cuts"]
+    ]
+    assert extra and all(set(c) == {"point", "value", "slope"} and len(c["point"]) == inst.n_periods for c in extra)
