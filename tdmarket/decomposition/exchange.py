@@ -48,6 +48,19 @@ class CutPool:
         self.values = np.concatenate([self.values, np.asarray(values, float)])
         self.slopes = np.vstack([self.slopes, np.asarray(slopes, float).reshape(-1, self.T)])
 
+    def add_messages(self, area: int, cuts: list[dict]) -> None:
+        """Add one child's cuts as messages carry them ({point, value, slope}, e.g. `CurveOffer.cuts`)."""
+        if cuts:
+            self.add(
+                np.full(len(cuts), area),
+                np.array([c["point"] for c in cuts], float),
+                np.array([c["value"] for c in cuts], float),
+                np.array([c["slope"] for c in cuts], float),
+            )
+
+    def extend(self, other: CutPool) -> None:
+        self.add(other.area, other.points, other.values, other.slopes)
+
     def __len__(self) -> int:
         return len(self.area)
 
@@ -85,9 +98,9 @@ class ChildValues:
     # (A,) the cuts' values at the point where a child reports its cost only to within a gap (a lower bound of
     # its cost there that the slopes support, e.g. a member's cut model at the flows); None = `costs` (exact)
     cut_values: np.ndarray | None = None
-    # further cuts the children sent with their replies: (area (K,), points (K, T) MW, values (K,) €, slopes (K, T)
-    # €/MW), e.g. a DSO's evaluation halfway back from a proposal that needed slack; None = none
-    extra: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+    # further cuts the children sent with their replies, e.g. a DSO's evaluation halfway back from a proposal that
+    # needed slack; None = none
+    extra: CutPool | None = None
 
     @property
     def values_for_cuts(self) -> np.ndarray:
@@ -214,9 +227,10 @@ class CutExchange:
             values = vals.values_for_cuts
             self.pool.add(asked, point.x[asked], values[asked], vals.slopes[asked])
             self.master.add_cuts(asked, point.x[asked], values[asked], vals.slopes[asked])
-            if vals.extra is not None and len(vals.extra[0]):
-                self.pool.add(*vals.extra)
-                self.master.add_cuts(*vals.extra)
+            if vals.extra is not None and len(vals.extra):
+                e = vals.extra
+                self.pool.extend(e)
+                self.master.add_cuts(e.area, e.points, e.values, e.slopes)
         self._record(
             phase,
             lb,

@@ -196,15 +196,9 @@ class _HierarchicalRun:
 
     def _seed_pool(self, curves: dict[int, CurveOffer]) -> CutPool:
         """Every curve evaluation of the top-level DSOs is a cut of their cost over all periods."""
-        pool, T = CutPool(self.T), self.T
+        pool = CutPool(self.T)
         for i, a in enumerate(self.top):
-            cuts = curves[a].cuts
-            pool.add(
-                np.full(len(cuts), i),
-                np.array([c["point"] for c in cuts]).reshape(-1, T),
-                np.array([c["value"] for c in cuts]),
-                np.array([c["slope"] for c in cuts]).reshape(-1, T),
-            )
+            pool.add_messages(i, curves[a].cuts)
         return pool
 
     def _evaluate(self, rt, eval_times: list[float]):
@@ -230,22 +224,14 @@ class _HierarchicalRun:
             eval_times.append(max((r.time_s for r in replies.values()), default=0.0))
             costs = np.full(len(self.top_names), np.nan)
             slopes = np.full((len(self.top_names), self.T), np.nan)
-            extra: list[tuple[int, dict]] = []
+            extra = CutPool(self.T)
             for i in asked:
                 reply = replies[self.top_names[i]].value
                 rt.log.add(reply)
                 costs[i] = reply.cost_eur
                 slopes[i] = reply.slope_eur_mw
-                extra += [(i, c) for c in reply.extra_cuts]
-            if not extra:
-                return ChildValues(costs, slopes)
-            cuts = (
-                np.array([i for i, _ in extra], np.int64),
-                np.array([c["point"] for _, c in extra], float).reshape(-1, self.T),
-                np.array([c["value"] for _, c in extra], float),
-                np.array([c["slope"] for _, c in extra], float).reshape(-1, self.T),
-            )
-            return ChildValues(costs, slopes, extra=cuts)
+                extra.add_messages(i, reply.extra_cuts)
+            return ChildValues(costs, slopes, extra=extra if len(extra) else None)
 
         return evaluate
 
