@@ -130,6 +130,19 @@ class BestResponse(Message):
 
 
 @dataclass
+class MarketCost(Message):
+    """Parent → DSO in the integer repair (docs/model.md §6.3 item 8): what the rest of the market (the parent's
+    own cost and its other children's) costs as a function of this DSO's exchange, with the parent's binaries
+    and the other children's choices held: cuts {point (MW per period), value (€), slope (€ per MW)} of that
+    convex function, and the exchange the parent's choice gave this DSO (MW per period).  The DSO answers with
+    the exchange its binaries deliver that minimises its cost plus that function (a `BestResponse` menu entry)."""
+
+    periods: list[int] = field(default_factory=list)
+    export_mw: list[float] = field(default_factory=list)
+    cuts: list[dict] = field(default_factory=list)
+
+
+@dataclass
 class AgentInit:
     """Market setup (operator → its own agent, never to another operator): what a DSO agent is built from —
     its own sub-instance (or, in an operator layout, the `tdmarket.io.layout.OperatorFolder` that its host reads

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from ..decomposition.area_model import AreaModel, Evaluation, EvaluationError
 from ..decomposition.curves import build_curves
-from ..decomposition.messages import BestResponse, CurveOffer, CutReply, DispatchReport, Schedule
+from ..decomposition.messages import BestResponse, CurveOffer, CutReply, DispatchReport, MarketCost, Schedule
 from ..decomposition.offers import Cut, Offer, offer_from_message
 from ..errors import SolverError
 from ..formulations.options import ModelOptions
@@ -233,6 +233,44 @@ class DSO:
             # the nearest exchange's subgradient is unknown (its L1 pull moves it by up to ρΔ)
             reply.menu_slope_eur_mw.append(None if slope is None else slope.tolist())
             reply.menu_range_mw.append(None if slope is None else self._configuration_range(model, found[4], found[0]))
+        return reply
+
+    def respond_to_market(self, msg: MarketCost, *, mip_gap: float, time_limit: float | None) -> BestResponse:
+        """The exchange this DSO's binaries deliver that minimises its mixed-integer cost plus the rest of the
+        market's cost as the parent models it (`MarketCost`: cuts V_k + g_kᵀ(x − X_k) of a convex function):
+        min C^MI(x) + η, η >= every cut, over the interface rating (docs/model.md §6.3 item 8, market responses).
+        Unlike a best response at prices, the cuts' kinks can make a configuration optimal that no price
+        supports.  Answers a `BestResponse` whose menu holds that exchange, its cost C^MI(x) € and the label of its
+        binaries (an empty menu on a solver failure)."""
+        reply = BestResponse(
+            sender=self.name, receiver=self.parent, stage="repair", periods=[int(p) for p in self.sub.periods]
+        )
+        T = len(self.sub.periods)
+        if not self.opts.integer or not msg.cuts:
+            return reply
+        points = np.array([c["point"] for c in msg.cuts], float).reshape(-1, T)
+        values = np.array([c["value"] for c in msg.cuts], float)
+        slopes = np.array([c["slope"] for c in msg.cuts], float).reshape(-1, T)
+        if not (np.isfinite(points).all() and np.isfinite(values).all() and np.isfinite(slopes).all()):
+            return reply
+        model = self._exchange_free_model()
+        prog, cols, K = model.cp.prog, model.cp.own_x, len(values)
+        eta = int(prog.add_variables("market_cost_eur", 1, -np.inf, np.inf, 1.0).index[0])
+        rows = np.repeat(np.arange(K), T + 1)
+        at = np.column_stack([np.tile(cols, (K, 1)), np.full(K, eta)]).ravel()
+        coef = np.column_stack([-slopes, np.ones(K)]).ravel()
+        # η >= V_k − min V + g_kᵀ(x − X_k): measured from the lowest value, which moves no choice and keeps η small
+        lower = values - values.min() - np.einsum("kt,kt->k", slopes, points)
+        prog.add_rows("market_cost_cuts", sp.csr_matrix((coef, (rows, at)), shape=(K, prog.n)), lower, np.inf)
+        try:
+            sol, _ = solve_clearing(model.cp, mip_gap=mip_gap, time_limit=time_limit, oa_cuts=self._oa_cuts)
+        except SolverError:
+            return reply
+        reply.menu_mw.append(sol.x[cols].tolist())
+        reply.menu_cost_eur.append(float(sol.objective - sol.x[eta]))
+        reply.menu_configuration.append(configuration_label(model, sol.x))
+        reply.menu_slope_eur_mw.append(None)
+        reply.menu_range_mw.append(None)
         return reply
 
     def _exchange_free_model(self) -> AreaModel:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from ..decomposition.exchange import CutPool, ParentPoint
 from ..decomposition.master import CutMaster, MasterSolution
@@ -410,6 +411,17 @@ class TSO:
         that among equally cheap choices the children stay where they are.  (Measured on a generated 100-area
         system: without it ~90 of the 100 DSOs moved at every candidate, most by 1e-9 to 1e-3 MW along flat pieces
         of their cut models, and each move costs a mixed-integer dispatch to check the candidate.)"""
+        cp, cols, maps, names = self._menu_program(names, pool, menus, anchor, burnt)
+        sol, mip = solve_clearing(
+            cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads, sub_mip_heuristics=False, node_limit=node_limit
+        )
+        if anchor is not None:
+            sol = _snap_small_moves(cp, cols, sol, np.asarray(anchor, float))
+        res = self._result(cp, cols, maps, names, sol, mip)
+        return ParentPoint(x=res.x, own_cost=res.own_cost, lower_bound=-np.inf, handle=res, integer=True)
+
+    def _menu_program(self, names: list[str], pool: CutPool, menus: dict[int, list[MenuEntry]], anchor, burnt: bool):
+        """The clearing of `clear_with_menus` (problem, exchange columns, maps, names), not solved."""
         cp, cols, maps, names = self._build_with_cuts(names, pool, integer=True)
         prog, theta = cp.prog, maps["theta"]
         rating = cp.iface.rating[child_interfaces(cp, names)]  # MVA, per child
@@ -419,15 +431,83 @@ class TSO:
             hi = np.where(np.isfinite(prog.ub[cols[a]]), prog.ub[cols[a]], rating[a])
             add_menu_rows(prog, f"menu_{a}", cols[a], int(theta[a]), menus[a], lo, hi, burnt=burnt)
         if anchor is not None:
-            anchor = np.asarray(anchor, float)
-            add_anchor_rows(prog, cols.ravel(), anchor.ravel(), ANCHOR_TIE_BREAK)
-        sol, mip = solve_clearing(
-            cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads, sub_mip_heuristics=False, node_limit=node_limit
-        )
-        if anchor is not None:
-            sol = _snap_small_moves(cp, cols, sol, anchor)
-        res = self._result(cp, cols, maps, names, sol, mip)
-        return ParentPoint(x=res.x, own_cost=res.own_cost, lower_bound=-np.inf, handle=res, integer=True)
+            add_anchor_rows(prog, cols.ravel(), np.asarray(anchor, float).ravel(), ANCHOR_TIE_BREAK)
+        return cp, cols, maps, names
+
+    def cost_for_child(
+        self,
+        names: list[str],
+        pool: CutPool,
+        menus: dict[int, list[MenuEntry]],
+        child: int,
+        *,
+        samples: int,
+        mip_gap: float,
+        time_limit: float | None,
+        threads: int = 1,
+        anchor: np.ndarray | None = None,
+        node_limit: int | None = None,
+    ) -> tuple[np.ndarray, CutPool] | None:
+        """What the rest of the market costs as a function of one child's exchange (docs/model.md §6.3 item 8).
+        The menu choice of `clear_with_menus` with `child` left free on its cuts (the others on their `menus`);
+        with every integer of that choice held (the TSO's binaries, the others' options) the TSO's cost plus the
+        others' costs is a convex function V(x) of the child's exchange x (an LP's value in its right-hand side),
+        sampled at the choice's exchange and at `samples` exchanges per period across the child's bounds (the
+        other periods held): each sample is a cut of V (value €, subgradient € per MW from the LP's duals).
+        Returns (the choice's exchange of `child` (T,) MW, the cuts as a one-child `CutPool` with area 0), or
+        None if the choice does not solve."""
+        others = {a: m for a, m in menus.items() if a != child}
+        cp, cols, maps, names = self._menu_program(names, pool, others, anchor, burnt=False)
+        try:
+            sol, _ = solve_clearing(
+                cp,
+                mip_gap=mip_gap,
+                time_limit=time_limit,
+                threads=threads,
+                sub_mip_heuristics=False,
+                node_limit=node_limit,
+            )
+        except TdmarketError:
+            return None
+        fixed = fix_integers(cp.prog, sol.x)
+        c = fixed.c.copy()
+        c[int(maps["theta"][child])] = 0.0  # the child's own cost is what it answers with
+        fixed.set_cost(c)
+        x_cols = cols[child]
+        T = len(x_cols)
+        lo, hi = fixed.lb[x_cols].copy(), fixed.ub[x_cols].copy()
+        rating = float(cp.iface.rating[child_interfaces(cp, names)][child])
+        lo = np.where(np.isfinite(lo), lo, -rating)
+        hi = np.where(np.isfinite(hi), hi, rating)
+        fixed.set_bounds(x_cols, np.full(T, -np.inf), np.full(T, np.inf))
+        pick = sp.csr_matrix((np.ones(T), (np.arange(T), x_cols)), shape=(T, fixed.n))
+        x0 = np.clip(sol.x[x_cols], lo, hi)
+        block = fixed.add_rows("child_exchange_held", pick, x0, x0)
+        rows = np.arange(block.start, block.start + block.size)
+        points = [x0]
+        for t in range(T):
+            for v in np.linspace(lo[t], hi[t], samples):
+                if abs(v - x0[t]) > 1e-6:
+                    p = x0.copy()
+                    p[t] = v
+                    points.append(p)
+        values, slopes, kept = [], [], []
+        for p in points:
+            fixed.set_row_bounds(rows, p, p)
+            try:
+                s = require(solve(fixed), fixed, "the market's cost at a child's exchange")
+            except TdmarketError:
+                continue
+            if s.row_dual is None:
+                continue
+            kept.append(p)
+            values.append(float(s.objective))
+            slopes.append(np.asarray(s.row_dual[rows], float))
+        if not kept:
+            return None
+        cuts = CutPool(T)
+        cuts.add(np.zeros(len(kept), np.int64), np.array(kept), np.array(values), np.array(slopes))
+        return x0, cuts
 
     def clear_without_commitments(self, names: list[str], pool: CutPool, threads: int = 1) -> ParentPoint:
         """Fallback that is feasible by construction: every binary of the TSO at 0 (no all-or-nothing, start/stop
