@@ -19,7 +19,8 @@ def test_hierarchical_balances_with_all_or_nothing_dsos_behind_tight_interfaces(
     as fictitious losses (2 598 €); the repair first ended at +118 % with 0.27 MW of slack while its configuration
     boxes stopped short of that burnt import end (docs/model.md §6.3 item 8 step 4a), then at +4e-6.  With the
     bound centralized needs 6.33 MW of slack (65 411.88 €) and the repair's menus do not hold its configuration:
-    measured +4.7 % with 6.64 MW of slack, within its certified gap (4.8 %).  What must hold on any instance is
+    measured +4.7 % with 6.64 MW of slack, within its certified gap (4.8 %); with the market responses
+    (docs/model.md §6.3 item 8 step 3a) +4.1 % with 6.60 MW, certified 4.2 %.  What must hold on any instance is
     asserted, and the measured miss bounds what may be lost further."""
     folder = make_variant(
         builtin_path(),
@@ -42,5 +43,5 @@ def test_hierarchical_balances_with_all_or_nothing_dsos_behind_tight_interfaces(
     cert = res.summary["certificate"]
     assert cert["lower_bound_eur"] <= central.total_cost + 1e-6 * scale
     assert res.total_cost - central.total_cost <= cert["dispatched_gap"] * abs(res.total_cost) + 1e-6 * scale
-    assert res.total_cost <= central.total_cost * 1.055  # measured +4.7 %
+    assert res.total_cost <= central.total_cost * 1.055  # measured +4.1 % (+4.7 % before the market responses)
     assert any(r.get("how") == "menu choice, burnt import ends" for r in res.summary["integer_repair"]["rounds"])
