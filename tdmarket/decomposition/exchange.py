@@ -58,6 +58,13 @@ class CutPool:
                 np.array([c["slope"] for c in cuts], float),
             )
 
+    def messages(self) -> list[dict]:
+        """The cuts as messages carry them ({point, value, slope}; the inverse of `add_messages`)."""
+        return [
+            {"point": p.tolist(), "value": float(v), "slope": g.tolist()}
+            for p, v, g in zip(self.points, self.values, self.slopes, strict=True)
+        ]
+
     def extend(self, other: CutPool) -> None:
         self.add(other.area, other.points, other.values, other.slopes)
 

@@ -19,6 +19,7 @@ import scipy.sparse as sp
 
 from ..decomposition.area_model import AreaModel, Evaluation, EvaluationError
 from ..decomposition.curves import build_curves
+from ..decomposition.exchange import CutPool
 from ..decomposition.messages import BestResponse, CurveOffer, CutReply, DispatchReport, MarketCost, Schedule
 from ..decomposition.offers import Cut, Offer, offer_from_message
 from ..errors import SolverError
@@ -248,9 +249,9 @@ class DSO:
         T = len(self.sub.periods)
         if not self.opts.integer or not msg.cuts:
             return reply
-        points = np.array([c["point"] for c in msg.cuts], float).reshape(-1, T)
-        values = np.array([c["value"] for c in msg.cuts], float)
-        slopes = np.array([c["slope"] for c in msg.cuts], float).reshape(-1, T)
+        cuts = CutPool(T)
+        cuts.add_messages(0, msg.cuts)
+        points, values, slopes = cuts.points, cuts.values, cuts.slopes
         if not (np.isfinite(points).all() and np.isfinite(values).all() and np.isfinite(slopes).all()):
             return reply
         model = self._exchange_free_model()

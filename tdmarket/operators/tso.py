@@ -413,9 +413,7 @@ class TSO:
         system: without it ~90 of the 100 DSOs moved at every candidate, most by 1e-9 to 1e-3 MW along flat pieces
         of their cut models, and each move costs a mixed-integer dispatch to check the candidate.)"""
         cp, cols, maps, names = self._menu_program(names, pool, menus, anchor, burnt)
-        sol, mip = solve_clearing(
-            cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads, sub_mip_heuristics=False, node_limit=node_limit
-        )
+        sol, mip = _solve_menu_choice(cp, mip_gap, time_limit, threads, node_limit)
         if anchor is not None:
             sol = _snap_small_moves(cp, cols, sol, np.asarray(anchor, float))
         res = self._result(cp, cols, maps, names, sol, mip)
@@ -460,14 +458,7 @@ class TSO:
         others = {a: m for a, m in menus.items() if a != child}
         cp, cols, maps, names = self._menu_program(names, pool, others, anchor, burnt=False)
         try:
-            sol, _ = solve_clearing(
-                cp,
-                mip_gap=mip_gap,
-                time_limit=time_limit,
-                threads=threads,
-                sub_mip_heuristics=False,
-                node_limit=node_limit,
-            )
+            sol, _ = _solve_menu_choice(cp, mip_gap, time_limit, threads, node_limit)
         except TdmarketError:
             return None
         fixed = fix_integers(cp.prog, sol.x)
@@ -526,6 +517,14 @@ class TSO:
         return ParentPoint(
             x=res.x, own_cost=res.own_cost, lower_bound=-np.inf, handle=res, integer=True, note="binaries at zero"
         )
+
+
+def _solve_menu_choice(cp: ClearingProblem, mip_gap: float, time_limit: float | None, threads: int, node_limit):
+    """A menu choice's MILP (`TSO._menu_program`): its incumbent is the choice, so without HiGHS's sub-MIP
+    heuristics and within `node_limit` nodes."""
+    return solve_clearing(
+        cp, mip_gap=mip_gap, time_limit=time_limit, threads=threads, sub_mip_heuristics=False, node_limit=node_limit
+    )
 
 
 def _snap_small_moves(cp: ClearingProblem, cols: np.ndarray, sol: Solution, anchor: np.ndarray) -> Solution:

@@ -652,10 +652,7 @@ class _HierarchicalRun:
                 stage="repair",
                 periods=self.periods,
                 export_mw=x.tolist(),
-                cuts=[
-                    {"point": p.tolist(), "value": float(v), "slope": g.tolist()}
-                    for p, v, g in zip(cuts.points, cuts.values, cuts.slopes, strict=True)
-                ],
+                cuts=cuts.messages(),
             )
             rt.log.add(msg)
             requests[msg.receiver] = (msg,)
