@@ -24,6 +24,7 @@ from ..decomposition.offers import (
 from ..errors import TdmarketError
 from ..formulations.clearing import ClearingProblem
 from ..formulations.options import ModelOptions
+from ..formulations.program import Program
 from ..market.pricing import PriceIntervals, annotate_buses, publish_prices
 from ..model.instance import Instance
 from ..schemes.centralized import solve_clearing
@@ -446,15 +447,15 @@ class TSO:
         threads: int = 1,
         anchor: np.ndarray | None = None,
         node_limit: int | None = None,
-    ) -> tuple[np.ndarray, CutPool] | None:
+    ) -> tuple[np.ndarray, CutPool, MarketCostOracle] | None:
         """What the rest of the market costs as a function of one child's exchange (docs/model.md §6.3 item 8).
         The menu choice of `clear_with_menus` with `child` left free on its cuts (the others on their `menus`);
         with every integer of that choice held (the TSO's binaries, the others' options) the TSO's cost plus the
         others' costs is a convex function V(x) of the child's exchange x (an LP's value in its right-hand side),
         sampled at the choice's exchange and at `samples` exchanges per period across the child's bounds (the
         other periods held): each sample is a cut of V (value €, subgradient € per MW from the LP's duals).
-        Returns (the choice's exchange of `child` (T,) MW, the cuts as a one-child `CutPool` with area 0), or
-        None if the choice does not solve."""
+        Returns (the choice's exchange of `child` (T,) MW, the cuts as a one-child `CutPool` with area 0, the
+        oracle of V that made them, for cuts at further exchanges), or None if the choice does not solve."""
         others = {a: m for a, m in menus.items() if a != child}
         cp, cols, maps, names = self._menu_program(names, pool, others, anchor, burnt=False)
         try:
@@ -483,27 +484,20 @@ class TSO:
                     p = x0.copy()
                     p[t] = v
                     points.append(p)
-        # one LP, re-solved warm from its last basis at each sample (only the held exchange's row bounds change;
-        # cold solves of a generated 100-area system's clearing took ~0.5 s each)
-        lp = PersistentLP(fixed, threads=threads, presolve_first=True)
+        oracle = MarketCostOracle(fixed, rows, threads)
         values, slopes, kept = [], [], []
         for p in points:
-            lp.set_row_bounds(rows, p, p)
-            fixed.set_row_bounds(rows, p, p)
-            try:
-                s = require(lp.solve(), fixed, "the market's cost at a child's exchange")
-            except TdmarketError:
-                continue
-            if s.row_dual is None:
+            found = oracle.cut(p)
+            if found is None:
                 continue
             kept.append(p)
-            values.append(float(s.objective))
-            slopes.append(np.asarray(s.row_dual[rows], float))
+            values.append(found[0])
+            slopes.append(found[1])
         if not kept:
             return None
         cuts = CutPool(T)
         cuts.add(np.zeros(len(kept), np.int64), np.array(kept), np.array(values), np.array(slopes))
-        return x0, cuts
+        return x0, cuts, oracle
 
     def clear_without_commitments(self, names: list[str], pool: CutPool, threads: int = 1) -> ParentPoint:
         """Fallback that is feasible by construction: every binary of the TSO at 0 (no all-or-nothing, start/stop
@@ -517,6 +511,30 @@ class TSO:
         return ParentPoint(
             x=res.x, own_cost=res.own_cost, lower_bound=-np.inf, handle=res, integer=True, note="binaries at zero"
         )
+
+
+class MarketCostOracle:
+    """V(x): the TSO's cost plus the other children's with the integers of a menu choice held, as a function of
+    one child's exchange x (MW per period; `TSO.cost_for_child`).  One LP kept in HiGHS and re-solved warm from its
+    last basis at each exchange (only the held exchange's row bounds change; cold solves of a generated 100-area
+    system's clearing took ~0.5 s each)."""
+
+    def __init__(self, fixed: Program, rows: np.ndarray, threads: int = 1) -> None:
+        self.fixed, self.rows = fixed, rows
+        self.lp = PersistentLP(fixed, threads=threads, presolve_first=True)
+
+    def cut(self, x: np.ndarray) -> tuple[float, np.ndarray] | None:
+        """V(x) € and a subgradient € per MW (the held exchange rows' duals), or None if the LP does not solve."""
+        x = np.asarray(x, float)
+        self.lp.set_row_bounds(self.rows, x, x)
+        self.fixed.set_row_bounds(self.rows, x, x)
+        try:
+            s = require(self.lp.solve(), self.fixed, "the market's cost at a child's exchange")
+        except TdmarketError:
+            return None
+        if s.row_dual is None:
+            return None
+        return float(s.objective), np.asarray(s.row_dual[self.rows], float)
 
 
 def _solve_menu_choice(cp: ClearingProblem, mip_gap: float, time_limit: float | None, threads: int, node_limit):
