@@ -158,3 +158,13 @@ def test_an_answer_off_the_cuts_is_asked_again_with_the_cut_at_it(tmp_path):
             last_answer[m["from"]] = payload["menu_mw"][0]
     assert continued >= 1
     assert res.total_cost - central.total_cost <= 1e-4 * max(1.0, abs(central.total_cost))
+    # the summary counts each DSO's answers in the rounds that asked for them: one per MarketCost it received
+    counted: dict[str, int] = {}
+    for r in res.summary["integer_repair"]["rounds"]:
+        for name, n in (r.get("market_responses") or {}).items():
+            counted[name] = counted.get(name, 0) + n
+    sent: dict[str, int] = {}
+    for m in res.messages:
+        if m["kind"] == "MarketCost":
+            sent[m["to"]] = sent.get(m["to"], 0) + 1
+    assert counted == sent and max(counted.values()) >= 2

@@ -582,8 +582,9 @@ class _HierarchicalRun:
         # entries, and the choice again.  Only here: they cost a menu choice and 1 + MARKET_SAMPLES·T LPs at the
         # TSO and a mixed-integer solve per DSO, and asked in every round they doubled the repair's time on a
         # generated 100-area system whose choices paid anyway (74.6 → 137.7 s, +2.6e-5 on another path)
-        if self._market_responses(rt, tso, pool, res):
-            info["market_responses"] = True
+        answers = self._market_responses(rt, tso, pool, res)
+        if answers:
+            info["market_responses"] = answers  # answers per DSO asked (summary block `integer_repair`)
             choose()
             if best is not None:
                 return accept("menu choice after market responses", *best)
@@ -618,7 +619,7 @@ class _HierarchicalRun:
             return accept("menu choice, burnt import ends", *best)
         return info, None, master_prices
 
-    def _market_responses(self, rt, tso, pool, res) -> bool:
+    def _market_responses(self, rt, tso, pool, res) -> dict[str, int]:
         """Every DSO with a menu answers what the rest of the market costs as a function of its exchange
         (docs/model.md §6.3 item 8): the TSO makes the menu choice without that DSO (free on its cuts), holds
         the choice's integers and models its own cost plus the other DSOs' by cuts at the choice's exchange and
@@ -627,10 +628,10 @@ class _HierarchicalRun:
         prices finds only configurations some price supports; a configuration that pays only together with the
         other DSOs' choices (measured on the property test's seed 8: +1.3e-2 to centralized without) needs the
         market's cost with its kinks.  One menu choice and 1 + MARKET_SAMPLES·T LPs at the TSO per DSO, then per
-        answer one mixed-integer solve at the DSO and one LP at the TSO (V at the answer).  Returns whether any
-        DSO was asked."""
+        answer one mixed-integer solve at the DSO and one LP at the TSO (V at the answer).  Returns the number of
+        answers of each DSO asked (empty if none was)."""
         if pool is None or not self._menus:
-            return False
+            return {}
         market: dict[int, tuple[np.ndarray, CutPool, Any]] = {}  # x0, V's cuts, its oracle (TSO)
         for i in sorted(self._menus):
             found = tso.cost_for_child(
@@ -648,7 +649,7 @@ class _HierarchicalRun:
             if found is not None:
                 market[i] = found
         if not market:
-            return False
+            return {}
         # the cuts of V are samples along each period's line through the choice's exchange, so an answer that moves
         # several periods at once can lie where they under-estimate V: then V's cut at the answer goes back and the
         # DSO answers again, until its answer lies on the cut model (Benders between the two, at most MARKET_ROUNDS
@@ -661,6 +662,7 @@ class _HierarchicalRun:
         # has shown wrong, and on the dense test system (tests/test_hierarchical_dense.py) they led the
         # node-limited menu choice along another path (+4.3 % to centralized instead of +4.1 %)
         last: dict[int, list[MenuEntry]] = {}
+        answers: dict[str, int] = {}
         for _ in range(MARKET_ROUNDS):
             requests = {}
             for i in asked:
@@ -685,6 +687,7 @@ class _HierarchicalRun:
             for name in sorted(replies):
                 reply = replies[name].value
                 rt.log.add(reply)
+                answers[name] = answers.get(name, 0) + 1
                 i = self.top_names.index(name)
                 entries = [
                     MenuEntry(np.asarray(x, float), cost, None, label)
@@ -709,7 +712,7 @@ class _HierarchicalRun:
                 break
         for i in sorted(last):
             self._add_to_menu(i, last[i])
-        return True
+        return answers
 
     def _add_to_menu(self, i: int, entries: list[MenuEntry]) -> None:
         """Exchanges top-level DSO `i` delivers with its binaries into its menu (`decomposition.menus`)."""
