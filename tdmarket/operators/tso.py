@@ -485,18 +485,11 @@ class TSO:
                     p[t] = v
                     points.append(p)
         oracle = MarketCostOracle(fixed, rows, threads)
-        values, slopes, kept = [], [], []
-        for p in points:
-            found = oracle.cut(p)
-            if found is None:
-                continue
-            kept.append(p)
-            values.append(found[0])
-            slopes.append(found[1])
-        if not kept:
-            return None
         cuts = CutPool(T)
-        cuts.add(np.zeros(len(kept), np.int64), np.array(kept), np.array(values), np.array(slopes))
+        for p in points:
+            oracle.add_cut(cuts, p)
+        if not len(cuts):
+            return None
         return x0, cuts, oracle
 
     def clear_without_commitments(self, names: list[str], pool: CutPool, threads: int = 1) -> ParentPoint:
@@ -535,6 +528,15 @@ class MarketCostOracle:
         if s.row_dual is None:
             return None
         return float(s.objective), np.asarray(s.row_dual[self.rows], float)
+
+    def add_cut(self, cuts: CutPool, x: np.ndarray) -> float | None:
+        """V's cut at exchange x into the one-child pool `cuts` (area 0); returns V(x) €, or None (no cut) if the
+        LP does not solve."""
+        found = self.cut(x)
+        if found is None:
+            return None
+        cuts.add(np.zeros(1, np.int64), np.asarray(x, float)[None, :], np.array([found[0]]), found[1][None, :])
+        return found[0]
 
 
 def _solve_menu_choice(cp: ClearingProblem, mip_gap: float, time_limit: float | None, threads: int, node_limit):
