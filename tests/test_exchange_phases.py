@@ -95,3 +95,22 @@ def test_dispatch_share_is_what_the_target_leaves_after_the_exchange_gap_in_equa
     # a negative cost: relative to |UB|
     neg = ExchangeOutcome(None, -3780.0, -3780.02, "", "", [], [])
     assert dispatch_gap_share_eur(neg, settings, 4) == pytest.approx((DISPATCH_SLACK * 1e-5 * 3780.0 - 0.02) / 4)
+
+
+def test_level_lp_stopped_by_its_time_limit_falls_back_to_the_bound_point(builtin, monkeypatch):
+    """A projection (level) LP that HiGHS cannot finish (seen: a divergent infeasibility proof, seconds per
+    iteration) stops at its time limit; the round then proposes the bound LP's point and the exchange still ends
+    within its certified gap of the centralized clearing.  Here every level LP gets no time at all."""
+    import tdmarket
+    from tdmarket.decomposition import master
+    from tdmarket.schemes.centralized import clear_centralized
+
+    monkeypatch.setattr(master, "LEVEL_TIME_MIN_S", 1e-9)
+    monkeypatch.setattr(master, "LEVEL_TIME_FACTOR", 0.0)
+    central = clear_centralized(builtin, relax=True).total_cost
+    res = tdmarket.clear(builtin, scheme="hierarchical", relax=True, executor="inline", incentives=False)
+    cert = res.summary["certificate"]
+    restarts = [r for h in res.summary["iterations"] for r in h.get("master_cold_restarts", [])]
+    assert "level: other Time limit reached" in restarts, restarts
+    assert cert["stopped_by"] == "relative_gap"
+    assert central - 1e-6 * abs(central) <= res.total_cost <= central + 1e-5 * abs(res.total_cost) + 1e-6

@@ -11,6 +11,7 @@ the box still certifies a lower bound of the unrestricted master through its dua
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,9 @@ from ..solvers import SolveStatus
 from ..solvers.highs import PersistentLP, _basis
 from ..solvers.result import Solution
 from .offers import cut_matrix
+
+LEVEL_ITERATION_LIMIT = 20_000  # simplex iterations of one projection (level) LP solve
+LEVEL_TIME_MIN_S, LEVEL_TIME_FACTOR = 5.0, 20.0  # its time limit: max(min, factor × the last bound LP's)
 
 
 @dataclass
@@ -42,6 +46,7 @@ class CutMaster:
     def __init__(self, prog: Program, x_cols: np.ndarray, theta_cols: np.ndarray, threads: int = 1):
         self.prog, self.x_cols, self.theta_cols = prog, x_cols, theta_cols
         self.lp = PersistentLP(prog, threads=threads, presolve_first=True)
+        self._bound_lp_s = 0.0  # wall time of the last bound LP solve (the level LP's time limit scales with it)
         self.lp.h.setOptionValue("simplex_dual_edge_weight_strategy", 1)  # Devex (see module docstring)
         flat = x_cols.ravel()
         self.x_lb, self.x_ub = prog.lb[flat].copy(), prog.ub[flat].copy()
@@ -141,6 +146,9 @@ class CutMaster:
             self._level_m = self.prog.m
             self._level = PersistentLP(prog, threads=self.lp.threads)
             self._level.h.setOptionValue("simplex_dual_edge_weight_strategy", 1)
+            # a warm projection LP takes 10-300 simplex iterations (italy-652); past the limit (and past the time
+            # limit of `_solve_level`) the round proposes the bound LP's point instead (`solve_level` gives None)
+            self._level.h.setOptionValue("simplex_iteration_limit", LEVEL_ITERATION_LIMIT)
             if self._held is not None:  # columns held since before the level LP existed
                 self._level.set_col_bounds(self._held[0], self._held[1], self._held[1])
             self._warm_level_from_bound(2 * k + 1)
@@ -191,6 +199,12 @@ class CutMaster:
         lp.set_row_bounds(np.arange(self._box_rows, self._box_rows + k), np.full(k, -np.inf), c)
         lp.set_row_bounds(np.arange(self._box_rows + k, self._box_rows + 2 * k), c, np.full(k, np.inf))
         lp.set_row_bounds(np.array([self._level_row]), np.array([-np.inf]), np.array([level - self._level_c0]))
+        # an empty level set inside the proposal domain can send HiGHS's dual simplex into a divergent search for
+        # its infeasibility proof at seconds per iteration (seen on italy-652 with an experimental curve sampling,
+        # docs/history.md: minutes in one LP), which the iteration limit does not catch; a warm level LP takes
+        # about as long as a bound LP, so LEVEL_TIME_FACTOR of those (at least LEVEL_TIME_MIN_S) stops it.  Only
+        # a stopped LP depends on the machine's speed; its round then proposes the bound LP's point
+        lp.h.setOptionValue("time_limit", max(LEVEL_TIME_MIN_S, LEVEL_TIME_FACTOR * self._bound_lp_s))
         sol = lp.solve()
         self._note(sol)
         # an empty level set is an expected answer (proven infeasible from the warm basis); only other failures get
@@ -267,7 +281,9 @@ class CutMaster:
             lo = np.minimum(np.maximum(self.x_lb, c - radius), self.x_ub)
             hi = np.maximum(np.minimum(self.x_ub, c + radius), self.x_lb)
         self.lp.set_col_bounds(flat, lo, hi)
+        t0 = time.perf_counter()
         sol = self.lp.solve()
+        self._bound_lp_s = time.perf_counter() - t0
         self._note(sol)
         if sol.status is not SolveStatus.OPTIMAL:  # warm start went astray: primal simplex, then cold with presolve
             self._note(sol, "bound")
