@@ -1,12 +1,16 @@
 """The cut exchange's mixed-integer phase on a scripted parent (decomposition.exchange.CutExchange): what it does
-when its master proposes the same point again; and each DSO's share of the certified-gap target at dispatch."""
+when its master proposes the same point again; each DSO's share of the certified-gap target at dispatch; and the
+relaxed phase when its level LPs are stopped."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+import tdmarket
+from tdmarket.decomposition import master
 from tdmarket.decomposition.exchange import ChildValues, CutExchange, CutPool, ExchangeSettings, ParentPoint
+from tdmarket.schemes.centralized import clear_centralized
 
 X0 = np.array([[0.5], [0.2]])  # two children, one period, MW
 
@@ -101,10 +105,6 @@ def test_level_lp_stopped_by_its_time_limit_falls_back_to_the_bound_point(builti
     """A projection (level) LP that HiGHS cannot finish (seen: a divergent infeasibility proof, seconds per
     iteration) stops at its time limit; the round then proposes the bound LP's point and the exchange still ends
     within its certified gap of the centralized clearing.  Here every level LP gets no time at all."""
-    import tdmarket
-    from tdmarket.decomposition import master
-    from tdmarket.schemes.centralized import clear_centralized
-
     monkeypatch.setattr(master, "LEVEL_TIME_MIN_S", 1e-9)
     monkeypatch.setattr(master, "LEVEL_TIME_FACTOR", 0.0)
     central = clear_centralized(builtin, relax=True).total_cost
