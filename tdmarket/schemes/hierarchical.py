@@ -89,6 +89,9 @@ def settings_from(ctx: SchemeContext) -> tuple[float, int, ExchangeSettings]:
 # dispatch anyway, and one choice on a generated variant ran for more than 15 minutes without a limit
 MENU_NODE_LIMIT = 1000
 MENU_TRIES = 5  # integer repair: menu choices checked by dispatch per round (the first of single exchanges)
+# integer repair: a stalled repair asks every top-level DSO once more when its certified gap is above this multiple
+# of its target (`integer_repair`)
+WIDEN_GAP_FACTOR = 10.0
 MARKET_SAMPLES = 5  # integer repair: exchanges per period at which the TSO cuts the market's cost for one DSO
 MARKET_ROUNDS = 5  # integer repair: answers per DSO to the market's cost, each with V's cut at the last answer
 
@@ -396,6 +399,7 @@ class _HierarchicalRun:
         prices = res.pi
         tried = [(res.x.copy(), np.asarray(prices, float))]  # the schedules and prices each round was asked at
         asked: set[int] = set()
+        widened = False  # every top-level DSO asked once the repair stalled (below)
         out_of_time = False
         failed = ""
         for _ in range(self.repair_rounds if self.opts.integer and not self.ctx.relax else 0):
@@ -411,6 +415,8 @@ class _HierarchicalRun:
             if step is None:
                 break
             info, better, master_prices = step
+            if widened and not any(r.get("asked_every_dso") for r in rounds):
+                info["asked_every_dso"] = True  # the round after the stall (below)
             rounds.append(info)
             if better is not None:
                 res, dispatch, schedules = better
@@ -427,7 +433,15 @@ class _HierarchicalRun:
                 )
             ]
             if not fresh:
-                break
+                if widened or asked >= set(self.top) or not self._far_from_certified(res, dispatch):
+                    break
+                # stalled far from its target with DSOs that were never asked (their dispatch delivered without
+                # integrality cost): the optimum may move them to other configurations of their binaries, which
+                # only their own best responses offer, so one more round at the current point's prices asks every
+                # top-level DSO (docs/model.md §6.3 item 8)
+                widened = True
+                asked.update(self.top)
+                fresh = [np.asarray(res.pi, float)]
             prices = fresh[0]
             tried.append((res.x.copy(), prices))
         if not rounds and not out_of_time and not failed:
@@ -451,6 +465,12 @@ class _HierarchicalRun:
                 repair["lower_bound_eur"] = self.repair_lower_bound
             self.stage_times["repair"] = _stage_times(time.perf_counter() - t, times)
         return res, dispatch, schedules
+
+    def _far_from_certified(self, res, dispatch: dict) -> bool:
+        """The dispatched point's gap to the repair's bound is above WIDEN_GAP_FACTOR × its target."""
+        total = self._total(res, dispatch)
+        target = DISPATCH_SLACK * self.settings.gap * max(1.0, abs(total))
+        return total - self.repair_lower_bound > WIDEN_GAP_FACTOR * target
 
     def _total(self, res, dispatch: dict) -> float:
         return float(res.cost["total_cost_eur"]) + sum(float(d.cost["total_cost_eur"]) for d in dispatch.values())
