@@ -399,7 +399,7 @@ class _HierarchicalRun:
         prices = res.pi
         tried = [(res.x.copy(), np.asarray(prices, float))]  # the schedules and prices each round was asked at
         asked: set[int] = set()
-        widened = False  # every top-level DSO asked once the repair stalled (below)
+        widened_at: int | None = None  # the round that asked every top-level DSO once the repair stalled (below)
         out_of_time = False
         failed = ""
         for _ in range(self.repair_rounds if self.opts.integer and not self.ctx.relax else 0):
@@ -415,8 +415,8 @@ class _HierarchicalRun:
             if step is None:
                 break
             info, better, master_prices = step
-            if widened and not any(r.get("asked_every_dso") for r in rounds):
-                info["asked_every_dso"] = True  # the round after the stall (below)
+            if len(rounds) == widened_at:
+                info["asked_every_dso"] = True
             rounds.append(info)
             if better is not None:
                 res, dispatch, schedules = better
@@ -433,13 +433,13 @@ class _HierarchicalRun:
                 )
             ]
             if not fresh:
-                if widened or asked >= set(self.top) or not self._far_from_certified(res, dispatch):
+                if widened_at is not None or asked >= set(self.top) or not self._far_from_certified(res, dispatch):
                     break
                 # stalled far from its target with DSOs that were never asked (their dispatch delivered without
                 # integrality cost): the optimum may move them to other configurations of their binaries, which
                 # only their own best responses offer, so one more round at the current point's prices asks every
                 # top-level DSO (docs/model.md §6.3 item 8)
-                widened = True
+                widened_at = len(rounds)
                 asked.update(self.top)
                 fresh = [np.asarray(res.pi, float)]
             prices = fresh[0]
@@ -469,8 +469,11 @@ class _HierarchicalRun:
     def _far_from_certified(self, res, dispatch: dict) -> bool:
         """The dispatched point's gap to the repair's bound is above WIDEN_GAP_FACTOR × its target."""
         total = self._total(res, dispatch)
-        target = DISPATCH_SLACK * self.settings.gap * max(1.0, abs(total))
-        return total - self.repair_lower_bound > WIDEN_GAP_FACTOR * target
+        return total - self.repair_lower_bound > WIDEN_GAP_FACTOR * self._dispatch_target_eur(total)
+
+    def _dispatch_target_eur(self, total: float) -> float:
+        """The certified-gap target (€) of a dispatched point of total cost `total` €: DISPATCH_SLACK × the gap."""
+        return DISPATCH_SLACK * self.settings.gap * max(1.0, abs(total))
 
     def _total(self, res, dispatch: dict) -> float:
         return float(res.cost["total_cost_eur"]) + sum(float(d.cost["total_cost_eur"]) for d in dispatch.values())
@@ -490,7 +493,7 @@ class _HierarchicalRun:
         # mixed-integer solve per DSO asked and TSO clearings with the national model, and once the gap is certified
         # within the target a further round could lower the cost by less than it (measured on a generated italy-652
         # variant: a second round, 100 s, after the first had certified 4e-5, found nothing)
-        target = DISPATCH_SLACK * tol
+        target = self._dispatch_target_eur(total)
         if total - self.repair_lower_bound <= target:
             return None
         if not asked and sum(integrality.values()) <= target:
@@ -826,7 +829,7 @@ class _HierarchicalRun:
         0), 5.7e-3 → 2.1e-5 (11), 6.3e-3 → 4.6e-6 (14), unchanged where the rest is the DSOs' integrality (7, 22).
         Limited to `budget_s` (the repair's own time, at least 5 s): a time-limited MIP's bound is still valid."""
         self.mixed_integer_bound = None
-        target = DISPATCH_SLACK * self.settings.gap * max(1.0, abs(total))
+        target = self._dispatch_target_eur(total)
         if pool is None or total - self.repair_lower_bound <= target:
             return
         limit = budget_s if self.ctx.time_limit is None else min(budget_s, float(self.ctx.time_limit))
