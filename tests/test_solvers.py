@@ -353,6 +353,28 @@ def test_misocp_rounding_down_closes_the_gap_without_a_milp_when_asked():
     assert ref.objective == pytest.approx(down.objective - 1e-4, abs=1e-6)
 
 
+def test_misocp_solves_its_relaxation_again_when_the_callers_is_not_good_enough():
+    """A DSO hands its evaluation at the exchange to the dispatch as the relaxation; an "almost solved" one whose
+    row residual is beyond the relaxation tolerance used to make the dispatch fail (and fall back to every
+    binary at 0); the search now solves the relaxation itself."""
+    import dataclasses
+
+    from tdmarket.solvers.clarabel import solve_clarabel
+    from tdmarket.solvers.misocp import solve_misocp
+
+    p = exclusive_pair_misocp()
+    ref, _ = solve_misocp(p, mip_gap=1e-3)
+    relaxed = p.copy()
+    relaxed.relax_integrality()
+    good = solve_clarabel(relaxed)
+    x = good.x.copy()
+    x[:2] += 0.05  # z1 + z2 = 1.3 > 1.2: the row is violated
+    bad = dataclasses.replace(good, x=x, status=SolveStatus.ALMOST_OPTIMAL)
+    sol, _ = solve_misocp(p, mip_gap=1e-3, relaxation=bad)
+    assert sol.status is SolveStatus.OPTIMAL
+    assert sol.objective == pytest.approx(ref.objective, abs=1e-8)
+
+
 def test_misocp_stops_within_the_given_eur_of_its_relaxation():
     from tdmarket.solvers.misocp import solve_misocp
 
