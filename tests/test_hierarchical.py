@@ -58,6 +58,39 @@ def test_builtin_lindistflow_relaxed_within_certified_gap_of_centralized(builtin
     assert cert["stopped_by"] == "relative_gap"
 
 
+def test_soc_area_solves_without_far_thermal_circles_equal_the_whole_programs(builtin, monkeypatch):
+    """A SOC area's solves leave its thermal circles out until a point comes near one (docs/model.md §6.3 item
+    1): at exchanges that load the built-in areas' lines to and beyond their ratings, the cost, the slack-free
+    ranges and the cuts equal those of the whole program, and the circles that bind joined the solves."""
+    from tdmarket.decomposition import area_model
+    from tdmarket.formulations.options import ModelOptions
+
+    opts = ModelOptions().relaxed()
+    rng = np.random.default_rng(3)
+    added = omitted = 0
+    for a in range(1, builtin.n_areas):
+        monkeypatch.setattr(area_model, "OMIT_LIMIT_CONES", True)
+        lazy = area_model.AreaModel(builtin.area_instance(a), opts)
+        monkeypatch.setattr(area_model, "OMIT_LIMIT_CONES", False)
+        whole = area_model.AreaModel(builtin.area_instance(a), opts)
+        assert lazy.omitted is not None and whole.omitted is None
+        x0 = whole.preferred().x
+        assert lazy.preferred().cost == pytest.approx(whole.preferred().cost, rel=1e-7, abs=1e-6)
+        points = [x0 + rng.uniform(-4.0, 4.0, x0.shape) for _ in range(8)]
+        for x in points:
+            got, ref = lazy.evaluate(x), whole.evaluate(x)
+            assert got.cost == pytest.approx(ref.cost, rel=1e-7, abs=1e-6)
+            # its ρ is a subgradient of the whole program's cost: the cut stays below it at every point
+            for y in points:
+                assert got.cost + got.rho @ (y - x) <= whole.evaluate(y).cost + 1e-6 * max(1.0, abs(got.cost))
+        for t in range(len(x0)):
+            assert lazy.hard_range(t, x0) == pytest.approx(whole.hard_range(t, x0), abs=1e-6)
+        assert lazy.omitted is not None
+        added += lazy.omitted.added
+        omitted += int(lazy.omitted.omit.sum())
+    assert added > 0 and omitted > 0  # some circles bound and joined, others never came near
+
+
 @pytest.mark.parametrize("case", ["builtin", "italy-693"])
 def test_warm_lp_evaluations_equal_fresh_solves(builtin, case):
     """An LP area's evaluation from the last basis gives the cost and the marginal cost ρ of a fresh solve at

@@ -567,3 +567,72 @@ def test_a_signal_during_a_long_milp_stops_highs_and_is_raised():
     assert time.perf_counter() - t0 < 10.0
     # the solver is usable again afterwards
     assert solve_highs(market_split(), mip_gap=0.0, node_limit=50).status is SolveStatus.TIME_LIMIT
+
+
+# --------------------------------------------------------------------------- cones left out until near (OmittedCones)
+def two_disc_program(seed: int, k: int = 6) -> Program:
+    """k points (p_i, q_i), each in a disc of radius 1 around the origin ("core") and in a limit disc around
+    (a_i, 0) of radius r_i ("limit"; half of them small enough to bind), one equality row sum(p) = s, a random
+    linear cost."""
+    rng = np.random.default_rng(seed)
+    p = Program()
+    p.add_variables("p", k, lb=-np.inf, cost=rng.normal(size=k))
+    p.add_variables("q", k, lb=-np.inf, cost=rng.normal(size=k))
+    p.add_rows("sum", np.concatenate([np.ones(k), np.zeros(k)])[None, :], lo=0.0, hi=0.0)
+    idx = np.arange(k)
+
+    def disc(centre: np.ndarray, radius: np.ndarray):
+        rows = np.concatenate([3 * idx + 1, 3 * idx + 2])
+        G = -sp.coo_matrix((np.ones(2 * k), (rows, np.concatenate([idx, k + idx]))), shape=(3 * k, 2 * k))
+        h = np.zeros(3 * k)
+        h[3 * idx], h[3 * idx + 1] = radius, -centre
+        return G.tocsr(), h
+
+    p.add_soc("core", *disc(np.zeros(k), np.ones(k)), dim=3)
+    radius = np.where(idx % 2 == 0, rng.uniform(0.2, 0.6, k), rng.uniform(3.0, 4.0, k))
+    p.add_soc("limit", *disc(rng.uniform(-0.5, 0.5, k), radius), dim=3)
+    return p
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_omitted_cones_give_the_whole_programs_optimum_and_duals(seed):
+    from tdmarket.solvers.clarabel import OmittedCones, PersistentSOCP
+
+    p = two_disc_program(seed)
+    omitted = OmittedCones(p, ["limit"])
+    assert omitted.omit.sum() == 6
+    persistent = PersistentSOCP(p.copy(), np.array([0]), omitted=omitted)
+
+    def at(s: float) -> Program:
+        q = p.copy()
+        q.set_row_bounds([0], s, s)
+        return q
+
+    grid = np.linspace(-2.5, 2.5, 11)
+    value = np.array([solve_clarabel(at(s)).objective for s in grid])  # the whole program's V(s)
+    for s in (0.0, 0.8, -1.5, 2.5):
+        q = at(s)
+        full = solve_clarabel(q)
+        assert full.status is SolveStatus.OPTIMAL
+        for sol in (solve_clarabel(q, omitted=omitted), (persistent.set_equalities([s]), persistent.solve())[1]):
+            assert sol.status is SolveStatus.OPTIMAL
+            assert sol.objective == pytest.approx(full.objective, abs=1e-7)
+            # its dual is a subgradient of the whole program's V (where two discs meet, V has a kink and the
+            # interior point's dual is one of many)
+            assert np.all(value >= sol.objective + sol.row_dual[0] * (grid - s) - 1e-7)
+            assert accept(sol, q)  # every cone holds, the omitted ones included
+            assert sol.cone_dual.shape == (q.k,)
+            # the duals of the cones still left out are zero
+            assert np.all(sol.cone_dual[np.repeat(omitted.omit, 3)] == 0.0)
+    # the small limit discs bind at some point and joined the solves; the large ones never come near
+    assert 0 < omitted.added <= 3 and omitted.omit[6:][1::2].all() and not omitted.omit[:6].any()
+
+
+def test_omitted_cones_do_not_apply_to_another_cone_layout():
+    from tdmarket.solvers.clarabel import OmittedCones
+
+    omitted = OmittedCones(two_disc_program(0), ["limit"])
+    other = two_disc_program(0, k=4)
+    assert not omitted.applies_to(other)
+    assert solve_clarabel(other, omitted=omitted).objective == pytest.approx(solve_clarabel(other).objective)
+    assert omitted.added == 0

@@ -15,13 +15,17 @@ from ..formulations.options import ModelOptions
 from ..formulations.program import Program
 from ..model.instance import Instance
 from ..solvers import SolveStatus, solve
-from ..solvers.clarabel import PersistentSOCP, solve_clarabel, solve_clarabel_retrying
+from ..solvers.clarabel import OmittedCones, PersistentSOCP, solve_clarabel, solve_clarabel_retrying
 from ..solvers.highs import PersistentLP
 from ..solvers.result import Solution
 from .offers import Offer, add_offer_rows, bound_offers, child_exchange_columns
 
 GOOD = (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL)
 RECENT = 32  # evaluations kept per area: the dispatch re-uses the relaxation at the cleared exchange
+# Leave the thermal circles out of the area's conic solves until a point comes near one (then it stays in).  Exact
+# (solvers.clarabel.OmittedCones).  Measured on italy-652's 50 areas at 150 exchange points: no circle came near,
+# 2 549 -> 2 534 interior-point iterations, 3.40 -> 2.76 s of solves.
+OMIT_LIMIT_CONES = True
 
 
 class EvaluationError(RuntimeError):
@@ -73,13 +77,16 @@ class AreaModel:
         self._warm_lp_of: Program | None = None
         self._range_lp_of: Program | None = None
         self._recent: OrderedDict[bytes, Solution] = OrderedDict()
+        # the thermal circles the conic solves leave out until a point comes near one (shared by copies: the
+        # layout of the cones is the same, and a circle found near binding in one is worth keeping in all)
+        self.omitted = OmittedCones(prog, self.cp.dist.limit_cones) if OMIT_LIMIT_CONES and prog.has_cones else None
 
     def _solve(self, prog: Program):
         self.evaluations += 1
         if prog.has_integers:
             raise ValueError("AreaModel evaluations are continuous; use dispatch() for binaries")
         # an evaluation or a range is never priced: no simplex basis to hand back (solvers.highs.solve_highs)
-        return solve_clarabel(prog) if prog.has_cones else solve(prog, keep_basis=False)
+        return solve_clarabel(prog, omitted=self.omitted) if prog.has_cones else solve(prog, keep_basis=False)
 
     def _program_at(self, x_hat: np.ndarray) -> Program:
         """A copy of the area's program with its exchange fixed at `x_hat` (MW per period)."""
@@ -92,7 +99,7 @@ class AreaModel:
             return self._solve_lp_at(x_hat)
         if self._parametric is None:
             prog = self._program_at(x_hat)
-            self._parametric = PersistentSOCP(prog, self.fix_rows)
+            self._parametric = PersistentSOCP(prog, self.fix_rows, omitted=self.omitted)
         self.evaluations += 1
         self._parametric.set_equalities(x_hat)
         sol = self._parametric.solve()

@@ -196,6 +196,7 @@ class SOCBranchFlow(BranchFlow):
     name = "socp"
     conic = True
     relaxation_cones = ("branch_flow_soc",)
+    limit_cones = ("thermal_from", "thermal_to")
 
     @classmethod
     def add_circles(cls, prog: Program, name: str, a: Affine, b: Affine, radius: np.ndarray, sides: int) -> None:

@@ -45,6 +45,9 @@ class DistributionFormulation(ABC):
     # cone blocks that relax an equality of the AC model (P² + Q² = u·ℓ); the exact AC program turns them into
     # equalities (`tdmarket.formulations.exact_ac`)
     relaxation_cones: ClassVar[tuple[str, ...]] = ()
+    # cone blocks that are limits (thermal circles): a repeated solve may leave them out until a point comes near
+    # one (`tdmarket.solvers.clarabel.OmittedCones`)
+    limit_cones: ClassVar[tuple[str, ...]] = ()
 
     line: np.ndarray
     bus: np.ndarray

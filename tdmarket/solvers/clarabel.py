@@ -15,7 +15,8 @@ i.e. d(objective)/d(active bound), the same convention as HiGHS.  `cone_dual` is
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import clarabel
 import numpy as np
@@ -73,8 +74,62 @@ def _settings(tol: float, max_iter: int, verbose: bool, time_limit: float | None
     return s
 
 
-def _stack(program: Program):
-    """Clarabel's (M, b, cones) for `program` and the row masks needed to map duals back (see module docstring)."""
+def _cone_layout(program: Program) -> tuple[np.ndarray, np.ndarray]:
+    """(dimension, first cone row) of every cone of `program`, in order."""
+    dims = np.repeat([d for d, _ in program.cone_dims], [c for _, c in program.cone_dims]).astype(np.int64)
+    return dims, np.concatenate([[0], np.cumsum(dims)[:-1]]).astype(np.int64)
+
+
+class OmittedCones:
+    """Cones a solve may leave out until a solution comes near them (constraint generation), e.g. thermal circles
+    that rarely bind.  Exact: a point that is optimal without the omitted cones and meets each of them with a
+    relative margin is optimal with them, and their duals are zero, so cuts and prices are those of the whole
+    program.  A cone found within `margin` of its boundary (or beyond it) joins the solve and stays in for
+    every later one (`omit` is the learned state; it applies to any program with the same cone layout)."""
+
+    def __init__(self, program: Program, blocks: Sequence[str], margin: float = 1e-6):
+        self.dims, self.starts = _cone_layout(program)
+        self.cone_dims = list(program.cone_dims)
+        self.margin = float(margin)
+        self.omit = np.zeros(len(self.dims), bool)
+        for name in blocks:
+            block = program.cones.get(name)
+            if block is not None and block.size:
+                first = int(np.searchsorted(self.starts, block.start))
+                self.omit[first : first + block.size] = True
+        self.added = 0  # cones that joined the solves so far
+
+    def applies_to(self, program: Program) -> bool:
+        return program.cone_dims == self.cone_dims
+
+    def kept_rows(self) -> np.ndarray:
+        """Mask of the cone rows a solve keeps."""
+        return np.repeat(~self.omit, self.dims)
+
+    def near(self, program: Program, x: np.ndarray) -> np.ndarray:
+        """Mask of the omitted cones that `x` violates or meets within the margin (relative to max(1, |s_0|))."""
+        idx = np.flatnonzero(self.omit)
+        out = np.zeros(len(self.omit), bool)
+        if not len(idx):
+            return out
+        s = program.cone_b - program.cone_A @ x
+        for dim in np.unique(self.dims[idx]):
+            cones = idx[self.dims[idx] == dim]
+            rows = self.starts[cones][:, None] + np.arange(dim)[None, :]
+            block = s[rows]
+            head = block[:, 0]
+            excess = np.linalg.norm(block[:, 1:], axis=1) - head
+            out[cones] = excess > -self.margin * np.maximum(1.0, np.abs(head))
+        return out
+
+    def include(self, cones: np.ndarray) -> None:
+        self.added += int(cones.sum())
+        self.omit &= ~cones
+
+
+def _stack(program: Program, cone_rows: np.ndarray | None = None):
+    """Clarabel's (M, b, cones) for `program` and the row masks needed to map duals back (see module docstring).
+    `cone_rows` (a mask over the cone rows, whole cones only) keeps a subset of the program's cones."""
     n = program.n
     A = sp.csr_matrix(program.A)
     lo, hi, lb, ub = program.row_lo, program.row_hi, program.lb, program.ub
@@ -87,20 +142,28 @@ def _stack(program: Program):
     vub, vlb = np.isfinite(ub) & ~fix, np.isfinite(lb) & ~fix
     n_zero = int(eq.sum()) + int(fix.sum())
     n_nonneg = int(up.sum()) + int(dn.sum()) + int(vub.sum()) + int(vlb.sum())
-    M = sp.vstack([A[eq], I[fix], A[up], -A[dn], I[vub], -I[vlb], sp.csr_matrix(program.cone_A)], format="csc")
-    b = np.concatenate([lo[eq], lb[fix], hi[up], -lo[dn], ub[vub], -lb[vlb], program.cone_b])
+    G, h = sp.csr_matrix(program.cone_A), program.cone_b
+    runs = program.cone_dims
+    if cone_rows is not None:
+        G, h = G[cone_rows], h[cone_rows]
+        dims, starts = _cone_layout(program)
+        kept = dims[cone_rows[starts]]
+        cut = np.flatnonzero(np.diff(kept)) + 1  # runs of equal dimension among the kept cones
+        runs = [(int(r[0]), len(r)) for r in np.split(kept, cut) if len(r)]
+    M = sp.vstack([A[eq], I[fix], A[up], -A[dn], I[vub], -I[vlb], G], format="csc")
+    b = np.concatenate([lo[eq], lb[fix], hi[up], -lo[dn], ub[vub], -lb[vlb], h])
     cones = []
     if n_zero:
         cones.append(clarabel.ZeroConeT(n_zero))
     if n_nonneg:
         cones.append(clarabel.NonnegativeConeT(n_nonneg))
-    for dim, count in program.cone_dims:  # one entry per run of equal-dimension cones, not per cone
+    for dim, count in runs:  # one entry per run of equal-dimension cones, not per cone
         cones.extend([clarabel.SecondOrderConeT(int(dim))] * int(count))
-    return M, b, cones, (eq, up, dn, n_zero, n_nonneg)
+    return M, b, cones, (eq, up, dn, n_zero, n_nonneg, cone_rows)
 
 
 def _solution(program: Program, res, masks) -> Solution:
-    eq, up, dn, n_zero, n_nonneg = masks
+    eq, up, dn, n_zero, n_nonneg, cone_rows = masks
     z = np.asarray(res.z, float)
     name = str(res.status)
     # Segment offsets follow the stacking order of `_stack`.
@@ -111,17 +174,41 @@ def _solution(program: Program, res, masks) -> Solution:
     row_dual[eq] = -z[:n_eq]
     row_dual[up] -= z[o_up:o_dn]
     row_dual[dn] += z[o_dn : o_dn + n_dn]
+    cone_dual = z[n_zero + n_nonneg :]
+    if cone_rows is not None:  # an omitted cone's dual is zero
+        cone_dual = np.zeros(program.k)
+        cone_dual[cone_rows] = z[n_zero + n_nonneg :]
     return Solution(
         status=_STATUS.get(name, SolveStatus.OTHER),
         x=np.asarray(res.x, float),
         objective=float(res.obj_val) + float(program.c0),
         row_dual=row_dual,
-        cone_dual=z[n_zero + n_nonneg :],
+        cone_dual=cone_dual,
         iterations=int(res.iterations),
         solve_time_s=float(res.solve_time),
         solver="clarabel " + getattr(clarabel, "__version__", "?"),
         message=name,
     )
+
+
+_GOOD = (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL)
+
+
+def _with_omitted(program: Program, omitted: OmittedCones | None, solve_kept: Callable[[np.ndarray | None], Solution]):
+    """Solve with the omitted cones left out; while the solution comes near one of them, add those and solve
+    again.  A solve that is not (almost) optimal is returned as it is: its caller's retry solves the whole program."""
+    if omitted is None or not omitted.applies_to(program):
+        return solve_kept(None)
+    iterations, seconds = 0, 0.0
+    while True:
+        sol = solve_kept(omitted.kept_rows())
+        iterations, seconds = iterations + sol.iterations, seconds + sol.solve_time_s
+        if sol.status not in _GOOD:
+            return sol
+        near = omitted.near(program, sol.x)
+        if not near.any():
+            return replace(sol, iterations=iterations, solve_time_s=seconds)
+        omitted.include(near)
 
 
 def solve_clarabel(
@@ -131,26 +218,31 @@ def solve_clarabel(
     max_iter: int = 200,
     verbose: bool = False,
     time_limit: float | None = None,
+    omitted: OmittedCones | None = None,
     **settings,
 ) -> Solution:
     """Solve an LP/SOCP with Clarabel; duals mapped to d(objective)/d(active bound) (see module docstring).
 
     `tol` sets the absolute/relative gap, feasibility and kappa/tau tolerances; `time_limit` is in seconds
-    (None = unlimited); further keyword arguments are Clarabel settings by name.  Raises ValueError if the
-    program has integer variables.
+    (None = unlimited); `omitted` leaves cones out until a solution comes near them (`OmittedCones`); further
+    keyword arguments are Clarabel settings by name.  Raises ValueError if the program has integer variables.
     """
     if program.has_integers:
         raise ValueError("solve_clarabel handles LP/SOCP only; the program has integer variables")
-    M, b, cones, masks = _stack(program)
-    solver = clarabel.DefaultSolver(
-        sp.csc_matrix((program.n, program.n)),
-        program.c.astype(float),
-        M,
-        b,
-        cones,
-        _settings(tol, max_iter, verbose, time_limit, **settings),
-    )
-    return _solution(program, solver.solve(), masks)
+
+    def solve_kept(cone_rows: np.ndarray | None) -> Solution:
+        M, b, cones, masks = _stack(program, cone_rows)
+        solver = clarabel.DefaultSolver(
+            sp.csc_matrix((program.n, program.n)),
+            program.c.astype(float),
+            M,
+            b,
+            cones,
+            _settings(tol, max_iter, verbose, time_limit, **settings),
+        )
+        return _solution(program, solver.solve(), masks)
+
+    return _with_omitted(program, omitted, solve_kept)
 
 
 def solve_clarabel_retrying(program: Program, sol: Solution, good: Callable[[Solution], bool]) -> Solution:
@@ -165,27 +257,39 @@ def solve_clarabel_retrying(program: Program, sol: Solution, good: Callable[[Sol
 class PersistentSOCP:
     """A Clarabel solver kept alive for parametric re-solves: only the right-hand sides of the equality rows
     named at construction change between solves (`set_equalities`), so the KKT structure, the equilibration and
-    the symbolic factorisation are reused.  A DSO answering many exchange requests uses one per model."""
+    the symbolic factorisation are reused.  A DSO answering many exchange requests uses one per model.  With
+    `omitted`, the solver leaves those cones out and is built again whenever a solution brings one in."""
 
-    def __init__(self, program: Program, eq_rows: np.ndarray, *, tol: float = 1e-9, max_iter: int = 200):
+    def __init__(
+        self,
+        program: Program,
+        eq_rows: np.ndarray,
+        *,
+        tol: float = 1e-9,
+        max_iter: int = 200,
+        omitted: OmittedCones | None = None,
+    ):
         if program.has_integers:
             raise ValueError("PersistentSOCP handles LP/SOCP only")
         eq_rows = np.asarray(eq_rows, dtype=np.int64)
         if not np.all(program.row_lo[eq_rows] == program.row_hi[eq_rows]):
             raise ValueError("PersistentSOCP: the parametric rows must be equalities")
         self.program = program
-        M, b, cones, self.masks = _stack(program)
-        # position of each parametric row in Clarabel's b: equality rows come first, in row order
-        self._pos = np.searchsorted(np.flatnonzero(self.masks[0]), eq_rows)
         self._rows = eq_rows
+        self._settings = _settings(tol, max_iter, False, None)
+        self.omitted = omitted if omitted is not None and omitted.applies_to(program) else None
+        self._built_for: np.ndarray | None = None  # the cone rows the live solver keeps
+        self._build(None if self.omitted is None else self.omitted.kept_rows())
+
+    def _build(self, cone_rows: np.ndarray | None) -> None:
+        program = self.program
+        M, b, cones, self.masks = _stack(program, cone_rows)
+        # position of each parametric row in Clarabel's b: equality rows come first, in row order
+        self._pos = np.searchsorted(np.flatnonzero(self.masks[0]), self._rows)
         self._solver = clarabel.DefaultSolver(
-            sp.csc_matrix((program.n, program.n)),
-            program.c.astype(float),
-            M,
-            b,
-            cones,
-            _settings(tol, max_iter, False, None),
+            sp.csc_matrix((program.n, program.n)), program.c.astype(float), M, b, cones, self._settings
         )
+        self._built_for = cone_rows
 
     def set_equalities(self, values: np.ndarray) -> None:
         values = np.asarray(values, float)
@@ -194,4 +298,9 @@ class PersistentSOCP:
         self._solver.update(b=(self._pos, values))
 
     def solve(self) -> Solution:
-        return _solution(self.program, self._solver.solve(), self.masks)
+        def solve_kept(cone_rows: np.ndarray | None) -> Solution:
+            if cone_rows is not None and (self._built_for is None or not np.array_equal(cone_rows, self._built_for)):
+                self._build(cone_rows)  # (b is built from the program, whose equalities are up to date)
+            return _solution(self.program, self._solver.solve(), self.masks)
+
+        return _with_omitted(self.program, self.omitted, solve_kept)
