@@ -77,7 +77,7 @@ def _settings(tol: float, max_iter: int, verbose: bool, time_limit: float | None
 def _cone_layout(program: Program) -> tuple[np.ndarray, np.ndarray]:
     """(dimension, first cone row) of every cone of `program`, in order."""
     dims = np.repeat([d for d, _ in program.cone_dims], [c for _, c in program.cone_dims]).astype(np.int64)
-    return dims, np.concatenate([[0], np.cumsum(dims)[:-1]]).astype(np.int64)
+    return dims, np.cumsum(dims) - dims
 
 
 class OmittedCones:
