@@ -450,10 +450,22 @@ def test_rounded_point_priced_on_the_master_equals_the_rebuilt_clearing(tmp_path
     a, b = fast.tables["interfaces"], slow.tables["interfaces"]
     assert np.allclose(a.export_mw, b.export_mw, atol=1e-7)
     assert np.allclose(a.interface_price_eur_mwh, b.interface_price_eur_mwh, atol=1e-6)
-    # the DSOs price their own dispatch at those interface prices; their degenerate prices move with them by
-    # round-off (measured: 4e-4 EUR/MWh at one bus)
     pa, pb = fast.tables["buses"], slow.tables["buses"]
-    assert np.allclose(pa.price_p_eur_mwh, pb.price_p_eur_mwh, atol=1e-3, equal_nan=True)
+    assert (pa.node.to_numpy() == pb.node.to_numpy()).all() and (pa.period.to_numpy() == pb.period.to_numpy()).all()
+    t = (pa.kind == "T").to_numpy()
+    assert t.any() and (~t).any()
+    assert np.allclose(pa.price_p_eur_mwh[t], pb.price_p_eur_mwh[t], atol=1e-6, equal_nan=True)
+    # the DSOs price their own dispatch at those interface prices, which differ by round-off (1e-14 EUR/MWh); at a
+    # degenerate dispatch that moves the interior point's duals and the price intervals found from them (measured:
+    # 6.5e-3 EUR/MWh at one bus of DSO-1401, same dispatch): each run's published price lies in its interval, and
+    # the two intervals overlap, i.e. both are prices of the same dispatch
+    d = ~t
+    for p in (pa, pb):
+        assert (p.price_p_lo_eur_mwh[d] <= p.price_p_eur_mwh[d] + 1e-6).all()
+        assert (p.price_p_eur_mwh[d] <= p.price_p_hi_eur_mwh[d] + 1e-6).all()
+    lo = np.maximum(pa.price_p_lo_eur_mwh[d].to_numpy(), pb.price_p_lo_eur_mwh[d].to_numpy())
+    hi = np.minimum(pa.price_p_hi_eur_mwh[d].to_numpy(), pb.price_p_hi_eur_mwh[d].to_numpy())
+    assert (lo <= hi + 1e-3).all()
 
 
 def test_integer_repair_moves_a_dso_whose_binaries_cannot_deliver_its_exchange(tmp_path):
