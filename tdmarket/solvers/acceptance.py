@@ -82,7 +82,7 @@ def _side_violation(value, lo, hi, magnitude) -> np.ndarray:
     return np.maximum(viol, 0.0) / scale
 
 
-def _cone_violation(program: Program, x: np.ndarray) -> np.ndarray:
+def cone_violation(program: Program, x: np.ndarray) -> np.ndarray:
     """Scaled violation ‖s̄‖ − s_0 of every cone (in program order)."""
     G, h = program.cone_A, program.cone_b
     s = h - G @ x
@@ -102,7 +102,7 @@ def residuals(program: Program, x: np.ndarray) -> Residuals:
     A = program.A
     row, row_at = _argmax(_side_violation(A @ x, program.row_lo, program.row_hi, abs(A) @ np.abs(x)))
     bound, bound_at = _argmax(_side_violation(x, program.lb, program.ub, np.zeros_like(x)))
-    cone, cone_at = _argmax(_cone_violation(program, x)) if program.k else (0.0, -1)
+    cone, cone_at = _argmax(cone_violation(program, x)) if program.k else (0.0, -1)
     cols = np.flatnonzero(program.integrality)
     frac, k = _argmax(np.abs(x[cols] - np.round(x[cols])))
     return Residuals(row, row_at, bound, bound_at, cone, cone_at, frac, int(cols[k]) if k >= 0 else -1)

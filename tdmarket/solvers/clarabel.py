@@ -23,7 +23,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from tdmarket.formulations.program import Program
-from tdmarket.solvers.result import Solution, SolveStatus
+from tdmarket.solvers.acceptance import cone_violation
+from tdmarket.solvers.result import Solution, SolveStatus, usable_statuses
 
 # Mapped by status name: str(res.status) is e.g. "Solved", "AlmostSolved".
 _STATUS = {
@@ -88,14 +89,14 @@ class OmittedCones:
     every later one (`omit` is the learned state; it applies to any program with the same cone layout)."""
 
     def __init__(self, program: Program, blocks: Sequence[str], margin: float = 1e-6):
-        self.dims, self.starts = _cone_layout(program)
+        self.dims, starts = _cone_layout(program)
         self.cone_dims = list(program.cone_dims)
         self.margin = float(margin)
         self.omit = np.zeros(len(self.dims), bool)
         for name in blocks:
             block = program.cones.get(name)
             if block is not None and block.size:
-                first = int(np.searchsorted(self.starts, block.start))
+                first = int(np.searchsorted(starts, block.start))
                 self.omit[first : first + block.size] = True
         self.added = 0  # cones that joined the solves so far
 
@@ -107,20 +108,11 @@ class OmittedCones:
         return np.repeat(~self.omit, self.dims)
 
     def near(self, program: Program, x: np.ndarray) -> np.ndarray:
-        """Mask of the omitted cones that `x` violates or meets within the margin (relative to max(1, |s_0|))."""
-        idx = np.flatnonzero(self.omit)
-        out = np.zeros(len(self.omit), bool)
-        if not len(idx):
-            return out
-        s = program.cone_b - program.cone_A @ x
-        for dim in np.unique(self.dims[idx]):
-            cones = idx[self.dims[idx] == dim]
-            rows = self.starts[cones][:, None] + np.arange(dim)[None, :]
-            block = s[rows]
-            head = block[:, 0]
-            excess = np.linalg.norm(block[:, 1:], axis=1) - head
-            out[cones] = excess > -self.margin * np.maximum(1.0, np.abs(head))
-        return out
+        """Mask of the omitted cones that `x` violates or meets within the margin (the acceptance rule's scaled
+        cone violation, `tdmarket.solvers.acceptance.cone_violation`)."""
+        if not self.omit.any():
+            return self.omit.copy()
+        return self.omit & (cone_violation(program, x) > -self.margin)
 
     def include(self, cones: np.ndarray) -> None:
         self.added += int(cones.sum())
@@ -227,9 +219,6 @@ def _solution(program: Program, res, masks) -> Solution:
     )
 
 
-_GOOD = (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL)
-
-
 def _with_omitted(program: Program, omitted: OmittedCones | None, solve_kept: Callable[[np.ndarray | None], Solution]):
     """Solve with the omitted cones left out; while the solution comes near one of them, add those and solve
     again.  A solve that is not (almost) optimal is returned as it is: its caller's retry solves the whole program."""
@@ -239,7 +228,7 @@ def _with_omitted(program: Program, omitted: OmittedCones | None, solve_kept: Ca
     while True:
         sol = solve_kept(omitted.kept_rows())
         iterations, seconds = iterations + sol.iterations, seconds + sol.solve_time_s
-        if sol.status not in _GOOD:
+        if sol.status not in usable_statuses(allow_almost=True):
             return sol
         near = omitted.near(program, sol.x)
         if not near.any():
