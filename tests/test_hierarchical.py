@@ -233,6 +233,35 @@ def test_three_level_recursion_matches_centralized(three_level):
     assert res.summary["slack"]["p_mw"] < 1e-5  # interior-point residue (1.2e-6 MW measured), no real slack
 
 
+def test_tso_lps_started_from_its_national_basis_equal_the_cold_solves(builtin):
+    """The TSO's clearing without its DSOs is solved once, beside the curves (`TSO.national_start`); the clearing
+    with the curves and the cut master's first solve start from its basis.  Same optima as solved cold."""
+    from tdmarket.api import scheme_context
+    from tdmarket.decomposition.offers import offer_from_message
+    from tdmarket.schemes.hierarchical import HierarchicalSession
+
+    session = HierarchicalSession(
+        builtin, scheme_context(builtin, "hierarchical", {"relax": True, "executor": "inline"})
+    )
+    try:
+        run = session.run
+        start = session._national_start
+        assert start is not None
+        offers = [offer_from_message(session.curves[a]) for a in run.top]
+        cold_tso, warm_tso = session.rt.tso(run.subs[0], run.opts), session.rt.tso(run.subs[0], run.opts)
+        warm_tso.start = start
+        cold, warm = cold_tso.curve_point(offers), warm_tso.curve_point(offers)
+        assert warm.handle.sol.solver == "highs (warm)"  # solved from the start, not cold again
+        assert warm.handle.objective == pytest.approx(cold.handle.objective, rel=1e-9, abs=1e-9)
+        assert warm.own_cost + warm.handle.offer_value == pytest.approx(cold.handle.objective, rel=1e-9, abs=1e-9)
+        masters = [t.cut_master(run.top_names, session.pool) for t in (cold_tso, warm_tso)]
+        bounds = [m.solve() for m in masters]
+        assert bounds[1].objective == pytest.approx(bounds[0].objective, rel=1e-9, abs=1e-9)
+        assert bounds[1].lower_bound == pytest.approx(bounds[0].lower_bound, rel=1e-9, abs=1e-9)
+    finally:
+        session.close()
+
+
 def test_process_executor_gives_the_inline_result(builtin):
     inline = run_hierarchical(builtin, relax=True, executor="inline")
     process = run_hierarchical(builtin, relax=True, executor="process", workers=2)

@@ -667,3 +667,71 @@ def test_stacked_matrix_equals_the_block_by_block_construction(builtin):
             assert M.shape == ref.shape and M.has_sorted_indices
             assert abs(M - ref).max() == 0.0 if M.nnz or ref.nnz else True
             assert len(b) == M.shape[0]
+
+
+def _extended_lp(seed: int):
+    """A feasible LP (bounded columns, equality and inequality rows) and an extension of it: more columns, some
+    free, some in the old rows, and more rows over old and new columns, as a parent's clearing grows by its
+    children's cut or curve rows."""
+    rng = np.random.default_rng(seed)
+    n, m = 40, 25
+    base = Program()
+    base.add_variables("y", n, -rng.uniform(0, 5, n), rng.uniform(0, 5, n), rng.normal(size=n))
+    A = sp.random(m, n, density=0.2, random_state=seed, format="csr") + sp.eye(m, n, format="csr")
+    y0 = rng.uniform(-1, 1, n)  # a point inside the bounds: the rows hold there
+    rhs = A @ y0
+    base.add_rows("eq", A[:10], rhs[:10], rhs[:10])
+    base.add_rows("le", A[10:], -np.inf, rhs[10:] + 1.0)
+    ext = base.copy()
+    k = 8
+    ext.add_variables("theta", k, -np.inf, np.inf, 1.0)  # free, bounded below only through the cut rows
+    ext.add_variables("s", k, 0.0, 2.0, rng.uniform(-1, 1, k))
+    cuts = sp.hstack(
+        [sp.random(3 * k, n, density=0.3, random_state=seed + 1), sp.vstack([sp.eye(k)] * 3), sp.csr_matrix((3 * k, k))]
+    ).tocsr()
+    ext.add_rows("cuts", cuts, rng.normal(size=3 * k) - 20.0, np.inf)
+    link = sp.hstack([sp.random(k, n, density=0.2, random_state=seed + 2), sp.csr_matrix((k, k)), sp.eye(k)]).tocsr()
+    ext.add_rows("link", link, -np.inf, link @ np.concatenate([y0, np.zeros(k), np.ones(k)]) + 0.5)
+    return base, ext
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_an_extended_lp_started_from_the_smaller_lps_basis_reaches_the_cold_optimum(seed):
+    """`StartBasis`: the optimal basis of an LP, extended to an LP with columns and rows appended (the transmission
+    master and the clearing with the curves start from the clearing without its children), is a valid start:
+    one basic variable per row, and the warm solve ends at the cold solve's optimum."""
+    from tdmarket.solvers.highs import PersistentLP
+
+    base, ext = _extended_lp(seed)
+    small = PersistentLP(base)
+    assert small.solve().status is SolveStatus.OPTIMAL
+    start = small.start_basis()
+    assert start is not None and len(start.col_status) == base.n and len(start.row_status) == base.m
+    basis = start.extended_to(ext.lb, ext.ub, ext.m)
+    assert basis is not None
+    statuses = [int(s) for s in basis.col_status] + [int(s) for s in basis.row_status]
+    assert statuses.count(1) == ext.m  # kBasic
+    warm = PersistentLP(ext)
+    assert warm.set_start(start)
+    sol = warm.solve()
+    cold = solve_highs(ext)
+    assert sol.status is cold.status is SolveStatus.OPTIMAL
+    assert sol.objective == pytest.approx(cold.objective, rel=1e-9, abs=1e-9)
+    # a basis starts only LPs that extend its own, never a smaller one
+    larger = warm.start_basis()
+    assert larger is not None and not PersistentLP(base).set_start(larger)
+
+
+def test_a_start_basis_moves_a_column_off_a_bound_the_extended_lp_makes_infinite():
+    """A kept column nonbasic at a bound that the extended LP no longer has (e.g. an exchange held at 0 MW in the
+    national solve, free in the master) is put at its finite bound, or at zero when it is free."""
+    from tdmarket.solvers.highs import StartBasis
+
+    start = StartBasis(np.array([0, 2, 0, 1], np.int8), np.array([1, 1], np.int8))  # lower, upper, lower, basic
+    lb = np.array([-np.inf, 0.0, -np.inf, 0.0, 0.0])
+    ub = np.array([1.0, np.inf, np.inf, 1.0, np.inf])
+    basis = start.extended_to(lb, ub, 3)
+    assert basis is not None
+    assert [int(s) for s in basis.col_status] == [2, 0, 3, 1, 0]
+    assert [int(s) for s in basis.row_status] == [1, 1, 1]
+    assert start.extended_to(lb[:3], ub[:3], 3) is None  # fewer columns than the basis: not an extension

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from ..errors import SolverError
 from ..formulations.program import Program
 from ..solvers import SolveStatus
-from ..solvers.highs import PersistentLP, _basis
+from ..solvers.highs import PersistentLP, StartBasis, _basis
 from ..solvers.result import Solution
 from .offers import cut_matrix
 
@@ -42,9 +42,20 @@ class CutMaster:
     """`prog` is the parent's relaxed clearing with θ columns (`theta_cols`, one per child) and the children's
     export columns `x_cols` (A, T); its cuts so far are already rows of `prog`."""
 
-    def __init__(self, prog: Program, x_cols: np.ndarray, theta_cols: np.ndarray, threads: int = 1):
+    def __init__(
+        self,
+        prog: Program,
+        x_cols: np.ndarray,
+        theta_cols: np.ndarray,
+        threads: int = 1,
+        start: StartBasis | None = None,
+    ):
+        """`start`: a basis of the parent's clearing without its children's cuts (whose columns and rows come
+        first in `prog`), the first solve's warm start; without it the first solve is cold, with presolve."""
         self.prog, self.x_cols, self.theta_cols = prog, x_cols, theta_cols
         self.lp = PersistentLP(prog, threads=threads, presolve_first=True)
+        if start is not None:
+            self.lp.set_start(start)
         self._bound_lp_s = 0.0  # HiGHS run time of the last bound LP solve (scales the level LP's time limit)
         self.lp.h.setOptionValue("simplex_dual_edge_weight_strategy", 1)  # Devex (see module docstring)
         flat = x_cols.ravel()

@@ -30,9 +30,9 @@ from ..model.instance import Instance
 from ..schemes.centralized import solve_clearing
 from ..solvers import solve
 from ..solvers.acceptance import require
-from ..solvers.highs import PersistentLP
+from ..solvers.highs import PersistentLP, StartBasis
 from ..solvers.misocp import fix_integers
-from ..solvers.result import Solution
+from ..solvers.result import Solution, SolveStatus
 
 
 def _master_context(master: CutMaster) -> tuple[ClearingProblem, np.ndarray, dict, list[str]]:
@@ -112,6 +112,23 @@ class TSO:
     def __init__(self, sub: Instance, opts: ModelOptions):
         self.sub = sub
         self.opts = opts
+        # the basis of the relaxed clearing without the children (`national_start`): the cut master's first solve
+        # and the clearing with the curves start from it instead of solving the national model cold
+        self.start: StartBasis | None = None
+
+    def national_start(self, names: list[str], threads: int = 1) -> StartBasis | None:
+        """The optimal simplex basis of this TSO's relaxed clearing with the exchanges of the children `names`
+        held at 0 MW (no cut, no curve), or None if that LP is not solved to optimality.  Every LP of the cut
+        exchange extends that clearing (its columns and rows come first), so each starts from this basis warm:
+        measured on italy-652, the national LP costs 1.4 s cold once, after which the clearing with the curves
+        takes 0.12 s instead of 1.7 s and the master's first solve 0.2 s instead of 1.6 s.  It needs nothing from
+        the children, so the scheme computes it while they build their curves."""
+        cp = ClearingProblem(self.sub, self.opts.relaxed())
+        cols = child_exchange_columns(cp, names).ravel()
+        cp.prog.set_bounds(cols, 0.0, 0.0)
+        lp = PersistentLP(cp.prog, threads=threads, presolve_first=True)
+        sol = lp.solve()
+        return lp.start_basis() if sol.status is SolveStatus.OPTIMAL else None
 
     def _build(self, offers: list[Offer], *, use_curves: bool, use_cuts: bool, integer: bool):
         opts = self.opts if integer else self.opts.relaxed()
@@ -238,7 +255,7 @@ class TSO:
     def cut_master(self, names: list[str], pool: CutPool, threads: int = 1) -> TSOMaster:
         """The relaxed master of the cut exchange, seeded with every cut in `pool`."""
         cp, cols, maps, _ = self._build_with_cuts(names, pool, integer=False)
-        master = TSOMaster(cp.prog, cols, maps["theta"], threads=threads)
+        master = TSOMaster(cp.prog, cols, maps["theta"], threads=threads, start=self.start)
         master.context = (cp, cols, maps, names)
         return master
 
@@ -359,9 +376,30 @@ class TSO:
 
     def curve_point(self, offers: list[Offer], threads: int = 1) -> ParentPoint:
         """The relaxed clearing with the children's residual supply curves (secant models within their domains):
-        the one-shot scheme's exchange, a good first proposal of the cut exchange."""
-        res = self.clear(offers, use_curves=True, use_cuts=False, integer=False, threads=threads)
+        the one-shot scheme's exchange, a good first proposal of the cut exchange.  Solved warm from `start` when
+        the TSO has one (dual simplex, Devex pricing as in the master), else cold."""
+        res = self._warm_curve_clearing(offers, threads) if self.start is not None else None
+        if res is None:
+            res = self.clear(offers, use_curves=True, use_cuts=False, integer=False, threads=threads)
         return ParentPoint(x=res.x, own_cost=res.own_cost, lower_bound=-np.inf, handle=res, integer=False)
+
+    def _warm_curve_clearing(self, offers: list[Offer], threads: int) -> TSOClearing | None:
+        """The relaxed clearing with the curves, started from `start` (None if that does not end optimal and
+        accepted: the caller then solves it cold)."""
+        assert self.start is not None
+        cp, cols, maps, names = self._build(offers, use_curves=True, use_cuts=False, integer=False)
+        lp = PersistentLP(cp.prog, threads=threads)
+        lp.h.setOptionValue("simplex_dual_edge_weight_strategy", 1)  # Devex (see decomposition.master)
+        if not lp.set_start(self.start):
+            return None
+        sol = lp.solve()
+        if sol.status is not SolveStatus.OPTIMAL:
+            return None
+        try:
+            sol = require(sol, cp.prog, "clearing")
+        except TdmarketError:
+            return None
+        return self._result(cp, cols, maps, names, sol, {"binaries": 0, "lower_bound": None, "gap": None, "rounds": []})
 
     def clear_with_cuts(
         self,

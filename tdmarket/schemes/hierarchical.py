@@ -17,9 +17,12 @@ demand.  `run_hierarchical` is one session with one exchange.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -35,6 +38,9 @@ from ..model.instance import Instance
 from .assemble import assemble_decentralised
 from .registry import SchemeContext, SchemeSpec, register
 from .result import ClearingResult
+
+log = logging.getLogger(__name__)
+_R = TypeVar("_R")
 
 # max_evals 5 (not 12): the cut exchange certifies the result, so curve points beyond the reference, the two ends
 # and two refinements buy little (built-in: 85 -> 44 evaluations for +1 round; italy-693: 196 -> 68, same rounds)
@@ -920,7 +926,13 @@ class HierarchicalSession:
         self.run = _HierarchicalRun(inst, ctx, locked)
         self.rt = ctx.new_runtime()
         try:
-            self.curves = self.run.curves_bottom_up(self.rt)
+            self.curves, self._national_start = _beside_national_start(
+                self.rt,
+                self.rt.tso(self.run.subs[0], self.run.opts),
+                self.run.top_names,
+                ctx.threads,
+                lambda: self.run.curves_bottom_up(self.rt),
+            )
         except BaseException:
             self.rt.close()
             raise
@@ -948,6 +960,9 @@ class HierarchicalSession:
             _check_tso_change(run.inst, inst)
             data = inst.agent_data(0)
         tso = self.rt.tso(data, run.opts)
+        # the basis of the TSO's clearing without its DSOs (computed beside the curves): a master built now starts
+        # from it (with other fixed injections it is still a dual feasible start: only right-hand sides differ)
+        tso.start = self._national_start
         self._detach_shared()
         # the master of the previous exchange holds every cut of the pool: moved to the new injections, it starts
         # warm (a new one is built if the TSO's clearing changed in more than row bounds)
@@ -1038,6 +1053,33 @@ class HierarchicalSession:
 
     def close(self) -> None:
         self.rt.close()
+
+
+def _beside_national_start(rt, tso, names: list[str], threads: int, curves: Callable[[], _R]) -> tuple[_R, Any]:
+    """`curves()` (the DSOs' curve stage) and the TSO's `national_start` for its top-level DSOs `names`, which
+    needs nothing from them: in a thread beside the curves when the DSOs run in other processes (the TSO's
+    process only waits for them then, and this is its only HiGHS solve meanwhile; two HiGHS solves at once in one
+    process are not safe, docs/model.md §6.3), after them with the inline executor.  Returns (the curves' result,
+    the basis or None).  The start only saves time: if it fails, every LP is solved cold as before."""
+    found: list[Any] = []
+
+    def prepare() -> None:
+        try:
+            found.append(tso.national_start(names, threads))
+        except Exception as exc:  # (e.g. a solver error): the exchange's LPs start cold
+            log.info("the TSO's national start failed (%s); its first LPs are solved cold", exc)
+
+    if rt.name == "inline":
+        out = curves()
+        prepare()
+    else:
+        worker = threading.Thread(target=prepare, name="tso-national-start", daemon=True)
+        worker.start()
+        try:
+            out = curves()
+        finally:
+            worker.join()
+    return out, (found[0] if found else None)
 
 
 def _check_tso_change(base: Instance, inst: Instance) -> None:

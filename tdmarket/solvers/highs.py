@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import threading
+from dataclasses import dataclass
 
 import highspy
 import numpy as np
@@ -274,6 +275,48 @@ def _check_change(status, what: str, index: np.ndarray) -> None:
         raise SolverError(f"HiGHS refused a change of {what}" + (" (an index appears twice)" if repeated else ""))
 
 
+_BASIS_STATUS = (  # HiGHS's basis status codes 0..4, by code
+    highspy.HighsBasisStatus.kLower,
+    highspy.HighsBasisStatus.kBasic,
+    highspy.HighsBasisStatus.kUpper,
+    highspy.HighsBasisStatus.kZero,
+    highspy.HighsBasisStatus.kNonbasic,
+)
+
+
+@dataclass(frozen=True)
+class StartBasis:
+    """An optimal simplex basis of an LP with `n` columns and `m` rows (HiGHS status codes), kept to start the
+    LPs that extend it: programs whose first n columns and m rows are that LP's, with columns and rows appended
+    (e.g. a transmission clearing with the children's cuts or curves, started from the clearing without them)."""
+
+    col_status: np.ndarray  # (n,) int8
+    row_status: np.ndarray  # (m,) int8
+
+    def extended_to(self, lb: np.ndarray, ub: np.ndarray, rows: int) -> highspy.HighsBasis | None:
+        """The basis for an LP with column bounds `lb`, `ub` and `rows` rows that extends this one: the appended
+        columns nonbasic at a finite bound (free ones at zero), the appended rows basic, so that the basis has one
+        basic variable per row; a kept column nonbasic at a bound that is infinite there moves to its finite one.
+        None if that LP is smaller."""
+        n, m = len(self.col_status), len(self.row_status)
+        if len(lb) < n or rows < m:
+            return None
+        lb_ok, ub_ok = np.isfinite(lb), np.isfinite(ub)
+        at_bound = np.where(lb_ok, 0, np.where(ub_ok, 2, 3)).astype(np.int8)  # lower, upper, zero (free)
+        col = at_bound.copy()
+        col[:n] = self.col_status
+        kept = col[:n]
+        wrong = ((kept == 0) & ~lb_ok[:n]) | ((kept == 2) & ~ub_ok[:n]) | ((kept == 3) & (lb_ok[:n] | ub_ok[:n]))
+        kept[wrong] = at_bound[:n][wrong]
+        row = np.ones(rows, np.int8)  # basic
+        row[:m] = self.row_status
+        basis = highspy.HighsBasis()
+        basis.col_status = [_BASIS_STATUS[s] for s in col.tolist()]
+        basis.row_status = [_BASIS_STATUS[s] for s in row.tolist()]
+        basis.valid = True
+        return basis
+
+
 class PersistentLP:
     """An LP kept alive in HiGHS between solves, for cutting-plane loops: rows are appended with `add_rows`
     and the next `solve` starts from the previous basis (warm start), instead of rebuilding the model."""
@@ -302,6 +345,20 @@ class PersistentLP:
         self.c0 = float(program.c0)
         self.row_lo, self.row_hi = program.row_lo.copy(), program.row_hi.copy()
         self.col_lb, self.col_ub = program.lb.copy(), program.ub.copy()
+
+    def start_basis(self) -> StartBasis | None:
+        """The last solve's basis, to start LPs that extend this one (None if HiGHS has no valid basis)."""
+        found = _basis(self.h)
+        return None if found is None else StartBasis(*found)
+
+    def set_start(self, start: StartBasis) -> bool:
+        """Start the next solve from `start` extended to this LP (`StartBasis.extended_to`), without presolve
+        (a presolved solve would not use it).  False (nothing changed) if HiGHS refuses the basis."""
+        basis = start.extended_to(self.col_lb, self.col_ub, self.m)
+        if basis is None or self.h.setBasis(basis) == highspy.HighsStatus.kError:
+            return False
+        self._presolve_next = False
+        return True
 
     def dual_bound(
         self, sol: Solution, col_lb: np.ndarray | None = None, col_ub: np.ndarray | None = None, tol: float = 1e-9
