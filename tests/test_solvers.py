@@ -628,6 +628,32 @@ def test_omitted_cones_give_the_whole_programs_optimum_and_duals(seed):
     assert 0 < omitted.added <= 3 and omitted.omit[6:][1::2].all() and not omitted.omit[:6].any()
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_misocp_with_omitted_cones_gives_the_whole_programs_optimum(seed):
+    """A DSO's dispatch (its relaxation and fixed-integer SOCPs) leaves far thermal circles out as its evaluations
+    do: the mixed-integer optimum is the whole program's, and the point meets every cone."""
+    from tdmarket.solvers.clarabel import OmittedCones
+    from tdmarket.solvers.misocp import fix_integers, solve_misocp
+
+    k = 6
+    p = two_disc_program(seed, k)
+    p.set_row_bounds([0], 0.7, 0.7)
+    rng = np.random.default_rng(100 + seed)
+    # an on/off binary per point: |p_i| <= 3 u_i, at a commitment cost
+    u = p.add_variables("u", k, 0.0, 1.0, rng.uniform(0.05, 0.4, k)).index
+    P = sp.hstack([sp.eye(k), sp.csr_matrix((k, k)), -3.0 * sp.eye(k)]).tocsr()
+    N = sp.hstack([-sp.eye(k), sp.csr_matrix((k, k)), -3.0 * sp.eye(k)]).tocsr()
+    p.add_rows("on", sp.vstack([P, N]).tocsr(), -np.inf, 0.0)
+    p.set_integrality(u)
+    whole, _ = solve_misocp(p, mip_gap=1e-9)
+    omitted = OmittedCones(p, ["limit"])
+    part, _ = solve_misocp(p, mip_gap=1e-9, omitted=omitted)
+    assert whole.status is part.status is SolveStatus.OPTIMAL
+    assert part.objective == pytest.approx(whole.objective, abs=1e-6)
+    assert accept(part, fix_integers(p, part.x))  # every cone holds, the omitted ones included
+    assert omitted.added > 0  # the small limit discs bind and joined the solves
+
+
 def test_omitted_cones_do_not_apply_to_another_cone_layout():
     from tdmarket.solvers.clarabel import OmittedCones
 

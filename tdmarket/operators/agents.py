@@ -386,7 +386,8 @@ class DSO:
         c = prog.c.copy()
         c[model.cp.own_x] -= pi * dt
         prog.set_cost(c)
-        psol = solve(prog)
+        # (far thermal circles left out, exact: docs/model.md §6.3 item 1; their duals are zero)
+        psol = solve(prog, omitted=model.omitted) if prog.has_cones else solve(prog)
         if not psol.ok:
             return model.cp.prog, sol, sol.row_dual[model.fix_rows] / dt
         assert psol.row_dual is not None  # a continuous solve has duals
@@ -469,6 +470,7 @@ class DSO:
                 round_down=True,
                 gap_eur=gap_eur,
                 sub_mip_heuristics=False,  # its MILPs only propose binaries (see solve_misocp)
+                omitted=model.omitted,  # its conic solves leave far thermal circles out, as the evaluations do
             )
         except SolverError as exc:
             if relax or not model.cp.prog.has_integers:

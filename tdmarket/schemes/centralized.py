@@ -22,6 +22,7 @@ from ..market.pricing import annotate_buses, price_summary, publish_prices
 from ..model.instance import Instance
 from ..solvers import solve
 from ..solvers.acceptance import require
+from ..solvers.clarabel import OmittedCones
 from ..solvers.misocp import fix_integers, solve_misocp
 from .registry import SchemeContext, SchemeSpec, register
 from .result import ClearingResult
@@ -40,6 +41,7 @@ def solve_clearing(
     sub_mip_heuristics: bool = True,
     oa_cuts: list | None = None,
     node_limit: int | None = None,
+    omitted: OmittedCones | None = None,
 ):
     """Solve a clearing problem; returns (priced solution, mip info dict).  `relaxation`: a known solution of the
     continuous relaxation, `round_down`: try its integers rounded down (MISOCP only; see `solve_misocp`),
@@ -47,14 +49,15 @@ def solve_clearing(
     `solve_misocp`; a MILP: HiGHS's absolute gap, and the known `relaxation` + `gap_eur` as objective target),
     `oa_cuts`: tangent cuts shared between MISOCP solves of one program (`solve_misocp`), `sub_mip_heuristics`:
     HiGHS's RINS, RENS and feasibility jump for a MILP or the MILP rounds of a MISOCP (`solvers.highs.solve_highs`),
-    `node_limit`: a MILP's branch-and-bound nodes (its incumbent is used; not for a MISOCP).
+    `node_limit`: a MILP's branch-and-bound nodes (its incumbent is used; not for a MISOCP), `omitted`: cones the
+    conic solves leave out until a solution comes near one (`solvers.clarabel.OmittedCones`, exact).
 
     Raises SolverError unless the solution passes `tdmarket.solvers.acceptance` against the clearing program
     (status, and rows, bounds, cones and integrality of the point)."""
     prog = cp.prog
     mip: dict[str, Any] = {"binaries": int(prog.integrality.sum()), "lower_bound": None, "gap": None, "rounds": []}
     if not prog.has_integers:
-        sol = solve(prog)
+        sol = solve(prog, omitted=omitted) if prog.has_cones else solve(prog)
     elif not prog.has_cones:
         target = None
         if relaxation is not None and gap_eur > 0 and np.isfinite(relaxation.objective):
@@ -84,6 +87,7 @@ def solve_clearing(
             gap_eur=gap_eur,
             oa_cuts=oa_cuts,
             sub_mip_heuristics=sub_mip_heuristics,
+            omitted=omitted,
         )
         mip.update(lower_bound=sol.mip_bound, gap=sol.mip_gap, rounds=hist.rounds)
     return require(sol, prog, "clearing"), mip

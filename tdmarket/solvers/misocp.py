@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 from ..formulations.program import Program
 from .acceptance import accept, rejection
-from .clarabel import solve_clarabel, solve_clarabel_retrying
+from .clarabel import OmittedCones, solve_clarabel, solve_clarabel_retrying
 from .highs import solve_highs
 from .result import Solution, SolveStatus, usable_statuses
 
@@ -149,6 +149,7 @@ class _Incumbent:
     target: float | None = None  # the relaxation + `gap_eur` (€): HiGHS's objective target in the MILP rounds
     gap_eur: float = 0.0  # an incumbent within this (€) of the bound ends the search (`gap_eur`)
     socp_points: list[np.ndarray] = field(default_factory=list)  # fixed-integer SOCP points not yet cut at
+    omitted: OmittedCones | None = None  # cones the fixed-integer SOCPs leave out until near (`solve_misocp`)
 
     def take_cuts(self, prog: Program, cuts: list, rhs: list) -> None:
         """Tangent cuts at every fixed-integer SOCP point solved since the last call (classical outer approximation:
@@ -175,7 +176,7 @@ class _Incumbent:
         if self.integer_rows is not None and self.integer_rows.broken(x):
             return True
         fixed = fix_integers(prog, x)
-        fx = solve_clarabel(fixed)
+        fx = solve_clarabel(fixed, omitted=self.omitted)
         if fx.status is not SolveStatus.INFEASIBLE:
             # a fixed-integer SOCP the interior point did not finish at the default tolerance: the next MILP round
             # may propose the same binaries (then no incumbent is ever found), so retry it here
@@ -292,6 +293,7 @@ def solve_misocp(
     gap_eur: float = 0.0,
     oa_cuts: list | None = None,
     sub_mip_heuristics: bool = True,
+    omitted: OmittedCones | None = None,
 ) -> tuple[Solution, OAHistory]:
     """Outer-approximation MISOCP solve; returns the best fixed-integer SOCP solution (with duals) and history.
 
@@ -314,6 +316,8 @@ def solve_misocp(
     same leading columns (another objective, other bounds, columns appended): they start the outer approximation
     and the cuts this solve adds are appended (at most OA_KEPT_ROWS rows kept).  A tangent cut of a cone is valid
     wherever that cone holds, whatever the objective.
+    `omitted`: cones the continuous solves (the relaxation, the fixed-integer SOCPs) leave out until a solution
+    comes near one (`solvers.clarabel.OmittedCones`; exact, and a retry at looser settings keeps every cone).
     """
     t0 = time.perf_counter()
     hist = OAHistory()
@@ -321,7 +325,7 @@ def solve_misocp(
     relaxed.relax_integrality()
     rel = relaxation
     if rel is None or rel.x is None or len(rel.x) != prog.n:
-        rel = solve_clarabel(relaxed)
+        rel = solve_clarabel(relaxed, omitted=omitted)
     # The relaxation only bounds and guides the search (every incumbent is checked strictly), so an interior-point
     # point slightly outside the residual tolerance is still used (measured: a DSO dispatch of italy-652 ended
     # "almost solved" with a scaled row residual of 1.7e-5); beyond RELAXATION_TOL it is refused.
@@ -331,7 +335,9 @@ def solve_misocp(
         # solve it here, at the retry settings if need be.  Measured on an italy-652 DSO: a row residual of
         # 3.9e-4 made the dispatch fall back to every binary at 0 (+0.82 €), where its own solve is optimal.
         rel = solve_clarabel_retrying(
-            relaxed, solve_clarabel(relaxed), lambda s: rejection(s, relaxed, tol=RELAXATION_TOL) is None
+            relaxed,
+            solve_clarabel(relaxed, omitted=omitted),
+            lambda s: rejection(s, relaxed, tol=RELAXATION_TOL) is None,
         )
         why = rejection(rel, relaxed, tol=RELAXATION_TOL)
     if why is not None:
@@ -340,7 +346,9 @@ def solve_misocp(
         rel.mip_bound, rel.mip_gap = None, None
         return rel, hist
     target = rel.objective + gap_eur if gap_eur > 0 else None
-    inc = _Incumbent(lb=rel.objective, integer_rows=IntegerRows(prog), target=target, gap_eur=max(gap_eur, 0.0))
+    inc = _Incumbent(
+        lb=rel.objective, integer_rows=IntegerRows(prog), target=target, gap_eur=max(gap_eur, 0.0), omitted=omitted
+    )
     cuts, rhs = _initial_cuts(prog, rel.x)
     # round 0 (relaxation-guided): the relaxation keeps all order logic and is often integral already; fixing
     # its rounded integers gives an upper bound that may close the gap without any MILP.
