@@ -387,7 +387,7 @@ class DSO:
         c[model.cp.own_x] -= pi * dt
         prog.set_cost(c)
         # (far thermal circles left out, exact: docs/model.md §6.3 item 1; their duals are zero)
-        psol = solve(prog, omitted=model.omitted) if prog.has_cones else solve(prog)
+        psol = solve(prog, omitted=model.omitted)
         if not psol.ok:
             return model.cp.prog, sol, sol.row_dual[model.fix_rows] / dt
         assert psol.row_dual is not None  # a continuous solve has duals

@@ -57,7 +57,7 @@ def solve_clearing(
     prog = cp.prog
     mip: dict[str, Any] = {"binaries": int(prog.integrality.sum()), "lower_bound": None, "gap": None, "rounds": []}
     if not prog.has_integers:
-        sol = solve(prog, omitted=omitted) if prog.has_cones else solve(prog)
+        sol = solve(prog, omitted=omitted)
     elif not prog.has_cones:
         target = None
         if relaxation is not None and gap_eur > 0 and np.isfinite(relaxation.objective):

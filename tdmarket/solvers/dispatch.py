@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from tdmarket.formulations.program import Program
-from tdmarket.solvers.clarabel import solve_clarabel
+from tdmarket.solvers.clarabel import OmittedCones, solve_clarabel
 from tdmarket.solvers.highs import solve_highs
 from tdmarket.solvers.result import Solution
 
 
-def solve(program: Program, **opts) -> Solution:
+def solve(program: Program, *, omitted: OmittedCones | None = None, **opts) -> Solution:
     """HiGHS for LP/MILP, Clarabel for LP-with-cones (SOCP); `opts` go to the chosen adapter unchanged.
+    `omitted`: cones a conic solve leaves out until a solution comes near one (`OmittedCones`; nothing to leave
+    out in an LP).
 
     Raises ValueError for cones together with integers (MISOCP is handled by the decomposition schemes).
     """
@@ -19,5 +21,5 @@ def solve(program: Program, **opts) -> Solution:
             "no single adapter solves it - fix the integers or relax the cones first"
         )
     if program.has_cones:
-        return solve_clarabel(program, **opts)
+        return solve_clarabel(program, omitted=omitted, **opts)
     return solve_highs(program, **opts)
