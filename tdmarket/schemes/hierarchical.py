@@ -925,10 +925,12 @@ class HierarchicalSession:
         self.t_start = time.perf_counter()
         self.run = _HierarchicalRun(inst, ctx, locked)
         self.rt = ctx.new_runtime()
+        # the TSO's agent for the session's own instance (its data read once: an operator layout's folder)
+        self._own_tso = self.rt.tso(self.run.subs[0], self.run.opts)
         try:
             self.curves, self._national_start = _beside_national_start(
                 self.rt,
-                self.rt.tso(self.run.subs[0], self.run.opts),
+                self._own_tso,
                 self.run.top_names,
                 ctx.threads,
                 lambda: self.run.curves_bottom_up(self.rt),
@@ -955,11 +957,10 @@ class HierarchicalSession:
         scheme's (`_HierarchicalRun.exchange`)."""
         run = self.run
         if inst is None:
-            inst, data = run.inst, run.subs[0]
+            inst, tso = run.inst, self._own_tso
         else:
             _check_tso_change(run.inst, inst)
-            data = inst.agent_data(0)
-        tso = self.rt.tso(data, run.opts)
+            tso = self.rt.tso(inst.agent_data(0), run.opts)
         # the basis of the TSO's clearing without its DSOs (computed beside the curves): a master built now starts
         # from it (with other fixed injections it is still a dual feasible start: only right-hand sides differ)
         tso.start = self._national_start
