@@ -295,6 +295,33 @@ def test_persistent_lp_refuses_a_bound_change_naming_a_column_twice():
         lp.set_col_bounds(np.array([0, 0]), np.array([0.3, 0.3]), np.array([1.0, 1.0]))
 
 
+def test_persistent_lp_time_limit_applies_to_each_solve_not_to_the_objects_runs_together():
+    """HiGHS compares its `time_limit` with the run clock of the object, which accumulates over its runs: a limit
+    set once stopped every solve after the runs together passed it (the cut exchange's level LPs on italy-652 then
+    ended "Time limit reached" at once in every round and each round fell back to the bound LP's point)."""
+    from tdmarket.solvers.highs import PersistentLP
+
+    rng = np.random.default_rng(3)
+    n = 300
+    prog = Program()
+    prog.add_variables("x", n, 0.0, 1.0, rng.random(n) - 0.6)
+    A = sp.random(n, n, density=0.05, random_state=4, format="csr") + sp.eye(n, format="csr")
+    prog.add_rows("cap", A, -np.inf, 1.0 + rng.random(n))
+    lp = PersistentLP(prog)
+    lp.h.clearSolver()
+    first = lp.solve()
+    assert first.status is SolveStatus.OPTIMAL
+    lp.time_limit_s = 20 * max(first.solve_time_s, 1e-3)  # generous for one solve
+    solves = 0
+    while lp.h.getRunTime() < 3 * lp.time_limit_s:  # the runs together pass the limit thrice
+        lp.h.clearSolver()  # a cold solve each time: the run clock must move
+        sol = lp.solve()
+        assert sol.status is SolveStatus.OPTIMAL
+        assert sol.objective == pytest.approx(first.objective, rel=1e-9)
+        solves += 1
+    assert solves >= 30
+
+
 def test_misocp_retries_a_fixed_integer_socp_the_interior_point_did_not_finish():
     """Regression (found by a hierarchical run of italy-652 with max_evals 3): a DSO dispatch at a cost of ~1e-5 €
     whose fixed-integer SOCP ends "almost solved" at Clarabel's default tolerance (a cone violated by 1.5e-4),

@@ -214,7 +214,7 @@ class CutMaster:
         # docs/history.md: minutes in one LP), which the iteration limit does not catch; a warm level LP takes
         # about as long as a bound LP, so LEVEL_TIME_FACTOR of those (at least LEVEL_TIME_MIN_S) stops it.  Only
         # a stopped LP depends on the machine's speed; its round then proposes the bound LP's point
-        lp.h.setOptionValue("time_limit", max(LEVEL_TIME_MIN_S, LEVEL_TIME_FACTOR * self._bound_lp_s))
+        lp.time_limit_s = max(LEVEL_TIME_MIN_S, LEVEL_TIME_FACTOR * self._bound_lp_s)
         sol = lp.solve()
         self._note(sol)
         # an empty level set is an expected answer (proven infeasible from the warm basis); only other failures get

@@ -345,6 +345,10 @@ class PersistentLP:
         self.c0 = float(program.c0)
         self.row_lo, self.row_hi = program.row_lo.copy(), program.row_hi.copy()
         self.col_lb, self.col_ub = program.lb.copy(), program.ub.copy()
+        # wall-clock limit of each solve (s; None: none).  HiGHS compares its option `time_limit` with the run clock
+        # of the object, which accumulates over every run, so `solve` sets it to that clock plus this limit: a
+        # fixed option would stop every solve once the object's runs together exceeded it
+        self.time_limit_s: float | None = None
 
     def start_basis(self) -> StartBasis | None:
         """The last solve's basis, to start LPs that extend this one (None if HiGHS has no valid basis)."""
@@ -445,6 +449,8 @@ class PersistentLP:
 
     def solve(self) -> Solution:
         run_before = self.h.getRunTime()  # HiGHS's run clock accumulates over the object's runs
+        limit = np.inf if self.time_limit_s is None else run_before + float(self.time_limit_s)
+        self.h.setOptionValue("time_limit", float(limit))
         if self._presolve_next:
             self.h.setOptionValue("presolve", "on")
             try:
