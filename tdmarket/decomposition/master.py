@@ -12,7 +12,7 @@ the box still certifies a lower bound of the unrestricted master through its dua
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -26,7 +26,10 @@ from ..solvers.result import Solution
 from .offers import cut_matrix
 
 LEVEL_ITERATION_LIMIT = 20_000  # simplex iterations of one projection (level) LP solve
-LEVEL_TIME_MIN_S, LEVEL_TIME_FACTOR = 5.0, 20.0  # its time limit: max(min, factor × the last bound LP's)
+# its time limit: max(min, factor × the last bound LP's).  The floor was 5 s until a stopped level LP of an italy-652
+# round (~25 ms per simplex iteration instead of ~1.4) cost 5 s in the proposal domain and 5 s again from the bound
+# LP's basis; a warm level LP of that system takes ~0.2 s
+LEVEL_TIME_MIN_S, LEVEL_TIME_FACTOR = 1.0, 20.0
 
 
 @dataclass
@@ -217,15 +220,21 @@ class CutMaster:
         lp.time_limit_s = max(LEVEL_TIME_MIN_S, LEVEL_TIME_FACTOR * self._bound_lp_s)
         sol = lp.solve()
         self._note(sol)
-        # an empty level set is an expected answer (proven infeasible from the warm basis); only other failures get
-        # a cold re-solve (measured on italy-652: a cold re-solve of an infeasible level LP took 35 s)
-        if sol.status not in (SolveStatus.OPTIMAL, SolveStatus.INFEASIBLE):
+        # an empty level set is an expected answer (proven infeasible from the warm basis), and so is a stop at a
+        # limit (the same LP again would stop again: measured on italy-652, 5 s more); only numerical failures get
+        # a re-solve (measured on italy-652: a cold re-solve of an infeasible level LP took 35 s)
+        if sol.status not in (SolveStatus.OPTIMAL, SolveStatus.INFEASIBLE) and not lp.stopped_at_limit():
             # restart from the bound LP's basis, never from scratch (a cold re-solve took 30 000 iterations; the
             # primal simplex from the failed basis was tried too: 64 000 iterations on a generated 73-area system)
             self._note(sol, "level")
             self._warm_level_from_bound(2 * self._k + 1)
             sol = lp.solve()
             self._note(sol)
+        if lp.stopped_at_limit():
+            # reported in the round's history; where a stopped LP left its basis depends on the machine's speed, so
+            # the next level LP starts from the bound LP's basis and only this round's proposal depends on the stop
+            self._note(replace(sol, iterations=0), "level")
+            self._warm_level_from_bound(2 * self._k + 1)
         if sol.status is not SolveStatus.OPTIMAL:
             return None
         x = sol.x[: self.prog.n]

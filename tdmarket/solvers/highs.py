@@ -430,6 +430,10 @@ class PersistentLP:
         _check_change(status, "column bounds", cols)
         self.col_lb[cols], self.col_ub[cols] = lo, hi
 
+    def stopped_at_limit(self) -> bool:
+        """Whether the last solve stopped at its time or iteration limit (rather than failing numerically)."""
+        return self.h.getModelStatus() in (_MS.kTimeLimit, _MS.kIterationLimit)
+
     def solve_again(self) -> Solution:
         """A re-solve after a warm solve that ended without optimality ("Unknown" after numerical trouble):
         first the primal simplex from the same basis, then a cold solve with presolve (measured on italy-652: a
