@@ -21,8 +21,10 @@ def test_hierarchical_balances_with_all_or_nothing_dsos_behind_tight_interfaces(
     bound centralized needs 6.33 MW of slack (65 411.88 €) and the repair's menus do not hold its configuration:
     measured +4.7 % with 6.64 MW of slack, within its certified gap (4.8 %); with the market responses
     (docs/model.md §6.3 item 8 step 3a) +4.1 % with 6.60 MW, certified 4.2 % (iterated: the same +4.1 %, certified
-    4.3 %).  What must hold on any instance is
-    asserted, and the measured miss bounds what may be lost further."""
+    4.3 %).  Since the DSOs' evaluations refine their KKT solves to 1e-10 (2026-12-03, seventh session) their costs
+    differ in the 8th digit and the repair takes another path: +4.0e-4, certified 0.39 %, by menu choices and market
+    responses, without the configurations' burnt import ends it needed before.  What must hold on any instance is
+    asserted, and the largest miss measured bounds what may be lost further."""
     folder = make_variant(
         builtin_path(),
         tmp_path / "v",
@@ -44,8 +46,8 @@ def test_hierarchical_balances_with_all_or_nothing_dsos_behind_tight_interfaces(
     cert = res.summary["certificate"]
     assert cert["lower_bound_eur"] <= central.total_cost + 1e-6 * scale
     assert res.total_cost - central.total_cost <= cert["dispatched_gap"] * abs(res.total_cost) + 1e-6 * scale
-    assert res.total_cost <= central.total_cost * 1.055  # measured +4.1 % (+4.7 % before the market responses)
-    assert any(r.get("how") == "menu choice, burnt import ends" for r in res.summary["integer_repair"]["rounds"])
+    assert res.total_cost <= central.total_cost * 1.055  # measured +4.1 % and +4.0e-4 on two paths (docstring)
+    assert any(r.get("how") for r in res.summary["integer_repair"]["rounds"])  # the relaxed dispatch was improved on
 
 
 @pytest.mark.slow

@@ -15,7 +15,13 @@ from ..formulations.options import ModelOptions
 from ..formulations.program import Program
 from ..model.instance import Instance
 from ..solvers import SolveStatus, solve
-from ..solvers.clarabel import OmittedCones, PersistentSOCP, solve_clarabel, solve_clarabel_retrying
+from ..solvers.clarabel import (
+    EVALUATION_SETTINGS,
+    OmittedCones,
+    PersistentSOCP,
+    solve_clarabel,
+    solve_clarabel_retrying,
+)
 from ..solvers.highs import PersistentLP
 from ..solvers.result import Solution
 from .offers import Offer, add_offer_rows, bound_offers, child_exchange_columns
@@ -86,7 +92,11 @@ class AreaModel:
         if prog.has_integers:
             raise ValueError("AreaModel evaluations are continuous; use dispatch() for binaries")
         # an evaluation or a range is never priced: no simplex basis to hand back (solvers.highs.solve_highs)
-        return solve_clarabel(prog, omitted=self.omitted) if prog.has_cones else solve(prog, keep_basis=False)
+        return (
+            solve_clarabel(prog, omitted=self.omitted, **EVALUATION_SETTINGS)
+            if prog.has_cones
+            else solve(prog, keep_basis=False)
+        )
 
     def _program_at(self, x_hat: np.ndarray) -> Program:
         """A copy of the area's program with its exchange fixed at `x_hat` (MW per period)."""
@@ -99,7 +109,7 @@ class AreaModel:
             return self._solve_lp_at(x_hat)
         if self._parametric is None:
             prog = self._program_at(x_hat)
-            self._parametric = PersistentSOCP(prog, self.fix_rows, omitted=self.omitted)
+            self._parametric = PersistentSOCP(prog, self.fix_rows, omitted=self.omitted, **EVALUATION_SETTINGS)
         self.evaluations += 1
         self._parametric.set_equalities(x_hat)
         sol = self._parametric.solve()
