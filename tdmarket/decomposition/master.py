@@ -216,7 +216,8 @@ class CutMaster:
         # its infeasibility proof at seconds per iteration (seen on italy-652 with an experimental curve sampling,
         # docs/history.md: minutes in one LP), which the iteration limit does not catch; a warm level LP takes
         # about as long as a bound LP, so LEVEL_TIME_FACTOR of those (at least LEVEL_TIME_MIN_S) stops it.  Only
-        # a stopped LP depends on the machine's speed; its round then proposes the bound LP's point
+        # a stopped LP depends on the machine's speed; its round searches the full box next (`solve_level`) and
+        # proposes the bound LP's point if that stops too
         lp.time_limit_s = max(LEVEL_TIME_MIN_S, LEVEL_TIME_FACTOR * self._bound_lp_s)
         sol = lp.solve()
         self._note(sol)
