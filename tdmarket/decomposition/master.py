@@ -12,7 +12,7 @@ the box still certifies a lower bound of the unrestricted master through its dua
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -78,7 +78,11 @@ class CutMaster:
     def _note(self, sol, what: str | None = None) -> None:
         self.stats["simplex_iterations"] += int(sol.iterations or 0)
         if what is not None:
-            self.stats["cold_restarts"].append(f"{what}: {sol.status.value} {sol.message}")
+            self._report(sol, what)
+
+    def _report(self, sol, what: str) -> None:
+        """An LP that did not end optimal, in the round's history (its iterations are counted by `_note`)."""
+        self.stats["cold_restarts"].append(f"{what}: {sol.status.value} {sol.message}")
 
     def add_cuts(self, area: np.ndarray, points: np.ndarray, values: np.ndarray, slopes: np.ndarray) -> None:
         if len(area) == 0:
@@ -234,7 +238,7 @@ class CutMaster:
         if lp.stopped_at_limit():
             # reported in the round's history; where a stopped LP left its basis depends on the machine's speed, so
             # the next level LP starts from the bound LP's basis and only this round's proposal depends on the stop
-            self._note(replace(sol, iterations=0), "level")
+            self._report(sol, "level")
             self._warm_level_from_bound(2 * self._k + 1)
         if sol.status is not SolveStatus.OPTIMAL:
             return None
