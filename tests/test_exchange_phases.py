@@ -1,15 +1,17 @@
 """The cut exchange's mixed-integer phase on a scripted parent (decomposition.exchange.CutExchange): what it does
-when its master proposes the same point again; each DSO's share of the certified-gap target at dispatch; and the
-relaxed phase when its level LPs are stopped."""
+when its master proposes the same point again; each DSO's share of the certified-gap target at dispatch; the
+relaxed phase when its level LPs are stopped, and the projection LP after a stopped one."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 import tdmarket
 from tdmarket.decomposition import master
 from tdmarket.decomposition.exchange import ChildValues, CutExchange, CutPool, ExchangeSettings, ParentPoint
+from tdmarket.formulations.program import Program
 from tdmarket.schemes.centralized import clear_centralized
 
 X0 = np.array([[0.5], [0.2]])  # two children, one period, MW
@@ -114,3 +116,45 @@ def test_level_lp_stopped_by_its_time_limit_falls_back_to_the_bound_point(builti
     assert "level: other Time limit reached" in restarts, restarts
     assert cert["stopped_by"] == "relative_gap"
     assert central - 1e-6 * abs(central) <= res.total_cost <= central + 1e-5 * abs(res.total_cost) + 1e-6
+
+
+def _quadratic_master(n_children: int = 6, periods: int = 3) -> master.CutMaster:
+    """A master over children whose costs are Σ_t (x_t − c_t)² (€), with tangent cuts at a few points each and the
+    exchanges coupled by Σ x = 1 MW per period, so that the projection LP has many rows to pivot."""
+    rng = np.random.default_rng(7)
+    prog = Program()
+    x_cols = np.stack([prog.add_variables(f"x_{a}", periods, -5.0, 5.0).index for a in range(n_children)])
+    theta = prog.add_variables("theta", n_children, -1e3, np.inf, 1.0).index
+    rows = np.repeat(np.arange(periods), n_children)
+    prog.add_rows("sum", sp.csr_matrix((np.ones(x_cols.size), (rows, x_cols.T.ravel())), shape=(periods, prog.n)), 1, 1)
+    cm = master.CutMaster(prog, x_cols, theta)
+    centers = rng.uniform(-2, 2, (n_children, periods))
+    for _ in range(4):
+        pts = rng.uniform(-4, 4, (n_children, periods))
+        cm.add_cuts(np.arange(n_children), pts, ((pts - centers) ** 2).sum(1), 2 * (pts - centers))
+    return cm
+
+
+def test_level_lp_after_a_stopped_one_starts_from_the_bound_lps_basis():
+    """Where a stopped projection LP left its basis depends on the machine's speed (a time limit); the next one
+    starts from the bound LP's basis instead, so it gives exactly what a projection LP that never saw the stop
+    gives (same point, same simplex iterations).  The stop is made deterministic with an iteration limit of 1."""
+    center = np.full((6, 3), 1.0 / 6)
+    a, b = _quadratic_master(), _quadratic_master()
+    lb_a, lb_b = a.solve().lower_bound, b.solve().lower_bound
+    assert lb_a == lb_b
+    level = lb_a + 5.0
+    # a: one projection LP that stops after one simplex iteration, then a normal one
+    lp = a._level_lp()
+    lp.h.setOptionValue("simplex_iteration_limit", 1)
+    assert a.solve_level(center + 0.3, level) is None or lp.stopped_at_limit()
+    assert a.take_stats()["cold_restarts"], "the stop is reported"
+    lp.h.setOptionValue("simplex_iteration_limit", master.LEVEL_ITERATION_LIMIT)
+    a.solve()  # the next round's bound LP, as in the exchange
+    got = a.solve_level(center, level)
+    # b: the same projection LP without the stop before it
+    b.solve()
+    want = b.solve_level(center, level)
+    assert got is not None and want is not None
+    np.testing.assert_allclose(got.x, want.x, rtol=0, atol=1e-9)
+    assert got.sol.iterations == want.sol.iterations
