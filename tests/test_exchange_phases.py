@@ -108,6 +108,7 @@ def test_level_lp_stopped_by_its_time_limit_leaves_the_exchange_certified(builti
     iteration; a 1 000-area master) stops at its time limit; the later level steps search box radii instead and
     the exchange still ends within its certified gap of the centralized clearing.  Here every level LP gets no
     time at all."""
+    monkeypatch.setattr(master, "LEVEL_STEP", "projection")
     monkeypatch.setattr(master, "LEVEL_TIME_MIN_S", 1e-9)
     monkeypatch.setattr(master, "LEVEL_TIME_FACTOR", 0.0)
     central = clear_centralized(builtin, relax=True).total_cost
@@ -141,6 +142,7 @@ def test_after_a_stopped_projection_lp_level_steps_search_the_radius(monkeypatch
     times, twice per round, and then Kelley's step 43 MW from the best point), every later level step is the
     master's minimum inside a box around the center whose radius is searched: a point of the level set, within
     the search's resolution of the projection's distance, without the projection LP."""
+    monkeypatch.setattr(master, "LEVEL_STEP", "projection")
     center = np.full((6, 3), 1.0 / 6)
     lb = _quadratic_master().solve().lower_bound
     levels = (lb + 20.0, lb + 50.0, lb + 100.0)
@@ -164,3 +166,15 @@ def test_after_a_stopped_projection_lp_level_steps_search_the_radius(monkeypatch
     assert cm.take_stats()["cold_restarts"] == ["level: other Iteration limit reached"]
     # the master's own box is back: the next bound is the unrestricted one
     assert cm.solve().lower_bound == pytest.approx(lb)
+
+
+def test_level_step_radius_never_builds_the_projection_lp(monkeypatch):
+    """`LEVEL_STEP = "radius"`: every level step is the radius search from the start (no projection LP)."""
+    monkeypatch.setattr(master, "LEVEL_STEP", "radius")
+    cm = _quadratic_master()
+    center = np.full((6, 3), 1.0 / 6)
+    lb = cm.solve().lower_bound
+    step = cm.solve_level(center, lb + 20.0)
+    assert step is not None and step.objective <= lb + 20.0 + 1e-6
+    assert cm._level is None
+    assert cm.take_stats()["cold_restarts"] == []

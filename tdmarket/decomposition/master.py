@@ -30,6 +30,12 @@ LEVEL_ITERATION_LIMIT = 20_000  # simplex iterations of one projection (level) L
 # round (~25 ms per simplex iteration instead of ~1.4) cost 5 s in the proposal domain and 5 s again from the bound
 # LP's basis; a warm level LP of that system takes ~0.2 s
 LEVEL_TIME_MIN_S, LEVEL_TIME_FACTOR = 1.0, 20.0
+# how a level step is found: "projection" (the projection LP, switching to the radius search of
+# `CutMaster._level_by_radius` once one stops at its limit) or "radius" (the radius search always).  Measured with
+# "radius" (2026-12-04): italy-652 the same 18 rounds and cost with the master's LPs 4.5 s instead of 6.5 s
+# (alternating runs), but property variant 11 ended certified at 1.5e-3 instead of 2.1e-5: not the default
+# until the generated families have been re-run with it (docs/model.md §6.3 item 3)
+LEVEL_STEP = "projection"
 # the radius search that replaces the projection LP once one stopped (`CutMaster._level_by_radius`): box re-solves
 # per step, the first radius when no level step has completed yet, the smallest radius reused (MW), and the factor
 # by which a radius grows (shrinks) while no box missed (reached) the level; the search stops once its bracket is
@@ -69,8 +75,9 @@ class CutMaster:
         flat = x_cols.ravel()
         self.x_lb, self.x_ub = prog.lb[flat].copy(), prog.ub[flat].copy()
         self._level: PersistentLP | None = None
-        # a projection LP stopped at its limit once: later level steps search the radius instead (`_level_by_radius`)
-        self._level_lp_stopped = False
+        # level steps by the radius search (`_level_by_radius`): always with LEVEL_STEP = "radius", else once a
+        # projection LP has stopped at its limit
+        self._level_lp_stopped = LEVEL_STEP == "radius"
         self._level_radius: float | None = None  # distance (MW, max norm) of the last level step from its center
         self._bound_x: np.ndarray | None = None  # exchanges (A, T) MW of the last unrestricted bound LP
         self._level_m = 0  # rows of `prog` when the level LP was built (its box and level rows come next)
