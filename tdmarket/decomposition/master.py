@@ -77,7 +77,7 @@ class CutMaster:
         self._level: PersistentLP | None = None
         # level steps by the radius search (`_level_by_radius`): always with LEVEL_STEP = "radius", else once a
         # projection LP has stopped at its limit
-        self._level_lp_stopped = LEVEL_STEP == "radius"
+        self._by_radius = LEVEL_STEP == "radius"
         self._level_radius: float | None = None  # distance (MW, max norm) of the last level step from its center
         self._bound_x: np.ndarray | None = None  # exchanges (A, T) MW of the last unrestricted bound LP
         self._level_m = 0  # rows of `prog` when the level LP was built (its box and level rows come next)
@@ -218,17 +218,17 @@ class CutMaster:
         """Level step: the point of {cᵀv <= level} nearest to `center` in the max norm over the exchanges.
         None if the level set is empty (the level is below the model's minimum).  Once a projection LP has stopped
         at its limit, this and every later step is the radius search of `_level_by_radius` instead."""
-        if not self._level_lp_stopped:
+        if not self._by_radius:
             domain = getattr(self, "_domain", None)
             out = None
             if domain is not None and np.all(domain[0] <= domain[1]):
                 out = self._solve_level(center, level, domain)
-            if out is None and not self._level_lp_stopped:
+            if out is None and not self._by_radius:
                 out = self._solve_level(center, level, (self.x_lb, self.x_ub))
             if out is not None:
                 self._level_radius = float(np.abs(out.x - np.asarray(center, float)).max())
                 return out
-            if not self._level_lp_stopped:
+            if not self._by_radius:
                 return None  # an empty level set
         return self._level_by_radius(center, level)
 
@@ -302,7 +302,7 @@ class CutMaster:
             # reported in the round's history; the projection LP is not solved again in this run (where it left its
             # basis depends on the machine's speed, and it would likely stop again): `solve_level` searches radii
             self._report(sol, "level")
-            self._level_lp_stopped = True
+            self._by_radius = True
         if sol.status is not SolveStatus.OPTIMAL:
             return None
         x = sol.x[: self.prog.n]
