@@ -218,19 +218,18 @@ class CutMaster:
         """Level step: the point of {cᵀv <= level} nearest to `center` in the max norm over the exchanges.
         None if the level set is empty (the level is below the model's minimum).  Once a projection LP has stopped
         at its limit, this and every later step is the radius search of `_level_by_radius` instead."""
-        if not self._by_radius:
-            domain = getattr(self, "_domain", None)
-            out = None
-            if domain is not None and np.all(domain[0] <= domain[1]):
-                out = self._solve_level(center, level, domain)
-            if out is None and not self._by_radius:
-                out = self._solve_level(center, level, (self.x_lb, self.x_ub))
-            if out is not None:
-                self._level_radius = float(np.abs(out.x - np.asarray(center, float)).max())
-                return out
-            if not self._by_radius:
-                return None  # an empty level set
-        return self._level_by_radius(center, level)
+        if self._by_radius:
+            return self._level_by_radius(center, level)
+        domain = getattr(self, "_domain", None)
+        out = None
+        if domain is not None and np.all(domain[0] <= domain[1]):
+            out = self._solve_level(center, level, domain)
+        if out is None and not self._by_radius:  # the level set misses the domain (a stop sets `_by_radius`)
+            out = self._solve_level(center, level, (self.x_lb, self.x_ub))
+        if out is not None:
+            self._level_radius = float(np.abs(out.x - np.asarray(center, float)).max())
+            return out
+        return self._level_by_radius(center, level) if self._by_radius else None  # None: an empty level set
 
     def _level_by_radius(self, center: np.ndarray, level: float) -> MasterSolution | None:
         """A level step without the projection LP: the master's minimum inside the box |x − center| <= r (column
