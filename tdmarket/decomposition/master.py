@@ -30,12 +30,13 @@ LEVEL_ITERATION_LIMIT = 20_000  # simplex iterations of one projection (level) L
 # round (~25 ms per simplex iteration instead of ~1.4) cost 5 s in the proposal domain and 5 s again from the bound
 # LP's basis; a warm level LP of that system takes ~0.2 s
 LEVEL_TIME_MIN_S, LEVEL_TIME_FACTOR = 1.0, 20.0
-# how a level step is found: "projection" (the projection LP, switching to the radius search of
-# `CutMaster._level_by_radius` once one stops at its limit) or "radius" (the radius search always).  Measured with
-# "radius" (2026-12-04): italy-652 the same 18 rounds and cost with the master's LPs 4.5 s instead of 6.5 s
-# (alternating runs), but property variant 11 ended certified at 1.5e-3 instead of 2.1e-5: not the default
-# until the generated families have been re-run with it (docs/model.md §6.3 item 3)
-LEVEL_STEP = "projection"
+# how a level step is found: "radius" (the radius search of `CutMaster._level_by_radius`, a few warm re-solves of
+# the master in a box) or "projection" (the projection LP, switching to the radius search once one stops at its
+# limit: that stop depends on the machine's speed, so the run does too).  Measured 2026-12-04 on the property test's
+# 50 variants (docs/model.md §6.3 item 3): the same median gap to centralized (5.3e-7), 981 rounds against 1 003,
+# the same certified gaps apart from path luck (seed 11 1.5e-3 against 1.1e-7, seed 39 2.0e-3 against 4.7e-3);
+# italy-652 the same rounds and cost with the master's LPs 4.5 s instead of 6.5 s
+LEVEL_STEP = "radius"
 # the radius search that replaces the projection LP once one stopped (`CutMaster._level_by_radius`): box re-solves
 # per step, the first radius when no level step has completed yet, the smallest radius reused (MW), and the factor
 # by which a radius grows (shrinks) while no box missed (reached) the level; the search stops once its bracket is
