@@ -178,3 +178,37 @@ def test_level_step_radius_never_builds_the_projection_lp(monkeypatch):
     assert step is not None and step.objective <= lb + 20.0 + 1e-6
     assert cm._level is None
     assert cm.take_stats()["cold_restarts"] == []
+
+
+def test_radius_step_prefers_the_proposal_domain(monkeypatch):
+    """The radius search cuts its boxes to the proposal domain (the curves' slack-free ranges) where the level set
+    meets it, and searches the full box where it does not: a level step is never refused for the domain."""
+    monkeypatch.setattr(master, "LEVEL_STEP", "radius")
+    center = np.full((6, 3), 1.0 / 6)
+    lb = _quadratic_master().solve().lower_bound
+    # a domain beside the center that the level set meets: the step lies in it and reaches the level
+    cm = _quadratic_master()
+    cm.solve()
+    lo, hi = center, center + 2.0  # the center on its lower edge
+    box = cm._box(center, np.inf, (lo.ravel(), hi.ravel()))
+    assert box is not None
+    level = cm._solve_in(*box, unrestricted=False).objective + 5.0  # its cheapest point in the domain, plus 5 €
+    assert level > lb + 5.0  # the premise: the full box reaches lower
+    cm.set_proposal_domain(lo, hi)
+    step = cm.solve_level(center, level)
+    assert step is not None and step.objective <= level + 1e-6
+    assert np.all(step.x >= lo - 1e-9) and np.all(step.x <= hi + 1e-9)
+    level = lb + 50.0
+    # a domain far from every child's minimum (feasible for Σ x = 1, but its cheapest point costs more than the
+    # level): the step comes from the full box
+    far_lo = np.vstack([np.full((3, 3), -5.0), np.full((3, 3), 4.5)])
+    far_hi = np.vstack([np.full((3, 3), -4.0), np.full((3, 3), 5.0)])
+    cm = _quadratic_master()
+    cm.solve()
+    cm.set_proposal_domain(far_lo, far_hi)
+    inside = cm._box(center, np.inf, (far_lo.ravel(), far_hi.ravel()))
+    assert inside is not None and cm._solve_in(*inside, unrestricted=False).objective > level  # the premise
+    step = cm.solve_level(center, lb + 20.0)
+    assert step is not None and step.objective <= lb + 20.0 + 1e-6
+    assert np.any(step.x < far_lo - 1e-9) or np.any(step.x > far_hi + 1e-9)
+    assert cm.solve().lower_bound == pytest.approx(lb)  # the master's own box is back

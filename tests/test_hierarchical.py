@@ -487,14 +487,16 @@ def test_rounded_point_priced_on_the_master_equals_the_rebuilt_clearing(tmp_path
     # the DSOs price their own dispatch at those interface prices, which differ by round-off (1e-14 EUR/MWh); at a
     # degenerate dispatch that moves the interior point's duals and the price intervals found from them (measured:
     # 6.5e-3 EUR/MWh at one bus of DSO-1401, same dispatch): each run's published price lies in its interval, and
-    # the two intervals overlap, i.e. both are prices of the same dispatch
+    # the two intervals overlap up to that noise, i.e. both are prices of the same dispatch (since the radius search
+    # keeps to the curves' ranges, 2026-12-04, this variant ends at another point, same cost to 3e-11 EUR, where
+    # the intervals of bus 401 in period 2 lie 1.2e-3 EUR/MWh apart, one of them 1e-6 wide)
     d = ~t
     for p in (pa, pb):
         assert (p.price_p_lo_eur_mwh[d] <= p.price_p_eur_mwh[d] + 1e-6).all()
         assert (p.price_p_eur_mwh[d] <= p.price_p_hi_eur_mwh[d] + 1e-6).all()
     lo = np.maximum(pa.price_p_lo_eur_mwh[d].to_numpy(), pb.price_p_lo_eur_mwh[d].to_numpy())
     hi = np.minimum(pa.price_p_hi_eur_mwh[d].to_numpy(), pb.price_p_hi_eur_mwh[d].to_numpy())
-    assert (lo <= hi + 1e-3).all()
+    assert (lo <= hi + 1e-2).all()
 
 
 def test_integer_repair_moves_a_dso_whose_binaries_cannot_deliver_its_exchange(tmp_path):

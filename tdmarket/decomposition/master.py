@@ -216,23 +216,29 @@ class CutMaster:
         )
 
     def solve_level(self, center: np.ndarray, level: float) -> MasterSolution | None:
-        """Level step: the point of {cᵀv <= level} nearest to `center` in the max norm over the exchanges.
-        None if the level set is empty (the level is below the model's minimum).  Once a projection LP has stopped
-        at its limit, this and every later step is the radius search of `_level_by_radius` instead."""
-        if self._by_radius:
-            return self._level_by_radius(center, level)
+        """Level step: the point of {cᵀv <= level} nearest to `center` in the max norm over the exchanges, inside
+        the proposal domain where the level set meets it, else in the full box.  None if the level set is empty
+        (the level is below the model's minimum).  With the radius search (LEVEL_STEP "radius", or once a
+        projection LP has stopped at its limit) the step is `_level_by_radius`'s instead of the projection LP's."""
         domain = getattr(self, "_domain", None)
+        if domain is not None and not np.all(domain[0] <= domain[1]):
+            domain = None
+        if self._by_radius:
+            out = self._level_by_radius(center, level, domain) if domain is not None else None
+            return out if out is not None else self._level_by_radius(center, level, None)
         out = None
-        if domain is not None and np.all(domain[0] <= domain[1]):
+        if domain is not None:
             out = self._solve_level(center, level, domain)
         if out is None and not self._by_radius:  # the level set misses the domain (a stop sets `_by_radius`)
             out = self._solve_level(center, level, (self.x_lb, self.x_ub))
         if out is not None:
             self._level_radius = float(np.abs(out.x - np.asarray(center, float)).max())
             return out
-        return self._level_by_radius(center, level) if self._by_radius else None  # None: an empty level set
+        return self._level_by_radius(center, level, None) if self._by_radius else None  # None: an empty level set
 
-    def _level_by_radius(self, center: np.ndarray, level: float) -> MasterSolution | None:
+    def _level_by_radius(
+        self, center: np.ndarray, level: float, domain: tuple[np.ndarray, np.ndarray] | None
+    ) -> MasterSolution | None:
         """A level step without the projection LP: the master's minimum inside the box |x − center| <= r (column
         bounds: a warm re-solve like the bound LP), for a few radii r, keeping the smallest box whose minimum lies
         in the level set.  The projection's distance t* is the smallest such r, so this is the level step up to
@@ -240,26 +246,39 @@ class CutMaster:
         1 000-area system (round 4): the projection LP took 41 s from the bound LP's basis (7 332 iterations,
         dual simplex; 23 s by interior point) and stopped at its limit from its own; a box re-solve took 1-2 s
         and at the projection's radius (0.79 MW) its minimum was the level (−8 791 € for −8 751 €).
-        None: no box tried reached the level (the caller then proposes the bound LP's point)."""
-        c = np.asarray(center, float)
+        `domain` ((lo, hi) MW, flat): the boxes are cut to it (the curves' slack-free ranges), and the search
+        runs up to the radius that covers all of it.  None: no box tried reached the level (the caller then
+        searches the full box, or proposes the bound LP's point)."""
+        c = np.asarray(center, float).ravel()
         bound_s = self._bound_lp_s
-        # the last bound LP's point is in the level set (its objective is LB <= level): the search is over [0, r_hi]
-        r_hi = float(np.abs(self._bound_x - c).max()) if self._bound_x is not None else np.inf
+        if domain is None:
+            # the last bound LP's point is in the level set (its objective is LB <= level): search [0, r_hi]
+            r_hi = float(np.abs(self._bound_x.ravel() - c).max()) if self._bound_x is not None else np.inf
+        else:
+            r_hi = float(np.maximum(np.abs(domain[0] - c), np.abs(domain[1] - c)).max())  # the whole domain
         best: MasterSolution | None = None
         best_r, lo_r = r_hi, 0.0
         r = self._level_radius if self._level_radius and self._level_radius > RADIUS_MIN_MW else RADIUS_START_MW
         r = min(r, 0.5 * r_hi)
+        tries = RADIUS_TRIES if domain is None else RADIUS_TRIES + 1  # the last try may be the whole domain
         try:
-            for _ in range(RADIUS_TRIES):
+            for i in range(tries):
                 if np.isfinite(best_r) and best_r - lo_r <= RADIUS_RESOLUTION * best_r:
                     break
-                ms = self.solve(c, r)
-                if ms.objective <= level + 1e-9 * max(1.0, abs(level)):
+                if domain is not None and i == tries - 1 and best is None:
+                    r = r_hi  # no box reached the level yet: the whole domain decides whether it ever does
+                box = self._box(c, r, domain)
+                ms = None if box is None else self._solve_in(*box, unrestricted=False)
+                if ms is not None and ms.objective <= level + 1e-9 * max(1.0, abs(level)):
                     best, best_r = ms, r
                     r = 0.5 * (lo_r + r) if lo_r > 0 else r / RADIUS_GROWTH
                 else:
                     lo_r = r
+                    if domain is not None and r >= r_hi:
+                        break  # the level set misses the domain
                     r = min(RADIUS_GROWTH * r, 0.5 * (r + best_r)) if best is None else 0.5 * (r + best_r)
+                    if best is None:
+                        r = min(r, r_hi)
         except SolverError:
             pass
         finally:
@@ -360,13 +379,28 @@ class CutMaster:
 
     def solve(self, center: np.ndarray | None = None, radius: float | None = None) -> MasterSolution:
         """Solve the master; with `center`/`radius`, inside the box |x − center| <= radius (a trust region)."""
-        flat = self.x_cols.ravel()
         if center is None:
-            lo, hi = self.x_lb, self.x_ub
-        else:
-            c = np.asarray(center, float).ravel()
-            lo = np.minimum(np.maximum(self.x_lb, c - radius), self.x_ub)
-            hi = np.maximum(np.minimum(self.x_ub, c + radius), self.x_lb)
+            return self._solve_in(self.x_lb, self.x_ub, unrestricted=True)
+        box = self._box(center, float(radius if radius is not None else np.inf), None)
+        assert box is not None  # without a domain the box always meets the master's own
+        return self._solve_in(*box, unrestricted=False)
+
+    def _box(
+        self, center: np.ndarray, radius: float, domain: tuple[np.ndarray, np.ndarray] | None
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """Column bounds (flat, MW) of the box |x − center| <= radius within the master's own, cut to `domain`;
+        None if that cut is empty."""
+        c = np.asarray(center, float).ravel()
+        lo = np.minimum(np.maximum(self.x_lb, c - radius), self.x_ub)
+        hi = np.maximum(np.minimum(self.x_ub, c + radius), self.x_lb)
+        if domain is not None:
+            lo, hi = np.maximum(lo, domain[0]), np.minimum(hi, domain[1])
+            if np.any(lo > hi):
+                return None
+        return lo, hi
+
+    def _solve_in(self, lo: np.ndarray, hi: np.ndarray, unrestricted: bool) -> MasterSolution:
+        flat = self.x_cols.ravel()
         self.lp.set_col_bounds(flat, lo, hi)
         sol = self.lp.solve()
         self._bound_lp_s = sol.solve_time_s
@@ -380,11 +414,11 @@ class CutMaster:
         col_lb, col_ub = self.lp.col_lb.copy(), self.lp.col_ub.copy()
         col_lb[flat], col_ub[flat] = self.x_lb, self.x_ub
         bound = self.lp.dual_bound(sol, col_lb, col_ub)
-        if center is None:
+        if unrestricted:
             self._bound_x = sol.x[self.x_cols]
         objective = float(sol.objective)  # HiGHS includes the offset c0
         lb = min(bound, objective) if np.isfinite(bound) else -np.inf
-        if center is None:
+        if unrestricted:
             lb = objective
         return MasterSolution(
             sol=sol,
