@@ -212,3 +212,40 @@ def test_radius_step_prefers_the_proposal_domain(monkeypatch):
     assert step is not None and step.objective <= lb + 20.0 + 1e-6
     assert np.any(step.x < far_lo - 1e-9) or np.any(step.x > far_hi + 1e-9)
     assert cm.solve().lower_bound == pytest.approx(lb)  # the master's own box is back
+
+
+def test_master_counts_a_failed_solves_iterations_once():
+    """The round history's simplex iterations count each LP solve once, also one that failed and was reported (it
+    was counted twice until 2026-12-04)."""
+    from tdmarket.errors import SolverError
+
+    cm = _quadratic_master()
+    seen: list[int] = []
+    lp = cm.lp
+    solve, solve_again = lp.solve, lp.solve_again
+
+    depth = [0]
+
+    def recorded(fn):
+        def call(*args, **kwargs):  # the master's own calls (a re-solve calls `solve` inside)
+            depth[0] += 1
+            try:
+                sol = fn(*args, **kwargs)
+            finally:
+                depth[0] -= 1
+            if depth[0] == 0:
+                seen.append(int(sol.iterations or 0))
+            return sol
+
+        return call
+
+    lp.solve, lp.solve_again = recorded(solve), recorded(solve_again)  # type: ignore[method-assign]
+    lp.h.setOptionValue("simplex_iteration_limit", 1)  # the bound LP stops after one iteration: reported
+    try:
+        cm.solve()
+    except SolverError:
+        pass
+    stats = cm.take_stats()
+    assert stats["cold_restarts"] and stats["cold_restarts"][0].startswith("bound:")
+    assert seen and seen[0] >= 1
+    assert stats["simplex_iterations"] == sum(seen)

@@ -92,10 +92,9 @@ class CutMaster:
         out, self.stats = self.stats, {"simplex_iterations": 0, "cold_restarts": []}
         return out
 
-    def _note(self, sol, what: str | None = None) -> None:
+    def _note(self, sol) -> None:
+        """Count a solve's simplex iterations (once per solve: a failed solve is also `_report`ed)."""
         self.stats["simplex_iterations"] += int(sol.iterations or 0)
-        if what is not None:
-            self._report(sol, what)
 
     def _report(self, sol, what: str) -> None:
         """An LP that did not end optimal, in the round's history (its iterations are counted by `_note`)."""
@@ -313,7 +312,7 @@ class CutMaster:
         if sol.status not in (SolveStatus.OPTIMAL, SolveStatus.INFEASIBLE) and not lp.stopped_at_limit():
             # restart from the bound LP's basis, never from scratch (a cold re-solve took 30 000 iterations; the
             # primal simplex from the failed basis was tried too: 64 000 iterations on a generated 73-area system)
-            self._note(sol, "level")
+            self._report(sol, "level")
             self._warm_level_from_bound(2 * self._k + 1)
             sol = lp.solve()
             self._note(sol)
@@ -360,7 +359,7 @@ class CutMaster:
             if sol.status not in (SolveStatus.OPTIMAL, SolveStatus.INFEASIBLE):
                 # numerical trouble from the warm basis (seen on italy-652 in a federation after a dozen moves of
                 # its injections): primal simplex, then cold; an infeasible combination is an answer
-                self._note(sol, "fixed")
+                self._report(sol, "fixed")
                 sol = self.lp.solve_again()
                 self._note(sol)
             if keep_basis and sol.status is SolveStatus.OPTIMAL:
@@ -406,7 +405,7 @@ class CutMaster:
         self._bound_lp_s = sol.solve_time_s
         self._note(sol)
         if sol.status is not SolveStatus.OPTIMAL:  # warm start went astray: primal simplex, then cold with presolve
-            self._note(sol, "bound")
+            self._report(sol, "bound")
             sol = self.lp.solve_again()
             self._note(sol)
         if sol.status is not SolveStatus.OPTIMAL:
