@@ -38,6 +38,9 @@ class EvaluationError(RuntimeError):
     """An area's cost could not be evaluated at an exchange (solver failure)."""
 
 
+SLACK_BLOCKS = ("slack_p_plus", "slack_p_minus", "slack_q_plus", "slack_q_minus")  # variables a slack-free model zeroes
+
+
 @dataclass
 class Evaluation:
     cost: float  # € (own orders + own slack + children's offers)
@@ -227,7 +230,7 @@ class AreaModel:
         """A copy of the area's program with every slack at zero, the exchange of period t free and the other
         periods held at x_ref (its cost is the caller's to set)."""
         prog = self.cp.prog.copy()
-        for name in ("slack_p_plus", "slack_p_minus", "slack_q_plus", "slack_q_minus"):
+        for name in SLACK_BLOCKS:
             idx = prog.var(name).index
             prog.set_bounds(idx, 0.0, 0.0)
         others = np.delete(np.arange(self.T), t)
@@ -259,6 +262,36 @@ class AreaModel:
             out.append(float(sol.x[col]))
         # the reference point (the area's own optimum, or the exchange it was asked about) stays inside the range
         return min(out[0], float(x_ref[t])), out[1]
+
+    def joint_hard_range(self, x_ref: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Every period's slack-free [min, max] exchange (MW) from two solves with all periods free at once (the
+        import end with `hard_range`'s loss term), instead of two per period.  Without coupling between periods
+        (ramps, minimum durations, start/stop blocks) these are `hard_range`'s ends; with it an end may lie beyond
+        them, which `needs_slack` at that end tells (`build_curves` then asks `hard_range`).  None for an LP
+        area (its `hard_range` is a warm re-solve already) or if a solve fails."""
+        if not self.cp.prog.has_cones:
+            return None
+        x_ref = np.asarray(x_ref, float)
+        prog = self.cp.prog.copy()
+        for name in SLACK_BLOCKS:
+            idx = prog.var(name).index
+            prog.set_bounds(idx, 0.0, 0.0)
+        cols = np.asarray(self.cp.own_x)
+        loss = self.cp.dist.loss_cost(prog.n)
+        out = []
+        for sign in (1.0, -1.0):
+            c = 2.0 * loss if sign > 0 else np.zeros(prog.n)
+            c[cols] += sign
+            prog.set_cost(c)
+            sol = self._solve(prog)
+            if sol.status not in GOOD:
+                return None
+            out.append(sol.x[cols].astype(float))
+        return np.minimum(out[0], x_ref), out[1]
+
+    def needs_slack(self, ev: Evaluation) -> bool:
+        """Whether an evaluated point uses slack (more than 1e-6 €; the penalty makes any real use far larger)."""
+        return self.cp.slack.cost(self.cp.prog, ev.x) > 1e-6
 
     def burnt_import_end(self, t: int, x_ref: np.ndarray) -> float | None:
         """min x_t with slacks at zero and the other periods at x_ref, fictitious losses burnt as the relaxation

@@ -99,8 +99,12 @@ class DSO:
             self._relaxed = AreaModel(self.sub, self.opts.relaxed(), self._offers(), locked=self.locked)
         return self._relaxed
 
-    def curve(self, curve_tol: float, max_evals: int) -> CurveOffer:
-        curves, cuts, _ = build_curves(self.model(), curve_tol=curve_tol, max_evals=max_evals)
+    def curve(self, curve_tol: float, max_evals: int, joint_ranges: bool = False) -> CurveOffer:
+        """This area's curves (and cuts) for its parent; `joint_ranges` as in `build_curves` (for a parent that
+        certifies the curves by a cut exchange)."""
+        curves, cuts, _ = build_curves(
+            self.model(), curve_tol=curve_tol, max_evals=max_evals, joint_ranges=joint_ranges
+        )
         self._own_offer = CurveOffer(
             sender=self.name,
             receiver=self.parent,

@@ -196,7 +196,8 @@ class _HierarchicalRun:
             # a sub-DSO's curve is used as is by its parent DSO (curve mode, no cut exchange below the TSO), so it
             # gets the finer sampling; top-level curves are certified by the cut exchange
             evals = self.max_evals if level == 1 else max(self.max_evals, SUB_DSO_MAX_EVALS)
-            requests = {self.names[a]: (self.curve_tol, evals) for a in level_areas}
+            # top-level curves get each period's range from two solves over all periods (`build_curves`)
+            requests = {self.names[a]: (self.curve_tol, evals, level == 1) for a in level_areas}
             replies = rt.ask("curve", requests, stage=f"curves (level {level})")
             for a in level_areas:
                 curves[a] = replies[self.names[a]].value
