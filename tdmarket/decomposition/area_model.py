@@ -250,18 +250,26 @@ class AreaModel:
         # (period 2): without the term the end imported 22-37 MW of which 16-36 MW were burnt (SOC gap 10^3-10^4)
         # after 42-86 interior-point iterations; with it 1.4-10 MW, SOC gap <= 2.5e-7 in 11 of 13, 18-26
         # iterations (2.0 s -> 0.68 s for the 13 solves).
+        ends = self._range_ends(prog, np.array([col]))
+        if ends is None:
+            return None
+        # the reference point (the area's own optimum, or the exchange it was asked about) stays inside the range
+        return min(float(ends[0][0]), float(x_ref[t])), float(ends[1][0])
+
+    def _range_ends(self, prog: Program, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(import end, export end) MW of the exchange columns `cols` on `prog` (slack-free): min Σ x + 2 × the
+        losses (`hard_range`), then max Σ x; None if a solve fails."""
         loss = self.cp.dist.loss_cost(prog.n)
         out = []
         for sign in (1.0, -1.0):
             c = 2.0 * loss if sign > 0 else np.zeros(prog.n)
-            c[col] += sign
+            c[cols] += sign
             prog.set_cost(c)
             sol = self._solve(prog)
             if sol.status not in GOOD:
                 return None
-            out.append(float(sol.x[col]))
-        # the reference point (the area's own optimum, or the exchange it was asked about) stays inside the range
-        return min(out[0], float(x_ref[t])), out[1]
+            out.append(sol.x[cols].astype(float))
+        return out[0], out[1]
 
     def joint_hard_range(self, x_ref: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Every period's slack-free [min, max] exchange (MW) from two solves with all periods free at once (the
@@ -276,18 +284,8 @@ class AreaModel:
         for name in SLACK_BLOCKS:
             idx = prog.var(name).index
             prog.set_bounds(idx, 0.0, 0.0)
-        cols = np.asarray(self.cp.own_x)
-        loss = self.cp.dist.loss_cost(prog.n)
-        out = []
-        for sign in (1.0, -1.0):
-            c = 2.0 * loss if sign > 0 else np.zeros(prog.n)
-            c[cols] += sign
-            prog.set_cost(c)
-            sol = self._solve(prog)
-            if sol.status not in GOOD:
-                return None
-            out.append(sol.x[cols].astype(float))
-        return np.minimum(out[0], x_ref), out[1]
+        ends = self._range_ends(prog, np.asarray(self.cp.own_x))
+        return None if ends is None else (np.minimum(ends[0], x_ref), ends[1])
 
     def needs_slack(self, ev: Evaluation) -> bool:
         """Whether an evaluated point uses slack (more than 1e-6 €; the penalty makes any real use far larger)."""
