@@ -226,13 +226,17 @@ class AreaModel:
             x=x,
         )
 
+    def _slack_free_copy(self) -> Program:
+        """A copy of the area's program with every slack at zero (every period's exchange as in the model)."""
+        prog = self.cp.prog.copy()
+        for name in SLACK_BLOCKS:
+            prog.set_bounds(prog.var(name).index, 0.0, 0.0)
+        return prog
+
     def slack_free_program(self, t: int, x_ref: np.ndarray):
         """A copy of the area's program with every slack at zero, the exchange of period t free and the other
         periods held at x_ref (its cost is the caller's to set)."""
-        prog = self.cp.prog.copy()
-        for name in SLACK_BLOCKS:
-            idx = prog.var(name).index
-            prog.set_bounds(idx, 0.0, 0.0)
+        prog = self._slack_free_copy()
         others = np.delete(np.arange(self.T), t)
         prog.set_row_bounds(self.fix_rows[others], x_ref[others], x_ref[others])
         return prog
@@ -280,11 +284,7 @@ class AreaModel:
         if not self.cp.prog.has_cones:
             return None
         x_ref = np.asarray(x_ref, float)
-        prog = self.cp.prog.copy()
-        for name in SLACK_BLOCKS:
-            idx = prog.var(name).index
-            prog.set_bounds(idx, 0.0, 0.0)
-        ends = self._range_ends(prog, np.asarray(self.cp.own_x))
+        ends = self._range_ends(self._slack_free_copy(), np.asarray(self.cp.own_x))
         return None if ends is None else (np.minimum(ends[0], x_ref), ends[1])
 
     def needs_slack(self, ev: Evaluation) -> bool:
