@@ -249,3 +249,56 @@ def test_master_counts_a_failed_solves_iterations_once():
     assert stats["cold_restarts"] and stats["cold_restarts"][0].startswith("bound:")
     assert seen and seen[0] >= 1
     assert stats["simplex_iterations"] == sum(seen)
+
+
+def _quadratic_exchange(probe: bool, asked_at: list) -> CutExchange:
+    """A cut exchange on `_quadratic_master`'s children with their exact costs Σ_t (x_t − c_t)² (€)."""
+    centers = np.random.default_rng(7).uniform(-2, 2, (6, 3))  # `_quadratic_master`'s first draw
+
+    def evaluate(x, phase, k, asked):
+        asked_at.append((k, x.copy(), None if asked is None else list(asked)))
+        return ChildValues(((x - centers) ** 2).sum(1), 2 * (x - centers))
+
+    def point(ms) -> ParentPoint:
+        own = ms.objective - ms.offer_value
+        return ParentPoint(x=ms.x, own_cost=own, lower_bound=ms.lower_bound, handle=ms, integer=False)
+
+    return CutExchange(
+        _quadratic_master(),
+        CutPool(3),
+        evaluate,
+        master_point=point,
+        clear_integer=None,
+        fallback=None,
+        settings=ExchangeSettings(gap=1e-6, probe=probe, max_rounds=200, stall_rounds=200),
+    )
+
+
+def test_level_rounds_probe_the_bounds_point(monkeypatch):
+    """After each level round the children still open at the bound LP's minimiser (Kelley's point) are asked
+    there too: the exchange still ends within its gap of the optimum, in fewer rounds than without, and each
+    probe is a second evaluation of its round at another point, reported in the round's history."""
+    monkeypatch.setattr(master, "LEVEL_STEP", "radius")
+    centers = np.random.default_rng(7).uniform(-2, 2, (6, 3))
+    x_opt = centers + (1.0 - centers.sum(0)) / 6  # Σ_a x_a = 1 MW per period binds; no bound is active
+    assert np.abs(x_opt).max() < 5
+    optimum = float(((x_opt - centers) ** 2).sum())
+    center = np.full((6, 3), 1.0 / 6)
+    runs = {}
+    for probe in (False, True):
+        asked_at: list = []
+        out = _quadratic_exchange(probe, asked_at).run(center, integer=False)
+        assert out.stopped_by == "relative_gap"
+        assert out.lower_bound <= optimum + 1e-9 <= out.upper_bound + 2e-9
+        assert out.upper_bound - optimum <= 1e-6 * max(1.0, abs(out.upper_bound)) + 1e-9
+        runs[probe] = (out, asked_at)
+    (plain, plain_asked), (probed, probed_asked) = runs[False], runs[True]
+    assert len(probed.history) < len(plain.history)
+    assert len(plain_asked) == len(plain.history)  # one evaluation per round without the probe
+    rounds = [h["iteration"] for h in probed.history if "probe_asked" in h]
+    assert rounds and 1 not in rounds  # round 1 has no level step
+    for k in rounds:
+        at = [x for kk, x, _ in probed_asked if kk == k]
+        assert len(at) == 2 and not np.array_equal(at[0], at[1])
+    for h in probed.history:
+        assert h["upper_bound"] <= min(h["point_upper_bound"], h.get("probe_upper_bound", np.inf))

@@ -158,6 +158,9 @@ class ExchangeSettings:
     # after the mixed-integer phase, level rounds with the parent's binaries held at the best point's (one
     # configuration: a convex problem); 0 = none
     polish_rounds: int = 30
+    # after a relaxed level round, the children whose cut model is still open at the bound LP's minimiser
+    # (Kelley's point) are asked there too (`CutExchange._probe`)
+    probe: bool = True
 
     def lp_rules(self) -> list[StoppingRule]:
         rules: list[StoppingRule] = [RelativeGap(self.gap)]
@@ -230,14 +233,7 @@ class CutExchange:
         t_eval = time.perf_counter() - t0
         ub = point.own_cost + float(vals.costs.sum())
         if known is None:
-            asked = np.flatnonzero(vals.asked_mask)
-            values = vals.values_for_cuts
-            self.pool.add(asked, point.x[asked], values[asked], vals.slopes[asked])
-            self.master.add_cuts(asked, point.x[asked], values[asked], vals.slopes[asked])
-            if vals.extra is not None and len(vals.extra):
-                e = vals.extra
-                self.pool.extend(e)
-                self.master.add_cuts(e.area, e.points, e.values, e.slopes)
+            self._add_cuts(point.x, vals)
         self._record(
             phase,
             lb,
@@ -248,6 +244,44 @@ class CutExchange:
             int(vals.asked_mask.sum()) if known is None else 0,
             point.note,
         )
+        return ub, vals
+
+    def _add_cuts(self, x: np.ndarray, vals: ChildValues) -> None:
+        """The cuts of the children asked at x (and the further cuts sent with their replies), to the pool and
+        the master."""
+        asked = np.flatnonzero(vals.asked_mask)
+        values = vals.values_for_cuts
+        self.pool.add(asked, x[asked], values[asked], vals.slopes[asked])
+        self.master.add_cuts(asked, x[asked], values[asked], vals.slopes[asked])
+        if vals.extra is not None and len(vals.extra):
+            e = vals.extra
+            self.pool.extend(e)
+            self.master.add_cuts(e.area, e.points, e.values, e.slopes)
+
+    def _probe(self, point: ParentPoint, k: int) -> tuple[float, ChildValues] | None:
+        """After a level round: the children at the bound LP's minimiser `point` (Kelley's point, where the cut
+        model is lowest), their cuts and the point's upper bound, recorded in the round's history entry.  Only
+        the children whose cut model there is still open by more than a share of the gap are asked (`_ask`),
+        with the level point's cuts already in, so it costs few evaluations; its cuts raise the bound, which the
+        level steps, kept near the best point, leave behind (docs/model.md §6.3 item 3).  None if no child was
+        asked or a child's evaluation failed (the round stands without it)."""
+        if not self.s.probe:
+            return None
+        t0 = time.perf_counter()
+        try:
+            vals = self._ask(point.x, "lp", k)
+        except TdmarketError as exc:
+            self.warnings.append(f"round {k}: the children's values at the bound's point failed ({exc})")
+            return None
+        asked = int(vals.asked_mask.sum())
+        if asked == 0:
+            return None
+        self._add_cuts(point.x, vals)
+        ub = point.own_cost + float(vals.costs.sum())
+        entry = self.history[-1]
+        entry.update(probe_asked=asked, probe_upper_bound=ub, probe_evaluation_s=time.perf_counter() - t0)
+        entry["upper_bound"] = min(entry["upper_bound"], ub)
+        entry["gap_eur"] = entry["upper_bound"] - entry["lower_bound"]
         return ub, vals
 
     def _record(
@@ -314,6 +348,7 @@ class CutExchange:
             t0 = time.perf_counter()
             bound = self.master.solve()
             prog.lower_bound = max(prog.lower_bound, bound.lower_bound)
+            probe = None  # Kelley's point of a level round (`_probe`)
             if best is None:
                 point = self.first_point() if self.first_point is not None else self.master_point(bound)
             else:
@@ -325,9 +360,15 @@ class CutExchange:
                 self._gap_eur = best_ub - prog.lower_bound
                 ms = self.master.solve_level(best.x, prog.lower_bound + lam * (best_ub - prog.lower_bound))
                 point = self.master_point(ms if ms is not None else bound)
+                if ms is not None and self.s.probe:
+                    probe = self.master_point(bound)
             ub, vals = self._round(point, "lp", prog.rounds, prog.lower_bound, best_ub, time.perf_counter() - t0)
             if ub < best_ub:
                 best, best_ub, self._best_vals = point, ub, vals
+            if probe is not None and not np.array_equal(probe.x, point.x):
+                probed = self._probe(probe, prog.rounds)
+                if probed is not None and probed[0] < best_ub:
+                    best, (best_ub, self._best_vals) = probe, probed
             prog.upper_bound = best_ub
             prog.gaps.append(prog.gap_eur)
             stop = first_stop(rules, prog)

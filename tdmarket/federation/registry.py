@@ -99,9 +99,14 @@ def clear_federation(
         raise InputError(f"platform_rounds = {platform_rounds!r} is invalid: must be an integer >= 1")
     spec = get(scheme)
     # every member is asked every round (skip_share 0): a member's answer is a whole clearing of its system, and
-    # the flow copies of the members are tied, so a member's value cannot be bracketed apart from the others'
+    # the flow copies of the members are tied, so a member's value cannot be bracketed apart from the others'; for
+    # the same reason no probe at the bound's point (`CutExchange._probe`: it would double the members' clearings)
     settings = ExchangeSettings(
-        gap=platform_gap, max_rounds=int(platform_rounds), stall_rounds=int(platform_rounds), skip_share=0.0
+        gap=platform_gap,
+        max_rounds=int(platform_rounds),
+        stall_rounds=int(platform_rounds),
+        skip_share=0.0,
+        probe=False,
     )
     options = {k: v for k, v in options.items() if k != "progress"}
     return spec.runner(fed, options, settings)
