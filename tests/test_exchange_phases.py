@@ -251,9 +251,14 @@ def test_master_counts_a_failed_solves_iterations_once():
     assert stats["simplex_iterations"] == sum(seen)
 
 
+def _quadratic_centers() -> np.ndarray:
+    """The children's c (MW, (6, 3)) of `_quadratic_master`: its random generator's first draw."""
+    return np.random.default_rng(7).uniform(-2, 2, (6, 3))
+
+
 def _quadratic_exchange(probe: bool, asked_at: list) -> CutExchange:
     """A cut exchange on `_quadratic_master`'s children with their exact costs Σ_t (x_t − c_t)² (€)."""
-    centers = np.random.default_rng(7).uniform(-2, 2, (6, 3))  # `_quadratic_master`'s first draw
+    centers = _quadratic_centers()
 
     def evaluate(x, phase, k, asked):
         asked_at.append((k, x.copy(), None if asked is None else list(asked)))
@@ -279,7 +284,7 @@ def test_level_rounds_probe_the_bounds_point(monkeypatch):
     there too: the exchange still ends within its gap of the optimum, in fewer rounds than without, and each
     probe is a second evaluation of its round at another point, reported in the round's history."""
     monkeypatch.setattr(master, "LEVEL_STEP", "radius")
-    centers = np.random.default_rng(7).uniform(-2, 2, (6, 3))
+    centers = _quadratic_centers()
     x_opt = centers + (1.0 - centers.sum(0)) / 6  # Σ_a x_a = 1 MW per period binds; no bound is active
     assert np.abs(x_opt).max() < 5
     optimum = float(((x_opt - centers) ** 2).sum())

@@ -265,8 +265,6 @@ class CutExchange:
         with the level point's cuts already in, so it costs few evaluations; its cuts raise the bound, which the
         level steps, kept near the best point, leave behind (docs/model.md §6.3 item 3).  None if no child was
         asked or a child's evaluation failed (the round stands without it)."""
-        if not self.s.probe:
-            return None
         t0 = time.perf_counter()
         try:
             vals = self._ask(point.x, "lp", k)
