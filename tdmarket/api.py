@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import InputError
 from .formulations.options import DISPATCH_MODELS, DIST_MODELS, REACTIVE_POLICIES, ModelOptions
-from .operators.executors import EXECUTORS
+from .operators.executors import EXECUTORS, start_process_workers_early
 from .schemes import registry
 from .schemes.registry import OPTION_GROUPS, SchemeContext
 from .schemes.result import ClearingResult
@@ -233,6 +233,8 @@ def clear(instance, scheme: str = "centralized", *, incentives: bool = True, **o
     if not isinstance(incentives, bool):
         raise InputError(f"incentives = {incentives!r} is invalid: must be True or False")
     spec = registry.get(scheme)
+    if not hasattr(instance, "buses") and spec.accepts("executor"):  # a path: the workers start while it is read
+        start_process_workers_early(options.get("executor", "process"))
     instance = instance_for(spec, instance)
     ctx = scheme_context(instance, scheme, options)
     record = provenance(instance, scheme, options, incentives=incentives)

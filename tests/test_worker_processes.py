@@ -185,3 +185,21 @@ def test_plain_script_without_main_guard_clears(tmp_path):
     assert "__main__" not in ok.stderr  # the process executor, no warning
     cost = lambda out: float(out.split("COST ")[1])  # noqa: E731
     assert cost(plain.stdout) == pytest.approx(cost(ok.stdout), rel=1e-6)
+
+
+def test_the_workers_fork_server_starts_before_the_first_request():
+    """`start_process_workers_early` (called by `clear` and `compare` before they read the instance) starts the
+    fork server that imports the agents' code, and the process executor's workers are then forked from it."""
+    from multiprocessing import forkserver
+
+    from tdmarket.operators import executors
+
+    executors.start_process_workers_early("process")
+    server = forkserver._forkserver._forkserver_pid  # (private: the running server's pid)
+    assert server is not None and _alive(server)
+    executor = executors.ProcessExecutor(1)
+    try:
+        worker_parent = executor._pool(0).submit(os.getppid).result(timeout=60)
+    finally:
+        executor.close()
+    assert worker_parent == server

@@ -67,6 +67,11 @@ def cmd_clear(args) -> int:
         from ..reporting.ac_recovery import require_recovery_stack
 
         require_recovery_stack()
+    from ..operators.executors import start_process_workers_early
+    from ..schemes import registry
+
+    if registry.get(args.scheme).accepts("executor"):
+        start_process_workers_early(args.executor)  # its workers' start overlaps with reading the instance
     t0 = time.perf_counter()
     inst = load_layout_index(args) or load_instance(args)
     t_load = time.perf_counter() - t0

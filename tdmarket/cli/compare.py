@@ -42,6 +42,7 @@ def check_report_path(report: Path) -> None:
 
 
 def cmd_compare(args) -> int:
+    from ..operators.executors import start_process_workers_early
     from ..reporting.compare import format_rows, run_comparison, write_report
     from ..reporting.writer import dumps
 
@@ -50,6 +51,7 @@ def cmd_compare(args) -> int:
     if is_federation_path(args):
         return cmd_compare_federation(args)
     schemes = _chosen_schemes(args)
+    start_process_workers_early(args.executor)  # (only the decentralised schemes use it; starting it is cheap)
     inst = load_instance(args)
     options = model_solve_options(args) | {"executor": args.executor, "workers": args.workers}
     if args.dispatch_model != "soc":  # the default stays out of the options (and of the results' identity)
@@ -95,6 +97,7 @@ def is_federation_path(args) -> bool:
 def cmd_compare_federation(args) -> int:
     """`compare FEDERATION`: the platform-level schemes side by side (docs/model.md §12.4)."""
     from ..io.federation import read_federation
+    from ..operators.executors import start_process_workers_early
     from ..reporting.federation import (
         federation_json,
         format_federation,
@@ -105,6 +108,7 @@ def cmd_compare_federation(args) -> int:
     from ..reporting.writer import dumps
 
     schemes = [x.strip() for x in args.schemes.split(",")] if args.schemes else None
+    start_process_workers_early(args.executor)
     fed = read_federation(instance_path(args), edges_file=getattr(args, "edges_file", "Edges.csv"))
     options = model_solve_options(args) | {"executor": args.executor, "workers": args.workers}
     options.pop("progress", None)
