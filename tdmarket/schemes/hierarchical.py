@@ -180,6 +180,7 @@ class _HierarchicalRun:
         self.repair_rounds = int(ctx.options.get("repair_rounds", DEFAULTS["repair_rounds"]))
         # the master's bound with the DSOs' Lagrangian cuts of their mixed-integer costs (integer repair), €
         self.repair_lower_bound = -np.inf
+        self.known_lower_bound = -np.inf  # the cut exchange's bound, given to the integer repair (`integer_repair`)
         # the TSO's mixed-integer master with every cut at the end of the repair: its bound and time (or None)
         self.mixed_integer_bound: dict | None = None
         self.dispatch_gap_eur = 0.0  # each area's share of the certified-gap target at dispatch, €
@@ -394,7 +395,9 @@ class _HierarchicalRun:
             out.add(a)
         return out
 
-    def integer_repair(self, rt, tso, res, dispatch: dict, schedules: dict, master=None, pool=None) -> tuple:
+    def integer_repair(
+        self, rt, tso, res, dispatch: dict, schedules: dict, master=None, pool=None, lower_bound: float = -np.inf
+    ) -> tuple:
         """Integer repair (docs/model.md §6.3): the cut exchange prices the DSOs' relaxations, so a DSO whose
         binaries cannot deliver the cleared exchange pays its integrality cost at dispatch (measured on generated
         variants of the built-in example: up to 17 times the centralized cost, in slack).  Each such top-level DSO
@@ -403,8 +406,14 @@ class _HierarchicalRun:
         menu exchange per such DSO (or with their best responses held), and a move is kept only if the total cost
         falls.  With the TSO's `master` (and the cut `pool`), the cuts also enter the master: its bound becomes a
         bound of the mixed-integer problem (`self.repair_lower_bound`) and its prices are the next round's.  Up to
-        `repair_rounds` rounds.
+        `repair_rounds` rounds.  `lower_bound` (€): a bound of the mixed-integer problem known before the repair
+        (the cut exchange's, whose mixed-integer rounds decide the TSO's binaries), which the repair's stopping
+        rule uses from its first round.
         Returns the (TSO clearing, dispatch, schedules) kept."""
+        # (measured on a generated 7-area system, `tdmarket generate --dsos 7 --periods 3 --seed 15`: the exchange's
+        # mixed-integer bound certified the point 3.9e-5 after the third round, but the repair's own bound, its
+        # master's with the TSO's binaries relaxed, stayed 50 % lower, so two more rounds ran, 40 s, finding nothing)
+        self.known_lower_bound = float(lower_bound)
         rounds: list[dict] = []
         t, times = time.perf_counter(), list[float]()
         prices = res.pi
@@ -480,7 +489,12 @@ class _HierarchicalRun:
     def _far_from_certified(self, res, dispatch: dict) -> bool:
         """The dispatched point's gap to the repair's bound is above WIDEN_GAP_FACTOR × its target."""
         total = self._total(res, dispatch)
-        return total - self.repair_lower_bound > WIDEN_GAP_FACTOR * self._dispatch_target_eur(total)
+        return total - self._certified_bound() > WIDEN_GAP_FACTOR * self._dispatch_target_eur(total)
+
+    def _certified_bound(self) -> float:
+        """The best bound of the mixed-integer problem known to the repair (€): its Lagrangian master's, the
+        mixed-integer master's, or the cut exchange's."""
+        return max(self.repair_lower_bound, self.known_lower_bound)
 
     def _dispatch_target_eur(self, total: float) -> float:
         """The certified-gap target (€) of a dispatched point of total cost `total` €: DISPATCH_SLACK × the gap."""
@@ -505,7 +519,7 @@ class _HierarchicalRun:
         # within the target a further round could lower the cost by less than it (measured on a generated italy-652
         # variant: a second round, 100 s, after the first had certified 4e-5, found nothing)
         target = self._dispatch_target_eur(total)
-        if total - self.repair_lower_bound <= target:
+        if total - self._certified_bound() <= target:
             return None
         if not asked and sum(integrality.values()) <= target:
             return None
@@ -562,7 +576,7 @@ class _HierarchicalRun:
             "accepted": False,
         }
         master_prices = self._lagrangian_bound(tso, master, pool, cuts, tol, info)
-        if total - self.repair_lower_bound <= target:  # the round's bound certifies the point: nothing to repair
+        if total - self._certified_bound() <= target:  # the round's bound certifies the point: nothing to repair
             return info, None, None
 
         def accept(how: str, point, dispatched=None):
@@ -841,7 +855,7 @@ class _HierarchicalRun:
         Limited to `budget_s` (the repair's own time, at least 5 s): a time-limited MIP's bound is still valid."""
         self.mixed_integer_bound = None
         target = self._dispatch_target_eur(total)
-        if pool is None or total - self.repair_lower_bound <= target:
+        if pool is None or total - self._certified_bound() <= target:
             return
         limit = budget_s if self.ctx.time_limit is None else min(budget_s, float(self.ctx.time_limit))
         t = time.perf_counter()
@@ -1013,8 +1027,10 @@ class HierarchicalSession:
         if len(run.levels) == 1:  # with sub-DSOs the exchange's bound is not certified (`_certify`)
             run.dispatch_gap_eur = dispatch_gap_share_eur(point.outcome, run.settings, len(run.dsos))
         dispatch, schedules = run.dispatch_top_down(rt, res)
+        # with sub-DSOs the exchange's bound is none (their curves can over-estimate their cost, `_certify`)
+        bound = point.outcome.lower_bound if len(run.levels) == 1 else -np.inf
         res, dispatch, schedules = run.integer_repair(
-            rt, point.tso, res, dispatch, schedules, master=point.master, pool=self.pool
+            rt, point.tso, res, dispatch, schedules, master=point.master, pool=self.pool, lower_bound=bound
         )
         ac_dispatch = _ac_dispatch(run, rt, dispatch) if run.ctx.options.get("dispatch_model") == "ac" else None
         result = assemble_decentralised(
