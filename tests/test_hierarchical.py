@@ -46,6 +46,12 @@ def test_builtin_relaxed_within_certified_gap_of_centralized(builtin):
     hist = res.summary["iterations"]
     assert all(h["lower_bound"] <= central + 1e-4 for h in hist)
     assert [h["upper_bound"] for h in hist] == sorted((h["upper_bound"] for h in hist), reverse=True)
+    # the exchange stage's operator time is every evaluation's, more than the slowest DSO of each round (which,
+    # with the master's solves, is its critical path) when rounds ask several DSOs
+    ex = res.summary["timings_s"]["stages"]["exchange"]
+    slowest_per_round = ex["critical_path_s"] - sum(h["master_s"] for h in hist)
+    assert max(h.get("children_asked", 0) for h in hist) > 1
+    assert ex["sum_operator_s"] > slowest_per_round + 1e-9
 
 
 def test_builtin_lindistflow_relaxed_within_certified_gap_of_centralized(builtin):

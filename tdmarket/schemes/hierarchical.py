@@ -218,7 +218,7 @@ class _HierarchicalRun:
             pool.add_messages(i, curves[a].cuts)
         return pool
 
-    def _evaluate(self, rt, eval_times: list[float]):
+    def _evaluate(self, rt, eval_times: list[list[float]]):
         def evaluate(x: np.ndarray, phase: str, k: int, areas: np.ndarray | None) -> ChildValues:
             """C_d and a subgradient from the top-level DSOs `areas` (indices into `top`; None = all); the others
             get NaN (the exchange fills in its inner bound)."""
@@ -238,7 +238,7 @@ class _HierarchicalRun:
             for sched in scheds.values():
                 rt.log.add(sched)
             replies = rt.ask("evaluate", {n: (sched,) for n, sched in scheds.items()}, stage=f"{phase} {k}")
-            eval_times.append(max((r.time_s for r in replies.values()), default=0.0))
+            eval_times.append([r.time_s for r in replies.values()])  # every asked DSO's own time, s
             costs = np.full(len(self.top_names), np.nan)
             slopes = np.full((len(self.top_names), self.T), np.nan)
             extra = CutPool(self.T)
@@ -275,7 +275,7 @@ class _HierarchicalRun:
         lo = np.array([[xi[0] for xi in curves[a].xi_mw] for a in self.top]).reshape(-1, T)
         hi = np.array([[xi[-1] for xi in curves[a].xi_mw] for a in self.top]).reshape(-1, T)
         master.set_proposal_domain(lo, hi)
-        eval_times: list[float] = []
+        eval_times: list[list[float]] = []
         offers = [offer_from_message(curves[a]) for a in self.top]
         exchange = CutExchange(
             master,
@@ -304,10 +304,12 @@ class _HierarchicalRun:
             # published as solved: its exchanges stay free, so that the interface price is the children's
             # marginal cost from their cuts, not an end of the interval that fixing the exchange opens)
             outcome.best.handle = tso.priced_on_master(master, self.top_names, pool, outcome.best, threads=ctx.threads)
-        self.stage_times["exchange"] = _stage_times(time.perf_counter() - t, eval_times)
+        # (the operators' sum is every evaluation's time, as in the other stages; until 2026-12-04 it summed only
+        # the slowest DSO of each round)
+        self.stage_times["exchange"] = _stage_times(time.perf_counter() - t, [x for r in eval_times for x in r])
         # the exchange's critical path: the TSO's master solves (serial) plus the slowest DSO of every round
         self.stage_times["exchange"]["critical_path_s"] = float(
-            sum(eval_times) + sum(h["master_s"] for h in outcome.history)
+            sum(max(r, default=0.0) for r in eval_times) + sum(h["master_s"] for h in outcome.history)
         )
         return outcome
 
