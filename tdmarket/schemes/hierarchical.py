@@ -1026,11 +1026,12 @@ class HierarchicalSession:
             self._master_tso = point.tso
         run.stage_times["exchange"] = point.exchange_times
         res = point.tso.publish(point.handle)
-        if len(run.levels) == 1:  # with sub-DSOs the exchange's bound is not certified (`_certify`)
+        # with sub-DSOs the exchange's bound is none: their curves can over-estimate their cost (`_certify`)
+        sub_dsos = len(run.levels) > 1
+        if not sub_dsos:
             run.dispatch_gap_eur = dispatch_gap_share_eur(point.outcome, run.settings, len(run.dsos))
         dispatch, schedules = run.dispatch_top_down(rt, res)
-        # with sub-DSOs the exchange's bound is none (their curves can over-estimate their cost, `_certify`)
-        bound = point.outcome.lower_bound if len(run.levels) == 1 else -np.inf
+        bound = -np.inf if sub_dsos else point.outcome.lower_bound
         res, dispatch, schedules = run.integer_repair(
             rt, point.tso, res, dispatch, schedules, master=point.master, pool=self.pool, lower_bound=bound
         )
@@ -1052,9 +1053,7 @@ class HierarchicalSession:
             rt,
             res.tables(point.tso),
         )
-        _certify(
-            result, point.outcome, run.settings, sub_dsos=len(run.levels) > 1, integer_bound=run.repair_lower_bound
-        )
+        _certify(result, point.outcome, run.settings, sub_dsos=sub_dsos, integer_bound=run.repair_lower_bound)
         # each DSO's share of the target: its dispatch stopped within this many € of its relaxation, or searched on
         result.summary["certificate"]["dso_dispatch_share_eur"] = run.dispatch_gap_eur
         if run.repair is not None:
