@@ -30,32 +30,51 @@ from .stopping import IterationLimit, Progress, RelativeGap, Stall, StoppingRule
 
 @dataclass
 class CutPool:
-    """Every cut received, as arrays (area index, point (K, T) MW, value € , slope (K, T) €/MW)."""
+    """Every cut received, as arrays (area index, point (K, T) MW, value € , slope (K, T) €/MW), with the child's
+    cost at each point as far as it is known (`upper`, €: the cut's value when the child reported its cost
+    exactly, NaN when the value is only a lower bound of it, e.g. a DSO whose sub-DSOs' costs it models by cuts).
+    The cuts bound the children's costs from below; the inner bound (`InnerBound`) uses only the known costs."""
 
     T: int
     area: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     points: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     values: np.ndarray = field(default_factory=lambda: np.zeros(0))
     slopes: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    upper: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def __post_init__(self) -> None:
         self.points = self.points.reshape(-1, self.T)
         self.slopes = self.slopes.reshape(-1, self.T)
+        if len(self.upper) != len(self.values):
+            self.upper = self.values.copy()
 
-    def add(self, area: np.ndarray, points: np.ndarray, values: np.ndarray, slopes: np.ndarray) -> None:
+    def add(
+        self,
+        area: np.ndarray,
+        points: np.ndarray,
+        values: np.ndarray,
+        slopes: np.ndarray,
+        upper: np.ndarray | float | None = None,
+    ) -> None:
+        """Add cuts; `upper`: the children's costs at the points (€, NaN where unknown; default: the values)."""
+        values = np.asarray(values, float)
+        upper = values if upper is None else np.broadcast_to(np.asarray(upper, float), values.shape)
         self.area = np.concatenate([self.area, np.asarray(area, np.int64)])
         self.points = np.vstack([self.points, np.asarray(points, float).reshape(-1, self.T)])
-        self.values = np.concatenate([self.values, np.asarray(values, float)])
+        self.values = np.concatenate([self.values, values])
         self.slopes = np.vstack([self.slopes, np.asarray(slopes, float).reshape(-1, self.T)])
+        self.upper = np.concatenate([self.upper, upper])
 
-    def add_messages(self, area: int, cuts: list[dict]) -> None:
-        """Add one child's cuts as messages carry them ({point, value, slope}, e.g. `CurveOffer.cuts`)."""
+    def add_messages(self, area: int, cuts: list[dict], exact: bool = True) -> None:
+        """Add one child's cuts as messages carry them ({point, value, slope}, e.g. `CurveOffer.cuts`); `exact`:
+        the values are the child's costs at the points (else only lower bounds of them)."""
         if cuts:
             self.add(
                 np.full(len(cuts), area),
                 np.array([c["point"] for c in cuts], float),
                 np.array([c["value"] for c in cuts], float),
                 np.array([c["slope"] for c in cuts], float),
+                None if exact else np.nan,
             )
 
     def messages(self) -> list[dict]:
@@ -66,7 +85,7 @@ class CutPool:
         ]
 
     def extend(self, other: CutPool) -> None:
-        self.add(other.area, other.points, other.values, other.slopes)
+        self.add(other.area, other.points, other.values, other.slopes, other.upper)
 
     def __len__(self) -> int:
         return len(self.area)
@@ -251,7 +270,7 @@ class CutExchange:
         the master."""
         asked = np.flatnonzero(vals.asked_mask)
         values = vals.values_for_cuts
-        self.pool.add(asked, x[asked], values[asked], vals.slopes[asked])
+        self.pool.add(asked, x[asked], values[asked], vals.slopes[asked], vals.costs[asked])
         self.master.add_cuts(asked, x[asked], values[asked], vals.slopes[asked])
         if vals.extra is not None and len(vals.extra):
             e = vals.extra
@@ -316,7 +335,8 @@ class CutExchange:
         upper = np.full(A, np.inf)
         if self.s.skip_share > 0 and np.isfinite(self._gap_eur) and len(self.pool) and not ask_all:
             p = self.pool
-            upper = self._inner.values(p.area, p.points, p.values, p.slopes, x)
+            known = np.isfinite(p.upper)  # (a point whose cost is known only from below spans no inner bound)
+            upper = self._inner.values(p.area[known], p.points[known], p.upper[known], p.slopes[known], x)
             spread = np.maximum(upper - p.model_value(x), 0.0)
             order = np.argsort(spread, kind="stable")
             budget = self.s.skip_share * self._gap_eur

@@ -316,7 +316,8 @@ def _run_platform(
         seed = ask_members(zero, 0, {"gap": MEMBER_SEED_GAP} if relax else None)
         seed_slopes = np.stack([v.slope_eur_mw.ravel() for v in seed])
         seed_values = np.array([v.value_for_cut for v in seed])
-        pool.add(np.arange(M), np.zeros((M, K * T)), seed_values, seed_slopes)
+        # (the members' costs there, not the cuts' values, span the exchange's inner bound)
+        pool.add(np.arange(M), np.zeros((M, K * T)), seed_values, seed_slopes, np.array([v.cost_eur for v in seed]))
         master.add_cuts(np.arange(M), np.zeros((M, K * T)), seed_values, seed_slopes)
         scale = max(1.0, abs(float(sum(v.cost_eur for v in seed))))  # |UB|, €: the platform's target is relative
 
