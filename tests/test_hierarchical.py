@@ -162,6 +162,8 @@ def assert_tso_receives_interface_level_only(inst, messages, tso: str = "TSO"):
         "CurveOffer": {"periods", "xi_mw", "cost_eur", "eps_eur", "flags", "cuts"},
         # extra_cuts: cuts at further exchanges (a point halfway back from one that needed slack)
         "CutReply": {"point_mw", "cost_eur", "slope_eur_mw", "uses_slack", "iteration", "extra_cuts"},
+        # a DSO with sub-DSOs: its cost at a point once its children answered (docs/model.md §6.4)
+        "CostAtExchange": {"point_mw", "cost_eur", "iteration"},
         "DispatchReport": {
             "slack_mw",
             "curve_error_eur",
@@ -173,7 +175,10 @@ def assert_tso_receives_interface_level_only(inst, messages, tso: str = "TSO"):
         },
     }
     received = [json.loads(m["message"]) for m in messages if m["to"] == tso]
-    assert {m["kind"] for m in received} == set(allowed)
+    assert {"CurveOffer", "CutReply", "DispatchReport"} <= {m["kind"] for m in received} <= set(allowed)
+    assert {m["from"] for m in received} <= {
+        inst.areas.name[a] for a in range(1, len(inst.areas)) if inst.areas.parent[a] == 0
+    }
     for msg in received:
         assert set(msg["payload"]) <= allowed[msg["kind"]], msg["kind"]
         assert msg["from"] in inst.areas.name
@@ -230,6 +235,11 @@ def test_three_level_recursion_matches_centralized(three_level):
     kinds = {(m["kind"], m["from"], m["to"]) for m in res.messages}
     assert ("CurveOffer", "DSO-203", "DSO-201") in kinds  # the sub-DSO offers to its parent DSO, not the TSO
     assert ("Schedule", "DSO-201", "DSO-203") in kinds  # and is scheduled by it
+    # the nested rounds: the parent proposes the child exchanges, the child answers it, the parent reports its cost
+    # at the TSO's point with its child's; nothing of the sub-DSO reaches the TSO (not even its name)
+    assert ("CutReply", "DSO-203", "DSO-201") in kinds and ("CostAtExchange", "DSO-201", "TSO") in kinds
+    assert_tso_receives_interface_level_only(three_level, res.messages)
+    assert not any("DSO-203" in m["message"] for m in res.messages if m["to"] == "TSO")
     iface = res.tables["interfaces"]
     assert set(iface.area) == {"DSO-201", "DSO-301", "DSO-401", "DSO-203"}
     assert (iface.loc[iface.area == "DSO-203", "parent"] == "DSO-201").all()

@@ -24,7 +24,7 @@ from ..solvers.clarabel import (
 )
 from ..solvers.highs import PersistentLP
 from ..solvers.result import Solution
-from .offers import Offer, add_offer_rows, bound_offers, child_exchange_columns
+from .offers import Offer, add_offer_rows, bound_offers, child_exchange_columns, cut_matrix
 
 GOOD = (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL)
 RECENT = 32  # evaluations kept per area: the dispatch re-uses the relaxation at the cleared exchange
@@ -68,7 +68,11 @@ class AreaModel:
             raise ValueError(f"{sub.name}: expected one own exchange per period")
         self.child_names = [o.area for o in child_offers]
         self.child_cols = child_exchange_columns(self.cp, self.child_names)
-        add_offer_rows(self.cp.prog, self.child_cols, list(child_offers), use_curves=use_curves, use_cuts=use_cuts)
+        # the columns of the children's cost terms (η per period for curves, θ per child for cuts)
+        self.offer_columns = add_offer_rows(
+            self.cp.prog, self.child_cols, list(child_offers), use_curves=use_curves, use_cuts=use_cuts
+        )
+        self._child_cut_blocks = 0  # row blocks of children's cuts added after construction (`add_child_cuts`)
         bound_offers(self.cp.prog, self.child_cols, list(child_offers), use_curves)
         prog = self.cp.prog
         # activations locked by an earlier local clearing (local-as-market): they can grow, never shrink
@@ -89,6 +93,33 @@ class AreaModel:
         # the thermal circles the conic solves leave out until a point comes near one (shared by copies: the
         # layout of the cones is the same, and a circle found near binding in one is worth keeping in all)
         self.omitted = OmittedCones(prog, self.cp.dist.limit_cones) if OMIT_LIMIT_CONES and prog.has_cones else None
+
+    def add_child_cuts(self, child: np.ndarray, points: np.ndarray, values: np.ndarray, slopes: np.ndarray) -> None:
+        """Add cuts θ_c >= value + slopeᵀ(x_c − point) of the children `child` (indices into `child_names`, (K,);
+        points and slopes (K, T) MW and €/MW, values (K,) €) to a model that holds its children by cuts.  The
+        model's cost can only rise where the cuts are tighter, so the cuts it gave its parent stay valid.  The
+        kept solver state is dropped (the program has new rows)."""
+        theta = self.offer_columns.get("theta")
+        if theta is None:
+            raise ValueError(f"{self.inst.name}: its children are not modelled by cuts")
+        if len(child) == 0:
+            return
+        prog = self.cp.prog
+        M, lo = cut_matrix(
+            np.asarray(child, np.int64), points, values, slopes, theta, self.child_cols, prog.n, prog.lb, prog.ub
+        )
+        self._child_cut_blocks += 1
+        prog.add_rows(f"offer_cuts_{self._child_cut_blocks}", M, lo, np.inf)
+        self._parametric, self._warm_lp, self._range_lp = None, None, None
+        self._warm_lp_of = self._range_lp_of = None
+        self._recent.clear()
+
+    def child_terms(self, x: np.ndarray) -> tuple[np.ndarray, float]:
+        """At a solution `x` of this model: the children's exchanges (len(child_names), T) MW and what the model
+        counts for their costs (the θ or η columns' sum, €)."""
+        exports = np.asarray(x, float)[self.child_cols]
+        cols = [c.ravel() for c in self.offer_columns.values()]
+        return exports, float(np.asarray(x, float)[np.concatenate(cols)].sum()) if cols else 0.0
 
     def _solve(self, prog: Program):
         self.evaluations += 1

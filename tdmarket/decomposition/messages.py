@@ -84,6 +84,17 @@ class CutReply(Message):
 
 
 @dataclass
+class CostAtExchange(Message):
+    """DSO with sub-DSOs → parent, once its sub-DSOs answered at the exchanges it proposed them: its cost (€) at
+    the exchange `point_mw` it was asked, with its children's actual costs there.  An upper bound of its C_d at
+    that point, where its `CutReply` (from its cuts of the children's costs) gave a lower one."""
+
+    point_mw: list[float] = field(default_factory=list)
+    cost_eur: float = 0.0
+    iteration: int = 0
+
+
+@dataclass
 class DispatchReport(Message):
     """DSO → parent after dispatch: slack used, curve error at the schedule, price mismatch |ρ − π|."""
 
@@ -140,6 +151,15 @@ class MarketCost(Message):
     periods: list[int] = field(default_factory=list)
     export_mw: list[float] = field(default_factory=list)
     cuts: list[dict] = field(default_factory=list)
+
+
+@dataclass
+class NestedEvaluation:
+    """What a DSO with sub-DSOs answers an evaluation: its reply to its parent (its value from its cuts of the
+    children's costs, a lower bound) and a schedule for each child (the exchange it proposes it there)."""
+
+    reply: CutReply
+    child_schedules: list[Schedule]
 
 
 @dataclass

@@ -20,7 +20,16 @@ import scipy.sparse as sp
 from ..decomposition.area_model import AreaModel, Evaluation, EvaluationError
 from ..decomposition.curves import build_curves
 from ..decomposition.exchange import CutPool
-from ..decomposition.messages import BestResponse, CurveOffer, CutReply, DispatchReport, MarketCost, Schedule
+from ..decomposition.messages import (
+    BestResponse,
+    CostAtExchange,
+    CurveOffer,
+    CutReply,
+    DispatchReport,
+    MarketCost,
+    NestedEvaluation,
+    Schedule,
+)
 from ..decomposition.offers import Cut, Offer, offer_from_message
 from ..errors import SolverError
 from ..formulations.options import ModelOptions
@@ -33,6 +42,7 @@ from ..solvers.misocp import fix_integers
 
 PRICE_STEP = 0.1  # integer repair: a DSO's menu holds its best responses at (1 ± PRICE_STEP)·π ± 1 €/MWh
 KEPT_DISPATCHES = 4  # mixed-integer dispatches an agent keeps (`_mip_solutions`)
+RECENT_POINTS = 64  # exchanges at which a DSO with sub-DSOs keeps its own cost for `add_child_cuts`
 
 
 def configuration_label(model: AreaModel, x: np.ndarray) -> str:
@@ -89,15 +99,85 @@ class DSO:
         # tangent cuts of this area's cones from its best responses' outer approximations: every best response
         # solves the same program with the exchange free (other prices, or an L1 pull), so each cut stays valid
         self._oa_cuts: list = []
+        # cuts of the children's costs received since the curves (`add_child_cuts`), by child name
+        self._child_cuts: dict[str, list[Cut]] = {c: [] for c in self.children}
+        # own cost (€, children's terms excluded) at the exchanges this DSO was last evaluated at, by exchange bytes
+        self._own_cost_at: OrderedDict[bytes, float] = OrderedDict()
 
     def _offers(self) -> list[Offer]:
-        return [offer_from_message(m) for m in self.child_msgs]
+        """The children's offers: their curves' cuts (every curve evaluation is a cut of the child's cost over all
+        periods) and every cut received since; `_area_model` models them by cuts (docs/model.md §6.4)."""
+        offers = [offer_from_message(m) for m in self.child_msgs]
+        for off in offers:
+            off.cuts = off.cuts + self._child_cuts.get(off.area, [])
+        return offers
+
+    def _area_model(self, opts: ModelOptions) -> AreaModel:
+        # a child's curves are slices of its cost through one point, not bounds of it: where several periods'
+        # exchanges move at once their sum can be above or below the cost (generated 4-period systems: the
+        # exchange's bound 9 EUR above the integrated optimum, the clearing 3e-4 above it); its cuts are valid
+        # everywhere and are refined at the exchanges this DSO proposes (the scheme's nested rounds)
+        return AreaModel(
+            self.sub,
+            opts,
+            self._offers(),
+            use_curves=not self.children,
+            use_cuts=bool(self.children),
+            locked=self.locked,
+        )
 
     def model(self) -> AreaModel:
         """The area's relaxed value-function model C_d(x̂), built once per agent."""
         if self._relaxed is None:
-            self._relaxed = AreaModel(self.sub, self.opts.relaxed(), self._offers(), locked=self.locked)
+            self._relaxed = self._area_model(self.opts.relaxed())
         return self._relaxed
+
+    def add_child_cuts(
+        self, point_mw: Sequence[float], replies: Sequence[CutReply], costs: Sequence[CostAtExchange] = ()
+    ) -> CostAtExchange:
+        """Take the children's replies at the exchanges this DSO proposed them when it was asked at `point_mw`
+        (their values there and subgradients, and the further cuts sent with them) as cuts of their costs, and
+        answer its cost at `point_mw` with the children's actual costs: its own cost at that evaluation plus each
+        child's cost (its `CostAtExchange` in `costs` if it has children of its own, else its reply's value)."""
+        x = np.asarray(point_mw, float)
+        own = self._own_cost_at.get(x.tobytes())
+        if own is None:
+            raise ValueError(f"{self.name}: not evaluated at {x.tolist()}")
+        actual = {r.sender: r.cost_eur for r in replies}
+        actual.update({c.sender: c.cost_eur for c in costs})
+        self._take_child_cuts(replies)
+        return CostAtExchange(
+            sender=self.name,
+            receiver=self.parent,
+            stage="iterate",
+            point_mw=x.tolist(),
+            cost_eur=own + float(sum(actual[c] for c in self.children)),
+            iteration=replies[0].iteration if replies else 0,
+        )
+
+    def _take_child_cuts(self, replies: Sequence[CutReply]) -> int:
+        index = {c: i for i, c in enumerate(self.children)}
+        new: list[tuple[int, Cut]] = []
+        for r in replies:
+            if r.sender not in index or r.receiver != self.name:
+                raise ValueError(f"{self.name}: a cut reply from {r.sender} to {r.receiver} is not from its child")
+            new.append((index[r.sender], Cut(point=list(r.point_mw), value=r.cost_eur, slope=list(r.slope_eur_mw))))
+            new.extend((index[r.sender], Cut(**c)) for c in r.extra_cuts)
+        if not new:
+            return 0
+        for i, cut in new:
+            self._child_cuts[self.children[i]].append(cut)
+        if self._relaxed is not None:
+            self._relaxed.add_child_cuts(
+                np.array([i for i, _ in new]),
+                np.array([c.point for _, c in new], float),
+                np.array([c.value for _, c in new], float),
+                np.array([c.slope for _, c in new], float),
+            )
+        # what was dispatched or best-responded with the old model is stale
+        self._dispatched.clear()
+        self._mip_solutions.clear()
+        return len(new)
 
     def curve(self, curve_tol: float, max_evals: int, joint_ranges: bool = False) -> CurveOffer:
         """This area's curves (and cuts) for its parent; `joint_ranges` as in `build_curves` (for a parent that
@@ -118,7 +198,10 @@ class DSO:
         )
         return self._own_offer
 
-    def evaluate(self, sched: Schedule) -> CutReply:
+    def evaluate(self, sched: Schedule) -> CutReply | NestedEvaluation:
+        """C_d and a subgradient at the exchange of `sched`.  A DSO with sub-DSOs evaluates its cuts of their costs
+        and also proposes each child its exchange there (`NestedEvaluation`); once they answered it sends its
+        actual cost (`add_child_cuts`)."""
         model = self.model()
         x = np.asarray(sched.export_mw, float)
         ev = model.evaluate(x)
@@ -128,7 +211,7 @@ class DSO:
         if back is not None:
             eb = model.evaluate(back)
             extra.append(asdict(Cut(point=back.tolist(), value=eb.cost, slope=eb.rho.tolist())))
-        return CutReply(
+        reply = CutReply(
             sender=self.name,
             receiver=self.parent,
             stage="iterate",
@@ -138,6 +221,28 @@ class DSO:
             uses_slack=bool(slack),
             iteration=sched.iteration,
             extra_cuts=extra,
+        )
+        if not self.children:
+            return reply
+        exports, counted = model.child_terms(ev.x)
+        self._own_cost_at[x.tobytes()] = ev.cost - counted
+        if len(self._own_cost_at) > RECENT_POINTS:
+            self._own_cost_at.popitem(last=False)
+        periods = [int(p) for p in self.sub.periods]
+        return NestedEvaluation(
+            reply,
+            [
+                Schedule(
+                    sender=self.name,
+                    receiver=c,
+                    stage="iterate",
+                    periods=periods,
+                    export_mw=exports[i].tolist(),
+                    price_eur_mwh=[],
+                    iteration=sched.iteration,
+                )
+                for i, c in enumerate(self.children)
+            ],
         )
 
     def _halfway_back(self, x: np.ndarray) -> np.ndarray | None:
@@ -504,7 +609,7 @@ class DSO:
         if self._relaxed is not None:  # the agent's model (with binaries unless relaxed): no second build
             model = self._relaxed.copy(integer=bool(opts.integer))
         else:
-            model = AreaModel(self.sub, opts, offers, locked=self.locked)
+            model = self._area_model(opts)
         x_star = np.asarray(sched.export_mw)
         model.cp.prog.set_row_bounds(model.fix_rows, x_star, x_star)
         key = (x_star.tobytes(), bool(relax), float(mip_gap), float(gap_eur))

@@ -1,10 +1,12 @@
 """`hierarchical`: the TSO–DSO scheme with residual supply curves and the cut exchange (docs/model.md §6).
 
 1. Market setup: every operator receives its own sub-instance only.
-2. Curves bottom-up: each DSO (deepest level first, using its children's curves) builds per-period residual
-   supply curves; every evaluation is also a cut of its cost C_d over all periods.  In parallel.
+2. Curves bottom-up: each DSO (deepest level first, modelling its children by the cuts of their curves) builds
+   per-period residual supply curves; every evaluation is also a cut of its cost C_d over all periods.  In
+   parallel.
 3. Cut exchange (decomposition.exchange), seeded with those cuts: the TSO's master proposes exchanges, the DSOs
-   reply with C_d and a subgradient, until a stopping rule fires (relative gap 1e-4 by default); then a few
+   reply with C_d and a subgradient (a DSO with sub-DSOs from its cuts of their costs, which each round refines
+   at the exchanges it proposes them: `_nested_rounds`), until a stopping rule fires (relative gap 1e-4 by default); then a few
    rounds with the TSO's own binaries.  The best feasible point and a certified lower bound are kept throughout.
 4. Dispatch top-down: each DSO dispatches its resources for the cleared exchange (MISOCP), prices its own
    dispatch and schedules its children.
@@ -30,7 +32,15 @@ import pandas as pd
 from ..decomposition.exchange import ChildValues, CutExchange, CutPool, ExchangeOutcome, ExchangeSettings
 from ..decomposition.master import CutMaster
 from ..decomposition.menus import MenuEntry, add_entry
-from ..decomposition.messages import AgentInit, CurveOffer, MarketCost, Schedule
+from ..decomposition.messages import (
+    AgentInit,
+    CostAtExchange,
+    CurveOffer,
+    CutReply,
+    MarketCost,
+    NestedEvaluation,
+    Schedule,
+)
 from ..decomposition.offers import offer_from_message
 from ..errors import InputError, TdmarketError
 from ..formulations.options import ModelOptions
@@ -44,11 +54,6 @@ _R = TypeVar("_R")
 
 # max_evals 5 (not 12): the cut exchange certifies the result, so curve points beyond the reference, the two ends
 # and two refinements buy little (built-in: 85 -> 44 evaluations for +1 round; italy-693: 196 -> 68, same rounds)
-# A sub-DSO's curve is used as it is by its parent (nothing certifies it), so it is refined until `curve_tol`
-# under a cap that only stops a runaway: with 12, on a generated 8-area system with 2 sub-DSOs (`tdmarket generate
-# --dsos 8 --periods 2 --seed 12 --sub-dso-depth 1`) two sub-DSO curves stopped at 0.8-1.7 EUR per period and the
-# clearing ended 1.7e-4 above common; with 64 they reach 0.1 EUR in 22-28 evaluations (2.9e-5)
-SUB_DSO_MAX_EVALS = 64
 BOUND_ROUNDOFF = 1e-6  # relative: a lower bound this far above the dispatched cost is solver round-off
 DISPATCH_SLACK = 10.0  # the dispatched point's certified gap may be this multiple of the exchange gap (see "gap")
 DEFAULTS = {
@@ -198,9 +203,10 @@ class _HierarchicalRun:
                     self.subs[a], self.opts, self.names[self.parent[a]], child_offers, self.locked.get(self.names[a])
                 )
                 rt.start(self.names[a], init)
-            # a sub-DSO's curve is used as is by its parent DSO (curve mode, no cut exchange below the TSO), so it
-            # gets the finer sampling; top-level curves are certified by the cut exchange
-            evals = self.max_evals if level == 1 else max(self.max_evals, SUB_DSO_MAX_EVALS)
+            # (a sub-DSO's curve evaluations are its parent's first cuts of its cost; the nested rounds of the cut
+            # exchange refine them where the parent's proposals go, so it needs no finer sampling: until 2026-12-04
+            # its curve was used as is, refined to the curve tolerance under a cap of 64 evaluations per period)
+            evals = self.max_evals
             # top-level curves get each period's range from two solves over all periods (`build_curves`)
             requests = {self.names[a]: (self.curve_tol, evals, level == 1) for a in level_areas}
             replies = rt.ask("curve", requests, stage=f"curves (level {level})")
@@ -215,7 +221,8 @@ class _HierarchicalRun:
         """Every curve evaluation of the top-level DSOs is a cut of their cost over all periods."""
         pool = CutPool(self.T)
         for i, a in enumerate(self.top):
-            pool.add_messages(i, curves[a].cuts)
+            # a DSO with sub-DSOs values its curves with its cuts of their costs: lower bounds of its cost only
+            pool.add_messages(i, curves[a].cuts, exact=not self.children[a])
         return pool
 
     def _evaluate(self, rt, eval_times: list[list[float]]):
@@ -240,17 +247,76 @@ class _HierarchicalRun:
             replies = rt.ask("evaluate", {n: (sched,) for n, sched in scheds.items()}, stage=f"{phase} {k}")
             eval_times.append([r.time_s for r in replies.values()])  # every asked DSO's own time, s
             costs = np.full(len(self.top_names), np.nan)
+            cut_values = np.full(len(self.top_names), np.nan)
             slopes = np.full((len(self.top_names), self.T), np.nan)
             extra = CutPool(self.T)
+            nested: dict[str, NestedEvaluation] = {}
             for i in asked:
-                reply = replies[self.top_names[i]].value
-                rt.log.add(reply)
-                costs[i] = reply.cost_eur
-                slopes[i] = reply.slope_eur_mw
-                extra.add_messages(i, reply.extra_cuts)
-            return ChildValues(costs, slopes, extra=extra if len(extra) else None)
+                name = self.top_names[i]
+                out = replies[name].value
+                if isinstance(out, NestedEvaluation):
+                    nested[name], out = out, out.reply
+                rt.log.add(out)
+                costs[i] = cut_values[i] = out.cost_eur
+                slopes[i] = out.slope_eur_mw
+                # (a DSO with sub-DSOs values its extra cuts by its cuts of their costs: lower bounds only)
+                extra.add_messages(i, out.extra_cuts, exact=name not in nested)
+            if nested:
+                actual = self._nested_rounds(rt, nested, f"{phase} {k}", eval_times[-1])
+                for i in asked:
+                    costs[i] = actual.get(self.top_names[i], costs[i])
+            return ChildValues(
+                costs,
+                slopes,
+                cut_values=cut_values if nested else None,
+                extra=extra if len(extra) else None,
+            )
 
         return evaluate
+
+    def _nested_rounds(
+        self, rt, nested: dict[str, NestedEvaluation], stage: str, times: list[float]
+    ) -> dict[str, float]:
+        """The cut exchange below the top-level DSOs, one round per proposal (docs/model.md §6.4).  Every DSO with
+        sub-DSOs answered with its value from its cuts of their costs and a schedule for each child (`nested`);
+        the children are asked there, level by level down; then, level by level up, each parent takes its
+        children's replies as new cuts and sends its actual cost at the point (`CostAtExchange`: its own cost
+        plus its children's actual costs, an upper bound of its C_d where its reply was a lower one).  Only
+        messages cross; the top-level DSOs' costs reach the TSO, nothing about their children.  Returns the
+        actual cost (€) of every DSO in `nested`; `times` gets each child's own time (s)."""
+        chain: list[tuple[dict[str, NestedEvaluation], dict[str, CutReply]]] = []
+        level = nested
+        while level:
+            scheds = {s.receiver: s for env in level.values() for s in env.child_schedules}
+            for sched in scheds.values():
+                rt.log.add(sched)
+            got = rt.ask("evaluate", {c: (sched,) for c, sched in scheds.items()}, stage=f"{stage} (sub-DSOs)")
+            times.extend(got[c].time_s for c in scheds)
+            child_replies: dict[str, CutReply] = {}
+            deeper: dict[str, NestedEvaluation] = {}
+            for c in scheds:
+                out = got[c].value
+                if isinstance(out, NestedEvaluation):
+                    deeper[c], out = out, out.reply
+                rt.log.add(out)
+                child_replies[c] = out
+            chain.append((level, child_replies))
+            level = deeper
+        reports: dict[str, CostAtExchange] = {}
+        for parents, child_replies in reversed(chain):  # deepest first: a child's actual cost before its parent's
+            requests = {
+                p: (
+                    env.reply.point_mw,
+                    [child_replies[s.receiver] for s in env.child_schedules],
+                    [reports[s.receiver] for s in env.child_schedules if s.receiver in reports],
+                )
+                for p, env in parents.items()
+            }
+            got = rt.ask("add_child_cuts", requests, stage=f"{stage} (sub-DSO cuts)")
+            for p in parents:
+                reports[p] = got[p].value
+                rt.log.add(reports[p])
+        return {p: reports[p].cost_eur for p in nested}
 
     def exchange(
         self,
@@ -792,9 +858,15 @@ class _HierarchicalRun:
         area = np.array([r[0] for r in rows], np.int64)
         points, values, slopes = (np.array([r[k] for r in rows]) for k in (1, 2, 3))
         if pool is not None:
-            pool.add(area, points, values, slopes)
+            pool.add(area, points, values, slopes, self._known_costs(area, values))
         if master is not None:
             master.add_cuts(area, points, values, slopes)
+
+    def _known_costs(self, area: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """`values` (€) of top-level DSOs `area` (indices into `top`) as costs for the inner bound: NaN for a DSO
+        with sub-DSOs, whose values come from its cuts of their costs (lower bounds only)."""
+        with_children = np.array([bool(self.children[self.top[i]]) for i in area], bool)
+        return np.where(with_children, np.nan, values)
 
     def _menu_from_dispatch(self, point, dispatch: dict) -> None:
         """Every dispatch of a DSO with a menu is one more entry of it: its exchange, its mixed-integer cost, the
@@ -886,7 +958,7 @@ class _HierarchicalRun:
         slopes = np.array([c[3] for c in cuts])
         master.add_cuts(area, points, values, slopes)
         if pool is not None:
-            pool.add(area, points, values, slopes)
+            pool.add(area, points, values, slopes, self._known_costs(area, values))
         try:
             bound = master.solve()
         except TdmarketError as exc:
@@ -1026,12 +1098,10 @@ class HierarchicalSession:
             self._master_tso = point.tso
         run.stage_times["exchange"] = point.exchange_times
         res = point.tso.publish(point.handle)
-        # with sub-DSOs the exchange's bound is none: their curves can over-estimate their cost (`_certify`)
         sub_dsos = len(run.levels) > 1
-        if not sub_dsos:
-            run.dispatch_gap_eur = dispatch_gap_share_eur(point.outcome, run.settings, len(run.dsos))
+        run.dispatch_gap_eur = dispatch_gap_share_eur(point.outcome, run.settings, len(run.dsos))
         dispatch, schedules = run.dispatch_top_down(rt, res)
-        bound = -np.inf if sub_dsos else point.outcome.lower_bound
+        bound = point.outcome.lower_bound
         res, dispatch, schedules = run.integer_repair(
             rt, point.tso, res, dispatch, schedules, master=point.master, pool=self.pool, lower_bound=bound
         )
@@ -1196,22 +1266,20 @@ def _certify(
     the exchange's, or `integer_bound` (the master's with the DSOs' Lagrangian cuts of their mixed-integer costs,
     from the integer repair) where that is higher.
 
-    With sub-DSOs the bound is not certified: a parent DSO evaluates its cost with its children's residual supply
-    curves (secants within their slack-free ranges), which can over-estimate the children's cost, so its cuts
-    need not under-estimate the integrated problem (measured on a generated 6-area system with 3 sub-DSOs: the
-    exchange's "lower bound" was 9 € above the centralized optimum)."""
+    With sub-DSOs (`sub_dsos`) the bound is that of the hierarchy in which a parent and its sub-DSO need not agree
+    on the reactive power and voltage at the sub-DSO's root (docs/model.md §6.4): a relaxation of the integrated
+    problem, so still a bound of it, but the dispatched cost can lie below the integrated optimum; a warning says
+    so.  (Until 2026-12-04 a parent valued its sub-DSOs by their curves, which are no bound, and nothing was
+    certified with sub-DSOs.)"""
     s = result.summary
     total = result.total_cost
     lb = max(outcome.lower_bound, integer_bound)
     gap = max(total - lb, 0.0) / max(1.0, abs(total)) if np.isfinite(lb) else float("inf")
     # a bound above a cost the DSOs and the TSO delivered bounds nothing: some cut was not below its cost (ill-
     # conditioned solves); reported as such instead of a gap of 0
-    # (with sub-DSOs the exchange's bound is no bound, so it cannot contradict the cost: the warning below says why)
-    inconsistent = bool(not sub_dsos and np.isfinite(lb) and lb > total + BOUND_ROUNDOFF * max(1.0, abs(total)))
-    if sub_dsos or inconsistent:
+    inconsistent = bool(np.isfinite(lb) and lb > total + BOUND_ROUNDOFF * max(1.0, abs(total)))
+    if inconsistent:
         gap = float("inf")
-    if sub_dsos:
-        lb = -np.inf
     s["certificate"] = {
         "stopped_by": outcome.stopped_by,
         "reason": outcome.reason,
@@ -1220,12 +1288,12 @@ def _certify(
         if integer_bound > outcome.lower_bound
         else "cut exchange",
         "exchange_upper_bound_eur": outcome.upper_bound if np.isfinite(outcome.upper_bound) else None,
-        "exchange_gap": outcome.certified_gap if np.isfinite(outcome.certified_gap) and not sub_dsos else None,
+        "exchange_gap": outcome.certified_gap if np.isfinite(outcome.certified_gap) else None,
         "dispatched_gap": gap if np.isfinite(gap) else None,
         "target_gap": settings.gap,
         "dispatched_target_gap": DISPATCH_SLACK * settings.gap,
         "rounds": len(outcome.history),
-        "certified": not sub_dsos and not inconsistent,
+        "certified": not inconsistent,
     }
     s["warnings"] = list(s.get("warnings", [])) + list(outcome.warnings)
     if inconsistent:
@@ -1234,13 +1302,13 @@ def _certify(
             f"the lower bound {lb:.6g} EUR lies above the dispatched cost {total:.6g} EUR: the certificate is not "
             "valid (a cut was above its cost, e.g. from an ill-conditioned solve); the gap is not certified"
         )
-    elif sub_dsos:
+    if sub_dsos:
         s["warnings"].append(
-            "sub-DSOs offer residual supply curves to their parent DSO (no cut exchange below the TSO): the curves "
-            "approximate the sub-DSOs' costs, so the exchange's bound and gap are not certified, and a parent and "
-            "its sub-DSO need not agree on the reactive power and voltage at the sub-DSO's root (docs/model.md §6.4)"
+            "sub-DSOs: a parent DSO and its sub-DSO need not agree on the reactive power and voltage at the "
+            "sub-DSO's root, so the cost can come out below the integrated optimum; the bound and gap are those of "
+            "that relaxation (docs/model.md §6.4)"
         )
-    elif not np.isfinite(gap) or gap > DISPATCH_SLACK * settings.gap:
+    if not inconsistent and (not np.isfinite(gap) or gap > DISPATCH_SLACK * settings.gap):
         if integer_bound > outcome.lower_bound:
             why = (
                 "bound from the DSOs' Lagrangian cuts of their mixed-integer costs: the rest is the gap between "
