@@ -430,6 +430,26 @@ class DSO:
             burnt.append(min(burnt_end, lo[-1]))
         return lo, hi, burnt
 
+    def nearest_deliverable(self, sched: Schedule, *, mip_gap: float, time_limit: float | None) -> Schedule | None:
+        """Sent to the parent when this DSO's mixed-integer dispatch at `sched` needed slack: the exchange nearest
+        to it that its binaries deliver without slack (`_nearest_deliverable`, valued at the schedule's price),
+        or None (no binaries, or a solver failure)."""
+        x_star = np.asarray(sched.export_mw, float)
+        pi = np.asarray(sched.price_eur_mwh, float) if sched.price_eur_mwh else np.zeros(len(x_star))
+        if not self.opts.integer or not np.isfinite(pi).all():
+            return None
+        found = self._nearest_deliverable(x_star, pi * self.opts.period_hours, mip_gap=mip_gap, time_limit=time_limit)
+        if found is None:
+            return None
+        return Schedule(
+            sender=self.name,
+            receiver=self.parent,
+            stage="dispatch",
+            periods=[int(p) for p in self.sub.periods],
+            export_mw=found[0].tolist(),
+            price_eur_mwh=[],
+        )
+
     def _nearest_deliverable(self, x_star: np.ndarray, value: np.ndarray, *, mip_gap: float, time_limit: float | None):
         """The exchange nearest to the schedule x* (L1, MW) that this DSO's binaries deliver without slack, at its
         lowest cost: min C^MI(x) − valueᵀx + ρΔ‖x − x*‖₁ with ρ above every marginal gain of moving (its largest
@@ -546,12 +566,14 @@ class DSO:
         time_limit: float | None,
         threads: int,
         gap_eur: float,
+        use_known: bool = True,
     ):
         """The area's mixed-integer dispatch at exchange `x_star` (its model's exchange rows already fixed there):
-        (solution, MIP info)."""
+        (solution, MIP info).  `use_known`: the relaxation at x* may come from the evaluations (not where the
+        dispatch holds more than the exchange, e.g. its children's exchanges)."""
         # the relaxation at x* is usually known: the cut exchange asked this DSO for C_d(x*)
         known = None
-        if self._relaxed is not None and self._relaxed.cp.prog.m == model.cp.prog.m:
+        if use_known and self._relaxed is not None and self._relaxed.cp.prog.m == model.cp.prog.m:
             known = self._relaxed.relaxation_at(x_star)
             if known is None:
                 # not asked at x* (bracketed by its cuts in the last rounds): the relaxation from the kept parametric
@@ -597,6 +619,7 @@ class DSO:
         relax: bool,
         own_offer: CurveOffer | None = None,
         gap_eur: float = 0.0,
+        child_exports: dict[str, list[float]] | None = None,
     ) -> DispatchResult:
         """Dispatch own resources for the cleared exchange, price the own dispatch, schedule the children.
         `gap_eur`: the mixed-integer search also stops at a point within this many € of its lower bound (the
@@ -612,12 +635,18 @@ class DSO:
             model = self._area_model(opts)
         x_star = np.asarray(sched.export_mw)
         model.cp.prog.set_row_bounds(model.fix_rows, x_star, x_star)
-        key = (x_star.tobytes(), bool(relax), float(mip_gap), float(gap_eur))
+        held = sorted((child_exports or {}).items())
+        for child, x_child in held:  # children's exchanges held where they can deliver (`nearest_deliverable`)
+            cols = model.child_cols[self.children.index(child)]
+            model.cp.prog.set_bounds(cols, np.asarray(x_child, float), np.asarray(x_child, float))
+        key = (x_star.tobytes(), bool(relax), float(mip_gap), float(gap_eur), repr(held))
         if key in self._mip_solutions:
             self._mip_solutions.move_to_end(key)
             sol, mip = copy.deepcopy(self._mip_solutions[key])
         else:
-            sol, mip = self._mixed_integer_dispatch(model, x_star, relax, mip_gap, time_limit, threads, gap_eur)
+            sol, mip = self._mixed_integer_dispatch(
+                model, x_star, relax, mip_gap, time_limit, threads, gap_eur, use_known=not held
+            )
             self._mip_solutions[key] = copy.deepcopy((sol, mip))
             if len(self._mip_solutions) > KEPT_DISPATCHES:
                 self._mip_solutions.popitem(last=False)
