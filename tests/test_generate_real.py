@@ -7,6 +7,7 @@ Needs pandapower and simbench (the `generate` extra); without them the module is
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from pathlib import Path
 
@@ -112,9 +113,9 @@ def test_common_and_hierarchical_clear_without_slack_at_the_same_cost(tmp_path):
 
 
 def test_sub_dsos_give_a_certified_bound_of_the_integrated_problem(instance):
-    """With sub-DSOs a parent DSO models its children's costs by cuts, so the exchange's bound is a bound of the
-    hierarchy in which parent and child need not agree on Q and V at the child root: a relaxation of the
-    integrated problem.  (With curves, on this system the "bound" was 9 EUR above the integrated optimum.)"""
+    """With sub-DSOs a parent DSO models its children's costs by cuts in the exchange, the reactive exchange and
+    the child root's voltage, so the exchange's bound is a bound of the integrated problem and the hierarchy
+    clears it (with curves, on this system the "bound" was 9 EUR above the integrated optimum)."""
     common = tdmarket.clear(instance, scheme="common", relax=True)
     hier = tdmarket.clear(instance, scheme="hierarchical", relax=True, executor="inline")
     cert = hier.summary["certificate"]
@@ -122,7 +123,6 @@ def test_sub_dsos_give_a_certified_bound_of_the_integrated_problem(instance):
     assert cert["lower_bound_eur"] <= common.total_cost + 1e-6 * max(1.0, abs(common.total_cost))
     assert cert["dispatched_gap"] <= 1e-4
     assert abs(hier.total_cost - common.total_cost) <= 1e-4 * max(1.0, abs(common.total_cost))
-    assert any("need not agree on the reactive power" in w for w in hier.summary["warnings"])
 
 
 def test_cli_writes_info_reads_and_bad_options_exit_2(tmp_path, capsys):
@@ -166,8 +166,8 @@ def test_sub_dsos_are_asked_at_the_exchanges_their_parent_proposes(tmp_path):
     """A parent's cost at an exchange depends on its children's costs at the exchanges it proposes them, in every
     period at once.  With the children's per-period curves (slices through one point, no bound where several
     periods move) this 4-period system with 2 sub-DSOs ended 3.0e-4 above common and its parents' curves 9.5 EUR
-    above their dispatch; with cuts refined at the parents' proposals (the nested rounds) it ends within the Q/V
-    relaxation at the sub-DSO roots (-5.6e-5), and the exchange's upper bound is the dispatched cost."""
+    above their dispatch; with cuts refined at the parents' proposals (the nested rounds) it ends at common's
+    cost, and the exchange's upper bound is the dispatched cost."""
     out = tmp_path / "nested"
     generate_system(
         out, GenerateOptions(dsos=10, periods=4, seed=17, transmission="case118", feeder_size="small", sub_dso_depth=1)
@@ -187,22 +187,49 @@ def test_sub_dsos_are_asked_at_the_exchanges_their_parent_proposes(tmp_path):
     assert asked and len(answered) == len(asked)  # the nested rounds, logged like every message
 
 
-def test_a_sub_dso_that_cannot_deliver_its_schedule_proposes_one_it_can(tmp_path):
-    """A sub-DSO's binaries are decided at its dispatch; on this system one could not deliver the exchange its
-    parent scheduled by 0.2 kW and paid 2 EUR of slack (6.4e-4 above centralized).  It now proposes the nearest
-    exchange it delivers, its parent dispatches again with it held, and the slack is gone."""
+def test_parent_and_sub_dso_agree_on_reactive_power_and_voltage_at_the_sub_dso_root(tmp_path):
+    """Coupled by the exchange alone (the child root's Q and w free on both sides) the hierarchy is a relaxation:
+    this system ended 4.4e-4 below the integrated optimum, each side counting on Q and w the other did not
+    deliver.  With cuts in (P, Q, w) the parent schedules all three and the child dispatches them."""
+    out = tmp_path / "nested"
+    generate_system(out, GenerateOptions(dsos=5, periods=2, seed=45, feeder_size="small", sub_dso_depth=1))
+    instance = tdmarket.load(out)
+    common = tdmarket.clear(instance, scheme="common", relax=True, incentives=False)
+    hier = tdmarket.clear(instance, scheme="hierarchical", relax=True, executor="inline", incentives=False)
+    scale = max(1.0, abs(common.total_cost))
+    assert -1e-6 * scale <= hier.total_cost - common.total_cost <= 1e-4 * scale
+    parents = {instance.areas.name[instance.areas.parent[a]] for a in range(1, len(instance.areas))} - {"TSO"}
+    to_children = [json.loads(m["message"]) for m in hier.messages if m["kind"] == "Schedule" and m["from"] in parents]
+    assert to_children and all(
+        len(m["payload"]["reactive_mvar"]) == len(m["payload"]["root_vsq_pu"]) == instance.n_periods
+        for m in to_children
+    )
+
+
+def test_a_sub_dso_whose_binaries_cost_at_its_schedule_proposes_what_they_deliver(tmp_path):
+    """A sub-DSO's binaries are decided at its dispatch.  On this system one paid 2 EUR of slack for a 0.2 kW
+    shortfall when coupled by P alone; coupled by (P, Q, w), another (DSO-140) pays 1.65 EUR above its relaxation
+    at its parent's Q and w.  It proposes the (P, Q, w) its binaries prefer, its parent dispatches again around the
+    ones it can support, and the cost falls; the rest (the TSO's schedule for the parent, which the integer repair
+    of the top level cannot see) stays a known limitation (README)."""
     out = tmp_path / "nested"
     generate_system(out, GenerateOptions(dsos=12, periods=2, seed=14, feeder_size="small", sub_dso_depth=1))
     instance = tdmarket.load(out)
     central = tdmarket.clear(instance, scheme="centralized", mip_gap=1e-6, incentives=False).total_cost
     hier = tdmarket.clear(instance, scheme="hierarchical", executor="inline", incentives=False)
     assert hier.summary["cost"]["slack_cost_eur"] < 1e-3
-    assert hier.total_cost <= central + 1e-4 * abs(central)
-    proposals = [
-        m for m in hier.messages if m["kind"] == "Schedule" and m["stage"] == "dispatch" and m["to"] != m["from"]
-    ]
+    assert hier.total_cost <= central + 1e-3 * abs(central)
     children = {instance.areas.name[a] for a in range(1, len(instance.areas)) if instance.areas.parent[a] > 0}
-    assert any(m["from"] in children for m in proposals)  # the sub-DSO's proposal to its parent
+    proposals = [
+        m for m in hier.messages if m["kind"] == "Schedule" and m["stage"] == "dispatch" and m["from"] in children
+    ]
+    assert proposals  # the sub-DSO's proposals to its parent
+    reports = [
+        json.loads(m["message"])["payload"]["integrality_cost_eur"]
+        for m in hier.messages
+        if m["kind"] == "DispatchReport" and m["from"] == "DSO-140"
+    ]
+    assert reports[0] > 1.0 and min(reports) < reports[0] - 0.1  # the parent's new dispatch lowered it
 
 
 def test_a_relaxed_integrated_clearing_just_outside_a_row_tolerance_is_solved_again(tmp_path):

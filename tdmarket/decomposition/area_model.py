@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..formulations.clearing import ClearingProblem
 from ..formulations.options import ModelOptions
@@ -24,7 +25,15 @@ from ..solvers.clarabel import (
 )
 from ..solvers.highs import PersistentLP
 from ..solvers.result import Solution
-from .offers import Offer, add_offer_rows, bound_offers, child_exchange_columns, cut_matrix
+from .offers import (
+    Offer,
+    add_offer_rows,
+    bound_offers,
+    child_coupling_columns,
+    child_exchange_columns,
+    cut_matrix,
+    widen_cuts,
+)
 
 GOOD = (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL)
 RECENT = 32  # evaluations kept per area: the dispatch re-uses the relaxation at the cleared exchange
@@ -68,9 +77,15 @@ class AreaModel:
             raise ValueError(f"{sub.name}: expected one own exchange per period")
         self.child_names = [o.area for o in child_offers]
         self.child_cols = child_exchange_columns(self.cp, self.child_names)
+        # with cuts, a child is coupled by its exchange, its reactive exchange and its root's squared voltage
+        # (docs/model.md §6.4): cuts in (P, Q, w), whose points and slopes have 3T entries; a cut of the child's
+        # curve stage (P only) has zero slopes in Q and w
+        self.child_coupling_cols = child_coupling_columns(self.cp, self.child_names) if use_cuts else self.child_cols
+        width = self.child_coupling_cols.shape[1]
+        offers = [widen_cuts(o, width) for o in child_offers] if use_cuts else list(child_offers)
         # the columns of the children's cost terms (η per period for curves, θ per child for cuts)
         self.offer_columns = add_offer_rows(
-            self.cp.prog, self.child_cols, list(child_offers), use_curves=use_curves, use_cuts=use_cuts
+            self.cp.prog, self.child_coupling_cols, offers, use_curves=use_curves, use_cuts=use_cuts
         )
         self._child_cut_blocks = 0  # row blocks of children's cuts added after construction (`add_child_cuts`)
         bound_offers(self.cp.prog, self.child_cols, list(child_offers), use_curves)
@@ -80,9 +95,23 @@ class AreaModel:
             idx = prog.var(block).index
             prog.set_bounds(idx, np.minimum(np.maximum(prog.lb[idx], floor), prog.ub[idx]), None)
         self.fix_rows = np.arange(prog.rows["exchange_fix"].start, prog.rows["exchange_fix"].start + self.T)
-        self.rating = float(self.cp.iface.rating[np.flatnonzero(self.cp.iface.own)[0]])
+        own = int(np.flatnonzero(self.cp.iface.own)[0])
+        self.rating = float(self.cp.iface.rating[own])
+        # a sub-DSO (D–D interface): rows that hold its reactive exchange (Mvar) and its root's squared voltage
+        # (p.u.²) where its parent asks for its cost at (P, Q, w); free otherwise (docs/model.md §6.4)
+        self.coupling_rows: np.ndarray | None = None
+        self.coupling_cols: np.ndarray | None = None  # their columns (2T: Q per period, then w)
+        if not self.cp.iface.is_td[own]:
+            cols = np.concatenate([self.cp.iface.y_grid[own], self.cp.dist.w_grid[self.cp.iface.root[own]]])
+            if (cols < 0).any():
+                raise ValueError(f"{sub.name}: its root voltage is not modelled")
+            start, k = prog.m, len(cols)
+            pick = sp.csr_matrix((np.ones(k), (np.arange(k), cols)), shape=(k, prog.n))
+            prog.add_rows("coupling_fix", pick, -np.inf, np.inf)
+            self.coupling_rows, self.coupling_cols = np.arange(start, start + k), cols
         self.evaluations = 0
-        self._parametric: PersistentSOCP | None = None
+        # the parametric solvers, by the number of rows they hold (T: the exchange; 3T: exchange, Q and w)
+        self._parametric: dict[int, PersistentSOCP] = {}
         # LP areas: the LP of the evaluations and the slack-free LP of `hard_range`, kept in HiGHS, each with the
         # program it was built from (a copy of this model that replaces `cp.prog` builds its own)
         self._warm_lp: PersistentLP | None = None
@@ -106,18 +135,26 @@ class AreaModel:
             return
         prog = self.cp.prog
         M, lo = cut_matrix(
-            np.asarray(child, np.int64), points, values, slopes, theta, self.child_cols, prog.n, prog.lb, prog.ub
+            np.asarray(child, np.int64),
+            points,
+            values,
+            slopes,
+            theta,
+            self.child_coupling_cols,
+            prog.n,
+            prog.lb,
+            prog.ub,
         )
         self._child_cut_blocks += 1
         prog.add_rows(f"offer_cuts_{self._child_cut_blocks}", M, lo, np.inf)
-        self._parametric, self._warm_lp, self._range_lp = None, None, None
+        self._parametric, self._warm_lp, self._range_lp = {}, None, None
         self._warm_lp_of = self._range_lp_of = None
         self._recent.clear()
 
     def child_terms(self, x: np.ndarray) -> tuple[np.ndarray, float]:
         """At a solution `x` of this model: the children's exchanges (len(child_names), T) MW and what the model
         counts for their costs (the θ or η columns' sum, €)."""
-        exports = np.asarray(x, float)[self.child_cols]
+        exports = np.asarray(x, float)[self.child_coupling_cols]
         cols = [c.ravel() for c in self.offer_columns.values()]
         return exports, float(np.asarray(x, float)[np.concatenate(cols)].sum()) if cols else 0.0
 
@@ -132,21 +169,34 @@ class AreaModel:
             else solve(prog, keep_basis=False)
         )
 
+    def rows_for(self, x_hat: np.ndarray) -> np.ndarray:
+        """The rows a point fixes: the exchange (T values, MW) or, for a sub-DSO, the exchange, the reactive
+        exchange and the root's squared voltage (3T values: MW, Mvar, p.u.²)."""
+        if len(x_hat) == self.T:
+            return self.fix_rows
+        if self.coupling_rows is not None and len(x_hat) == 3 * self.T:
+            return np.concatenate([self.fix_rows, self.coupling_rows])
+        raise ValueError(f"{self.inst.name}: a point of {len(x_hat)} values for {self.T} periods")
+
     def _program_at(self, x_hat: np.ndarray) -> Program:
-        """A copy of the area's program with its exchange fixed at `x_hat` (MW per period)."""
+        """A copy of the area's program with its exchange (and for 3T values its Q and w) fixed at `x_hat`."""
         prog = self.cp.prog.copy()
-        prog.set_row_bounds(self.fix_rows, x_hat, x_hat)
+        prog.set_row_bounds(self.rows_for(x_hat), x_hat, x_hat)
         return prog
 
     def _solve_at(self, x_hat: np.ndarray):
         if not self.cp.prog.has_cones:
             return self._solve_lp_at(x_hat)
-        if self._parametric is None:
+        rows = self.rows_for(x_hat)
+        solver = self._parametric.get(len(rows))
+        if solver is None:
             prog = self._program_at(x_hat)
-            self._parametric = PersistentSOCP(prog, self.fix_rows, omitted=self.omitted, **EVALUATION_SETTINGS)
+            solver = self._parametric[len(rows)] = PersistentSOCP(
+                prog, rows, omitted=self.omitted, **EVALUATION_SETTINGS
+            )
         self.evaluations += 1
-        self._parametric.set_equalities(x_hat)
-        sol = self._parametric.solve()
+        solver.set_equalities(x_hat)
+        sol = solver.solve()
         if sol.status not in GOOD:  # an interior point can stall on a warm structure: solve once from scratch
             prog = self._program_at(x_hat)
             # then at looser settings (measured: one in ~1 000 on a generated 73-area system)
@@ -161,7 +211,15 @@ class AreaModel:
             prog = self._program_at(x_hat)
             self._warm_lp, self._warm_lp_of = PersistentLP(prog, presolve_first=False), self.cp.prog
         self.evaluations += 1
-        self._warm_lp.set_row_bounds(self.fix_rows, x_hat, x_hat)
+        self._warm_lp.set_row_bounds(self.fix_rows, x_hat[: self.T], x_hat[: self.T])
+        if self.coupling_rows is not None:  # held for a 3T point, free for an exchange alone
+            k = len(self.coupling_rows)
+            held = len(x_hat) > self.T
+            self._warm_lp.set_row_bounds(
+                self.coupling_rows,
+                x_hat[self.T :] if held else np.full(k, -np.inf),
+                x_hat[self.T :] if held else np.full(k, np.inf),
+            )
         sol = self._warm_lp.solve()
         if sol.status is not SolveStatus.OPTIMAL:  # numerical trouble from the warm basis: primal, then cold
             sol = self._warm_lp.solve_again()
@@ -217,7 +275,7 @@ class AreaModel:
         if integer:
             other.cp.prog.set_integrality(self.cp.orders.binary_columns(other.cp.prog))
         other.opts = other.cp.opts = replace(self.opts, integer=integer)
-        other.evaluations, other._parametric, other._recent = 0, None, OrderedDict()
+        other.evaluations, other._parametric, other._recent = 0, {}, OrderedDict()
         other._warm_lp = other._range_lp = None
         other._warm_lp_of = other._range_lp_of = None
         return other
@@ -242,7 +300,8 @@ class AreaModel:
             raise EvaluationError(f"{self.inst.name}: evaluation at {x_hat} failed ({sol.status.value})")
         gap = float(self.cp.soc_gap(sol.x).max(initial=0.0))
         assert sol.row_dual is not None  # a continuous solve has duals
-        return Evaluation(cost=float(sol.objective), rho=sol.row_dual[self.fix_rows].copy(), soc_gap=gap, x=sol.x)
+        rho = sol.row_dual[self.rows_for(x_hat)].copy()
+        return Evaluation(cost=float(sol.objective), rho=rho, soc_gap=gap, x=sol.x)
 
     def preferred(self) -> Evaluation:
         """arg min_x C(x): the DSO's preferred exchange (its own balancing at least cost)."""

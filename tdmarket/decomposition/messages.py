@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 @dataclass
@@ -25,10 +25,16 @@ class Message:
     def kind(self) -> str:
         return type(self).__name__
 
+    # fields left out of the payload while empty (e.g. the D–D coupling's Q and w, which no T–D message carries)
+    OMIT_EMPTY: ClassVar[tuple[str, ...]] = ()
+
     def payload(self) -> dict:
         d = asdict(self)
         for k in ("sender", "receiver", "stage"):
             d.pop(k)
+        for k in self.OMIT_EMPTY:
+            if not d[k]:
+                d.pop(k)
         return d
 
     def to_json(self) -> str:
@@ -67,6 +73,11 @@ class Schedule(Message):
     export_mw: list[float] = field(default_factory=list)
     price_eur_mwh: list[float] = field(default_factory=list)
     iteration: int = 0
+    # parent DSO → sub-DSO: the reactive exchange (Mvar) and the squared voltage of the child root (p.u.²) per
+    # period that go with the exchange (docs/model.md §6.4); empty at a T–D interface
+    reactive_mvar: list[float] = field(default_factory=list)
+    root_vsq_pu: list[float] = field(default_factory=list)
+    OMIT_EMPTY: ClassVar[tuple[str, ...]] = ("reactive_mvar", "root_vsq_pu")
 
 
 @dataclass
@@ -81,6 +92,22 @@ class CutReply(Message):
     # further evaluations as {point, value, slope} (a point that needed slack is also evaluated halfway back
     # towards the DSO's slack-free ranges, docs/model.md §6.3)
     extra_cuts: list[dict] = field(default_factory=list)
+    # sub-DSO → parent DSO, asked at (P, Q, w): the point's Q (Mvar) and w (p.u.²) and the subgradient in them
+    # (€/Mvar, € per p.u.²) per period; empty at a T–D interface
+    point_mvar: list[float] = field(default_factory=list)
+    point_vsq_pu: list[float] = field(default_factory=list)
+    slope_eur_mvar: list[float] = field(default_factory=list)
+    slope_eur_pu: list[float] = field(default_factory=list)
+    OMIT_EMPTY: ClassVar[tuple[str, ...]] = ("point_mvar", "point_vsq_pu", "slope_eur_mvar", "slope_eur_pu")
+
+    @property
+    def coupling_point(self) -> list[float]:
+        """The point as the parent's cuts of this child hold it: (P, Q, w) per period, or P alone."""
+        return list(self.point_mw) + list(self.point_mvar) + list(self.point_vsq_pu)
+
+    @property
+    def coupling_slope(self) -> list[float]:
+        return list(self.slope_eur_mw) + list(self.slope_eur_mvar) + list(self.slope_eur_pu)
 
 
 @dataclass
@@ -160,6 +187,7 @@ class NestedEvaluation:
 
     reply: CutReply
     child_schedules: list[Schedule]
+    point: list[float] = field(default_factory=list)  # the point it was evaluated at (P, or P, Q and w)
 
 
 @dataclass

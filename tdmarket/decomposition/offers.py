@@ -8,7 +8,7 @@ sub-DSOs) with one vectorised assembly each.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -200,6 +200,31 @@ def child_exchange_columns(cp: ClearingProblem, names: list[str]) -> np.ndarray:
     """(A, T) columns of the exports of the named child areas as seen by this parent."""
     rows = child_interfaces(cp, names)
     return cp.iface.x_grid[rows] if len(rows) else np.zeros((0, cp.inst.n_periods), dtype=np.int64)
+
+
+def child_coupling_columns(cp: ClearingProblem, names: list[str]) -> np.ndarray:
+    """(A, 3T) columns of the named child areas' exchanges (MW), reactive exchanges (Mvar) and root squared
+    voltages (p.u.²) as seen by this parent: the quantities parent and child share at the child root."""
+    T = cp.inst.n_periods
+    rows = child_interfaces(cp, names)
+    if not len(rows):
+        return np.zeros((0, 3 * T), dtype=np.int64)
+    w = cp.dist.w_grid[cp.iface.root[rows]]
+    if (w < 0).any():
+        raise ValueError("a child root's voltage is not modelled by its parent")
+    return np.hstack([cp.iface.x_grid[rows], cp.iface.y_grid[rows], w])
+
+
+def widen_cuts(offer: Offer, width: int) -> Offer:
+    """The offer with each cut of fewer than `width` entries (a cut in P alone, T entries) given zero slopes in
+    the rest (the coupling's Q and w): still valid, since it bounds the child's cost whatever Q and w are."""
+    cuts = []
+    for c in offer.cuts:
+        pad = width - len(c.point)
+        if pad < 0:
+            raise ValueError(f"a cut of {offer.area} has {len(c.point)} entries, more than {width}")
+        cuts.append(Cut(point=list(c.point) + [0.0] * pad, value=c.value, slope=list(c.slope) + [0.0] * pad))
+    return replace(offer, cuts=cuts)
 
 
 def offer_from_message(msg: CurveOffer) -> Offer:

@@ -57,6 +57,9 @@ class DistributionFormulation(ABC):
         if "name" in cls.__dict__:
             _REGISTRY[cls.name] = cls
 
+    # (n_buses, T) columns of the squared voltages w (−1 at buses not modelled), once `add_constraints` ran
+    w_grid: np.ndarray
+
     def __init__(self, inst: Instance, opts: ModelOptions):
         self.inst, self.opts = inst, opts
 

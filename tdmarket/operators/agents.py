@@ -133,13 +133,13 @@ class DSO:
         return self._relaxed
 
     def add_child_cuts(
-        self, point_mw: Sequence[float], replies: Sequence[CutReply], costs: Sequence[CostAtExchange] = ()
+        self, point: Sequence[float], replies: Sequence[CutReply], costs: Sequence[CostAtExchange] = ()
     ) -> CostAtExchange:
-        """Take the children's replies at the exchanges this DSO proposed them when it was asked at `point_mw`
-        (their values there and subgradients, and the further cuts sent with them) as cuts of their costs, and
-        answer its cost at `point_mw` with the children's actual costs: its own cost at that evaluation plus each
-        child's cost (its `CostAtExchange` in `costs` if it has children of its own, else its reply's value)."""
-        x = np.asarray(point_mw, float)
+        """Take the children's replies at the exchanges this DSO proposed them when it was asked at `point` (its
+        exchange, or its exchange, Q and w as its `NestedEvaluation` gave it) as cuts of their costs, and answer
+        its cost there with the children's actual costs: its own cost at that evaluation plus each child's cost
+        (its `CostAtExchange` in `costs` if it has children of its own, else its reply's value)."""
+        x = np.asarray(point, float)
         own = self._own_cost_at.get(x.tobytes())
         if own is None:
             raise ValueError(f"{self.name}: not evaluated at {x.tolist()}")
@@ -150,7 +150,7 @@ class DSO:
             sender=self.name,
             receiver=self.parent,
             stage="iterate",
-            point_mw=x.tolist(),
+            point_mw=x[: len(self.sub.periods)].tolist(),
             cost_eur=own + float(sum(actual[c] for c in self.children)),
             iteration=replies[0].iteration if replies else 0,
         )
@@ -161,8 +161,10 @@ class DSO:
         for r in replies:
             if r.sender not in index or r.receiver != self.name:
                 raise ValueError(f"{self.name}: a cut reply from {r.sender} to {r.receiver} is not from its child")
-            new.append((index[r.sender], Cut(point=list(r.point_mw), value=r.cost_eur, slope=list(r.slope_eur_mw))))
+            new.append((index[r.sender], Cut(point=r.coupling_point, value=r.cost_eur, slope=r.coupling_slope)))
             new.extend((index[r.sender], Cut(**c)) for c in r.extra_cuts)
+        width = 3 * len(self.sub.periods)  # cuts in (P, Q, w); a cut in P alone has zero slopes in Q and w
+        new = [(i, Cut(point=_padded(c.point, width), value=c.value, slope=_padded(c.slope, width))) for i, c in new]
         if not new:
             return 0
         for i, cut in new:
@@ -203,11 +205,12 @@ class DSO:
         and also proposes each child its exchange there (`NestedEvaluation`); once they answered it sends its
         actual cost (`add_child_cuts`)."""
         model = self.model()
-        x = np.asarray(sched.export_mw, float)
+        x = _coupling_point(sched)
+        T = len(sched.export_mw)
         ev = model.evaluate(x)
         slack = model.cp.cost_parts(ev.x)["slack_cost_eur"] > 1e-6
         extra = []
-        back = self._halfway_back(x) if slack else None
+        back = self._halfway_back(x) if slack and len(x) == T else None
         if back is not None:
             eb = model.evaluate(back)
             extra.append(asdict(Cut(point=back.tolist(), value=eb.cost, slope=eb.rho.tolist())))
@@ -217,11 +220,14 @@ class DSO:
             stage="iterate",
             point_mw=list(sched.export_mw),
             cost_eur=ev.cost,
-            slope_eur_mw=ev.rho.tolist(),
+            slope_eur_mw=ev.rho[:T].tolist(),
             uses_slack=bool(slack),
             iteration=sched.iteration,
             extra_cuts=extra,
         )
+        if len(x) > T:  # asked at (P, Q, w) by its parent DSO
+            reply.point_mvar, reply.point_vsq_pu = list(sched.reactive_mvar), list(sched.root_vsq_pu)
+            reply.slope_eur_mvar, reply.slope_eur_pu = ev.rho[T : 2 * T].tolist(), ev.rho[2 * T :].tolist()
         if not self.children:
             return reply
         exports, counted = model.child_terms(ev.x)
@@ -232,17 +238,10 @@ class DSO:
         return NestedEvaluation(
             reply,
             [
-                Schedule(
-                    sender=self.name,
-                    receiver=c,
-                    stage="iterate",
-                    periods=periods,
-                    export_mw=exports[i].tolist(),
-                    price_eur_mwh=[],
-                    iteration=sched.iteration,
-                )
+                _child_schedule(self.name, c, "iterate", periods, exports[i], [], sched.iteration)
                 for i, c in enumerate(self.children)
             ],
+            point=x.tolist(),
         )
 
     def _halfway_back(self, x: np.ndarray) -> np.ndarray | None:
@@ -430,25 +429,57 @@ class DSO:
             burnt.append(min(burnt_end, lo[-1]))
         return lo, hi, burnt
 
-    def nearest_deliverable(self, sched: Schedule, *, mip_gap: float, time_limit: float | None) -> Schedule | None:
-        """Sent to the parent when this DSO's mixed-integer dispatch at `sched` needed slack: the exchange nearest
-        to it that its binaries deliver without slack (`_nearest_deliverable`, valued at the schedule's price),
-        or None (no binaries, or a solver failure)."""
+    def preferred_coupling(
+        self, sched: Schedule, deliver: bool, *, mip_gap: float, time_limit: float | None
+    ) -> list[Schedule]:
+        """Sent to the parent DSO when this sub-DSO's mixed-integer dispatch at `sched` needed slack (`deliver`) or
+        cost more than its relaxation there: (P, Q, w) its binaries deliver at a lower cost, for the parent to try
+        (docs/model.md §6.4).  With `deliver`, the exchange nearest to the schedule that its binaries deliver
+        without slack (`_nearest_deliverable`, valued at the schedule's price) with the Q and w of that solution;
+        else the schedule's exchange with its reactive exchange free (its root voltage held), with its root
+        voltage free (its reactive exchange held), and with both free: the parent can support some of these and
+        not others (measured: a child preferring its root at the voltage limit, which the parent could reach
+        only with slack).  Empty without binaries, or on solver failures."""
         x_star = np.asarray(sched.export_mw, float)
         pi = np.asarray(sched.price_eur_mwh, float) if sched.price_eur_mwh else np.zeros(len(x_star))
-        if not self.opts.integer or not np.isfinite(pi).all():
-            return None
+        base = self.model()
+        cols, rows = base.coupling_cols, base.coupling_rows
+        if not self.opts.integer or not np.isfinite(pi).all() or cols is None or rows is None:
+            return []
+        periods = [int(p) for p in self.sub.periods]
+        # the exchange nearest to the schedule that the binaries deliver at the lowest cost at the parent's price,
+        # Q and w free: the only proposal where the schedule needed slack, the last one otherwise
         found = self._nearest_deliverable(x_star, pi * self.opts.period_hours, mip_gap=mip_gap, time_limit=time_limit)
-        if found is None:
-            return None
-        return Schedule(
-            sender=self.name,
-            receiver=self.parent,
-            stage="dispatch",
-            periods=[int(p) for p in self.sub.periods],
-            export_mw=found[0].tolist(),
-            price_eur_mwh=[],
+        nearest = (
+            [
+                _child_schedule(
+                    self.name, self.parent, "dispatch", periods, np.concatenate([found[0], found[4][cols]]), []
+                )
+            ]
+            if found is not None
+            else []
         )
+        if deliver:
+            return nearest
+        T = len(x_star)
+        held = np.concatenate([sched.reactive_mvar, sched.root_vsq_pu]) if sched.reactive_mvar else None
+        out = []
+        for free in (np.arange(T), np.arange(T, 2 * T), np.arange(2 * T)):  # Q free; w free; both free
+            if held is None and len(free) < 2 * T:
+                continue
+            model = base.with_binaries()
+            model.cp.prog.set_row_bounds(model.fix_rows, x_star, x_star)
+            keep = np.setdiff1d(np.arange(2 * T), free)
+            if len(keep):
+                assert held is not None
+                model.cp.prog.set_row_bounds(rows[keep], held[keep], held[keep])
+            try:
+                solution, _ = solve_clearing(model.cp, mip_gap=mip_gap, time_limit=time_limit, oa_cuts=self._oa_cuts)
+            except SolverError:
+                continue
+            coupling = np.concatenate([x_star, solution.x[cols]])
+            out.append(_child_schedule(self.name, self.parent, "dispatch", periods, coupling, []))
+        return out + nearest
 
     def _nearest_deliverable(self, x_star: np.ndarray, value: np.ndarray, *, mip_gap: float, time_limit: float | None):
         """The exchange nearest to the schedule x* (L1, MW) that this DSO's binaries deliver without slack, at its
@@ -545,16 +576,9 @@ class DSO:
         for a, off in enumerate(offers):
             root = self.sub.areas.root_bus[self.sub.areas.name.index(off.area)]
             price = row_dual[cp.prog.rows["balance_p"].start + cp.balance.p_row[root]] * scale
-            out.append(
-                Schedule(
-                    sender=self.name,
-                    receiver=off.area,
-                    stage="dispatch",
-                    periods=[int(p) for p in self.sub.periods],
-                    export_mw=sol.x[model.child_cols[a]].tolist(),
-                    price_eur_mwh=price.tolist(),
-                )
-            )
+            periods = [int(p) for p in self.sub.periods]
+            coupling = sol.x[model.child_coupling_cols[a]]  # (P, Q, w) when the children are held by cuts
+            out.append(_child_schedule(self.name, off.area, "dispatch", periods, coupling, price.tolist()))
         return out
 
     def _mixed_integer_dispatch(
@@ -634,18 +658,20 @@ class DSO:
         else:
             model = self._area_model(opts)
         x_star = np.asarray(sched.export_mw)
-        model.cp.prog.set_row_bounds(model.fix_rows, x_star, x_star)
+        x_full = _coupling_point(sched)  # with the child root's Q and w where the parent DSO sets them
+        model.cp.prog.set_row_bounds(model.rows_for(x_full), x_full, x_full)
         held = sorted((child_exports or {}).items())
-        for child, x_child in held:  # children's exchanges held where they can deliver (`nearest_deliverable`)
-            cols = model.child_cols[self.children.index(child)]
+        for child, x_child in held:  # children's (P, Q, w) held as they proposed (`preferred_coupling`)
+            i = self.children.index(child)
+            cols = model.child_coupling_cols[i] if len(x_child) > len(x_star) else model.child_cols[i]
             model.cp.prog.set_bounds(cols, np.asarray(x_child, float), np.asarray(x_child, float))
-        key = (x_star.tobytes(), bool(relax), float(mip_gap), float(gap_eur), repr(held))
+        key = (x_full.tobytes(), bool(relax), float(mip_gap), float(gap_eur), repr(held))
         if key in self._mip_solutions:
             self._mip_solutions.move_to_end(key)
             sol, mip = copy.deepcopy(self._mip_solutions[key])
         else:
             sol, mip = self._mixed_integer_dispatch(
-                model, x_star, relax, mip_gap, time_limit, threads, gap_eur, use_known=not held
+                model, x_full, relax, mip_gap, time_limit, threads, gap_eur, use_known=not held
             )
             self._mip_solutions[key] = copy.deepcopy((sol, mip))
             if len(self._mip_solutions) > KEPT_DISPATCHES:
@@ -720,3 +746,36 @@ class DSO:
         if out.tables is not None:
             out.tables = replace_dispatch(tables, out.tables)
         return out
+
+
+def _coupling_point(sched: Schedule) -> np.ndarray:
+    """The point a schedule asks for: the exchange (MW), with the child root's Q (Mvar) and w (p.u.²) where a
+    parent DSO sends them (docs/model.md §6.4)."""
+    parts = [sched.export_mw]
+    if sched.reactive_mvar or sched.root_vsq_pu:
+        if len(sched.reactive_mvar) != len(sched.export_mw) or len(sched.root_vsq_pu) != len(sched.export_mw):
+            raise ValueError(f"{sched.receiver}: a schedule with P, Q and w of different lengths")
+        parts += [sched.reactive_mvar, sched.root_vsq_pu]
+    return np.asarray(np.concatenate(parts), float)
+
+
+def _child_schedule(sender, child, stage, periods, coupling: np.ndarray, price, iteration: int = 0) -> Schedule:
+    """A parent DSO's schedule of a child from its (P, Q, w) columns' values (3T; or P alone, T)."""
+    T = len(periods)
+    sched = Schedule(
+        sender=sender,
+        receiver=child,
+        stage=stage,
+        periods=list(periods),
+        export_mw=np.asarray(coupling[:T], float).tolist(),
+        price_eur_mwh=list(price),
+        iteration=iteration,
+    )
+    if len(coupling) == 3 * T:
+        sched.reactive_mvar = np.asarray(coupling[T : 2 * T], float).tolist()
+        sched.root_vsq_pu = np.asarray(coupling[2 * T :], float).tolist()
+    return sched
+
+
+def _padded(values: list[float], width: int) -> list[float]:
+    return list(values) + [0.0] * (width - len(values))
