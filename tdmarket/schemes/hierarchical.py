@@ -685,7 +685,12 @@ class _HierarchicalRun:
         bound rose, else None)."""
         total = self._total(res, dispatch)
         tol = self.settings.gap * max(1.0, abs(total))
-        integrality = {a: dispatch[a].report.integrality_cost_eur for a in self.top}
+        # a top-level DSO's and its sub-DSOs' (their binaries are decided at their dispatch; a move of the parent's
+        # exchange re-dispatches them with it)
+        integrality = {
+            a: sum(dispatch[d].report.integrality_cost_eur for d in self.dsos if self._top_of[d] == a and d in dispatch)
+            for a in self.top
+        }
         # only when the DSOs' integrality costs matter for the dispatched point's target gap (DISPATCH_SLACK ×
         # gap), and, once the repair runs, while the certified gap is above that target: a repair round costs a
         # mixed-integer solve per DSO asked and TSO clearings with the national model, and once the gap is certified
