@@ -187,14 +187,13 @@ def test_three_levels_gap_and_message_flow(s4):
         < first[("dispatch", "Schedule", "DSO-201", "DSO-203")]
         < first[("dispatch", "DispatchReport", "DSO-203", "DSO-201")]
     )
-    # the sub-DSO talks to its parent only, exactly once per direction and stage
+    # the sub-DSO talks to its parent only: once per direction at the curves and the dispatch, and in the cut
+    # exchange's nested rounds one reply per point its parent proposes (docs/model.md §6.4)
     sub = [e for e in flow if "DSO-203" in (e["from"], e["to"])]
     assert {(e["from"], e["to"]) for e in sub} == {("DSO-203", "DSO-201"), ("DSO-201", "DSO-203")}
-    assert sorted((e["stage"], e["kind"], e["count"]) for e in sub) == [
-        ("curve", "CurveOffer", 1),
-        ("dispatch", "DispatchReport", 1),
-        ("dispatch", "Schedule", 1),
-    ]
+    counts = {(e["stage"], e["kind"]): e["count"] for e in sub}
+    assert counts.pop(("iterate", "Schedule")) == counts.pop(("iterate", "CutReply")) > 0
+    assert counts == {("curve", "CurveOffer"): 1, ("dispatch", "DispatchReport"): 1, ("dispatch", "Schedule"): 1}
     # DSO-201's offer to the TSO is one curve; the TSO never sees the sub-DSO
     assert all(e["to"] != "TSO" or e["from"] != "DSO-203" for e in flow)
     # the sub-DSO exports its cheap flexibility up to line 22's rating (3 MVA), at DSO-201's price at node 203

@@ -787,3 +787,32 @@ def test_joint_ranges_lie_in_each_periods_own_range(tmp_path):
             build_curves(model, curve_tol=0.1, max_evals=5, joint_ranges=joint)
             solves[joint] += model.evaluations
     assert solves[True] < solves[False]
+
+
+def test_a_sub_dso_evaluates_any_point_its_parent_proposes(three_level):
+    """Complete recourse at a D–D interface (docs/model.md §6.4): the parent's proposal can lie a little outside
+    the child's interface rating or its root's voltage limit (a parent's interior point at its bounds); the child
+    holds the reactive exchange and root voltage softly, at the slack penalty, instead of failing (the three-level
+    dilemma's exchange lost a round to "evaluation ... failed (infeasible)")."""
+    from tdmarket.decomposition.messages import Schedule
+    from tdmarket.formulations.options import ModelOptions
+    from tdmarket.operators.agents import DSO
+
+    a = three_level.areas.name.index("DSO-203")
+    dso = DSO(three_level.agent_data(a), ModelOptions(integer=False), "DSO-201")
+    vmax_sq = float(three_level.buses.vsq_max[three_level.areas.root_bus[a]])
+    sched = Schedule(
+        sender="DSO-201",
+        receiver="DSO-203",
+        stage="iterate",
+        periods=[int(p) for p in three_level.periods],
+        export_mw=[2.97, 2.97, 0.2],
+        price_eur_mwh=[],
+        reactive_mvar=[-0.47, -0.47, -0.4],  # 3.007 MVA against line 22's 3 MVA
+        root_vsq_pu=[vmax_sq + 1e-6, vmax_sq, 1.0],
+    )
+    reply = dso.evaluate(sched)
+    assert np.isfinite(reply.cost_eur) and len(reply.slope_eur_pu) == len(reply.slope_eur_mvar) == 3
+    model = dso.model()
+    x = np.concatenate([sched.export_mw, sched.reactive_mvar, sched.root_vsq_pu])
+    assert model.cp.cost_parts(model.evaluate(x).x)["slack_cost_eur"] > 0  # the deviation is paid as slack

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import scipy.sparse as sp
 
+from ..formulations.balance import COUPLING_SLACKS
 from ..formulations.clearing import ClearingProblem
 from ..formulations.options import ModelOptions
 from ..formulations.program import Program
@@ -41,6 +42,8 @@ RECENT = 32  # evaluations kept per area: the dispatch re-uses the relaxation at
 # (solvers.clarabel.OmittedCones).  Measured on italy-652's 50 areas at 150 exchange points: no circle came near,
 # 2 549 -> 2 534 interior-point iterations, 3.40 -> 2.76 s of solves.
 OMIT_LIMIT_CONES = True
+# a sub-DSO's deviation from the root voltage its parent holds costs this many times the slack penalty per p.u.²
+VOLTAGE_SLACK_FACTOR = 100.0
 
 
 class EvaluationError(RuntimeError):
@@ -105,9 +108,21 @@ class AreaModel:
             cols = np.concatenate([self.cp.iface.y_grid[own], self.cp.dist.w_grid[self.cp.iface.root[own]]])
             if (cols < 0).any():
                 raise ValueError(f"{sub.name}: its root voltage is not modelled")
-            start, k = prog.m, len(cols)
-            pick = sp.csr_matrix((np.ones(k), (np.arange(k), cols)), shape=(k, prog.n))
-            prog.add_rows("coupling_fix", pick, -np.inf, np.inf)
+            # held softly: a deviation costs the slack penalty (€ per Mvar and period; per p.u.² of squared voltage
+            # VOLTAGE_SLACK_FACTOR times that, above the marginal values of w measured, ~1e5 € per p.u.²), so that every (P, Q, w) its parent proposes can be evaluated (complete recourse: with its root
+            # at a voltage limit and a transformer's tap below it, no dispatch of a generated child met the voltage
+            # limits, and its evaluation failed); the deviation counts as slack (`SlackBlock.cost`)
+            k = len(cols)
+            kappa = opts.slack_penalty * opts.period_hours * np.repeat([1.0, VOLTAGE_SLACK_FACTOR], self.T)
+            plus = prog.add_variables(COUPLING_SLACKS[0], k, 0.0, np.inf, kappa).index
+            minus = prog.add_variables(COUPLING_SLACKS[1], k, 0.0, np.inf, kappa).index
+            rows = np.tile(np.arange(k), 3)
+            held = sp.csr_matrix(
+                (np.concatenate([np.ones(k), np.ones(k), -np.ones(k)]), (rows, np.concatenate([cols, plus, minus]))),
+                shape=(k, prog.n),
+            )
+            start = prog.m
+            prog.add_rows("coupling_fix", held, -np.inf, np.inf)
             self.coupling_rows, self.coupling_cols = np.arange(start, start + k), cols
         self.evaluations = 0
         # the parametric solvers, by the number of rows they hold (T: the exchange; 3T: exchange, Q and w)

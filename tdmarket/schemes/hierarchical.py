@@ -283,6 +283,8 @@ class _HierarchicalRun:
                 )
                 if not open_ or npass == NESTED_PASSES - 1:
                     break
+                for n in open_:
+                    rt.log.add(scheds[n])
                 again = rt.ask("evaluate", {n: (scheds[n],) for n in open_}, stage=f"{phase} {k} (again)")
                 eval_times[-1].extend(again[n].time_s for n in open_)
                 nested = {}
