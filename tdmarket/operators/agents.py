@@ -103,6 +103,8 @@ class DSO:
         self._child_cuts: dict[str, list[Cut]] = {c: [] for c in self.children}
         # own cost (€, children's terms excluded) at the exchanges this DSO was last evaluated at, by exchange bytes
         self._own_cost_at: OrderedDict[bytes, float] = OrderedDict()
+        # by exchange: the lowest actual cost found there (€) and the children's (P, Q, w) of that evaluation
+        self._best_children_at: OrderedDict[bytes, tuple[float, dict[str, list[float]]]] = OrderedDict()
 
     def _offers(self) -> list[Offer]:
         """The children's offers: their curves' cuts (every curve evaluation is a cut of the child's cost over all
@@ -146,12 +148,21 @@ class DSO:
         actual = {r.sender: r.cost_eur for r in replies}
         actual.update({c.sender: c.cost_eur for c in costs})
         self._take_child_cuts(replies)
+        total = own + float(sum(actual[c] for c in self.children))
+        # the children's points of the best evaluation at this exchange: a relaxed dispatch here holds them (a
+        # new solve with the cuts since would pick points its children were never asked at)
+        kept = self._best_children_at.get(x.tobytes())
+        if kept is None or total < kept[0]:
+            points = {r.sender: r.coupling_point for r in replies}
+            self._best_children_at[x.tobytes()] = (total, {c: points[c] for c in self.children})
+            if len(self._best_children_at) > RECENT_POINTS:
+                self._best_children_at.popitem(last=False)
         return CostAtExchange(
             sender=self.name,
             receiver=self.parent,
             stage="iterate",
             point_mw=x[: len(self.sub.periods)].tolist(),
-            cost_eur=own + float(sum(actual[c] for c in self.children)),
+            cost_eur=total,
             iteration=replies[0].iteration if replies else 0,
         )
 
@@ -555,15 +566,16 @@ class DSO:
 
     @staticmethod
     def _curve_error(
-        relaxed: AreaModel, own_offer: CurveOffer | None, x_star: np.ndarray, sol
+        relaxed: AreaModel, own_offer: CurveOffer | None, x_star: np.ndarray, sol, x_full: np.ndarray | None = None
     ) -> tuple[float, float, Evaluation | None]:
         """(curve error, integrality cost, the relaxation) at the schedule: the relaxed cost at x* versus what this
         DSO's curve promised its parent (€), the mixed-integer dispatch cost versus the relaxed cost at the same
-        exchange (€), and the relaxed evaluation there (None without a curve offer)."""
+        schedule (€; `x_full`: a sub-DSO's (P, Q, w), else x*), and the relaxed evaluation there (None without a
+        curve offer)."""
         if own_offer is None:
             return 0.0, 0.0, None
         try:
-            ev = relaxed.evaluate(x_star)
+            ev = relaxed.evaluate(x_star if x_full is None else x_full)
         except EvaluationError:  # the dispatch stands; only its comparison with the relaxation is missing
             return 0.0, 0.0, None
         promised = sum(float(np.interp(x, xi, ph)) for x, xi, ph in zip(x_star, own_offer.xi_mw, own_offer.cost_eur))
@@ -660,6 +672,9 @@ class DSO:
         x_star = np.asarray(sched.export_mw)
         x_full = _coupling_point(sched)  # with the child root's Q and w where the parent DSO sets them
         model.cp.prog.set_row_bounds(model.rows_for(x_full), x_full, x_full)
+        if child_exports is None and (relax or not self.opts.integer):
+            best = self._best_children_at.get(x_full.tobytes())
+            child_exports = best[1] if best is not None else None
         held = sorted((child_exports or {}).items())
         for child, x_child in held:  # children's (P, Q, w) held as they proposed (`preferred_coupling`)
             i = self.children.index(child)
@@ -696,7 +711,7 @@ class DSO:
             rho = pi + rho
         tables = cp.extract(sol.x, row_dual)
         own = cp.cost_parts(sol.x)
-        curve_err, integrality, relaxation = self._curve_error(self.model(), own_offer, x_star, sol)
+        curve_err, integrality, relaxation = self._curve_error(self.model(), own_offer, x_star, sol, x_full)
         child_scheds = self._child_schedules(model, offers, sol, row_dual)
         b = self.sub.buses
         chk = cp.check(sol.x)
@@ -711,7 +726,7 @@ class DSO:
             integrality_cost_eur=integrality,
             soc_gap_max=chk.max_soc_gap,
             relaxed_cost_eur=None if relaxation is None else relaxation.cost,
-            relaxed_slope_eur_mw=None if relaxation is None else relaxation.rho.tolist(),
+            relaxed_slope_eur_mw=None if relaxation is None else relaxation.rho[: len(x_star)].tolist(),
         )
         # keep only what this operator owns (boundary buses belong to neighbours)
         buses = tables["buses"][~tables["buses"].node.isin(b.id[b.is_boundary])].reset_index(drop=True)
