@@ -149,7 +149,7 @@ class DSO:
         actual.update({c.sender: c.cost_eur for c in costs})
         self._take_child_cuts(replies)
         total = own + float(sum(actual[c] for c in self.children))
-        # the children's points of the best evaluation at this exchange: a relaxed dispatch here holds them (a
+        # the children's points of the best evaluation at this exchange: a dispatch here holds them (a
         # new solve with the cuts since would pick points its children were never asked at)
         kept = self._best_children_at.get(x.tobytes())
         if kept is None or total < kept[0]:
@@ -672,7 +672,7 @@ class DSO:
         x_star = np.asarray(sched.export_mw)
         x_full = _coupling_point(sched)  # with the child root's Q and w where the parent DSO sets them
         model.cp.prog.set_row_bounds(model.rows_for(x_full), x_full, x_full)
-        if child_exports is None and (relax or not self.opts.integer):
+        if child_exports is None:
             best = self._best_children_at.get(x_full.tobytes())
             child_exports = best[1] if best is not None else None
         held = sorted((child_exports or {}).items())
