@@ -162,21 +162,27 @@ def test_hierarchical_holds_the_tso_binaries_after_the_mixed_integer_rounds(tmp_
     assert cert["dispatched_gap"] <= 1e-4
 
 
+def nested_relaxed(tmp_path, **options):
+    """A generated system with sub-DSOs (`options` of `GenerateOptions`), cleared relaxed by `common` and
+    `hierarchical`: (instance, common, hierarchical, the cost scale max(1, |common|) €)."""
+    out = tmp_path / "nested"
+    generate_system(out, GenerateOptions(sub_dso_depth=1, **options))
+    instance = tdmarket.load(out)
+    common = tdmarket.clear(instance, scheme="common", relax=True, incentives=False)
+    hier = tdmarket.clear(instance, scheme="hierarchical", relax=True, executor="inline", incentives=False)
+    return instance, common, hier, max(1.0, abs(common.total_cost))
+
+
 def test_sub_dsos_are_asked_at_the_exchanges_their_parent_proposes(tmp_path):
     """A parent's cost at an exchange depends on its children's costs at the exchanges it proposes them, in every
     period at once.  With the children's per-period curves (slices through one point, no bound where several
     periods move) this 4-period system with 2 sub-DSOs ended 3.0e-4 above common and its parents' curves 9.5 EUR
     above their dispatch; with cuts refined at the parents' proposals (the nested rounds) it ends at common's
     cost, and the exchange's upper bound is the dispatched cost."""
-    out = tmp_path / "nested"
-    generate_system(
-        out, GenerateOptions(dsos=10, periods=4, seed=17, transmission="case118", feeder_size="small", sub_dso_depth=1)
+    instance, common, hier, scale = nested_relaxed(
+        tmp_path, dsos=10, periods=4, seed=17, transmission="case118", feeder_size="small"
     )
-    instance = tdmarket.load(out)
     assert len(instance.areas) > 11  # (sub-DSOs were generated)
-    common = tdmarket.clear(instance, scheme="common", relax=True, incentives=False)
-    hier = tdmarket.clear(instance, scheme="hierarchical", relax=True, executor="inline", incentives=False)
-    scale = max(1.0, abs(common.total_cost))
     assert abs(hier.total_cost - common.total_cost) <= 1e-4 * scale
     cert = hier.summary["certificate"]
     assert cert["lower_bound_eur"] <= common.total_cost + 1e-6 * scale
@@ -191,12 +197,7 @@ def test_parent_and_sub_dso_agree_on_reactive_power_and_voltage_at_the_sub_dso_r
     """Coupled by the exchange alone (the child root's Q and w free on both sides) the hierarchy is a relaxation:
     this system ended 4.4e-4 below the integrated optimum, each side counting on Q and w the other did not
     deliver.  With cuts in (P, Q, w) the parent schedules all three and the child dispatches them."""
-    out = tmp_path / "nested"
-    generate_system(out, GenerateOptions(dsos=5, periods=2, seed=45, feeder_size="small", sub_dso_depth=1))
-    instance = tdmarket.load(out)
-    common = tdmarket.clear(instance, scheme="common", relax=True, incentives=False)
-    hier = tdmarket.clear(instance, scheme="hierarchical", relax=True, executor="inline", incentives=False)
-    scale = max(1.0, abs(common.total_cost))
+    instance, common, hier, scale = nested_relaxed(tmp_path, dsos=5, periods=2, seed=45, feeder_size="small")
     assert -1e-6 * scale <= hier.total_cost - common.total_cost <= 1e-4 * scale
     parents = {instance.areas.name[instance.areas.parent[a]] for a in range(1, len(instance.areas))} - {"TSO"}
     to_children = [json.loads(m["message"]) for m in hier.messages if m["kind"] == "Schedule" and m["from"] in parents]
@@ -258,11 +259,6 @@ def test_a_relaxed_parent_dispatches_its_children_where_it_evaluated_them(tmp_pa
     """The exchange's upper bound counts a parent's children at the points of its evaluations; a new solve at
     dispatch, with the cuts added since, picked points its child was never asked at and cost 3.7 EUR more on this
     system (+2.2e-3 to common).  The parent now holds the children's (P, Q, w) of its best evaluation there."""
-    out = tmp_path / "nested"
-    generate_system(out, GenerateOptions(dsos=12, periods=3, seed=49, feeder_size="small", sub_dso_depth=1))
-    instance = tdmarket.load(out)
-    common = tdmarket.clear(instance, scheme="common", relax=True, incentives=False)
-    hier = tdmarket.clear(instance, scheme="hierarchical", relax=True, executor="inline", incentives=False)
-    scale = max(1.0, abs(common.total_cost))
+    _, common, hier, scale = nested_relaxed(tmp_path, dsos=12, periods=3, seed=49, feeder_size="small")
     assert abs(hier.total_cost - common.total_cost) <= 1e-4 * scale
     assert abs(hier.summary["certificate"]["exchange_upper_bound_eur"] - hier.total_cost) <= 1e-4 * scale

@@ -109,9 +109,10 @@ class AreaModel:
             if (cols < 0).any():
                 raise ValueError(f"{sub.name}: its root voltage is not modelled")
             # held softly: a deviation costs the slack penalty (€ per Mvar and period; per p.u.² of squared voltage
-            # VOLTAGE_SLACK_FACTOR times that, above the marginal values of w measured, ~1e5 € per p.u.²), so that every (P, Q, w) its parent proposes can be evaluated (complete recourse: with its root
-            # at a voltage limit and a transformer's tap below it, no dispatch of a generated child met the voltage
-            # limits, and its evaluation failed); the deviation counts as slack (`SlackBlock.cost`)
+            # VOLTAGE_SLACK_FACTOR times that, above the marginal values of w measured, ~1e5 € per p.u.²), so that
+            # every (P, Q, w) its parent proposes can be evaluated (complete recourse: a parent's point a little
+            # outside the child's interface rating or root voltage limit made its evaluation infeasible); the
+            # deviation counts as slack (`SlackBlock.cost`)
             k = len(cols)
             kappa = opts.slack_penalty * opts.period_hours * np.repeat([1.0, VOLTAGE_SLACK_FACTOR], self.T)
             plus = prog.add_variables(COUPLING_SLACKS[0], k, 0.0, np.inf, kappa).index

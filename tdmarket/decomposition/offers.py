@@ -215,16 +215,18 @@ def child_coupling_columns(cp: ClearingProblem, names: list[str]) -> np.ndarray:
     return np.hstack([cp.iface.x_grid[rows], cp.iface.y_grid[rows], w])
 
 
+def widen_cut(cut: Cut, width: int) -> Cut:
+    """The cut with `width` entries: one of fewer (a cut in P alone, T entries) gets zero slopes in the rest (the
+    coupling's Q and w), still valid, since it bounds the child's cost whatever Q and w are."""
+    pad = width - len(cut.point)
+    if pad < 0:
+        raise ValueError(f"a cut of {len(cut.point)} entries, more than {width}")
+    return Cut(point=list(cut.point) + [0.0] * pad, value=cut.value, slope=list(cut.slope) + [0.0] * pad)
+
+
 def widen_cuts(offer: Offer, width: int) -> Offer:
-    """The offer with each cut of fewer than `width` entries (a cut in P alone, T entries) given zero slopes in
-    the rest (the coupling's Q and w): still valid, since it bounds the child's cost whatever Q and w are."""
-    cuts = []
-    for c in offer.cuts:
-        pad = width - len(c.point)
-        if pad < 0:
-            raise ValueError(f"a cut of {offer.area} has {len(c.point)} entries, more than {width}")
-        cuts.append(Cut(point=list(c.point) + [0.0] * pad, value=c.value, slope=list(c.slope) + [0.0] * pad))
-    return replace(offer, cuts=cuts)
+    """The offer with every cut widened to `width` entries (`widen_cut`)."""
+    return replace(offer, cuts=[widen_cut(c, width) for c in offer.cuts])
 
 
 def offer_from_message(msg: CurveOffer) -> Offer:

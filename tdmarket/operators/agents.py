@@ -30,7 +30,7 @@ from ..decomposition.messages import (
     NestedEvaluation,
     Schedule,
 )
-from ..decomposition.offers import Cut, Offer, offer_from_message
+from ..decomposition.offers import Cut, Offer, offer_from_message, widen_cut
 from ..errors import SolverError
 from ..formulations.options import ModelOptions
 from ..market.pricing import annotate_buses, publish_prices
@@ -154,9 +154,7 @@ class DSO:
         kept = self._best_children_at.get(x.tobytes())
         if kept is None or total < kept[0]:
             points = {r.sender: r.coupling_point for r in replies}
-            self._best_children_at[x.tobytes()] = (total, {c: points[c] for c in self.children})
-            if len(self._best_children_at) > RECENT_POINTS:
-                self._best_children_at.popitem(last=False)
+            _keep(self._best_children_at, x.tobytes(), (total, {c: points[c] for c in self.children}), RECENT_POINTS)
         return CostAtExchange(
             sender=self.name,
             receiver=self.parent,
@@ -175,7 +173,7 @@ class DSO:
             new.append((index[r.sender], Cut(point=r.coupling_point, value=r.cost_eur, slope=r.coupling_slope)))
             new.extend((index[r.sender], Cut(**c)) for c in r.extra_cuts)
         width = 3 * len(self.sub.periods)  # cuts in (P, Q, w); a cut in P alone has zero slopes in Q and w
-        new = [(i, Cut(point=_padded(c.point, width), value=c.value, slope=_padded(c.slope, width))) for i, c in new]
+        new = [(i, widen_cut(c, width)) for i, c in new]
         if not new:
             return 0
         for i, cut in new:
@@ -242,9 +240,7 @@ class DSO:
         if not self.children:
             return reply
         exports, counted = model.child_terms(ev.x)
-        self._own_cost_at[x.tobytes()] = ev.cost - counted
-        if len(self._own_cost_at) > RECENT_POINTS:
-            self._own_cost_at.popitem(last=False)
+        _keep(self._own_cost_at, x.tobytes(), ev.cost - counted, RECENT_POINTS)
         periods = [int(p) for p in self.sub.periods]
         return NestedEvaluation(
             reply,
@@ -584,11 +580,11 @@ class DSO:
     def _child_schedules(self, model: AreaModel, offers: list[Offer], sol, row_dual) -> list[Schedule]:
         """Each sub-DSO's exchange (MW) and the price at its root bus (€/MWh) in this dispatch."""
         cp, scale = model.cp, 1.0 / self.opts.period_hours
+        periods = [int(p) for p in self.sub.periods]
         out = []
         for a, off in enumerate(offers):
             root = self.sub.areas.root_bus[self.sub.areas.name.index(off.area)]
             price = row_dual[cp.prog.rows["balance_p"].start + cp.balance.p_row[root]] * scale
-            periods = [int(p) for p in self.sub.periods]
             coupling = sol.x[model.child_coupling_cols[a]]  # (P, Q, w) when the children are held by cuts
             out.append(_child_schedule(self.name, off.area, "dispatch", periods, coupling, price.tolist()))
         return out
@@ -676,9 +672,8 @@ class DSO:
             best = self._best_children_at.get(x_full.tobytes())
             child_exports = best[1] if best is not None else None
         held = sorted((child_exports or {}).items())
-        for child, x_child in held:  # children's (P, Q, w) held as they proposed (`preferred_coupling`)
-            i = self.children.index(child)
-            cols = model.child_coupling_cols[i] if len(x_child) > len(x_star) else model.child_cols[i]
+        for child, x_child in held:  # children's (P, Q, w) held (`preferred_coupling`, best evaluation)
+            cols = model.child_coupling_cols[self.children.index(child)]
             model.cp.prog.set_bounds(cols, np.asarray(x_child, float), np.asarray(x_child, float))
         key = (x_full.tobytes(), bool(relax), float(mip_gap), float(gap_eur), repr(held))
         if key in self._mip_solutions:
@@ -688,9 +683,7 @@ class DSO:
             sol, mip = self._mixed_integer_dispatch(
                 model, x_full, relax, mip_gap, time_limit, threads, gap_eur, use_known=not held
             )
-            self._mip_solutions[key] = copy.deepcopy((sol, mip))
-            if len(self._mip_solutions) > KEPT_DISPATCHES:
-                self._mip_solutions.popitem(last=False)
+            _keep(self._mip_solutions, key, copy.deepcopy((sol, mip)), KEPT_DISPATCHES)
         cp = model.cp
         self._dispatched[x_star.tobytes()] = float(sol.objective)
         dt = self.opts.period_hours
@@ -792,5 +785,9 @@ def _child_schedule(sender, child, stage, periods, coupling: np.ndarray, price, 
     return sched
 
 
-def _padded(values: list[float], width: int) -> list[float]:
-    return list(values) + [0.0] * (width - len(values))
+def _keep(recent: OrderedDict, key, value, limit: int) -> None:
+    """Store `value` under `key` in a bounded record of the latest entries (the oldest goes past `limit`)."""
+    recent[key] = value
+    recent.move_to_end(key)
+    if len(recent) > limit:
+        recent.popitem(last=False)

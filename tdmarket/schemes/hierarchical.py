@@ -257,19 +257,22 @@ class _HierarchicalRun:
             slopes = np.full((len(self.top_names), self.T), np.nan)
             extra = CutPool(self.T)
             nested: dict[str, NestedEvaluation] = {}
-            parents: set[str] = set()
-            for i in asked:
-                name = self.top_names[i]
-                out = replies[name].value
+            index = {self.top_names[i]: i for i in asked}
+
+            def take(name: str, out) -> None:
+                """A top-level DSO's reply (or a `NestedEvaluation` of a DSO with sub-DSOs, whose values are lower
+                bounds: its cuts of their costs) into the round's cut values, slopes and extra cuts."""
+                i = index[name]
                 if isinstance(out, NestedEvaluation):
                     nested[name], out = out, out.reply
-                    parents.add(name)
                 rt.log.add(out)
-                costs[i] = cut_values[i] = out.cost_eur
-                slopes[i] = out.slope_eur_mw
-                # (a DSO with sub-DSOs values its extra cuts by its cuts of their costs: lower bounds only)
+                cut_values[i], slopes[i] = out.cost_eur, out.slope_eur_mw
                 extra.add_messages(i, out.extra_cuts, exact=name not in nested)
-            index = {self.top_names[i]: i for i in asked}
+
+            for i in asked:
+                take(self.top_names[i], replies[self.top_names[i]].value)
+                costs[i] = cut_values[i]
+            parents = set(nested)
             for npass in range(NESTED_PASSES):
                 if not nested:
                     break
@@ -289,13 +292,9 @@ class _HierarchicalRun:
                 eval_times[-1].extend(again[n].time_s for n in open_)
                 nested = {}
                 for n in open_:
-                    i = index[n]
+                    i = index[n]  # (its earlier cut at this point is an extra cut)
                     extra.add(np.array([i]), x[i][None, :], cut_values[i : i + 1], slopes[i][None, :], np.nan)
-                    env = again[n].value
-                    nested[n] = env
-                    rt.log.add(env.reply)
-                    cut_values[i], slopes[i] = env.reply.cost_eur, env.reply.slope_eur_mw
-                    extra.add_messages(i, env.reply.extra_cuts, exact=False)
+                    take(n, again[n].value)
             return ChildValues(
                 costs,
                 slopes,
@@ -502,7 +501,11 @@ class _HierarchicalRun:
         kwargs = self._dispatch_kwargs()
         asked = {self.names[a]: (schedules[a], a in short) for a in short + costly}
         replies = rt.ask(
-            "preferred_coupling", asked, stage="dispatch (sub-DSOs' preferred exchanges)", **_mip_kwargs(kwargs)
+            "preferred_coupling",
+            asked,
+            stage="dispatch (sub-DSOs' preferred exchanges)",
+            mip_gap=self.ctx.mip_gap,
+            time_limit=self.ctx.time_limit,
         )
         # each parent tries its children's proposals one child and proposal at a time (a proposal the parent can
         # support only with slack is dropped by the cost test)
@@ -518,7 +521,7 @@ class _HierarchicalRun:
                     )
                 )
         for p, child, coupling in trials:
-            children = [c for c in self.dsos if self.parent[c] == p]
+            children = self.children[p]
             before = sum(float(dispatch[x].cost["total_cost_eur"]) for x in [p, *children])
             got = rt.ask(
                 "dispatch",
@@ -689,10 +692,9 @@ class _HierarchicalRun:
         tol = self.settings.gap * max(1.0, abs(total))
         # a top-level DSO's and its sub-DSOs' (their binaries are decided at their dispatch; a move of the parent's
         # exchange re-dispatches them with it)
-        integrality = {
-            a: sum(dispatch[d].report.integrality_cost_eur for d in self.dsos if self._top_of[d] == a and d in dispatch)
-            for a in self.top
-        }
+        integrality = dict.fromkeys(self.top, 0.0)
+        for d, out in dispatch.items():
+            integrality[self._top_of[d]] += out.report.integrality_cost_eur
         # only when the DSOs' integrality costs matter for the dispatched point's target gap (DISPATCH_SLACK ×
         # gap), and, once the repair runs, while the certified gap is above that target: a repair round costs a
         # mixed-integer solve per DSO asked and TSO clearings with the national model, and once the gap is certified
@@ -1370,10 +1372,6 @@ def _nested_tol(cost_eur: float) -> float:
     """How far (€) a DSO's actual cost at a point may lie above its value from its cuts of its sub-DSOs' costs
     before it evaluates again in the same round (`NESTED_PASSES`)."""
     return max(NESTED_TOL_EUR, NESTED_TOL_REL * max(1.0, abs(cost_eur)))
-
-
-def _mip_kwargs(kwargs: dict) -> dict:
-    return {"mip_gap": kwargs["mip_gap"], "time_limit": kwargs["time_limit"]}
 
 
 def _certify(
