@@ -441,12 +441,14 @@ class DSO:
     ) -> list[Schedule]:
         """Sent to the parent DSO when this sub-DSO's mixed-integer dispatch at `sched` needed slack (`deliver`) or
         cost more than its relaxation there: (P, Q, w) its binaries deliver at a lower cost, for the parent to try
-        (docs/model.md §6.4).  With `deliver`, the exchange nearest to the schedule that its binaries deliver
-        without slack (`_nearest_deliverable`, valued at the schedule's price) with the Q and w of that solution;
-        else the schedule's exchange with its reactive exchange free (its root voltage held), with its root
-        voltage free (its reactive exchange held), and with both free: the parent can support some of these and
-        not others (measured: a child preferring its root at the voltage limit, which the parent could reach
-        only with slack).  Empty without binaries, or on solver failures."""
+        (docs/model.md §6.4).  The exchange P is the schedule's, or with `deliver` the one nearest to it that the
+        binaries deliver without slack (`_nearest_deliverable`, valued at the schedule's price).  Proposed: with
+        `deliver`, the nearest exchange delivered at the schedule's Q and w; then P with the reactive exchange free
+        (the root voltage held), with the root voltage free (Q held), and with both free.  The parent can support
+        some of these and not others (measured: a child preferring its root at the voltage limit, which the parent
+        could reach only with slack; with only the both-free proposal, a child 43 W short at its parent's Q and w
+        proposed its root at the limit, where the parent paid 55 k€ of slack, and kept 0.41 € of slack itself).
+        Empty without binaries, or on solver failures."""
         x_star = np.asarray(sched.export_mw, float)
         pi = np.asarray(sched.price_eur_mwh, float) if sched.price_eur_mwh else np.zeros(len(x_star))
         base = self.model()
@@ -455,7 +457,7 @@ class DSO:
             return []
         periods = [int(p) for p in self.sub.periods]
         # the exchange nearest to the schedule that the binaries deliver at the lowest cost at the parent's price,
-        # Q and w free: the only proposal where the schedule needed slack, the last one otherwise
+        # Q and w free: the last proposal
         found = self._nearest_deliverable(x_star, pi * self.opts.period_hours, mip_gap=mip_gap, time_limit=time_limit)
         nearest = (
             [
@@ -466,16 +468,25 @@ class DSO:
             if found is not None
             else []
         )
-        if deliver:
-            return nearest
+        if deliver and found is None:
+            return []
+        target = found[0] if deliver and found is not None else x_star  # (found is not None with `deliver`)
         T = len(x_star)
         held = np.concatenate([sched.reactive_mvar, sched.root_vsq_pu]) if sched.reactive_mvar else None
         out = []
-        for free in (np.arange(T), np.arange(T, 2 * T), np.arange(2 * T)):  # Q free; w free; both free
+        if deliver and held is not None:  # the exchange nearest to the schedule delivered at its Q and w
+            at_held = self._nearest_deliverable(
+                x_star, pi * self.opts.period_hours, mip_gap=mip_gap, time_limit=time_limit, held=held
+            )
+            if at_held is not None:
+                coupling = np.concatenate([at_held[0], at_held[4][cols]])
+                out.append(_child_schedule(self.name, self.parent, "dispatch", periods, coupling, []))
+        # Q free; w free; both free (with `deliver`, both free is the nearest exchange's own solution)
+        for free in (np.arange(T), np.arange(T, 2 * T)) + (() if deliver else (np.arange(2 * T),)):
             if held is None and len(free) < 2 * T:
                 continue
             model = base.with_binaries()
-            model.cp.prog.set_row_bounds(model.fix_rows, x_star, x_star)
+            model.cp.prog.set_row_bounds(model.fix_rows, target, target)
             keep = np.setdiff1d(np.arange(2 * T), free)
             if len(keep):
                 assert held is not None
@@ -484,20 +495,32 @@ class DSO:
                 solution, _ = solve_clearing(model.cp, mip_gap=mip_gap, time_limit=time_limit, oa_cuts=self._oa_cuts)
             except SolverError:
                 continue
-            coupling = np.concatenate([x_star, solution.x[cols]])
+            coupling = np.concatenate([target, solution.x[cols]])
             out.append(_child_schedule(self.name, self.parent, "dispatch", periods, coupling, []))
         return out + nearest
 
-    def _nearest_deliverable(self, x_star: np.ndarray, value: np.ndarray, *, mip_gap: float, time_limit: float | None):
+    def _nearest_deliverable(
+        self,
+        x_star: np.ndarray,
+        value: np.ndarray,
+        *,
+        mip_gap: float,
+        time_limit: float | None,
+        held: np.ndarray | None = None,
+    ):
         """The exchange nearest to the schedule x* (L1, MW) that this DSO's binaries deliver without slack, at its
         lowest cost: min C^MI(x) − valueᵀx + ρΔ‖x − x*‖₁ with ρ above every marginal gain of moving (its largest
         order price plus the largest interface price, capped at half the slack penalty κ, so that slack stays
         dearer).  Returns (x MW, C^MI(x) €, the mixed-integer info, the binaries' label, the solution), or None on
         a solver failure.  The best response alone finds the exchange the prices favour; a DSO whose relaxation
         sat a few kW from a deliverable point should also offer that point (measured on a generated variant: the
-        centralized optimum keeps it, +1e-2 without)."""
+        centralized optimum keeps it, +1e-2 without).  `held`: a sub-DSO's reactive exchange and root voltage
+        (2T values, Mvar and p.u.²) held as its parent holds them (softly, at the slack penalty)."""
         model = self._exchange_free_model()
         prog, cols, T = model.cp.prog, model.cp.own_x, len(x_star)
+        if held is not None:
+            assert model.coupling_rows is not None
+            prog.set_row_bounds(model.coupling_rows, held, held)
         dt = self.opts.period_hours
         rho = min(
             self.sub.max_abs_price_eur_mwh() + float(np.abs(value).max(initial=0.0)) / dt + 1.0,
