@@ -65,19 +65,7 @@ RETRY_SETTINGS: tuple[dict, ...] = (
 # run evaluated them at: 11.7 -> 8.7 s, the same iteration counts, costs within 2.5e-5 EUR of the default's.
 # Refinement off altogether was 35 % faster still but wrong by up to 1.75 EUR (the built-in example's exchange
 # then certified a point 2.4e-5 above centralized as within 1e-5).
-# The duality gap is closed to 1e-7 (absolute €, and relative), feasibility stays at 1e-9: at a 1e-9 gap 116 of the
-# 596 exchange evaluations of an italy-652 run ended "almost solved", which Clarabel reports at its *reduced*
-# tolerances (5e-5) after stalling ~33 iterations (35 ms each, twice a solved one); at 1e-7 7-20 of ~380 did.  A DSO's
-# cost is then exact to ~1e-7 €, far below the exchange's 1e-5 gap.  Measured, one run each (2 workers, machine
-# otherwise idle): italy-652 21.2 -> 17.7 s (12 -> 11 rounds, exchange operator time 13.9 -> 7.6 s), the generated
-# 73-area system 36.6 -> 33.1 s (14 -> 13 rounds); the loose feasibility tolerance alone changed nothing.
-EVALUATION_SETTINGS: dict = {
-    "iterative_refinement_reltol": 1e-10,
-    "iterative_refinement_abstol": 1e-10,
-    "tol_gap_abs": 1e-7,
-    "tol_gap_rel": 1e-7,
-    "tol_ktratio": 1e-7,
-}
+EVALUATION_SETTINGS: dict = {"iterative_refinement_reltol": 1e-10, "iterative_refinement_abstol": 1e-10}
 
 
 def _settings(tol: float, max_iter: int, verbose: bool, time_limit: float | None, **extra) -> clarabel.DefaultSettings:
