@@ -456,33 +456,31 @@ class DSO:
         if not self.opts.integer or not np.isfinite(pi).all() or cols is None or rows is None:
             return []
         periods = [int(p) for p in self.sub.periods]
+        value = pi * self.opts.period_hours  # € per MW exported
+
+        def proposal(x: np.ndarray, solution: np.ndarray) -> Schedule:  # (P, and the solution's Q and w)
+            return _child_schedule(self.name, self.parent, "dispatch", periods, np.concatenate([x, solution[cols]]), [])
+
         # the exchange nearest to the schedule that the binaries deliver at the lowest cost at the parent's price,
         # Q and w free: the last proposal
-        found = self._nearest_deliverable(x_star, pi * self.opts.period_hours, mip_gap=mip_gap, time_limit=time_limit)
-        nearest = (
-            [
-                _child_schedule(
-                    self.name, self.parent, "dispatch", periods, np.concatenate([found[0], found[4][cols]]), []
-                )
-            ]
-            if found is not None
-            else []
-        )
-        if deliver and found is None:
-            return []
-        target = found[0] if deliver and found is not None else x_star  # (found is not None with `deliver`)
+        found = self._nearest_deliverable(x_star, value, mip_gap=mip_gap, time_limit=time_limit)
+        nearest = [] if found is None else [proposal(found[0], found[4])]
         T = len(x_star)
         held = np.concatenate([sched.reactive_mvar, sched.root_vsq_pu]) if sched.reactive_mvar else None
         out = []
-        if deliver and held is not None:  # the exchange nearest to the schedule delivered at its Q and w
-            at_held = self._nearest_deliverable(
-                x_star, pi * self.opts.period_hours, mip_gap=mip_gap, time_limit=time_limit, held=held
-            )
-            if at_held is not None:
-                coupling = np.concatenate([at_held[0], at_held[4][cols]])
-                out.append(_child_schedule(self.name, self.parent, "dispatch", periods, coupling, []))
-        # Q free; w free; both free (with `deliver`, both free is the nearest exchange's own solution)
-        for free in (np.arange(T), np.arange(T, 2 * T)) + (() if deliver else (np.arange(2 * T),)):
+        frees = [np.arange(T), np.arange(T, 2 * T)]  # Q free (w held); w free (Q held)
+        if deliver:
+            if found is None:
+                return []
+            target = found[0]
+            if held is not None:  # the exchange nearest to the schedule delivered at its Q and w
+                at_held = self._nearest_deliverable(x_star, value, mip_gap=mip_gap, time_limit=time_limit, held=held)
+                if at_held is not None:
+                    out.append(proposal(at_held[0], at_held[4]))
+        else:
+            target = x_star
+            frees.append(np.arange(2 * T))  # both free (with `deliver`, that is the nearest exchange's solution)
+        for free in frees:
             if held is None and len(free) < 2 * T:
                 continue
             model = base.with_binaries()
@@ -495,8 +493,7 @@ class DSO:
                 solution, _ = solve_clearing(model.cp, mip_gap=mip_gap, time_limit=time_limit, oa_cuts=self._oa_cuts)
             except SolverError:
                 continue
-            coupling = np.concatenate([target, solution.x[cols]])
-            out.append(_child_schedule(self.name, self.parent, "dispatch", periods, coupling, []))
+            out.append(proposal(target, solution.x))
         return out + nearest
 
     def _nearest_deliverable(

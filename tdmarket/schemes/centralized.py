@@ -22,7 +22,7 @@ from ..market.pricing import annotate_buses, price_summary, publish_prices
 from ..model.instance import Instance
 from ..solvers import solve
 from ..solvers.acceptance import accept, require
-from ..solvers.clarabel import RETRY_SETTINGS, OmittedCones
+from ..solvers.clarabel import OmittedCones, solve_clarabel_retrying
 from ..solvers.misocp import fix_integers, solve_misocp
 from .registry import SchemeContext, SchemeSpec, register
 from .result import ClearingResult
@@ -62,10 +62,7 @@ def solve_clearing(
             # an interior point that ends a little outside a row's tolerance: again at tighter settings (measured on
             # a generated nested system, `tdmarket generate --dsos 7 --periods 4 --seed 47 --sub-dso-depth 1`: the
             # relaxed clearing's row 9549 at 1.08e-5 against 1e-5, and the run failed)
-            for settings in RETRY_SETTINGS:
-                if accept(sol, prog):
-                    break
-                sol = solve(prog, **settings)
+            sol = solve_clarabel_retrying(prog, sol, lambda s: accept(s, prog), solver=solve)
     elif not prog.has_cones:
         target = None
         if relaxation is not None and gap_eur > 0 and np.isfinite(relaxation.objective):

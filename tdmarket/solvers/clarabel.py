@@ -280,12 +280,19 @@ def solve_clarabel(
     return _with_omitted(program, omitted, solve_kept)
 
 
-def solve_clarabel_retrying(program: Program, sol: Solution, good: Callable[[Solution], bool]) -> Solution:
-    """`sol` if `good(sol)`, else the first re-solve at RETRY_SETTINGS that is (the last one if none is)."""
+def solve_clarabel_retrying(
+    program: Program,
+    sol: Solution,
+    good: Callable[[Solution], bool],
+    solver: Callable[..., Solution] | None = None,
+) -> Solution:
+    """`sol` if `good(sol)`, else the first re-solve at RETRY_SETTINGS that is (the last one if none is).
+    `solver(program, **settings)`: the solve to repeat (default `solve_clarabel`; a caller passes its own first
+    solve, e.g. `solvers.solve`, so that a corrupted point of the same adapter still fails)."""
     for settings in RETRY_SETTINGS:
         if good(sol):
             break
-        sol = solve_clarabel(program, **settings)
+        sol = (solver or solve_clarabel)(program, **settings)
     return sol
 
 
