@@ -225,3 +225,33 @@ def test_held_exchange_prices_on_italy_652(scheme):
     assert p["published_kappa_without_slack"] == 0 and p["published_kappa_degenerate"] == 0
     deg = res.tables["buses"][res.tables["buses"].price_p_degenerate]
     assert deg[["price_p_lo_eur_mwh", "price_p_hi_eur_mwh"]].notna().all().all()
+
+
+def test_a_sub_area_hosted_by_a_degenerate_d_bus_takes_its_hosts_reference():
+    """In a DSO's program, a sub-DSO's root is hosted by one of the DSO's own D buses.  Where that host's price is
+    degenerate, the sub-DSO's nodes are referred to the host's reference (the DSO's interface price, clipped to the
+    host's interval), not to the solver's arbitrary dual at the host (seen: a sub-DSO priced at 5.3 €/MWh, below
+    its own 15 €/MWh orders, where the DSO's interface price was 28.4)."""
+    from casebuilder import load_example
+
+    from tdmarket.market.pricing import reference_prices
+
+    inst = load_example("dilemmas").three_level_instance()
+    dso = inst.area_instance(inst.areas.name.index("DSO-201"))
+    sub = dso.areas.name.index("DSO-203")
+    host = int(dso.areas.host_bus[sub])
+    assert dso.buses.is_dist[host] and dso.areas.parent[sub] == 0
+    n, T = len(dso.buses), dso.n_periods
+    p_solver = np.full((n, T), 22.0)
+    p_lo, p_hi = p_solver.copy(), p_solver.copy()
+    p_lo[host], p_hi[host], p_solver[host] = 11.9, 51.5, 5.3  # the host's price is degenerate
+    interface = np.full((dso.n_areas, T), np.nan)
+    interface[0] = 28.4
+    cp = ClearingProblem(dso, ModelOptions().relaxed())
+    ref = reference_prices(cp, p_lo, p_hi, p_solver, interface)
+    in_sub = dso.buses.area == sub
+    assert in_sub.any()
+    assert ref[in_sub] == pytest.approx(28.4)
+    # a host whose interval excludes the reference passes on its nearest end
+    p_hi[host] = 20.0
+    assert reference_prices(cp, p_lo, p_hi, p_solver, interface)[in_sub] == pytest.approx(20.0)

@@ -113,12 +113,20 @@ def reference_prices(
     pi = np.full((inst.n_areas, T), np.nan) if interface_price is None else np.asarray(interface_price, float)
     host = ar.host_bus
     has_host = host >= 0
-    host_ref = np.full((inst.n_areas, T), np.nan)
-    host_ref[has_host] = np.clip(ref[host[has_host]], p_lo[host[has_host]], p_hi[host[has_host]])
-    host_ref[has_host] = np.where(np.isnan(host_ref[has_host]), p_solver[host[has_host]], host_ref[has_host])
-    area_ref = np.where(np.isfinite(pi), pi, host_ref)
-    d_ref = area_ref[b.area]
-    ref = np.where(b.is_dist[:, None], d_ref, ref)
+    area_ref = pi.copy()
+    # an area hosted by a D bus (a sub-DSO's root) takes that bus's reference, which is its own area's: areas nest,
+    # so the references go down one level per pass (the solver's dual at a degenerate host is an arbitrary point
+    # of its interval, not a price of the market the area is coupled to)
+    for _ in range(inst.n_areas):
+        node_ref = np.where(b.is_dist[:, None], area_ref[b.area], ref)
+        host_ref = np.full((inst.n_areas, T), np.nan)
+        host_ref[has_host] = np.clip(node_ref[host[has_host]], p_lo[host[has_host]], p_hi[host[has_host]])
+        host_ref[has_host] = np.where(np.isnan(host_ref[has_host]), p_solver[host[has_host]], host_ref[has_host])
+        nxt = np.where(np.isfinite(pi), pi, host_ref)
+        if np.array_equal(nxt, area_ref, equal_nan=True):
+            break
+        area_ref = nxt
+    ref = np.where(b.is_dist[:, None], area_ref[b.area], ref)
     # no coupled price known (e.g. a D area without a modelled parent): the area's median unique price
     missing = np.isnan(ref) & np.isfinite(p_solver)
     if missing.any():
