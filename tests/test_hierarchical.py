@@ -81,11 +81,13 @@ def test_soc_area_solves_without_far_thermal_circles_equal_the_whole_programs(bu
         whole = area_model.AreaModel(builtin.area_instance(a), opts)
         assert lazy.omitted is not None and whole.omitted is None
         x0 = whole.preferred().x
-        assert lazy.preferred().cost == pytest.approx(whole.preferred().cost, rel=1e-7, abs=1e-6)
+        # a leaf area's solves close the duality gap to 1e-7 (solvers.clarabel.LEAF_EVALUATION_SETTINGS): two of
+        # them agree to twice that
+        assert lazy.preferred().cost == pytest.approx(whole.preferred().cost, rel=2e-7, abs=1e-6)
         points = [x0 + rng.uniform(-4.0, 4.0, x0.shape) for _ in range(8)]
         for x in points:
             got, ref = lazy.evaluate(x), whole.evaluate(x)
-            assert got.cost == pytest.approx(ref.cost, rel=1e-7, abs=1e-6)
+            assert got.cost == pytest.approx(ref.cost, rel=2e-7, abs=1e-6)
             # its ρ is a subgradient of the whole program's cost: the cut stays below it at every point
             for y in points:
                 assert got.cost + got.rho @ (y - x) <= whole.evaluate(y).cost + 1e-6 * max(1.0, abs(got.cost))
@@ -418,19 +420,22 @@ def test_dispatch_model_from_the_relaxed_model_equals_a_fresh_integer_build(buil
         np.testing.assert_array_equal(derived.row_lo, fresh.row_lo)
 
 
-def test_relaxed_dispatch_is_the_evaluated_relaxation_not_a_second_solve(builtin, monkeypatch):
-    """A relaxed run's DSO dispatch at x* is the relaxation C_d(x*) the DSO evaluated (or evaluates on its kept
-    parametric model): no clearing is built and solved again (italy-652 solved each area's SOCP twice)."""
+def test_relaxed_dispatch_of_a_leaf_area_is_solved_at_the_published_settings(builtin, monkeypatch):
+    """A relaxed run's leaf DSO dispatches at x* with one more solve of its relaxation at the published settings:
+    its evaluations close the duality gap only to 1e-7 (solvers.clarabel.LEAF_EVALUATION_SETTINGS) and the
+    prices are chosen from the face of optimal duals its point identifies (tdmarket.market.pricing).  (A parent
+    keeps its evaluated point, where it holds its children.)"""
     import tdmarket.operators.agents as agents
 
-    solved = []
+    solved: list[str] = []
     real = agents.solve_clearing
-    monkeypatch.setattr(agents, "solve_clearing", lambda *a, **k: solved.append(1) or real(*a, **k))
+    monkeypatch.setattr(agents, "solve_clearing", lambda cp, **k: solved.append(cp.inst.areas.name[0]) or real(cp, **k))
     res = run_hierarchical(builtin, relax=True, executor="inline", gap=1e-5)
-    assert solved == []
+    assert sorted(solved) == sorted(builtin.areas.name[1:])  # each DSO once
     central = clear_centralized(builtin, relax=True).total_cost
     assert central - 1e-6 * abs(central) <= res.total_cost <= central + 1e-5 * abs(res.total_cost) + 1e-6
-    assert res.summary["integrality_cost_eur"] == 0.0  # the dispatch is the relaxation itself
+    # the dispatch is the relaxation, to the evaluations' accuracy
+    assert res.summary["integrality_cost_eur"] == pytest.approx(0.0, abs=1e-7 * res.total_cost)
 
 
 def test_failed_dso_dispatch_falls_back_to_a_feasible_dispatch_with_a_warning(builtin, monkeypatch):

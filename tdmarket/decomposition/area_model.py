@@ -19,6 +19,7 @@ from ..model.instance import Instance
 from ..solvers import SolveStatus, solve
 from ..solvers.clarabel import (
     EVALUATION_SETTINGS,
+    LEAF_EVALUATION_SETTINGS,
     OmittedCones,
     PersistentSOCP,
     solve_clarabel,
@@ -79,6 +80,9 @@ class AreaModel:
         if len(self.cp.own_x) != self.T:
             raise ValueError(f"{sub.name}: expected one own exchange per period")
         self.child_names = [o.area for o in child_offers]
+        # a leaf area's evaluations are never published, a parent's may be (solvers.clarabel.LEAF_EVALUATION_SETTINGS)
+        self.evaluations_publishable = bool(self.child_names)
+        self.evaluation_settings = EVALUATION_SETTINGS if self.evaluations_publishable else LEAF_EVALUATION_SETTINGS
         self.child_cols = child_exchange_columns(self.cp, self.child_names)
         # with cuts, a child is coupled by its exchange, its reactive exchange and its root's squared voltage
         # (docs/model.md §6.4): cuts in (P, Q, w), whose points and slopes have 3T entries; a cut of the child's
@@ -174,15 +178,16 @@ class AreaModel:
         cols = [c.ravel() for c in self.offer_columns.values()]
         return exports, float(np.asarray(x, float)[np.concatenate(cols)].sum()) if cols else 0.0
 
-    def _solve(self, prog: Program):
+    def _solve(self, prog: Program, *, published: bool = False):
+        """Solve a continuous program of this area; `published`: its point is published (e.g. the base-case
+        exchange a held-exchange scheme schedules), so it is solved at EVALUATION_SETTINGS even in a leaf area."""
         self.evaluations += 1
         if prog.has_integers:
             raise ValueError("AreaModel evaluations are continuous; use dispatch() for binaries")
+        settings = EVALUATION_SETTINGS if published else self.evaluation_settings
         # an evaluation or a range is never priced: no simplex basis to hand back (solvers.highs.solve_highs)
         return (
-            solve_clarabel(prog, omitted=self.omitted, **EVALUATION_SETTINGS)
-            if prog.has_cones
-            else solve(prog, keep_basis=False)
+            solve_clarabel(prog, omitted=self.omitted, **settings) if prog.has_cones else solve(prog, keep_basis=False)
         )
 
     def rows_for(self, x_hat: np.ndarray) -> np.ndarray:
@@ -208,7 +213,7 @@ class AreaModel:
         if solver is None:
             prog = self._program_at(x_hat)
             solver = self._parametric[len(rows)] = PersistentSOCP(
-                prog, rows, omitted=self.omitted, **EVALUATION_SETTINGS
+                prog, rows, omitted=self.omitted, **self.evaluation_settings
             )
         self.evaluations += 1
         solver.set_equalities(x_hat)

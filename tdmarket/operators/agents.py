@@ -280,7 +280,7 @@ class DSO:
         c[xi] = 0.0
         c += cp.dist.loss_cost(prog.n)  # € per MW of loss (zero where the formulation has no losses)
         prog.set_cost(c)
-        sol = model._solve(prog)
+        sol = model._solve(prog, published=True)
         if sol.status not in (SolveStatus.OPTIMAL, SolveStatus.ALMOST_OPTIMAL):  # a schedule, not a price
             raise SolverError(f"{self.name}: base-case exchange failed ({sol.status.value})")
         x0 = sol.x[cp.own_x]
@@ -635,8 +635,9 @@ class DSO:
                 except EvaluationError:
                     pass
                 known = self._relaxed.relaxation_at(x_star)
-        if known is not None and not model.cp.prog.has_integers:
-            # a continuous dispatch is that relaxation (a relaxed run: italy-652 solved each DSO's SOCP at x* again)
+        if known is not None and not model.cp.prog.has_integers and model.evaluations_publishable:
+            # a continuous dispatch is that relaxation where it was solved at the published settings (a parent's, so
+            # that its children stay where they were evaluated); a leaf's is solved again (LEAF_EVALUATION_SETTINGS)
             try:
                 sol = require(copy.deepcopy(known), model.cp.prog, "clearing")
                 return sol, {"binaries": 0, "lower_bound": None, "gap": None, "rounds": []}
