@@ -82,7 +82,6 @@ class AreaModel:
         self.child_names = [o.area for o in child_offers]
         # a leaf area's evaluations are never published, a parent's may be (solvers.clarabel.LEAF_EVALUATION_SETTINGS)
         self.evaluations_publishable = bool(self.child_names)
-        self.evaluation_settings = EVALUATION_SETTINGS if self.evaluations_publishable else LEAF_EVALUATION_SETTINGS
         self.child_cols = child_exchange_columns(self.cp, self.child_names)
         # with cuts, a child is coupled by its exchange, its reactive exchange and its root's squared voltage
         # (docs/model.md §6.4): cuts in (P, Q, w), whose points and slopes have 3T entries; a cut of the child's
@@ -178,16 +177,21 @@ class AreaModel:
         cols = [c.ravel() for c in self.offer_columns.values()]
         return exports, float(np.asarray(x, float)[np.concatenate(cols)].sum()) if cols else 0.0
 
+    def _settings(self, published: bool = False) -> dict:
+        """Clarabel settings of this area's solves: a leaf's looser gap unless the point is published."""
+        return EVALUATION_SETTINGS if published or self.evaluations_publishable else LEAF_EVALUATION_SETTINGS
+
     def _solve(self, prog: Program, *, published: bool = False):
         """Solve a continuous program of this area; `published`: its point is published (e.g. the base-case
         exchange a held-exchange scheme schedules), so it is solved at EVALUATION_SETTINGS even in a leaf area."""
         self.evaluations += 1
         if prog.has_integers:
             raise ValueError("AreaModel evaluations are continuous; use dispatch() for binaries")
-        settings = EVALUATION_SETTINGS if published else self.evaluation_settings
         # an evaluation or a range is never priced: no simplex basis to hand back (solvers.highs.solve_highs)
         return (
-            solve_clarabel(prog, omitted=self.omitted, **settings) if prog.has_cones else solve(prog, keep_basis=False)
+            solve_clarabel(prog, omitted=self.omitted, **self._settings(published))
+            if prog.has_cones
+            else solve(prog, keep_basis=False)
         )
 
     def rows_for(self, x_hat: np.ndarray) -> np.ndarray:
@@ -212,9 +216,7 @@ class AreaModel:
         solver = self._parametric.get(len(rows))
         if solver is None:
             prog = self._program_at(x_hat)
-            solver = self._parametric[len(rows)] = PersistentSOCP(
-                prog, rows, omitted=self.omitted, **self.evaluation_settings
-            )
+            solver = self._parametric[len(rows)] = PersistentSOCP(prog, rows, omitted=self.omitted, **self._settings())
         self.evaluations += 1
         solver.set_equalities(x_hat)
         sol = solver.solve()
