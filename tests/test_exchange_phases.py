@@ -307,3 +307,54 @@ def test_level_rounds_probe_the_bounds_point(monkeypatch):
         assert len(at) == 2 and not np.array_equal(at[0], at[1])
     for h in probed.history:
         assert h["upper_bound"] <= min(h["point_upper_bound"], h.get("probe_upper_bound", np.inf))
+
+
+def test_mixed_integer_rounds_propose_the_level_step_in_the_bound_masters_configuration():
+    """From the second mixed-integer round on, the point evaluated is the level step with the parent's binaries
+    held at the bound master's configuration (nearest to the best point, at LB + λ(UB − LB)); the bound master's
+    own point is probed after it.  Here the bound master proposes X0, then X2 twice: round 2 evaluates the level
+    step and probes X2 (every child asked), so round 3's repeat of X2 ends the phase."""
+    x1 = np.array([[0.8], [0.0]])  # the level step: nearer C_0's minimum and C_1's kink
+    x2 = np.array([[0.3], [0.4]])
+    calls: list = []
+
+    class LevelMaster(ScriptedMaster):
+        def solve_level(self, center, level):
+            calls.append(("level", center.copy(), level))
+            return "level solution"
+
+    def hold_integer(point):
+        calls.append(("hold", point.x.copy()))
+
+        def point_from(ms):
+            assert ms == "level solution"
+            return ParentPoint(x=x1.copy(), own_cost=10.0, lower_bound=-np.inf, handle=None, integer=True)
+
+        return point_from, lambda: calls.append(("release",))
+
+    lb_master = 8.0
+    proposals = iter([X0, x2, x2])
+
+    def clear_integer(pool, remaining, box):
+        return ParentPoint(x=next(proposals).copy(), own_cost=10.0, lower_bound=lb_master, handle=None, integer=True)
+
+    asked: list = []
+    evaluated: list = []
+    ex = scripted_exchange(asked, CutPool(T=1))
+    ex.master = LevelMaster()  # type: ignore[assignment]
+    ex.hold_integer, ex.clear_integer = hold_integer, clear_integer
+    inner = ex.evaluate
+    ex.evaluate = lambda x, phase, k, a: (evaluated.append((k, x.ravel().tolist())), inner(x, phase, k, a))[1]
+    best, best_ub, lb, stop = ex._milp_phase(-np.inf)
+    ub0, ub1, ub2 = (10.0 + child_costs(x)[0].sum() for x in (X0, x1, x2))
+    assert ub1 < ub0 < ub2
+    assert evaluated == [(1, [0.5, 0.2]), (2, [0.8, 0.0]), (2, [0.3, 0.4])]
+    assert asked == [None, None, None]
+    assert calls[0][0] == "hold" and np.array_equal(calls[0][1], x2)  # the bound point's configuration
+    assert calls[1][0] == "level" and np.array_equal(calls[1][1], X0)  # centred on the best point so far
+    assert calls[1][2] == pytest.approx(lb_master + ExchangeSettings().level * (ub0 - lb_master))
+    assert calls[2] == ("release",) and len(calls) == 3
+    assert stop is not None and stop[0] == "stall" and "repeated" in stop[1]
+    assert best_ub == ub1 and np.array_equal(best.x, x1) and lb == lb_master
+    assert [h["master"] for h in ex.history] == ["milp", "milp"]
+    assert ex.history[1]["probe_upper_bound"] == ub2 and ex.history[1]["upper_bound"] == ub1
