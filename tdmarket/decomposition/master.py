@@ -336,8 +336,10 @@ class CutMaster:
         )
 
     def solve_fixed(self, x: np.ndarray) -> MasterSolution:
-        """The master with the exchanges fixed at `x` (prices consistent with a published relaxed point)."""
-        out = self.solve_with_columns_fixed(self.x_cols.ravel(), np.asarray(x, float).ravel())
+        """The master with the exchanges fixed at `x` (prices consistent with a published relaxed point), with its
+        simplex basis: the point's price intervals start from it (`market.dual_face`; measured on italy-652 in a
+        federation: 2.45 s by interior point without it)."""
+        out = self.solve_with_columns_fixed(self.x_cols.ravel(), np.asarray(x, float).ravel(), keep_basis=True)
         if out is None:
             raise SolverError("master LP at fixed exchanges failed")
         return out
