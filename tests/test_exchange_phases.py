@@ -358,3 +358,32 @@ def test_mixed_integer_rounds_propose_the_level_step_in_the_bound_masters_config
     assert best_ub == ub1 and np.array_equal(best.x, x1) and lb == lb_master
     assert [h["master"] for h in ex.history] == ["milp", "milp"]
     assert ex.history[1]["probe_upper_bound"] == ub2 and ex.history[1]["upper_bound"] == ub1
+
+
+def test_a_level_step_at_the_bound_masters_own_point_is_asked_once():
+    """When the level step lands on the bound master's point itself (its configuration's level set reaches no
+    nearer), that point is evaluated once, no probe follows, and the bound master repeating it ends the phase."""
+
+    class LevelMaster(ScriptedMaster):
+        def solve_level(self, center, level):
+            return "level solution"
+
+    def hold_integer(point):
+        x = point.x.copy()
+        return (lambda ms: ParentPoint(x=x, own_cost=10.0, lower_bound=-np.inf, handle=None, integer=True)), (
+            lambda: None
+        )
+
+    proposals = iter([X0, np.array([[0.3], [0.4]]), np.array([[0.3], [0.4]])])
+
+    def clear_integer(pool, remaining, box):
+        return ParentPoint(x=next(proposals).copy(), own_cost=10.0, lower_bound=8.0, handle=None, integer=True)
+
+    asked: list = []
+    ex = scripted_exchange(asked, CutPool(T=1))
+    ex.master = LevelMaster()  # type: ignore[assignment]
+    ex.hold_integer, ex.clear_integer = hold_integer, clear_integer
+    _, _, _, stop = ex._milp_phase(-np.inf)
+    assert asked == [None, None]  # X0, then (0.3, 0.4) once
+    assert stop is not None and stop[0] == "stall" and "repeated" in stop[1]
+    assert all("probe_asked" not in h for h in ex.history)

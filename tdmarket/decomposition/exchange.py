@@ -467,11 +467,11 @@ class CutExchange:
             last = (point.x.copy(), bool(vals.asked_mask.all()))
             if ub < best_ub:
                 best, best_ub = point, ub
-            if kelley is not None:
+            if kelley is not None and not np.array_equal(kelley.x, point.x):
                 # the children at the bound master's point too (those still open there): its cuts raise the bound,
                 # which the level steps, kept near the best point, would leave behind (as in the relaxed phase)
                 last = (kelley.x.copy(), False)
-                probed = self._probe(kelley, k, "milp") if not np.array_equal(kelley.x, point.x) else None
+                probed = self._probe(kelley, k, "milp")
                 if probed is not None:
                     last = (kelley.x.copy(), bool(probed[1].asked_mask.all()))
                     if probed[0] < best_ub:
@@ -495,7 +495,7 @@ class CutExchange:
         bound is valid; the configuration's minimum is the master's bound, so its level set is not empty unless
         the master stopped within its own gap above it.  Plain mixed-integer rounds are Kelley's cutting planes,
         which jump across the exchanges' domain (measured: a generated 10-area system 21 → 13 rounds, a
-        generated 7-area one 22 → 11, with as many evaluations: each round asks at both points).  None if the
+        generated 7-area one 22 → 10, with as many evaluations: each round asks at both points).  None if the
         parent has no binaries, or no level step was found."""
         held = None if self.hold_integer is None else self.hold_integer(bound_point)
         if held is None:
