@@ -40,3 +40,26 @@ def example_federation_hierarchical(example_federation):
     from tdmarket.federation import clear_federation
 
     return clear_federation(example_federation, "hierarchical", relax=True, executor="inline")
+
+
+@pytest.fixture
+def hierarchical_exchange(monkeypatch):
+    """A context manager: inside `with hierarchical_exchange(milp_level=False):` the hierarchical scheme's cut
+    exchanges run with those `ExchangeSettings` fields changed (e.g. a setting that has no user option)."""
+    import contextlib
+    import dataclasses
+
+    from tdmarket.decomposition.exchange import ExchangeSettings
+    from tdmarket.schemes import hierarchical
+
+    @contextlib.contextmanager
+    def changed(**fields):
+        with monkeypatch.context() as m:
+            m.setattr(
+                hierarchical,
+                "ExchangeSettings",
+                lambda **kw: dataclasses.replace(ExchangeSettings(**kw), **fields),
+            )
+            yield
+
+    return changed

@@ -145,29 +145,19 @@ def test_cli_writes_info_reads_and_bad_options_exit_2(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_hierarchical_holds_the_tso_binaries_after_the_mixed_integer_rounds(tmp_path, monkeypatch):
+def test_hierarchical_holds_the_tso_binaries_after_the_mixed_integer_rounds(tmp_path, hierarchical_exchange):
     """15 small areas whose TSO's binaries matter (docs/model.md §6.3 step 5).  With plain cutting planes
     (`milp_level` off) the 30 mixed-integer rounds end at their limit 3.5e-3 above centralized with the TSO's
     configuration already centralized's; the level rounds with those binaries held, then one more mixed-integer
     master, end within 1e-4 of centralized and certify it.  With the level steps (the default) the mixed-integer
     rounds end on the gap themselves, in fewer rounds, and nothing is held."""
-    import dataclasses
-
-    from tdmarket.decomposition.exchange import ExchangeSettings
-    from tdmarket.schemes import hierarchical
-
     out = tmp_path / "system"
     generate_system(out, GenerateOptions(dsos=15, periods=4, seed=202, feeder_size="small"))
     inst = tdmarket.load(out)
     central = tdmarket.clear(inst, scheme="centralized", mip_gap=1e-6, incentives=False).total_cost
     phases = {}
     for level in (False, True):
-        with monkeypatch.context() as m:
-            m.setattr(
-                hierarchical,
-                "ExchangeSettings",
-                lambda **kw: dataclasses.replace(ExchangeSettings(**kw), milp_level=level),
-            )
+        with hierarchical_exchange(milp_level=level):
             res = tdmarket.clear(inst, scheme="hierarchical", executor="inline", incentives=False)
         phases[level] = [h["master"] for h in res.summary["iterations"]]
         assert abs(res.total_cost - central) <= 1e-4 * abs(central)

@@ -7,7 +7,6 @@ Needs pandapower and simbench (the `generate` extra); skipped without them, exce
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import os
 
@@ -19,9 +18,7 @@ if importlib.util.find_spec("simbench") is None or importlib.util.find_spec("pan
     pytest.skip("pandapower and simbench are not installed (pip install 'tdmarket[generate]')", allow_module_level=True)
 
 import tdmarket
-from tdmarket.decomposition.exchange import ExchangeSettings
 from tdmarket.generate.system import GenerateOptions, generate_system
-from tdmarket.schemes import hierarchical
 
 # a fresh generated system (never tuned on) whose TSO's binaries leave an integrality gap after the relaxed phase:
 # measured 2026-12-05, 22 mixed-integer rounds of plain cutting planes, 10 with level steps
@@ -29,18 +26,13 @@ OPTIONS = GenerateOptions(dsos=7, periods=3, seed=64, feeder_size="small")
 
 
 @pytest.mark.slow
-def test_level_steps_shorten_the_mixed_integer_rounds_and_keep_the_certificate(tmp_path, monkeypatch):
+def test_level_steps_shorten_the_mixed_integer_rounds_and_keep_the_certificate(tmp_path, hierarchical_exchange):
     generate_system(tmp_path / "system", OPTIONS)
     inst = tdmarket.load(tmp_path / "system")
     common = tdmarket.clear(inst, scheme="common", mip_gap=1e-6, incentives=False).total_cost
     runs = {}
     for level in (False, True):
-        with monkeypatch.context() as m:
-            m.setattr(
-                hierarchical,
-                "ExchangeSettings",
-                lambda **kw: dataclasses.replace(ExchangeSettings(**kw), milp_level=level),
-            )
+        with hierarchical_exchange(milp_level=level):
             res = tdmarket.clear(inst, scheme="hierarchical", executor="inline", incentives=False)
         cert = res.summary["certificate"]
         milp = [h for h in res.summary["iterations"] if h["master"] == "milp"]
