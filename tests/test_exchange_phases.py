@@ -309,14 +309,10 @@ def test_level_rounds_probe_the_bounds_point(monkeypatch):
         assert h["upper_bound"] <= min(h["point_upper_bound"], h.get("probe_upper_bound", np.inf))
 
 
-def test_mixed_integer_rounds_propose_the_level_step_in_the_bound_masters_configuration():
-    """From the second mixed-integer round on, the point evaluated is the level step with the parent's binaries
-    held at the bound master's configuration (nearest to the best point, at LB + λ(UB − LB)); the bound master's
-    own point is probed after it.  Here the bound master proposes X0, then X2 twice: round 2 evaluates the level
-    step and probes X2 (every child asked), so round 3's repeat of X2 ends the phase."""
-    x1 = np.array([[0.8], [0.0]])  # the level step: nearer C_0's minimum and C_1's kink
-    x2 = np.array([[0.3], [0.4]])
-    calls: list = []
+def _level_exchange(asked: list, proposals: list, level_step, calls: list) -> CutExchange:
+    """`scripted_exchange` whose bound master proposes `proposals` in turn (bound 8 EUR) and whose level step, with
+    the binaries held at the bound point's configuration, lands at `level_step(bound point x)`; the holds, level
+    solves and releases are logged in `calls`."""
 
     class LevelMaster(ScriptedMaster):
         def solve_level(self, center, level):
@@ -325,24 +321,37 @@ def test_mixed_integer_rounds_propose_the_level_step_in_the_bound_masters_config
 
     def hold_integer(point):
         calls.append(("hold", point.x.copy()))
+        x = level_step(point.x.copy())
 
         def point_from(ms):
             assert ms == "level solution"
-            return ParentPoint(x=x1.copy(), own_cost=10.0, lower_bound=-np.inf, handle=None, integer=True)
+            return ParentPoint(x=x, own_cost=10.0, lower_bound=-np.inf, handle=None, integer=True)
 
         return point_from, lambda: calls.append(("release",))
 
-    lb_master = 8.0
-    proposals = iter([X0, x2, x2])
+    bound_points = iter(proposals)
 
     def clear_integer(pool, remaining, box):
-        return ParentPoint(x=next(proposals).copy(), own_cost=10.0, lower_bound=lb_master, handle=None, integer=True)
+        return ParentPoint(x=next(bound_points).copy(), own_cost=10.0, lower_bound=8.0, handle=None, integer=True)
 
-    asked: list = []
-    evaluated: list = []
     ex = scripted_exchange(asked, CutPool(T=1))
     ex.master = LevelMaster()  # type: ignore[assignment]
     ex.hold_integer, ex.clear_integer = hold_integer, clear_integer
+    return ex
+
+
+def test_mixed_integer_rounds_propose_the_level_step_in_the_bound_masters_configuration():
+    """From the second mixed-integer round on, the point evaluated is the level step with the parent's binaries
+    held at the bound master's configuration (nearest to the best point, at LB + λ(UB − LB)); the bound master's
+    own point is probed after it.  Here the bound master proposes X0, then X2 twice: round 2 evaluates the level
+    step and probes X2 (every child asked), so round 3's repeat of X2 ends the phase."""
+    x1 = np.array([[0.8], [0.0]])  # the level step: nearer C_0's minimum and C_1's kink
+    x2 = np.array([[0.3], [0.4]])
+    lb_master = 8.0
+    calls: list = []
+    asked: list = []
+    evaluated: list = []
+    ex = _level_exchange(asked, [X0, x2, x2], lambda x: x1.copy(), calls)
     inner = ex.evaluate
     ex.evaluate = lambda x, phase, k, a: (evaluated.append((k, x.ravel().tolist())), inner(x, phase, k, a))[1]
     best, best_ub, lb, stop = ex._milp_phase(-np.inf)
@@ -363,26 +372,9 @@ def test_mixed_integer_rounds_propose_the_level_step_in_the_bound_masters_config
 def test_a_level_step_at_the_bound_masters_own_point_is_asked_once():
     """When the level step lands on the bound master's point itself (its configuration's level set reaches no
     nearer), that point is evaluated once, no probe follows, and the bound master repeating it ends the phase."""
-
-    class LevelMaster(ScriptedMaster):
-        def solve_level(self, center, level):
-            return "level solution"
-
-    def hold_integer(point):
-        x = point.x.copy()
-        return (lambda ms: ParentPoint(x=x, own_cost=10.0, lower_bound=-np.inf, handle=None, integer=True)), (
-            lambda: None
-        )
-
-    proposals = iter([X0, np.array([[0.3], [0.4]]), np.array([[0.3], [0.4]])])
-
-    def clear_integer(pool, remaining, box):
-        return ParentPoint(x=next(proposals).copy(), own_cost=10.0, lower_bound=8.0, handle=None, integer=True)
-
+    x2 = np.array([[0.3], [0.4]])
     asked: list = []
-    ex = scripted_exchange(asked, CutPool(T=1))
-    ex.master = LevelMaster()  # type: ignore[assignment]
-    ex.hold_integer, ex.clear_integer = hold_integer, clear_integer
+    ex = _level_exchange(asked, [X0, x2, x2], lambda x: x, [])
     _, _, _, stop = ex._milp_phase(-np.inf)
     assert asked == [None, None]  # X0, then (0.3, 0.4) once
     assert stop is not None and stop[0] == "stall" and "repeated" in stop[1]
